@@ -1,0 +1,762 @@
+//! Train / validation / test splits, written to one JSON file that every later step and
+//! report names (by path and by its content id).
+//!
+//! Three protocols, all seeded and stratified by emotion:
+//! - `random`: 70/15/15 within each emotion (the reference study's protocol);
+//! - `speaker-A-to-B`: train and validate on speaker A, test on speaker B, for every
+//!   speaker held out in turn (with TESS: OAF→YAF and YAF→OAF);
+//! - `word`: the words are split 70/15/15, so no word is in two parts.
+//!
+//! Splits list utterance ids (`OAF_back_angry`), never paths, and the shuffles use a
+//! portable generator (ChaCha8) over id-sorted input: the same seed gives the same split
+//! on any machine, wherever the corpus sits.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use models::Emotion;
+use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::manifest::{Manifest, ManifestEntry, write_atomically};
+
+/// Version of the splits file layout.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Seed and proportions.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SplitConfig {
+    /// Seed of every shuffle.
+    pub seed: u64,
+    /// Relative sizes of train, validation and test (need not sum to 1).
+    pub ratios: [f64; 3],
+}
+
+impl Default for SplitConfig {
+    fn default() -> Self {
+        Self {
+            seed: 42,
+            ratios: [0.70, 0.15, 0.15],
+        }
+    }
+}
+
+/// What a split keeps apart between its parts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SplitKind {
+    /// Utterances shuffled within each emotion.
+    Random,
+    /// Test speaker never seen in training or validation.
+    Speaker {
+        /// Speakers of train and validation.
+        train_speakers: Vec<String>,
+        /// The held-out speaker.
+        test_speaker: String,
+    },
+    /// No word in two parts.
+    Word,
+}
+
+/// One split: utterance ids per part.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Split {
+    /// Name used on the command line and in reports (`random`, `speaker-OAF-to-YAF`, `word`).
+    pub name: String,
+    /// What is kept apart.
+    #[serde(flatten)]
+    pub kind: SplitKind,
+    /// Training ids, sorted.
+    pub train: Vec<String>,
+    /// Validation ids (early stopping), sorted.
+    pub val: Vec<String>,
+    /// Test ids, sorted.
+    pub test: Vec<String>,
+}
+
+impl Split {
+    /// The three parts with their names.
+    pub fn parts(&self) -> [(&'static str, &[String]); 3] {
+        [
+            ("train", &self.train),
+            ("val", &self.val),
+            ("test", &self.test),
+        ]
+    }
+}
+
+/// All splits of one manifest, as written to `splits.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SplitSet {
+    /// Layout version ([`FORMAT_VERSION`]).
+    pub format: u32,
+    /// Content id (first 12 hex digits of a SHA-256 over seed, ratios and parts): reports
+    /// quote it so a figure can be traced to the exact split.
+    pub id: String,
+    /// Seed and ratios used.
+    pub config: SplitConfig,
+    /// SHA-256 of the manifest's sorted ids: which corpus these splits are for.
+    pub manifest_digest: String,
+    /// Number of utterances in that manifest.
+    pub utterances: usize,
+    /// The splits, in a fixed order.
+    pub splits: Vec<Split>,
+}
+
+/// Splits that cannot be made, read or trusted.
+#[derive(Debug, thiserror::Error)]
+pub enum SplitError {
+    /// Ratios negative, all zero or not finite.
+    #[error("split ratios {0:?} must be non-negative, finite and not all zero")]
+    BadRatios([f64; 3]),
+    /// File-system trouble.
+    #[error("{path}: {source}")]
+    Io {
+        /// The splits file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Not a splits file.
+    #[error("{path}: not a splits file ({source}); make one with `host-trainer data split`")]
+    Json {
+        /// The splits file.
+        path: PathBuf,
+        /// The cause.
+        source: serde_json::Error,
+    },
+    /// Written by a newer version.
+    #[error(
+        "{path}: splits format {found} is newer than this program understands ({FORMAT_VERSION}); update host-trainer"
+    )]
+    NewerFormat {
+        /// The splits file.
+        path: PathBuf,
+        /// Its format.
+        found: u32,
+    },
+    /// The file does not match its own id: edited by hand or damaged.
+    #[error(
+        "splits file id {stored} does not match its content ({computed}): it was edited or damaged; re-run `host-trainer data split`"
+    )]
+    Tampered {
+        /// Id in the file.
+        stored: String,
+        /// Id of the content.
+        computed: String,
+    },
+    /// Made for another manifest.
+    #[error(
+        "these splits were made for another manifest ({expected_utterances} utterances, digest {expected}) than the one given ({found_utterances} utterances, digest {found}); re-run `host-trainer data split` on it"
+    )]
+    OtherManifest {
+        /// Digest in the splits file.
+        expected: String,
+        /// Digest of the manifest given.
+        found: String,
+        /// Utterances in the splits' manifest.
+        expected_utterances: usize,
+        /// Utterances in the manifest given.
+        found_utterances: usize,
+    },
+    /// A promise broken: an id in two parts, a speaker or word on both sides, an id
+    /// not in the manifest.
+    #[error("split {split}: {problem}")]
+    Broken {
+        /// The split.
+        split: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// No split of that name.
+    #[error("no split named '{name}'; this file has: {available}")]
+    Unknown {
+        /// Name asked for.
+        name: String,
+        /// Names present.
+        available: String,
+    },
+}
+
+impl SplitSet {
+    /// Makes every split of `manifest`.
+    pub fn make(manifest: &Manifest, config: SplitConfig) -> Result<Self, SplitError> {
+        let ratios = config.ratios;
+        if ratios.iter().any(|r| !r.is_finite() || *r < 0.0) || ratios.iter().sum::<f64>() <= 0.0 {
+            return Err(SplitError::BadRatios(ratios));
+        }
+        let mut splits = vec![random_split(manifest, config)];
+        let speakers: BTreeSet<&str> = manifest
+            .entries()
+            .iter()
+            .map(|e| e.speaker.as_str())
+            .collect();
+        if speakers.len() >= 2 {
+            let mut by_speaker: Vec<Split> = speakers
+                .iter()
+                .map(|test_speaker| speaker_split(manifest, config, test_speaker))
+                .collect();
+            by_speaker.sort_by(|a, b| a.name.cmp(&b.name));
+            splits.extend(by_speaker);
+        }
+        splits.push(word_split(manifest, config));
+        let mut set = SplitSet {
+            format: FORMAT_VERSION,
+            id: String::new(),
+            config,
+            manifest_digest: manifest_digest(manifest),
+            utterances: manifest.len(),
+            splits,
+        };
+        set.id = set.content_id();
+        Ok(set)
+    }
+
+    /// The split called `name`.
+    pub fn get(&self, name: &str) -> Result<&Split, SplitError> {
+        self.splits
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| SplitError::Unknown {
+                name: name.to_string(),
+                available: self.names().join(", "),
+            })
+    }
+
+    /// Names of all splits, in file order.
+    pub fn names(&self) -> Vec<String> {
+        self.splits.iter().map(|s| s.name.clone()).collect()
+    }
+
+    /// Writes pretty JSON atomically.
+    pub fn write_json(&self, path: &Path) -> Result<(), SplitError> {
+        let io = |source| SplitError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut text = serde_json::to_string_pretty(self).map_err(|e| io(e.into()))?;
+        text.push('\n');
+        write_atomically(path, text.as_bytes()).map_err(io)
+    }
+
+    /// Reads a splits file and checks its format and its id.
+    pub fn read_json(path: &Path) -> Result<Self, SplitError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SplitError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        // Look at the version first so a newer layout gets the right message.
+        let json = |source| SplitError::Json {
+            path: path.to_path_buf(),
+            source,
+        };
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(json)?;
+        if let Some(found) = value.get("format").and_then(|f| f.as_u64())
+            && found > u64::from(FORMAT_VERSION)
+        {
+            return Err(SplitError::NewerFormat {
+                path: path.to_path_buf(),
+                found: u32::try_from(found).unwrap_or(u32::MAX),
+            });
+        }
+        let set: SplitSet = serde_json::from_value(value).map_err(json)?;
+        let computed = set.content_id();
+        if computed != set.id {
+            return Err(SplitError::Tampered {
+                stored: set.id,
+                computed,
+            });
+        }
+        Ok(set)
+    }
+
+    /// Checks the splits against a manifest: same corpus, every id known, parts
+    /// disjoint, speakers or words kept apart where the split promises it.
+    pub fn check(&self, manifest: &Manifest) -> Result<(), SplitError> {
+        let found = manifest_digest(manifest);
+        if found != self.manifest_digest {
+            return Err(SplitError::OtherManifest {
+                expected: self.manifest_digest.clone(),
+                found,
+                expected_utterances: self.utterances,
+                found_utterances: manifest.len(),
+            });
+        }
+        for split in &self.splits {
+            check_split(split, manifest)?;
+        }
+        Ok(())
+    }
+
+    /// A Markdown table: per split and part, the number of utterances and the range of
+    /// per-emotion counts (equal ranges show the stratification held).
+    pub fn summary_markdown(&self, manifest: &Manifest) -> String {
+        let mut out = String::from(
+            "| split | keeps apart | train | val | test |\n|---|---|---:|---:|---:|\n",
+        );
+        for split in &self.splits {
+            let apart = match &split.kind {
+                SplitKind::Random => "nothing (stratified by emotion)".to_string(),
+                SplitKind::Speaker { test_speaker, .. } => format!("speaker {test_speaker}"),
+                SplitKind::Word => "words".to_string(),
+            };
+            let _ = write!(out, "| {} | {apart} |", split.name);
+            for (_, ids) in split.parts() {
+                let mut per_emotion = [0usize; Emotion::COUNT];
+                for id in ids {
+                    if let Some(entry) = manifest.get(id) {
+                        per_emotion[entry.emotion.index()] += 1;
+                    }
+                }
+                let min = per_emotion.iter().min().copied().unwrap_or(0);
+                let max = per_emotion.iter().max().copied().unwrap_or(0);
+                let spread = if min == max {
+                    format!("{min}")
+                } else {
+                    format!("{min}–{max}")
+                };
+                let _ = write!(out, " {} ({spread}/emotion) |", ids.len());
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    fn content_id(&self) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(self.config.seed.to_le_bytes());
+        for ratio in self.config.ratios {
+            hasher.update(ratio.to_le_bytes());
+        }
+        hasher.update(self.manifest_digest.as_bytes());
+        for split in &self.splits {
+            hasher.update(split.name.as_bytes());
+            for (part, ids) in split.parts() {
+                hasher.update(part.as_bytes());
+                for id in ids {
+                    hasher.update(id.as_bytes());
+                    hasher.update(b"\n");
+                }
+            }
+        }
+        hex(&hasher.finalize())[..12].to_string()
+    }
+}
+
+/// SHA-256 over the manifest's sorted ids: the corpus, independent of where it sits.
+pub fn manifest_digest(manifest: &Manifest) -> String {
+    let mut hasher = Sha256::new();
+    for entry in manifest.entries() {
+        hasher.update(entry.id.as_bytes());
+        hasher.update(b"\n");
+    }
+    hex(&hasher.finalize())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// 70/15/15 within each emotion.
+fn random_split(manifest: &Manifest, config: SplitConfig) -> Split {
+    let mut rng = rng_for(config.seed, "random");
+    let mut parts = [Vec::new(), Vec::new(), Vec::new()];
+    for group in by_emotion(manifest.entries().iter()) {
+        let [train, val, test] = cut(shuffled(group, &mut rng), config.ratios);
+        parts[0].extend(train);
+        parts[1].extend(val);
+        parts[2].extend(test);
+    }
+    finish("random".into(), SplitKind::Random, parts)
+}
+
+/// Train and validate on every speaker but `test_speaker`; test on `test_speaker`.
+fn speaker_split(manifest: &Manifest, config: SplitConfig, test_speaker: &str) -> Split {
+    let mut train_speakers: Vec<String> = manifest
+        .entries()
+        .iter()
+        .map(|e| e.speaker.clone())
+        .filter(|s| s != test_speaker)
+        .collect();
+    train_speakers.sort();
+    train_speakers.dedup();
+    let name = format!("speaker-{}-to-{test_speaker}", train_speakers.join("+"));
+    let mut rng = rng_for(config.seed, &name);
+    // Validation is carved from the training speakers, keeping train:val as in `ratios`.
+    let [train_ratio, val_ratio, _] = config.ratios;
+    let seen = manifest
+        .entries()
+        .iter()
+        .filter(|e| e.speaker != test_speaker);
+    let mut parts = [Vec::new(), Vec::new(), Vec::new()];
+    for group in by_emotion(seen) {
+        let [train, val, _] = cut(shuffled(group, &mut rng), [train_ratio, val_ratio, 0.0]);
+        parts[0].extend(train);
+        parts[1].extend(val);
+    }
+    parts[2] = manifest
+        .entries()
+        .iter()
+        .filter(|e| e.speaker == test_speaker)
+        .map(|e| e.id.clone())
+        .collect();
+    let kind = SplitKind::Speaker {
+        train_speakers,
+        test_speaker: test_speaker.to_string(),
+    };
+    finish(name, kind, parts)
+}
+
+/// Words split 70/15/15; every utterance follows its word. TESS says every word in all
+/// seven emotions, so the emotion balance carries over to each part.
+fn word_split(manifest: &Manifest, config: SplitConfig) -> Split {
+    let mut rng = rng_for(config.seed, "word");
+    let words: BTreeSet<String> = manifest.entries().iter().map(|e| e.word.clone()).collect();
+    let mut word_parts = cut(
+        shuffled(words.into_iter().collect(), &mut rng),
+        config.ratios,
+    );
+    // With few words rounding can empty a part; give each non-zero part one word.
+    for part in [1, 2] {
+        if word_parts[part].is_empty() && config.ratios[part] > 0.0 && word_parts[0].len() > 1 {
+            let moved = word_parts[0].pop().unwrap_or_default();
+            word_parts[part].push(moved);
+        }
+    }
+    let part_of: BTreeMap<&str, usize> = word_parts
+        .iter()
+        .enumerate()
+        .flat_map(|(i, words)| words.iter().map(move |w| (w.as_str(), i)))
+        .collect();
+    let mut parts = [Vec::new(), Vec::new(), Vec::new()];
+    for entry in manifest.entries() {
+        parts[part_of[entry.word.as_str()]].push(entry.id.clone());
+    }
+    finish("word".into(), SplitKind::Word, parts)
+}
+
+fn finish(name: String, kind: SplitKind, mut parts: [Vec<String>; 3]) -> Split {
+    for part in &mut parts {
+        part.sort();
+    }
+    let [train, val, test] = parts;
+    Split {
+        name,
+        kind,
+        train,
+        val,
+        test,
+    }
+}
+
+/// Ids grouped by emotion, in emotion order then id order.
+fn by_emotion<'a>(entries: impl Iterator<Item = &'a ManifestEntry>) -> Vec<Vec<String>> {
+    let mut groups = vec![Vec::new(); Emotion::COUNT];
+    for entry in entries {
+        groups[entry.emotion.index()].push(entry.id.clone());
+    }
+    for group in &mut groups {
+        group.sort();
+    }
+    groups
+}
+
+/// Cuts `items` into three parts sized by `ratios` (rounded at cumulative boundaries,
+/// so the parts always add up to the whole).
+fn cut<T>(mut items: Vec<T>, ratios: [f64; 3]) -> [Vec<T>; 3] {
+    let total: f64 = ratios.iter().sum();
+    let n = items.len();
+    let boundary = |upto: f64| ((n as f64 * upto / total).round() as usize).min(n);
+    let first = boundary(ratios[0]);
+    let second = boundary(ratios[0] + ratios[1]).max(first);
+    let test = items.split_off(second);
+    let val = items.split_off(first);
+    [items, val, test]
+}
+
+/// A generator per split name, so adding a protocol never changes another's split.
+fn rng_for(seed: u64, split_name: &str) -> ChaCha8Rng {
+    // FNV-1a: a stable, portable hash of the name (std's hashers are neither).
+    let stream = split_name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(stream);
+    rng
+}
+
+/// Fisher–Yates with an unbiased draw, independent of `rand`'s version.
+fn shuffled<T>(mut items: Vec<T>, rng: &mut ChaCha8Rng) -> Vec<T> {
+    for i in (1..items.len()).rev() {
+        let bound = i as u64 + 1;
+        let zone = u64::MAX - (u64::MAX % bound);
+        let j = loop {
+            let x = rng.next_u64();
+            if x < zone {
+                break (x % bound) as usize;
+            }
+        };
+        items.swap(i, j);
+    }
+    items
+}
+
+fn check_split(split: &Split, manifest: &Manifest) -> Result<(), SplitError> {
+    let broken = |problem: String| SplitError::Broken {
+        split: split.name.clone(),
+        problem,
+    };
+    let mut part_of: BTreeMap<&str, &str> = BTreeMap::new();
+    for (part, ids) in split.parts() {
+        for id in ids {
+            if manifest.get(id).is_none() {
+                return Err(broken(format!(
+                    "{part} names {id}, which the manifest lacks"
+                )));
+            }
+            if let Some(other) = part_of.insert(id, part) {
+                return Err(broken(format!("{id} is in both {other} and {part}")));
+            }
+        }
+    }
+    let key_of = |entry: &ManifestEntry| -> Option<String> {
+        match &split.kind {
+            SplitKind::Random => None,
+            SplitKind::Speaker { .. } => Some(entry.speaker.clone()),
+            SplitKind::Word => Some(entry.word.clone()),
+        }
+    };
+    let mut side_of: BTreeMap<String, &str> = BTreeMap::new();
+    for (part, ids) in split.parts() {
+        // A speaker split keeps train and val together on one side, test on the other.
+        let side = match (&split.kind, part) {
+            (SplitKind::Speaker { .. }, "val") => "train",
+            _ => part,
+        };
+        for id in ids {
+            let Some(key) = manifest.get(id).and_then(key_of) else {
+                continue;
+            };
+            if let Some(other) = side_of.insert(key.clone(), side)
+                && other != side
+            {
+                return Err(broken(format!("{key} appears in both {other} and {part}")));
+            }
+        }
+    }
+    if let SplitKind::Speaker { test_speaker, .. } = &split.kind
+        && let Some(id) = split
+            .test
+            .iter()
+            .find(|id| manifest.get(id).is_some_and(|e| &e.speaker != test_speaker))
+    {
+        return Err(broken(format!(
+            "test holds {id}, not spoken by {test_speaker}"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WORDS: [&str; 12] = [
+        "back", "bath", "chair", "dog", "food", "good", "home", "king", "love", "mood", "rain",
+        "youth",
+    ];
+
+    fn corpus() -> Manifest {
+        let mut entries = Vec::new();
+        for speaker in ["OAF", "YAF"] {
+            for word in WORDS {
+                for emotion in Emotion::ALL {
+                    entries.push(ManifestEntry {
+                        id: ManifestEntry::id_of(speaker, word, emotion),
+                        path: format!("/x/{speaker}_{word}.wav").into(),
+                        speaker: speaker.into(),
+                        word: word.into(),
+                        emotion,
+                        transcript: word.into(),
+                        sample_rate: 24_414,
+                        duration_s: 1.0,
+                    });
+                }
+            }
+        }
+        Manifest::new(entries)
+    }
+
+    #[test]
+    fn same_seed_same_splits_other_seed_other_splits() {
+        let manifest = corpus();
+        let a = SplitSet::make(&manifest, SplitConfig::default()).unwrap();
+        let b = SplitSet::make(&manifest, SplitConfig::default()).unwrap();
+        assert_eq!(a, b);
+        let c = SplitSet::make(
+            &manifest,
+            SplitConfig {
+                seed: 7,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_ne!(a.get("random").unwrap().test, c.get("random").unwrap().test);
+        assert_ne!(a.id, c.id);
+    }
+
+    #[test]
+    fn splits_do_not_depend_on_manifest_order_or_paths() {
+        let manifest = corpus();
+        let mut moved: Vec<ManifestEntry> = manifest.entries().to_vec();
+        moved.reverse();
+        for entry in &mut moved {
+            entry.path = PathBuf::from("/elsewhere").join(&entry.id);
+        }
+        let a = SplitSet::make(&manifest, SplitConfig::default()).unwrap();
+        let b = SplitSet::make(&Manifest::new(moved), SplitConfig::default()).unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn every_protocol_keeps_its_promise() {
+        let manifest = corpus();
+        let set = SplitSet::make(&manifest, SplitConfig::default()).unwrap();
+        assert_eq!(
+            set.names(),
+            ["random", "speaker-OAF-to-YAF", "speaker-YAF-to-OAF", "word"]
+        );
+        set.check(&manifest).unwrap();
+
+        let random = set.get("random").unwrap();
+        // 24 per emotion: 17 / 3 / 4, in every emotion.
+        assert_eq!(
+            (random.train.len(), random.val.len(), random.test.len()),
+            (119, 21, 28)
+        );
+
+        let oaf_to_yaf = set.get("speaker-OAF-to-YAF").unwrap();
+        assert!(oaf_to_yaf.test.iter().all(|id| id.starts_with("YAF_")));
+        assert!(
+            oaf_to_yaf
+                .train
+                .iter()
+                .chain(&oaf_to_yaf.val)
+                .all(|id| id.starts_with("OAF_"))
+        );
+        assert_eq!(oaf_to_yaf.test.len(), 84);
+        assert_eq!(oaf_to_yaf.train.len() + oaf_to_yaf.val.len(), 84);
+        assert!(!oaf_to_yaf.val.is_empty());
+
+        let word = set.get("word").unwrap();
+        let words = |ids: &[String]| -> BTreeSet<String> {
+            ids.iter()
+                .map(|id| manifest.get(id).unwrap().word.clone())
+                .collect()
+        };
+        let (train, val, test) = (words(&word.train), words(&word.val), words(&word.test));
+        assert_eq!((train.len(), val.len(), test.len()), (8, 2, 2));
+        assert!(train.is_disjoint(&val) && train.is_disjoint(&test) && val.is_disjoint(&test));
+    }
+
+    #[test]
+    fn check_catches_leaks_and_foreign_ids() {
+        let manifest = corpus();
+        let set = SplitSet::make(&manifest, SplitConfig::default()).unwrap();
+
+        let mut leaked = set.clone();
+        let id = leaked.splits[0].test[0].clone();
+        leaked.splits[0].train.push(id);
+        assert!(matches!(
+            leaked.check(&manifest),
+            Err(SplitError::Broken { .. })
+        ));
+
+        let mut speaker_leak = set.clone();
+        let oaf_id = speaker_leak.splits[1].train[0].clone();
+        speaker_leak.splits[1].train.remove(0);
+        speaker_leak.splits[1].test.push(oaf_id);
+        assert!(matches!(
+            speaker_leak.check(&manifest),
+            Err(SplitError::Broken { .. })
+        ));
+
+        let mut word_leak = set.clone();
+        let moved = word_leak.splits[3].train.pop().unwrap();
+        word_leak.splits[3].test.push(moved);
+        assert!(matches!(
+            word_leak.check(&manifest),
+            Err(SplitError::Broken { .. })
+        ));
+
+        let smaller = Manifest::new(manifest.entries()[1..].to_vec());
+        assert!(matches!(
+            set.check(&smaller),
+            Err(SplitError::OtherManifest { .. })
+        ));
+    }
+
+    #[test]
+    fn json_round_trip_detects_edits_and_newer_formats() {
+        let manifest = corpus();
+        let set = SplitSet::make(&manifest, SplitConfig::default()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("splits.json");
+        set.write_json(&path).unwrap();
+        assert_eq!(SplitSet::read_json(&path).unwrap(), set);
+
+        let text = std::fs::read_to_string(&path).unwrap();
+        let first_test = &set.splits[0].test[0];
+        let edited = text.replacen(&format!("\"{first_test}\""), "\"OAF_back_sad\"", 1);
+        std::fs::write(&path, edited).unwrap();
+        assert!(matches!(
+            SplitSet::read_json(&path),
+            Err(SplitError::Tampered { .. })
+        ));
+
+        std::fs::write(&path, text.replacen("\"format\": 1", "\"format\": 9", 1)).unwrap();
+        assert!(matches!(
+            SplitSet::read_json(&path),
+            Err(SplitError::NewerFormat { .. })
+        ));
+
+        std::fs::write(&path, "{ not json").unwrap();
+        assert!(matches!(
+            SplitSet::read_json(&path),
+            Err(SplitError::Json { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_bad_ratios() {
+        let manifest = corpus();
+        for ratios in [[0.0, 0.0, 0.0], [-1.0, 1.0, 1.0], [f64::NAN, 1.0, 1.0]] {
+            let config = SplitConfig { seed: 1, ratios };
+            assert!(matches!(
+                SplitSet::make(&manifest, config),
+                Err(SplitError::BadRatios(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn cut_rounds_at_cumulative_boundaries() {
+        let [a, b, c] = cut((0..24).collect::<Vec<_>>(), [0.7, 0.15, 0.15]);
+        assert_eq!((a.len(), b.len(), c.len()), (17, 3, 4));
+        let [a, b, c] = cut((0..3).collect::<Vec<_>>(), [0.7, 0.15, 0.15]);
+        assert_eq!(a.len() + b.len() + c.len(), 3);
+    }
+
+    #[test]
+    fn shuffle_is_a_permutation_and_pinned() {
+        let mut rng = rng_for(42, "random");
+        let out = shuffled((0..10).collect::<Vec<u32>>(), &mut rng);
+        let mut sorted = out.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..10).collect::<Vec<_>>());
+        assert_ne!(out, (0..10).collect::<Vec<_>>());
+    }
+}

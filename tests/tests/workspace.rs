@@ -1,0 +1,123 @@
+//! Promises about the workspace as a whole: the board's binary stays lean, and the
+//! embedded corpus is the one its script makes.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+#[test]
+fn edge_runtime_never_links_training_or_plotting_crates() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(repo_root())
+        .args([
+            "tree",
+            "-p",
+            "edge-runtime",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "--offline",
+        ])
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tree = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        tree.lines().any(|l| l.starts_with("models ")),
+        "sanity: {tree}"
+    );
+    for banned in ["burn", "plotters", "hf-hub", "host-trainer"] {
+        let found: Vec<&str> = tree
+            .lines()
+            .filter(|l| {
+                l.split_whitespace()
+                    .next()
+                    .is_some_and(|name| name == banned || name.starts_with(&format!("{banned}-")))
+            })
+            .collect();
+        assert!(found.is_empty(), "edge-runtime links {found:?}");
+    }
+}
+
+/// `(relative path, sha256)` of every line in a `sha256sum` listing.
+fn read_sums(path: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let (sum, file) = line.split_once("  ").expect("sha256sum format");
+            (file.to_string(), sum.to_string())
+        })
+        .collect()
+}
+
+fn sha256(path: &Path) -> String {
+    Sha256::digest(std::fs::read(path).unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn wavs_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(wavs_under(&path));
+        } else if path.extension().is_some_and(|e| e == "wav") {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn embedded_corpus_matches_its_checksums_and_size_budget() {
+    let corpus = repo_root().join("data/synthetic-tess");
+    let sums = read_sums(&corpus.join("SHA256SUMS"));
+    assert_eq!(sums.len(), wavs_under(&corpus).len(), "every WAV is listed");
+    let mut total = 0;
+    for (file, expected) in &sums {
+        let path = corpus.join(file);
+        total += std::fs::metadata(&path).unwrap().len();
+        assert_eq!(&sha256(&path), expected, "{file} changed");
+    }
+    assert!(
+        total <= 15 * 1024 * 1024,
+        "corpus is {total} bytes, over 15 MiB"
+    );
+}
+
+/// Needs espeak-ng and sox (`apt-get install espeak-ng sox`); run with
+/// `cargo test -p tests -- --ignored`. The bytes match only with the espeak-ng and sox
+/// versions recorded in data/synthetic-tess/README.md.
+#[test]
+#[ignore = "needs espeak-ng and sox"]
+fn corpus_script_remakes_the_committed_bytes() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let target = out_dir.path().join("corpus");
+    let status = Command::new("bash")
+        .arg(repo_root().join("scripts/make-synthetic-tess.sh"))
+        .arg("--out")
+        .arg(&target)
+        .status()
+        .expect("bash runs");
+    assert!(status.success());
+    let committed = read_sums(&repo_root().join("data/synthetic-tess/SHA256SUMS"));
+    let remade = read_sums(&target.join("SHA256SUMS"));
+    assert_eq!(committed, remade);
+}
