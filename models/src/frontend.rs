@@ -119,11 +119,11 @@ impl Frontend {
                 rate: sample_rate,
             });
         }
-        if let Some(index) = samples.iter().position(|x| !x.is_finite()) {
+        if let Some((index, &value)) = samples.iter().enumerate().find(|(_, x)| !x.is_finite()) {
             return Err(AudioError::NonFinite {
                 name: name.to_owned(),
                 index,
-                value: samples[index],
+                value,
             });
         }
         let seconds = samples.len() as f64 / f64::from(sample_rate);
@@ -140,5 +140,149 @@ impl Frontend {
             normalize(&mut out);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use test_wav::{sine, write_tone_wav};
+
+    fn raw(config: FrontendConfig) -> Frontend {
+        Frontend::new(FrontendConfig {
+            normalize: false,
+            ..config
+        })
+    }
+
+    #[test]
+    fn default_config_is_16_khz_normalised_60_s() {
+        let config = FrontendConfig::default();
+        assert_eq!(
+            (config.target_rate, config.normalize, config.max_seconds),
+            (16_000, true, 60.0)
+        );
+        assert_eq!(Frontend::default().config(), &config);
+    }
+
+    #[test]
+    fn config_round_trips_through_json_with_stable_field_names() {
+        let config = FrontendConfig {
+            target_rate: 16_000,
+            normalize: false,
+            max_seconds: 12.5,
+        };
+        let json = serde_json::to_string(&config).expect("serialises");
+        assert_eq!(
+            json,
+            r#"{"target_rate":16000,"normalize":false,"max_seconds":12.5}"#
+        );
+        let back: FrontendConfig = serde_json::from_str(&json).expect("deserialises");
+        assert_eq!(back, config);
+    }
+
+    #[test]
+    fn a_tess_like_file_becomes_normalised_16_khz() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write_tone_wav(dir.path(), "OAF_back_angry.wav", 24_414, 2.0);
+        let input = Frontend::default().process_file(&path).expect("processes");
+        assert_eq!(input.len(), 32_000);
+        let n = input.len() as f64;
+        let mean = input.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
+        let var = input
+            .iter()
+            .map(|&x| (f64::from(x) - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        assert!(
+            mean.abs() < 1e-6 && (var - 1.0).abs() < 1e-5,
+            "mean {mean}, var {var}"
+        );
+
+        let bytes = std::fs::read(&path).expect("read");
+        let from_bytes = Frontend::default()
+            .process_bytes(&bytes, "mem.wav")
+            .expect("processes");
+        assert_eq!(from_bytes, input, "bytes and file give the same samples");
+    }
+
+    #[test]
+    fn sixteen_khz_without_normalisation_is_untouched() {
+        let samples = sine(440.0, 16_000, 0.3, 0.7);
+        let out = raw(FrontendConfig::default())
+            .process_samples(&samples, 16_000, "mic")
+            .expect("processes");
+        assert_eq!(
+            out.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            samples.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+        );
+        let normalised = Frontend::default()
+            .process_samples(&samples, 16_000, "mic")
+            .expect("ok");
+        assert_ne!(normalised, samples);
+    }
+
+    #[test]
+    fn process_samples_resamples_microphone_audio() {
+        let samples = sine(440.0, 48_000, 0.5, 0.5);
+        let out = raw(FrontendConfig::default())
+            .process_samples(&samples, 48_000, "mic")
+            .expect("processes");
+        assert_eq!(out.len(), 8_000);
+    }
+
+    #[test]
+    fn process_samples_refuses_bad_input() {
+        let frontend = Frontend::default();
+        let kind = |samples: &[f32], rate| {
+            let error = frontend
+                .process_samples(samples, rate, "mic")
+                .expect_err("must fail");
+            assert_eq!(error.name(), "mic");
+            error.kind()
+        };
+        assert_eq!(kind(&[], 16_000), AudioErrorKind::Empty);
+        assert_eq!(kind(&[0.0; 10], 0), AudioErrorKind::UnsupportedSampleRate);
+        assert_eq!(kind(&[0.0, f32::NAN], 16_000), AudioErrorKind::NonFinite);
+        assert_eq!(
+            kind(&vec![0.0; 16_000 * 61], 16_000),
+            AudioErrorKind::TooLong
+        );
+
+        let bad_target = Frontend::new(FrontendConfig {
+            target_rate: 0,
+            ..FrontendConfig::default()
+        });
+        let error = bad_target
+            .process_samples(&[0.0; 10], 16_000, "mic")
+            .expect_err("must fail");
+        assert_eq!(error.kind(), AudioErrorKind::Resample);
+    }
+
+    #[test]
+    fn files_longer_than_max_seconds_are_too_long() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write_tone_wav(dir.path(), "two.wav", 24_414, 2.0);
+        let short_limit = Frontend::new(FrontendConfig {
+            max_seconds: 1.0,
+            ..FrontendConfig::default()
+        });
+        let error = short_limit.process_file(&path).expect_err("must fail");
+        assert_eq!(error.kind(), AudioErrorKind::TooLong);
+        eprintln!("{error}");
+    }
+
+    #[test]
+    fn errors_name_the_file_and_say_what_to_do() {
+        let error = Frontend::default()
+            .process_file("/no/such/dir/OAF_food_fear.wav")
+            .expect_err("must fail");
+        assert_eq!(error.kind(), AudioErrorKind::Io);
+        let message = error.to_string();
+        eprintln!("{message}");
+        assert!(
+            message.starts_with("/no/such/dir/OAF_food_fear.wav: "),
+            "{message}"
+        );
     }
 }

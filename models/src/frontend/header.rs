@@ -427,3 +427,97 @@ fn skip<R: Seek>(reader: &mut R, len: u64, name: &str) -> Result<(), AudioError>
     reader.seek(SeekFrom::Current(len)).map_err(io_error)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frontend::error::AudioErrorKind;
+    use crate::frontend::test_wav::{RawWav, write_int_wav};
+
+    #[test]
+    fn probe_reads_what_the_header_says() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("stereo24.wav");
+        write_int_wav(&path, 24_414, 2, 24, &vec![0; 2 * 48_828]);
+        let info = probe_wav(&path).expect("probes");
+        assert_eq!(
+            info,
+            WavInfo {
+                sample_rate: 24_414,
+                channels: 2,
+                bits: 24,
+                format: SampleFormat::Int,
+                frames: 48_828,
+                duration_seconds: 2.0,
+            }
+        );
+    }
+
+    #[test]
+    fn probe_does_not_read_the_samples() {
+        // NaNs in the data are only found by decoding; the probe stops at the header.
+        let wav = RawWav::float32(16_000, &[f32::NAN; 8]);
+        let bytes = wav.to_bytes();
+        let header = read_header(&mut io::Cursor::new(&bytes), bytes.len() as u64, "nan.wav")
+            .expect("header is fine");
+        assert_eq!(header.info.frames, 8);
+        assert_eq!(header.data_offset, 44);
+    }
+
+    #[test]
+    fn probe_fails_like_decoding_on_bad_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cases = [
+            ("empty.wav", Vec::new(), AudioErrorKind::Empty),
+            (
+                "garbage.wav",
+                b"not a wav file at all".to_vec(),
+                AudioErrorKind::CorruptHeader,
+            ),
+            (
+                "rate.wav",
+                RawWav::pcm16(0, &[1]).to_bytes(),
+                AudioErrorKind::UnsupportedSampleRate,
+            ),
+            (
+                "cut.wav",
+                RawWav {
+                    claimed_data_len: Some(1000),
+                    ..RawWav::pcm16(16_000, &[1, 2])
+                }
+                .to_bytes(),
+                AudioErrorKind::TruncatedData,
+            ),
+        ];
+        for (name, bytes, kind) in cases {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).expect("write");
+            assert_eq!(probe_wav(&path).expect_err(name).kind(), kind, "{name}");
+        }
+        let missing = dir.path().join("missing.wav");
+        assert_eq!(
+            probe_wav(&missing).expect_err("missing").kind(),
+            AudioErrorKind::Io
+        );
+    }
+
+    #[test]
+    fn inconsistent_byte_rate_is_corrupt_as_hound_says() {
+        let mut bytes = RawWav::pcm16(16_000, &[1, 2]).to_bytes();
+        bytes[28..32].copy_from_slice(&12_345u32.to_le_bytes()); // nAvgBytesPerSec
+        let error = read_header(&mut io::Cursor::new(&bytes), bytes.len() as u64, "rate.wav")
+            .expect_err("must fail");
+        assert_eq!(error.kind(), AudioErrorKind::CorruptHeader);
+        assert!(error.to_string().contains("hound"), "{error}");
+    }
+
+    #[test]
+    fn describes_compressed_formats_by_name() {
+        assert_eq!(describe_format_tag(6), "A-law (format tag 0x0006)");
+        assert_eq!(describe_format_tag(7), "µ-law (format tag 0x0007)");
+        assert_eq!(
+            describe_format_tag(0x1234),
+            "an unknown compressed format (format tag 0x1234)"
+        );
+    }
+}

@@ -8,8 +8,11 @@
 //! that its transition band stays the same width at the *output* rate; with a fixed
 //! length, 96 kHz → 16 kHz would let tones just above 8 kHz alias back.
 //!
-//! Output length is exactly `ceil(n * to_rate / from_rate)` (see [`resampled_len`]); rubato
-//! trims the filter delay, so output sample `k` lines up with time `k / to_rate`.
+//! Output length is exactly `ceil(n * to_rate / from_rate)` (see [`resampled_len`]). rubato
+//! trims the filter delay, but (in 5.1) one output sample short of exact: output sample `k`
+//! stands for time `(k + δ) / to_rate` with `δ = floor(D) + 1 - D` in `(0, 1]`, where
+//! `D = sinc_len * to_rate / from_rate / 2`. That is at most 62.5 µs at 16 kHz, the same on
+//! host and board, and is pinned down by a test.
 //! A streaming resampler for the microphone can sit beside [`ClipResampler`].
 
 use audioadapter_buffers::direct::SequentialSliceOfVecs;
@@ -302,41 +305,38 @@ mod tests {
         assert!(resample_to(&[], 44_100, 16_000).expect("empty").is_empty());
     }
 
-    #[test]
-    fn output_sample_k_lines_up_with_time_k_over_the_output_rate() {
-        // A slow sine resampled must match the same sine sampled at 16 kHz directly.
-        for from_rate in [8_000, 24_414, 96_000] {
-            let input = sine(200.0, from_rate, 1.0, 0.5);
-            let output = resample_to(&input, from_rate, 16_000).expect("resamples");
-            let direct = sine(200.0, 16_000, 1.0, 0.5);
-            let worst = output[1_600..14_400]
-                .iter()
-                .zip(&direct[1_600..14_400])
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
-            eprintln!("{from_rate:>6} Hz -> 16 kHz, 200 Hz tone vs direct: max error {worst:.2e}");
-            assert!(worst < 1e-3, "{from_rate} Hz: {worst}");
+    /// Delay of a 200 Hz tone through the resampler, in output samples (negative: the
+    /// output leads), from the phase of a least-squares fit over the middle 0.8 s.
+    fn measured_delay(from_rate: u32) -> f64 {
+        let input = sine(200.0, from_rate, 1.0, 0.5);
+        let output = resample_to(&input, from_rate, 16_000).expect("resamples");
+        let w = 2.0 * std::f64::consts::PI * 200.0 / 16_000.0;
+        let (mut in_phase, mut quadrature) = (0.0, 0.0);
+        for (k, &y) in output.iter().enumerate().take(14_400).skip(1_600) {
+            in_phase += f64::from(y) * (w * k as f64).sin();
+            quadrature += f64::from(y) * (w * k as f64).cos();
         }
+        -quadrature.atan2(in_phase) / w
     }
 
     #[test]
-    fn probe_delay() {
+    fn output_leads_by_the_documented_fraction_of_a_sample() {
         for from_rate in [8_000u32, 11_025, 22_050, 24_414, 44_100, 48_000, 96_000] {
-            let input = sine(200.0, from_rate, 1.0, 0.5);
-            let output = resample_to(&input, from_rate, 16_000).expect("resamples");
-            let w = 2.0 * std::f64::consts::PI * 200.0 / 16_000.0;
-            let (mut a, mut b) = (0.0, 0.0);
-            for k in 1_600..14_400 {
-                a += f64::from(output[k]) * (w * k as f64).sin();
-                b += f64::from(output[k]) * (w * k as f64).cos();
-            }
-            let phase = b.atan2(a);
+            let delay = measured_delay(from_rate);
+            // rubato trims floor(D) samples but the filter delays by D - 1, where
+            // D = sinc_len * ratio / 2: the output leads by 1 - frac(D), in (0, 1].
+            let d = sinc_len_for(from_rate, 16_000) as f64 * 16_000.0 / f64::from(from_rate) / 2.0;
+            let expected = -(d.floor() + 1.0 - d);
             eprintln!(
-                "{from_rate}: delay {:.4} output samples, sinc {}",
-                -phase / w,
-                sinc_len_for(from_rate, 16_000)
+                "{from_rate:>6} Hz -> 16 kHz: delay {delay:+.4} output samples (rule: {expected:+.4})"
             );
+            assert!(
+                (delay - expected).abs() < 0.02,
+                "{from_rate} Hz: {delay} vs {expected}"
+            );
+            assert!(expected < 0.0 && expected >= -1.0);
         }
+        assert!(measured_delay(16_000).abs() < 1e-6);
     }
 
     #[test]
