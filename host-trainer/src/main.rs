@@ -8,10 +8,15 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use host_trainer::corpus::default_corpus_dir;
+use host_trainer::extract::{ExtractSettings, Extractor, extract};
+use host_trainer::feature_cache::{FeatureCache, FeatureDtype, FeatureIndex, LayerCombination};
+use host_trainer::fetch::{BERT_BASE, FetchOptions, HUBERT_BASE, fetch};
+use host_trainer::hidden_dump::{DumpInput, dump_hidden_states};
 use host_trainer::manifest::Manifest;
 use host_trainer::splits::{SplitConfig, SplitSet};
 use host_trainer::tess::{ScanOptions, scan};
-use models::TranscriptTemplate;
+use models::encoder::EncoderGraph;
+use models::{FrontendConfig, TranscriptTemplate};
 
 /// Train speech + text emotion models on the host and prepare them for the board.
 ///
@@ -31,6 +36,82 @@ enum Command {
     /// Corpus work: scan a TESS folder into a manifest, split it.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Download the reference encoders (HuBERT-base, BERT-base) from the Hugging Face Hub.
+    Fetch(FetchArgs),
+    /// Encoder graphs: import an HF checkpoint, run a graph, make random checkpoints.
+    #[command(subcommand)]
+    Encoders(EncodersCommand),
+    /// Front-end + encoders over a manifest; features cached (only missing ones computed).
+    Extract(ExtractArgs),
+}
+
+#[derive(Args)]
+struct FetchArgs {
+    /// Where the models go (one sub-folder each) [default: $EMOTION_ENCODERS, else ~/.cache/emotion-edge/hf].
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Hub URL [default: $HF_ENDPOINT, else https://huggingface.co].
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// Download again even when the files are there.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Subcommand)]
+enum EncodersCommand {
+    /// Run an encoder graph on one input and write every hidden state it exposes
+    /// (`hidden_states.{i}`, [1, T, H], f32, plus the input) as safetensors.
+    Run(RunArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The encoder graph (.onnx).
+    graph: PathBuf,
+    /// A WAV file (speech graphs); it goes through the shared front-end first.
+    #[arg(long, conflicts_with = "text", required_unless_present = "text")]
+    wav: Option<PathBuf>,
+    /// A transcript (text graphs); needs --tokenizer.
+    #[arg(long, requires = "tokenizer")]
+    text: Option<String>,
+    /// The tokenizer.json that goes with the text graph.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Where to write the hidden states.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct ExtractArgs {
+    /// The manifest written by `data scan`.
+    #[arg(long, default_value = "out/manifest.csv")]
+    manifest: PathBuf,
+    /// Speech encoder graph (from `encoders import`).
+    #[arg(long)]
+    speech_encoder: PathBuf,
+    /// Text encoder graph; without it only speech features are extracted.
+    #[arg(long, requires = "tokenizer")]
+    text_encoder: Option<PathBuf>,
+    /// The tokenizer.json of the text encoder.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// The feature cache folder; `features.json` in it indexes the features.
+    #[arg(long, default_value = "out/features")]
+    cache: PathBuf,
+    /// Mean of the selected layers (the study), or every layer kept for a learned weighted sum.
+    #[arg(long, value_enum, default_value = "mean")]
+    combination: LayerCombination,
+    /// Storage precision of the features.
+    #[arg(long, value_enum, default_value = "f32")]
+    dtype: FeatureDtype,
+    /// Parallel workers [default: all cores].
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Skip the zero-mean / unit-variance normalisation (only for encoders trained without it).
+    #[arg(long)]
+    no_normalize: bool,
 }
 
 #[derive(Args)]
@@ -96,6 +177,27 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Fetch(args) => fetch_encoders(args),
+        Command::Encoders(EncodersCommand::Run(args)) => run_encoder(args),
+        Command::Extract(args) => {
+            let settings = ExtractSettings {
+                frontend: FrontendConfig {
+                    normalize: !args.no_normalize,
+                    ..FrontendConfig::default()
+                },
+                combination: args.combination,
+                dtype: args.dtype,
+            };
+            let text = args.text_encoder.as_deref().zip(args.tokenizer.as_deref());
+            extract_features(
+                &args.manifest,
+                &args.speech_encoder,
+                text,
+                &args.cache,
+                settings,
+                args.jobs,
+            )
+        }
         Command::Demo(args) => demo(args),
         Command::Data(DataCommand::Scan(args)) => {
             scan_corpus(args.dir, &args.out, args.transcript).map(drop)
@@ -192,6 +294,92 @@ fn split_manifest(manifest_path: &Path, out: &Path, config: SplitConfig) -> Resu
     println!("{}", set.summary_markdown(&manifest));
     println!("splits: {}", out.display());
     Ok(set)
+}
+
+fn fetch_encoders(args: FetchArgs) -> Result<()> {
+    let cache = args.cache.unwrap_or_else(default_encoder_cache);
+    let options = FetchOptions {
+        endpoint: args.endpoint,
+        force: args.force,
+    };
+    for model in [HUBERT_BASE, BERT_BASE] {
+        let dir = fetch(&model, &cache, &options)?;
+        println!("{}: {}", model.repo_id(), dir.display());
+    }
+    Ok(())
+}
+
+/// `$EMOTION_ENCODERS`, else `$XDG_CACHE_HOME/emotion-edge/hf`, else `~/.cache/emotion-edge/hf`.
+fn default_encoder_cache() -> PathBuf {
+    if let Some(dir) = std::env::var_os("EMOTION_ENCODERS") {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"));
+    base.join("emotion-edge").join("hf")
+}
+
+fn run_encoder(args: RunArgs) -> Result<()> {
+    let graph = EncoderGraph::load(&args.graph)?;
+    let input = match (&args.wav, &args.text, &args.tokenizer) {
+        (Some(wav), _, _) => DumpInput::Wav(wav, FrontendConfig::default()),
+        (None, Some(text), Some(tokenizer)) => DumpInput::Text(text, tokenizer),
+        _ => anyhow::bail!("give --wav FILE, or --text \"...\" with --tokenizer FILE"),
+    };
+    let states = dump_hidden_states(&graph, input, &args.out)?;
+    for state in &states {
+        println!(
+            "hidden_states.{}: [1, {}, {}]",
+            state.index, state.frames, state.dim
+        );
+    }
+    println!("written to {}", args.out.display());
+    Ok(())
+}
+
+fn extract_features(
+    manifest_path: &Path,
+    speech_encoder: &Path,
+    text: Option<(&Path, &Path)>,
+    cache_dir: &Path,
+    settings: ExtractSettings,
+    jobs: Option<usize>,
+) -> Result<()> {
+    let manifest = Manifest::read_csv(manifest_path).context("cannot read the manifest")?;
+    let extractor = Extractor::new(speech_encoder, text, settings)?;
+    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let cache = FeatureCache::new(cache_dir);
+    let progress = std::io::stderr().is_terminal();
+    let (index, report) = extract(&extractor, &manifest, &[], &cache, jobs, progress)?;
+    for (id, reason) in &report.failures {
+        eprintln!("warning: {id} skipped: {reason}");
+    }
+    println!(
+        "features of {} utterances in {:.1} s with {jobs} workers: speech {} computed ({:.1} s of audio, real-time factor {:.3}), {} cached; transcripts {} computed, {} cached{}",
+        index.entries.len(),
+        report.seconds,
+        report.speech_computed,
+        report.audio_seconds,
+        report.seconds / report.audio_seconds.max(1e-9),
+        report.speech_cached,
+        report.text_computed,
+        report.text_cached,
+        if report.failures.is_empty() {
+            String::new()
+        } else {
+            format!("; {} failed", report.failures.len())
+        },
+    );
+    println!("index: {}", FeatureIndex::path_in(cache_dir).display());
+    if !report.failures.is_empty() {
+        anyhow::bail!(
+            "{} utterances could not be extracted (named above); fix or remove them and run again: finished features are kept",
+            report.failures.len()
+        );
+    }
+    Ok(())
 }
 
 /// Parses `70,15,15`, `70/15/15` or `0.7,0.15,0.15`.

@@ -8,7 +8,7 @@
 //!
 //! hound does the actual sample decoding. It walks chunks less carefully than we do (it
 //! ignores the pad byte after odd-sized chunks and reads only 4 bytes of a `fact` chunk),
-//! so instead of letting hound parse the file again, [`WavHeader::hound_prefix`] hands it a
+//! so instead of letting hound parse the file again, the header stage hands it a
 //! minimal header built from the `fmt ` chunk found here, followed by the data chunk.
 
 use std::fs::File;

@@ -1,0 +1,467 @@
+//! `host-trainer extract`: the shared front-end and the frozen encoders over a manifest,
+//! every result kept in the [`FeatureCache`]. Files run in parallel (one tract run per
+//! worker, all cores by default); anything already cached is read, not recomputed; a
+//! file that fails is named and the rest go on.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use models::encoder::{EncoderError, EncoderGraph, EncoderInput, HiddenState, Modality};
+use models::tokenizer::{TokenizerError, TranscriptTokenizer};
+use models::{Frontend, FrontendConfig};
+
+use crate::feature_cache::{
+    CacheError, FeatureCache, FeatureDtype, FeatureIndex, Features, INDEX_FORMAT, IndexEntry,
+    LayerCombination, digest,
+};
+use crate::manifest::Manifest;
+
+/// What goes into every feature (and so into every cache key).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExtractSettings {
+    /// The front-end's settings.
+    pub frontend: FrontendConfig,
+    /// Mean of the layers, or kept apart.
+    pub combination: LayerCombination,
+    /// Storage precision.
+    pub dtype: FeatureDtype,
+}
+
+impl Default for ExtractSettings {
+    fn default() -> Self {
+        Self {
+            frontend: FrontendConfig::default(),
+            combination: LayerCombination::Mean,
+            dtype: FeatureDtype::F32,
+        }
+    }
+}
+
+/// Extraction that cannot start or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    /// An encoder graph does not load.
+    #[error(transparent)]
+    Encoder(#[from] EncoderError),
+    /// The tokenizer does not load.
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    /// The cache cannot be written.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    /// A graph of the wrong modality was given.
+    #[error("{path} is a {found:?} encoder, but a {expected:?} one is needed here")]
+    WrongModality {
+        /// The graph.
+        path: PathBuf,
+        /// What it is.
+        found: Modality,
+        /// What was asked for.
+        expected: Modality,
+    },
+    /// An id that the manifest does not have.
+    #[error("utterance {0} is not in the manifest")]
+    UnknownId(String),
+}
+
+/// An encoder graph with the digest of its bytes.
+#[derive(Debug, Clone)]
+struct LoadedGraph {
+    graph: EncoderGraph,
+    digest: String,
+}
+
+impl LoadedGraph {
+    fn load(path: &Path, expected: Modality) -> Result<Self, ExtractError> {
+        let bytes = std::fs::read(path).map_err(|source| EncoderError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let graph = EncoderGraph::from_bytes(&bytes, &path.display().to_string())?;
+        if graph.modality() != expected {
+            return Err(ExtractError::WrongModality {
+                path: path.to_path_buf(),
+                found: graph.modality(),
+                expected,
+            });
+        }
+        Ok(Self {
+            graph,
+            digest: digest(&[&bytes]),
+        })
+    }
+}
+
+/// The encoders and settings that turn audio and transcripts into features.
+#[derive(Debug, Clone)]
+pub struct Extractor {
+    frontend: Frontend,
+    settings: ExtractSettings,
+    settings_key: String,
+    speech: LoadedGraph,
+    text: Option<(LoadedGraph, TranscriptTokenizer, String)>,
+}
+
+impl Extractor {
+    /// Loads the speech graph and, optionally, the text graph with its `tokenizer.json`.
+    pub fn new(
+        speech_graph: &Path,
+        text: Option<(&Path, &Path)>,
+        settings: ExtractSettings,
+    ) -> Result<Self, ExtractError> {
+        let speech = LoadedGraph::load(speech_graph, Modality::Speech)?;
+        let text = match text {
+            Some((graph, tokenizer_path)) => {
+                let graph = LoadedGraph::load(graph, Modality::Text)?;
+                let tokenizer_bytes =
+                    std::fs::read(tokenizer_path).map_err(|source| TokenizerError::Io {
+                        path: tokenizer_path.to_path_buf(),
+                        source,
+                    })?;
+                let tokenizer = TranscriptTokenizer::from_bytes(
+                    &tokenizer_bytes,
+                    &tokenizer_path.display().to_string(),
+                )?;
+                Some((graph, tokenizer, digest(&[&tokenizer_bytes])))
+            }
+            None => None,
+        };
+        let settings_key = format!(
+            "{}|{:?}|{:?}",
+            serde_json::to_string(&settings.frontend).unwrap_or_default(),
+            settings.combination,
+            settings.dtype
+        );
+        Ok(Self {
+            frontend: Frontend::new(settings.frontend.clone()),
+            settings,
+            settings_key,
+            speech,
+            text,
+        })
+    }
+
+    /// Cache path of the speech features of these audio bytes.
+    pub fn speech_path(&self, audio_bytes: &[u8]) -> PathBuf {
+        let key = digest(&[
+            b"speech-v1",
+            &digest(&[audio_bytes]).into_bytes(),
+            self.speech.digest.as_bytes(),
+            self.settings_key.as_bytes(),
+        ]);
+        FeatureCache::relative_path("speech", &key)
+    }
+
+    /// Cache path of the text features of a transcript (None without a text encoder).
+    pub fn text_path(&self, transcript: &str) -> Option<PathBuf> {
+        let (graph, _, tokenizer_digest) = self.text.as_ref()?;
+        let key = digest(&[
+            b"text-v1",
+            transcript.as_bytes(),
+            graph.digest.as_bytes(),
+            tokenizer_digest.as_bytes(),
+            self.settings_key.as_bytes(),
+        ]);
+        Some(FeatureCache::relative_path("text", &key))
+    }
+
+    /// Front-end and speech encoder over WAV bytes; `name` is used in errors.
+    pub fn speech_features(&self, audio_bytes: &[u8], name: &str) -> Result<Features, String> {
+        let samples = self
+            .frontend
+            .process_bytes(audio_bytes, name)
+            .map_err(|e| e.to_string())?;
+        let states = self
+            .speech
+            .graph
+            .run(EncoderInput::Audio(&samples))
+            .map_err(|e| e.to_string())?;
+        Ok(combine(&states, self.settings.combination))
+    }
+
+    /// Tokenizer and text encoder over a transcript (None without a text encoder).
+    pub fn text_features(&self, transcript: &str) -> Option<Result<Features, String>> {
+        let (graph, tokenizer, _) = self.text.as_ref()?;
+        Some((|| {
+            let ids = tokenizer.encode(transcript).map_err(|e| e.to_string())?;
+            let states = graph
+                .graph
+                .run(EncoderInput::TokenIds(&ids))
+                .map_err(|e| e.to_string())?;
+            Ok(combine(&states, self.settings.combination))
+        })())
+    }
+}
+
+/// Mean of the layers (`[T, H]`) or all of them (`[L, T, H]`).
+pub fn combine(states: &[HiddenState], combination: LayerCombination) -> Features {
+    let layers: Vec<usize> = states.iter().map(|s| s.index).collect();
+    let (frames, dim) = states.first().map_or((0, 0), |s| (s.frames, s.dim));
+    match combination {
+        LayerCombination::Mean => {
+            let mut data = vec![0.0f32; frames * dim];
+            for state in states {
+                for (sum, x) in data.iter_mut().zip(&state.data) {
+                    *sum += x;
+                }
+            }
+            let n = states.len().max(1) as f32;
+            data.iter_mut().for_each(|x| *x /= n);
+            Features {
+                layers,
+                shape: vec![frames, dim],
+                data,
+            }
+        }
+        LayerCombination::Separate => Features {
+            shape: vec![states.len(), frames, dim],
+            data: states.iter().flat_map(|s| s.data.iter().copied()).collect(),
+            layers,
+        },
+    }
+}
+
+/// What one extraction did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExtractReport {
+    /// Speech features computed by the encoder.
+    pub speech_computed: usize,
+    /// Speech features found in the cache.
+    pub speech_cached: usize,
+    /// Transcripts encoded.
+    pub text_computed: usize,
+    /// Transcripts found in the cache.
+    pub text_cached: usize,
+    /// Utterances that failed, with the reason; they are left out of the index.
+    pub failures: Vec<(String, String)>,
+    /// Seconds of audio computed (not cached).
+    pub audio_seconds: f64,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+/// Extracts the features of `ids` (all of the manifest when empty) into `cache` with
+/// `jobs` workers, then writes `features.json`.
+pub fn extract(
+    extractor: &Extractor,
+    manifest: &Manifest,
+    ids: &[String],
+    cache: &FeatureCache,
+    jobs: usize,
+    progress: bool,
+) -> Result<(FeatureIndex, ExtractReport), ExtractError> {
+    let started = Instant::now();
+    let entries = if ids.is_empty() {
+        manifest.entries().iter().collect::<Vec<_>>()
+    } else {
+        ids.iter()
+            .map(|id| {
+                manifest
+                    .get(id)
+                    .ok_or_else(|| ExtractError::UnknownId(id.clone()))
+            })
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let mut report = ExtractReport::default();
+
+    // Transcripts first: few and shared by many utterances.
+    let mut text_of: BTreeMap<&str, (PathBuf, usize)> = BTreeMap::new();
+    let mut text_failures: BTreeMap<&str, String> = BTreeMap::new();
+    for entry in &entries {
+        let transcript = entry.transcript.as_str();
+        let Some(path) = extractor.text_path(transcript) else {
+            break;
+        };
+        if text_of.contains_key(transcript) || text_failures.contains_key(transcript) {
+            continue;
+        }
+        let features = if cache.contains(&path) {
+            report.text_cached += 1;
+            cache.read(&path).map_err(|e| e.to_string())
+        } else {
+            report.text_computed += 1;
+            extractor
+                .text_features(transcript)
+                .unwrap_or_else(|| Err("no text encoder".into()))
+                .and_then(|f| {
+                    cache
+                        .write(&path, &f, extractor.settings.dtype)
+                        .map(|()| f)
+                        .map_err(|e| e.to_string())
+                })
+        };
+        match features {
+            Ok(features) => {
+                text_of.insert(transcript, (path, features.frames()));
+            }
+            Err(reason) => {
+                text_failures.insert(transcript, reason);
+            }
+        }
+    }
+
+    let bar = if progress {
+        ProgressBar::new(entries.len() as u64).with_style(
+            ProgressStyle::with_template(
+                "extracting {bar:30} {pos}/{len} files  {per_sec}  ETA {eta}  {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        )
+    } else {
+        ProgressBar::hidden()
+    };
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<(usize, Result<SpeechResult, String>)>> = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(entry) = entries.get(i) else { break };
+                    let result = speech_for(extractor, cache, &entry.path);
+                    bar.inc(1);
+                    if let Ok(mut all) = results.lock() {
+                        all.push((i, result));
+                    }
+                }
+            });
+        }
+    });
+    bar.finish_and_clear();
+
+    let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    results.sort_by_key(|(i, _)| *i);
+    let mut index = FeatureIndex {
+        format: INDEX_FORMAT,
+        combination: extractor.settings.combination,
+        dtype: extractor.settings.dtype,
+        speech_encoder: extractor.speech.digest.clone(),
+        speech_layers: extractor.speech.graph.hidden_indices().to_vec(),
+        speech_dim: 0,
+        text_encoder: extractor.text.as_ref().map(|(g, _, _)| g.digest.clone()),
+        text_layers: extractor
+            .text
+            .as_ref()
+            .map(|(g, _, _)| g.graph.hidden_indices().to_vec())
+            .unwrap_or_default(),
+        text_dim: 0,
+        entries: BTreeMap::new(),
+    };
+    for (i, result) in results {
+        let entry = entries[i];
+        let speech = match result {
+            Ok(speech) => speech,
+            Err(reason) => {
+                report.failures.push((entry.id.clone(), reason));
+                continue;
+            }
+        };
+        if speech.computed {
+            report.speech_computed += 1;
+            report.audio_seconds += entry.duration_s;
+        } else {
+            report.speech_cached += 1;
+        }
+        index.speech_dim = speech.dim;
+        let text = match (
+            extractor.text.is_some(),
+            text_of.get(entry.transcript.as_str()),
+        ) {
+            (false, _) => None,
+            (true, Some(text)) => Some(text.clone()),
+            (true, None) => {
+                let reason = text_failures
+                    .get(entry.transcript.as_str())
+                    .cloned()
+                    .unwrap_or_default();
+                report.failures.push((
+                    entry.id.clone(),
+                    format!("transcript {:?}: {reason}", entry.transcript),
+                ));
+                continue;
+            }
+        };
+        index.entries.insert(
+            entry.id.clone(),
+            IndexEntry {
+                speech: speech.path,
+                tokens: text.as_ref().map_or(0, |(_, tokens)| *tokens),
+                text: text.map(|(path, _)| path),
+                frames: speech.frames,
+            },
+        );
+    }
+    if let Some((path, _)) = text_of.values().next() {
+        index.text_dim = cache.read(path)?.dim();
+    }
+    index.write(cache.root())?;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok((index, report))
+}
+
+struct SpeechResult {
+    path: PathBuf,
+    frames: usize,
+    dim: usize,
+    computed: bool,
+}
+
+/// The speech features of one file: from the cache, or computed and cached.
+fn speech_for(
+    extractor: &Extractor,
+    cache: &FeatureCache,
+    wav: &Path,
+) -> Result<SpeechResult, String> {
+    let bytes = std::fs::read(wav).map_err(|e| format!("{}: {e}", wav.display()))?;
+    let path = extractor.speech_path(&bytes);
+    if cache.contains(&path) {
+        let features = cache.read(&path).map_err(|e| e.to_string())?;
+        return Ok(SpeechResult {
+            frames: features.frames(),
+            dim: features.dim(),
+            path,
+            computed: false,
+        });
+    }
+    let features = extractor.speech_features(&bytes, &wav.display().to_string())?;
+    cache
+        .write(&path, &features, extractor.settings.dtype)
+        .map_err(|e| e.to_string())?;
+    Ok(SpeechResult {
+        frames: features.frames(),
+        dim: features.dim(),
+        path,
+        computed: true,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(index: usize, value: f32) -> HiddenState {
+        HiddenState {
+            index,
+            frames: 2,
+            dim: 3,
+            data: vec![value; 6],
+        }
+    }
+
+    #[test]
+    fn mean_averages_layers_and_separate_stacks_them() {
+        let states = [state(5, 1.0), state(6, 2.0), state(7, 6.0)];
+        let mean = combine(&states, LayerCombination::Mean);
+        assert_eq!(mean.shape, [2, 3]);
+        assert_eq!(mean.layers, [5, 6, 7]);
+        assert!(mean.data.iter().all(|x| (*x - 3.0).abs() < 1e-6));
+        let separate = combine(&states, LayerCombination::Separate);
+        assert_eq!(separate.shape, [3, 2, 3]);
+        assert_eq!(separate.data[6], 2.0);
+        assert_eq!(separate.frames(), 2);
+    }
+}
