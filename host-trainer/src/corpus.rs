@@ -32,3 +32,13 @@ pub fn default_corpus_dir() -> Result<PathBuf, String> {
         ))
     }
 }
+
+/// The bert-base-uncased `tokenizer.json` committed with the conformance fixtures: the
+/// demo's tiny random BERT reads transcripts with it.
+pub fn embedded_tokenizer() -> PathBuf {
+    let path = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fixtures/conformance/bert-tiny/tokenizer.json"
+    ));
+    path.canonicalize().unwrap_or(path)
+}

@@ -101,7 +101,10 @@ impl LoadedGraph {
 pub struct Extractor {
     frontend: Frontend,
     settings: ExtractSettings,
-    settings_key: String,
+    /// What every feature depends on besides its input and graph.
+    storage_key: String,
+    /// What speech features also depend on: the front-end.
+    frontend_key: String,
     speech: LoadedGraph,
     text: Option<(LoadedGraph, TranscriptTokenizer, String)>,
 }
@@ -130,16 +133,13 @@ impl Extractor {
             }
             None => None,
         };
-        let settings_key = format!(
-            "{}|{:?}|{:?}",
-            serde_json::to_string(&settings.frontend).unwrap_or_default(),
-            settings.combination,
-            settings.dtype
-        );
+        let storage_key = format!("{:?}|{:?}", settings.combination, settings.dtype);
+        let frontend_key = serde_json::to_string(&settings.frontend).unwrap_or_default();
         Ok(Self {
             frontend: Frontend::new(settings.frontend.clone()),
             settings,
-            settings_key,
+            storage_key,
+            frontend_key,
             speech,
             text,
         })
@@ -151,7 +151,8 @@ impl Extractor {
             b"speech-v1",
             &digest(&[audio_bytes]).into_bytes(),
             self.speech.digest.as_bytes(),
-            self.settings_key.as_bytes(),
+            self.frontend_key.as_bytes(),
+            self.storage_key.as_bytes(),
         ]);
         FeatureCache::relative_path("speech", &key)
     }
@@ -164,7 +165,7 @@ impl Extractor {
             transcript.as_bytes(),
             graph.digest.as_bytes(),
             tokenizer_digest.as_bytes(),
-            self.settings_key.as_bytes(),
+            self.storage_key.as_bytes(),
         ]);
         Some(FeatureCache::relative_path("text", &key))
     }

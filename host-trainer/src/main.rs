@@ -3,11 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use host_trainer::corpus::default_corpus_dir;
+use host_trainer::corpus::{default_corpus_dir, embedded_tokenizer};
+use host_trainer::encoders::random::{Preset, RandomCheckpoint};
+use host_trainer::encoders::{EncoderKind, ImportedEncoder, import};
 use host_trainer::extract::{ExtractSettings, Extractor, extract};
 use host_trainer::feature_cache::{FeatureCache, FeatureDtype, FeatureIndex, LayerCombination};
 use host_trainer::fetch::{BERT_BASE, FetchOptions, HUBERT_BASE, fetch};
@@ -31,7 +34,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the job end to end on the embedded synthetic corpus (today: scan and split).
+    /// Run the job end to end on the embedded synthetic corpus (today: scan, split,
+    /// import the encoders, extract features).
     Demo(DemoArgs),
     /// Corpus work: scan a TESS folder into a manifest, split it.
     #[command(subcommand)]
@@ -60,9 +64,65 @@ struct FetchArgs {
 
 #[derive(Subcommand)]
 enum EncodersCommand {
+    /// Import an HF checkpoint folder (config.json + model.safetensors) as a pruned ONNX
+    /// graph that outputs the selected hidden states and holds no later layer.
+    Import(ImportArgs),
+    /// Write a random-weight checkpoint in the HF layout (for tests and benchmarks).
+    Random(RandomArgs),
     /// Run an encoder graph on one input and write every hidden state it exposes
     /// (`hidden_states.{i}`, [1, T, H], f32, plus the input) as safetensors.
     Run(RunArgs),
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    /// The checkpoint folder.
+    checkpoint: PathBuf,
+    /// The ONNX file to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Hidden states to output, HF numbering (0 = embeddings), e.g. 5..9
+    /// [default: 5..9 for HuBERT/wav2vec2, 1..6 for BERT].
+    #[arg(long, value_parser = parse_layers)]
+    layers: Option<RangeInclusive<usize>>,
+}
+
+#[derive(Args)]
+struct RandomArgs {
+    /// Architecture.
+    #[arg(long, value_enum)]
+    kind: KindArg,
+    /// Size preset: tiny (hidden 32, for tests) or base (the real HuBERT-base / BERT-base shape).
+    #[arg(long, value_enum, default_value = "tiny")]
+    size: SizeArg,
+    /// Transformer layers [default: the preset's].
+    #[arg(long)]
+    layers: Option<usize>,
+    /// HuBERT-large layout: pre-LN transformer, layer-norm conv encoder.
+    #[arg(long)]
+    stable_layer_norm: bool,
+    /// A tokenizer.json to copy beside a BERT checkpoint.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Seed of the weights.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// The folder to write.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum KindArg {
+    Hubert,
+    Wav2vec2,
+    Bert,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SizeArg {
+    Tiny,
+    Base,
 }
 
 #[derive(Args)]
@@ -125,6 +185,10 @@ struct DemoArgs {
     /// Seed of the splits.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Real encoder checkpoints, laid out as `fetch` writes them [default: tiny random-weight
+    /// encoders made on the spot].
+    #[arg(long)]
+    encoders: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -179,6 +243,40 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Fetch(args) => fetch_encoders(args),
         Command::Encoders(EncodersCommand::Run(args)) => run_encoder(args),
+        Command::Encoders(EncodersCommand::Import(args)) => {
+            let imported = import(&args.checkpoint, args.layers)?;
+            imported.write(&args.out)?;
+            print_import(&imported, &args.out);
+            Ok(())
+        }
+        Command::Encoders(EncodersCommand::Random(args)) => {
+            let kind = match args.kind {
+                KindArg::Hubert => EncoderKind::Hubert,
+                KindArg::Wav2vec2 => EncoderKind::Wav2Vec2,
+                KindArg::Bert => EncoderKind::Bert,
+            };
+            let preset = match args.size {
+                SizeArg::Tiny => Preset::Tiny,
+                SizeArg::Base => Preset::Base,
+            };
+            let mut checkpoint = RandomCheckpoint::new(kind, preset)
+                .with_seed(args.seed)
+                .with_stable_layer_norm(args.stable_layer_norm);
+            if let Some(layers) = args.layers {
+                checkpoint = checkpoint.with_layers(layers);
+            }
+            if let Some(tokenizer) = &args.tokenizer {
+                checkpoint = checkpoint.with_tokenizer(tokenizer);
+            }
+            checkpoint.write(&args.out)?;
+            println!(
+                "random {} checkpoint ({:.1} M parameters) in {}",
+                kind.as_str(),
+                checkpoint.parameter_count() as f64 / 1e6,
+                args.out.display()
+            );
+            Ok(())
+        }
         Command::Extract(args) => {
             let settings = ExtractSettings {
                 frontend: FrontendConfig {
@@ -218,17 +316,95 @@ fn run(cli: Cli) -> Result<()> {
 fn demo(args: DemoArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create output folder {}", args.out.display()))?;
-    println!("== 1/2 scan the corpus");
+    println!("== 1/4 scan the corpus");
     let manifest_path = args.out.join("manifest.csv");
     scan_corpus(args.data, &manifest_path, TranscriptTemplate::default())?;
-    println!("\n== 2/2 split it");
+
+    println!("\n== 2/4 split it");
     let config = SplitConfig {
         seed: args.seed,
         ..SplitConfig::default()
     };
     split_manifest(&manifest_path, &args.out.join("splits.json"), config)?;
+
+    println!("\n== 3/4 import the encoders");
+    let encoders = prepare_encoders(args.encoders.as_deref(), &args.out.join("encoders"))?;
+
+    println!("\n== 4/4 extract features");
+    let text = Some((encoders.text.as_path(), encoders.tokenizer.as_path()));
+    extract_features(
+        &manifest_path,
+        &encoders.speech,
+        text,
+        &args.out.join("features"),
+        ExtractSettings::default(),
+        None,
+    )?;
     println!("\nEverything is in {}.", args.out.display());
     Ok(())
+}
+
+/// The encoder graphs the demo uses.
+struct DemoEncoders {
+    speech: PathBuf,
+    text: PathBuf,
+    tokenizer: PathBuf,
+}
+
+/// Imports the real checkpoints found in `real` (laid out as `fetch` writes them), or
+/// tiny random-weight ones made here, into `dir`.
+fn prepare_encoders(real: Option<&Path>, dir: &Path) -> Result<DemoEncoders> {
+    let (speech_checkpoint, text_checkpoint) = match real {
+        Some(root) => {
+            let pair = (HUBERT_BASE.local_dir(root), BERT_BASE.local_dir(root));
+            for (model, dir) in [(HUBERT_BASE, &pair.0), (BERT_BASE, &pair.1)] {
+                let missing = model.missing_files(dir);
+                if !missing.is_empty() {
+                    anyhow::bail!(
+                        "{} lacks {} for {}: run `host-trainer fetch --cache {}` or put the files there by hand",
+                        dir.display(),
+                        missing.join(", "),
+                        model.repo_id(),
+                        root.display()
+                    );
+                }
+            }
+            pair
+        }
+        None => {
+            // Tiny (hidden 32) but as deep as the real ones, so the default layer
+            // selections (HuBERT 5..9, BERT 1..6) apply unchanged.
+            let speech = dir.join("hubert-tiny-random");
+            RandomCheckpoint::new(EncoderKind::Hubert, Preset::Tiny)
+                .with_layers(12)
+                .with_seed(1)
+                .write(&speech)?;
+            let text = dir.join("bert-tiny-random");
+            RandomCheckpoint::new(EncoderKind::Bert, Preset::Tiny)
+                .with_layers(6)
+                .with_seed(2)
+                .with_tokenizer(&embedded_tokenizer())
+                .write(&text)?;
+            println!(
+                "random-weight tiny checkpoints (real layout, not trained) in {}",
+                dir.display()
+            );
+            (speech, text)
+        }
+    };
+    let speech = dir.join("speech.onnx");
+    let imported = import(&speech_checkpoint, None)?;
+    imported.write(&speech)?;
+    print_import(&imported, &speech);
+    let text = dir.join("text.onnx");
+    let imported = import(&text_checkpoint, None)?;
+    imported.write(&text)?;
+    print_import(&imported, &text);
+    Ok(DemoEncoders {
+        speech,
+        text,
+        tokenizer: text_checkpoint.join("tokenizer.json"),
+    })
 }
 
 fn scan_corpus(
@@ -380,6 +556,35 @@ fn extract_features(
         );
     }
     Ok(())
+}
+
+fn print_import(imported: &ImportedEncoder, out: &Path) {
+    println!(
+        "{} ({}): {} of {} layers kept, outputs {} (hidden {}), {:.1} MB -> {}",
+        imported.kind.as_str(),
+        imported.source,
+        imported.layers_in_graph,
+        imported.num_hidden_layers,
+        imported.output_names().join(", "),
+        imported.hidden_size,
+        imported.model_bytes.len() as f64 / 1e6,
+        out.display()
+    );
+}
+
+/// Parses `5..9`, `5..=9` or `5-9` (inclusive), or a single layer `7`.
+fn parse_layers(text: &str) -> Result<RangeInclusive<usize>, String> {
+    let bad = || format!("'{text}' is not a layer range like 5..9");
+    let (start, end) = match text.split_once("..") {
+        Some((a, b)) => (a, b.trim_start_matches('=')),
+        None => text.split_once('-').unwrap_or((text, text)),
+    };
+    let start: usize = start.trim().parse().map_err(|_| bad())?;
+    let end: usize = end.trim().parse().map_err(|_| bad())?;
+    if start > end {
+        return Err(format!("'{text}': the first layer comes after the last"));
+    }
+    Ok(start..=end)
 }
 
 /// Parses `70,15,15`, `70/15/15` or `0.7,0.15,0.15`.

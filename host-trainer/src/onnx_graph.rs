@@ -303,7 +303,7 @@ impl GraphBuilder {
     pub fn initializer(&mut self, name: &str, array: FloatArray) -> String {
         let name = self.fresh_name(name);
         let dims = array.shape.iter().map(|&d| d as i64).collect();
-        let raw_data = array.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let raw_data = le_bytes(&array.data);
         self.graph.initializer.push(pb::TensorProto {
             name: name.clone(),
             dims,
@@ -656,6 +656,15 @@ impl GraphBuilder {
     }
 }
 
+/// Little-endian bytes of `values` (ONNX `raw_data`).
+fn le_bytes(values: &[f32]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(values.len() * 4);
+    for v in values {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    bytes
+}
+
 fn rename(error: GraphError, name: &str) -> GraphError {
     match error {
         GraphError::DataLength {
@@ -794,7 +803,7 @@ mod tests {
             &bytes,
             tract_ndarray::arr3(&[[[1.0f32, -2.0], [0.5, 3.0]]]).into_tensor(),
         )?;
-        let out = out[0].to_array_view::<f32>()?;
+        let out = out[0].to_plain_array_view::<f32>()?;
         assert_eq!(out.shape(), &[1, 2, 3]);
         for t in 0..2 {
             for o in 0..3 {

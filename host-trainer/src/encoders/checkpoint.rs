@@ -440,4 +440,54 @@ mod tests {
         let w = fold_weight_norm(&g, &v, 2).expect("fits");
         assert_eq!(w.data(), &[6.0, 0.0, 8.0, 1.0]);
     }
+
+    #[test]
+    fn half_precision_weights_are_converted() {
+        use safetensors::tensor::TensorView;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::write(tmp.path().join("config.json"), r#"{"model_type": "bert"}"#)
+            .expect("config");
+        let values = [1.5f32, -0.25, 3.0];
+        let f16: Vec<u8> = values
+            .iter()
+            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+            .collect();
+        let bf16: Vec<u8> = values
+            .iter()
+            .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+            .collect();
+        let ids: Vec<u8> = [1i64, 2, 3].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let views = vec![
+            (
+                "bert.a".to_string(),
+                TensorView::new(Dtype::F16, vec![3], &f16).expect("view"),
+            ),
+            (
+                "b".to_string(),
+                TensorView::new(Dtype::BF16, vec![1, 3], &bf16).expect("view"),
+            ),
+            (
+                "ids".to_string(),
+                TensorView::new(Dtype::I64, vec![3], &ids).expect("view"),
+            ),
+        ];
+        safetensors::serialize_to_file(views, None, &tmp.path().join("model.safetensors"))
+            .expect("write");
+        let checkpoint = Checkpoint::open(tmp.path()).expect("open");
+        assert_eq!(checkpoint.sha256().len(), 64);
+        assert_eq!(checkpoint.tensor("a", &[3]).expect("a").data(), &values);
+        assert_eq!(checkpoint.tensor("b", &[1, 3]).expect("b").data(), &values);
+        assert!(matches!(
+            checkpoint.tensor("b", &[3]),
+            Err(ImportError::TensorShape { .. })
+        ));
+        assert!(matches!(
+            checkpoint.tensor("ids", &[3]),
+            Err(ImportError::UnsupportedDtype { .. })
+        ));
+        assert!(matches!(
+            checkpoint.tensor("c", &[3]),
+            Err(ImportError::MissingTensor { .. })
+        ));
+    }
 }

@@ -158,7 +158,7 @@ impl SpeechConfig {
             "num_conv_pos_embedding_groups",
             path,
         )?;
-        if hidden_size % num_conv_pos_embedding_groups != 0 {
+        if !hidden_size.is_multiple_of(num_conv_pos_embedding_groups) {
             return Err(invalid(
                 "num_conv_pos_embedding_groups",
                 format!("{num_conv_pos_embedding_groups} groups do not divide {hidden_size}"),
@@ -299,7 +299,11 @@ pub fn build_graph(
     )?;
     let pos_bias = checkpoint.tensor("encoder.pos_conv_embed.conv.bias", &[hidden])?;
     let pad = kernel / 2;
-    let pad_end = if kernel % 2 == 0 { pad - 1 } else { pad };
+    let pad_end = if kernel.is_multiple_of(2) {
+        pad - 1
+    } else {
+        pad
+    };
     let t = g.transpose("encoder.pos_conv_embed.to_channel_major", &h, &[0, 2, 1]);
     let t = g.conv1d(
         "encoder.pos_conv_embed.conv",

@@ -7,7 +7,7 @@
 //!   post-LN "base" or pre-LN "large" transformer).
 //! - [`bert`]: BERT (embeddings, post-LN transformer).
 //! - [`random`]: random-weight checkpoints in the real HF layout, for tests and benchmarks.
-//! - [`error`]: [`ImportError`].
+//! - [`error`]: what can go wrong, as one [`ImportError`].
 //!
 //! # The graph contract
 //!
@@ -282,7 +282,7 @@ pub(crate) fn check_heads(
     heads: usize,
     config_path: &Path,
 ) -> Result<(), ImportError> {
-    if hidden_size % heads != 0 {
+    if !hidden_size.is_multiple_of(heads) {
         return Err(ImportError::InvalidConfig {
             path: config_path.to_path_buf(),
             field: "num_attention_heads".into(),

@@ -240,7 +240,7 @@ impl RandomCheckpoint {
         std::fs::write(&config_path, text + "\n").map_err(io(&config_path))?;
 
         let weights_path = dir.join("model.safetensors");
-        let tensors = self.generate()?;
+        let tensors = self.generate();
         let views = tensors
             .iter()
             .map(|(name, shape, bytes)| {
@@ -373,80 +373,82 @@ impl RandomCheckpoint {
     }
 
     /// Draws every tensor (little-endian f32 bytes), in [`Self::tensor_specs`] order.
-    fn generate(&self) -> Result<Vec<(String, Vec<usize>, Vec<u8>)>, ImportError> {
+    ///
+    /// One pass per tensor, in place over the generator's bytes: a base-size checkpoint
+    /// is 95 M values and tests run unoptimised code.
+    fn generate(&self) -> Vec<DrawnTensor> {
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-        let mut out: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-        let mut last_v: Vec<f32> = Vec::new();
+        let mut out: Vec<DrawnTensor> = Vec::new();
+        let mut norms: Vec<f32> = Vec::new();
         for spec in self.tensor_specs() {
             let n: usize = spec.shape.iter().product();
-            let u = uniform(&mut rng, n);
-            let values: Vec<f32> = match spec.init {
-                Init::Normal => scale(u, 0.02),
-                Init::Bias => scale(u, 0.02),
-                Init::Conv(fan_in) => scale(u, 1.0 / (fan_in.max(1) as f32).sqrt()),
-                Init::LayerNormWeight => u.iter().map(|x| 1.0 + 0.2 * (x - 0.5)).collect(),
-                Init::LayerNormBias => scale(u, 0.05),
-                Init::Unit => u,
-                Init::WeightNormGain => {
-                    // g = ‖v_k‖ · [0.5, 1.5): the folded weight keeps v's spread but
-                    // differs from v, so a missing or wrong fold shows.
-                    let k = spec.shape.last().copied().unwrap_or(1);
-                    let norms = norms_along_last(&last_v, k);
-                    norms
-                        .iter()
-                        .zip(&u)
-                        .map(|(norm, x)| norm * (0.5 + x))
-                        .collect()
-                }
-            };
-            if spec.name.ends_with("weight_v") || spec.name.ends_with("original1") {
-                last_v = values.clone();
+            let mut bytes = vec![0u8; n * 4];
+            rng.fill_bytes(&mut bytes);
+            for (i, chunk) in bytes.chunks_exact_mut(4).enumerate() {
+                let u = (u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]) >> 8) as f32
+                    / 16_777_216.0;
+                let value = spec.init.draw(u, i, &norms);
+                chunk.copy_from_slice(&value.to_le_bytes());
             }
-            let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            if spec.name.ends_with("weight_v") || spec.name.ends_with("original1") {
+                let k = spec.shape.last().copied().unwrap_or(1);
+                norms = norms_along_last(&bytes, k);
+            }
             out.push((spec.name, spec.shape, bytes));
         }
-        Ok(out)
+        out
     }
 }
 
-/// Norms of the slices of row-major `v` along its last axis (of length `k`): the norm
-/// PyTorch's `weight_norm(dim=2)` divides by, for a rank-3 `v`.
-fn norms_along_last(v: &[f32], k: usize) -> Vec<f32> {
+/// A drawn tensor: name, shape, little-endian f32 bytes.
+type DrawnTensor = (String, Vec<usize>, Vec<u8>);
+
+/// Norms of the slices of a row-major f32 tensor (little-endian bytes) along its last
+/// axis of length `k`: what PyTorch's `weight_norm(dim=2)` divides by, for rank 3.
+fn norms_along_last(bytes: &[u8], k: usize) -> Vec<f32> {
     let k = k.max(1);
     let mut sums = vec![0f64; k];
-    for (i, x) in v.iter().enumerate() {
-        sums[i % k] += f64::from(*x) * f64::from(*x);
+    for (i, c) in bytes.chunks_exact(4).enumerate() {
+        let x = f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+        sums[i % k] += x * x;
     }
     sums.into_iter().map(|s| s.sqrt() as f32).collect()
 }
 
-/// `n` values uniform in [0, 1).
-fn uniform(rng: &mut ChaCha8Rng, n: usize) -> Vec<f32> {
-    let mut bytes = vec![0u8; n * 4];
-    rng.fill_bytes(&mut bytes);
-    bytes
-        .chunks_exact(4)
-        .map(|c| (u32::from_le_bytes([c[0], c[1], c[2], c[3]]) >> 8) as f32 / 16_777_216.0)
-        .collect()
-}
-
-/// Maps [0, 1) to a zero-mean uniform with standard deviation `std`.
-fn scale(u: Vec<f32>, std: f32) -> Vec<f32> {
-    let half_width = std * 3f32.sqrt();
-    u.into_iter()
-        .map(|x| (2.0 * x - 1.0) * half_width)
-        .collect()
-}
-
+/// How a tensor's values are drawn.
 #[derive(Debug, Clone, Copy)]
 enum Init {
+    /// Linear weights and embeddings: std 0.02 (HF's `initializer_range`).
     Normal,
+    /// Biases: std 0.02 (HF uses zeros; non-zero ones make a dropped bias show).
     Bias,
+    /// Convolutions with this fan-in: std 1/√fan_in.
     Conv(usize),
+    /// LayerNorm / GroupNorm scale: 1 ± 0.1.
     LayerNormWeight,
+    /// LayerNorm / GroupNorm shift: std 0.05.
     LayerNormBias,
+    /// [0, 1).
     Unit,
+    /// Weight-norm gain `g_k = ‖v_k‖ · [0.5, 1.5)`: the folded weight keeps v's spread
+    /// but differs from v, so a missing or wrong fold shows.
     WeightNormGain,
+}
+
+impl Init {
+    /// The value for uniform `u` in [0, 1) at flat index `i` (`norms`: of the last `v`).
+    fn draw(self, u: f32, i: usize, norms: &[f32]) -> f32 {
+        // A zero-mean uniform with standard deviation `std`.
+        let centred = |std: f32| (2.0 * u - 1.0) * std * 3f32.sqrt();
+        match self {
+            Init::Normal | Init::Bias => centred(0.02),
+            Init::Conv(fan_in) => centred(1.0 / (fan_in.max(1) as f32).sqrt()),
+            Init::LayerNormWeight => 1.0 + 0.2 * (u - 0.5),
+            Init::LayerNormBias => centred(0.05),
+            Init::Unit => u,
+            Init::WeightNormGain => norms.get(i).copied().unwrap_or(1.0) * (0.5 + u),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -489,5 +491,58 @@ impl Specs {
     fn layer_norm(&mut self, name: &str, width: usize) {
         self.push(&format!("{name}.weight"), &[width], Init::LayerNormWeight);
         self.push(&format!("{name}.bias"), &[width], Init::LayerNormBias);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written(spec: &RandomCheckpoint) -> (Vec<u8>, String) {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        spec.write(tmp.path()).expect("write");
+        let weights = std::fs::read(tmp.path().join("model.safetensors")).expect("weights");
+        let config = std::fs::read_to_string(tmp.path().join("config.json")).expect("config");
+        (weights, config)
+    }
+
+    #[test]
+    fn same_seed_same_bytes() {
+        let spec = RandomCheckpoint::new(EncoderKind::Hubert, Preset::Tiny).with_seed(9);
+        let (a, config_a) = written(&spec);
+        let (b, config_b) = written(&spec);
+        assert_eq!(a, b);
+        assert_eq!(config_a, config_b);
+        let (c, _) = written(&spec.clone().with_seed(10));
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn base_sizes_are_the_real_ones() {
+        let hubert = RandomCheckpoint::new(EncoderKind::Hubert, Preset::Base);
+        let params = hubert.parameter_count();
+        assert!((94_000_000..95_000_000).contains(&params), "{params}");
+        let bert = RandomCheckpoint::new(EncoderKind::Bert, Preset::Base);
+        let params = bert.parameter_count();
+        // bert-base-uncased: 109.5 M with the pooler.
+        assert!((109_000_000..110_000_000).contains(&params), "{params}");
+    }
+
+    #[test]
+    fn weight_norm_names() {
+        let spec = RandomCheckpoint::new(EncoderKind::Hubert, Preset::Tiny)
+            .with_weight_norm_names(WeightNormNames::Parametrizations);
+        let names: Vec<String> = spec.tensor_specs().into_iter().map(|s| s.name).collect();
+        assert!(
+            names.contains(&"encoder.pos_conv_embed.conv.parametrizations.weight.original0".into())
+        );
+        assert!(!names.iter().any(|n| n.ends_with("weight_g")));
+        let large =
+            RandomCheckpoint::new(EncoderKind::Wav2Vec2, Preset::Tiny).with_stable_layer_norm(true);
+        let names: Vec<String> = large.tensor_specs().into_iter().map(|s| s.name).collect();
+        assert!(
+            names.contains(&"wav2vec2.feature_extractor.conv_layers.6.layer_norm.weight".into())
+        );
+        assert!(names.contains(&"wav2vec2.feature_extractor.conv_layers.6.conv.bias".into()));
     }
 }

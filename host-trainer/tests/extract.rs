@@ -1,0 +1,195 @@
+//! Feature extraction over the embedded corpus with tiny random encoders: the cache
+//! makes a second run do no encoder work, a settings change recomputes only what depends
+//! on it, and a killed run resumes where it stopped.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use host_trainer::corpus::{embedded_corpus_dir, embedded_tokenizer};
+use host_trainer::encoders::random::{Preset, RandomCheckpoint};
+use host_trainer::encoders::{EncoderKind, import};
+use host_trainer::extract::{ExtractSettings, Extractor};
+use host_trainer::feature_cache::{FeatureCache, FeatureIndex};
+use host_trainer::tess::{ScanOptions, scan};
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    manifest: PathBuf,
+    speech: PathBuf,
+    text: PathBuf,
+    tokenizer: PathBuf,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let manifest = root.join("manifest.csv");
+    scan(&embedded_corpus_dir(), &ScanOptions::default())
+        .unwrap()
+        .manifest
+        .write_csv(&manifest)
+        .unwrap();
+    let hubert = root.join("hubert");
+    RandomCheckpoint::new(EncoderKind::Hubert, Preset::Tiny)
+        .with_layers(9)
+        .write(&hubert)
+        .unwrap();
+    let bert = root.join("bert");
+    RandomCheckpoint::new(EncoderKind::Bert, Preset::Tiny)
+        .with_layers(6)
+        .with_tokenizer(&embedded_tokenizer())
+        .write(&bert)
+        .unwrap();
+    let speech = root.join("speech.onnx");
+    import(&hubert, None).unwrap().write(&speech).unwrap();
+    let text = root.join("text.onnx");
+    import(&bert, None).unwrap().write(&text).unwrap();
+    Setup {
+        tokenizer: bert.join("tokenizer.json"),
+        _dir: dir,
+        root,
+        manifest,
+        speech,
+        text,
+    }
+}
+
+fn extract(setup: &Setup, extra: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_host-trainer"))
+        .arg("extract")
+        .arg("--manifest")
+        .arg(&setup.manifest)
+        .arg("--speech-encoder")
+        .arg(&setup.speech)
+        .arg("--text-encoder")
+        .arg(&setup.text)
+        .arg("--tokenizer")
+        .arg(&setup.tokenizer)
+        .arg("--cache")
+        .arg(setup.root.join("features"))
+        .args(extra)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn feature_files(dir: &Path) -> usize {
+    walk(dir)
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .count()
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn second_run_does_no_encoder_work_and_changes_recompute_only_what_they_must() {
+    let setup = setup();
+    let first = extract(&setup, &[]);
+    assert!(first.contains("features of 168 utterances"), "{first}");
+    assert!(first.contains("speech 168 computed"), "{first}");
+    assert!(
+        first.contains("transcripts 12 computed, 0 cached"),
+        "{first}"
+    );
+
+    let second = extract(&setup, &[]);
+    assert!(second.contains("speech 0 computed"), "{second}");
+    assert!(second.contains("168 cached"), "{second}");
+    assert!(
+        second.contains("transcripts 0 computed, 12 cached"),
+        "{second}"
+    );
+
+    // The front-end changes: speech is recomputed, the transcripts are not.
+    let changed = extract(&setup, &["--no-normalize"]);
+    assert!(changed.contains("speech 168 computed"), "{changed}");
+    assert!(
+        changed.contains("transcripts 0 computed, 12 cached"),
+        "{changed}"
+    );
+    assert_eq!(feature_files(&setup.root.join("features")), 2 * 168 + 12);
+
+    // The index points at features equal to a direct computation.
+    let cache_dir = setup.root.join("features");
+    let index = FeatureIndex::read(&cache_dir).unwrap();
+    assert_eq!(index.entries.len(), 168);
+    assert_eq!(index.speech_layers, [5, 6, 7, 8, 9]);
+    assert_eq!(index.text_layers, [1, 2, 3, 4, 5, 6]);
+    assert_eq!((index.speech_dim, index.text_dim), (32, 32));
+    let (id, entry) = index.entries.iter().next().unwrap();
+    let manifest = host_trainer::manifest::Manifest::read_csv(&setup.manifest).unwrap();
+    let wav = std::fs::read(&manifest.get(id).unwrap().path).unwrap();
+    let settings = ExtractSettings {
+        frontend: models::FrontendConfig {
+            normalize: false,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let extractor = Extractor::new(
+        &setup.speech,
+        Some((&setup.text, &setup.tokenizer)),
+        settings,
+    )
+    .unwrap();
+    let direct = extractor.speech_features(&wav, id).unwrap();
+    let cached = FeatureCache::new(&cache_dir).read(&entry.speech).unwrap();
+    assert_eq!(direct, cached);
+    assert_eq!(entry.frames, direct.frames());
+    // ~50 frames per second of audio.
+    let seconds = manifest.get(id).unwrap().duration_s;
+    assert!(
+        (entry.frames as f64 - 50.0 * seconds).abs() < 2.0,
+        "{} frames for {seconds} s",
+        entry.frames
+    );
+}
+
+#[test]
+fn a_killed_run_resumes_without_redoing_finished_files() {
+    let setup = setup();
+    extract(&setup, &[]);
+    let cache_dir = setup.root.join("features");
+    let index = FeatureIndex::read(&cache_dir).unwrap();
+    // As if killed: five features never written, one left as a half-written temp file.
+    let mut lost: Vec<&PathBuf> = index.entries.values().map(|e| &e.speech).take(5).collect();
+    lost.dedup();
+    for path in &lost {
+        std::fs::remove_file(cache_dir.join(path)).unwrap();
+    }
+    let half = cache_dir
+        .join(lost[0])
+        .with_file_name(".partial.safetensors.tmp123");
+    std::fs::write(&half, b"half").unwrap();
+    std::fs::remove_file(FeatureIndex::path_in(&cache_dir)).unwrap();
+
+    let resumed = extract(&setup, &[]);
+    assert!(
+        resumed.contains(&format!("speech {} computed", lost.len())),
+        "{resumed}"
+    );
+    assert!(
+        resumed.contains(&format!("{} cached", 168 - lost.len())),
+        "{resumed}"
+    );
+    assert_eq!(FeatureIndex::read(&cache_dir).unwrap(), index);
+}
