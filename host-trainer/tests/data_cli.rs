@@ -1,23 +1,15 @@
 //! `host-trainer data scan|split` as a user runs them: on a folder laid out with every
 //! quirk of the TESS download, and on the embedded synthetic corpus.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use host_trainer::manifest::Manifest;
 use host_trainer::splits::SplitSet;
 use models::Emotion;
 
-fn host_trainer(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_host-trainer"))
-        .args(args)
-        .output()
-        .expect("host-trainer runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use common::{files_under, host_trainer, text};
 
 /// A short 16-bit mono tone.
 fn write_wav(path: &Path, sample_rate: u32, seconds: f64) {
@@ -204,7 +196,7 @@ fn embedded_corpus_scans_to_every_file_and_splits_reproducibly() {
         text(&out.stderr)
     );
 
-    let wavs: Vec<PathBuf> = walk(&embedded_corpus())
+    let wavs: Vec<PathBuf> = files_under(&embedded_corpus())
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "wav"))
         .collect();
@@ -263,17 +255,4 @@ fn embedded_corpus_scans_to_every_file_and_splits_reproducibly() {
     assert_ne!(std::fs::read(&a).unwrap(), std::fs::read(&c).unwrap());
     let set = SplitSet::read_json(&a).unwrap();
     set.check(&manifest).unwrap();
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }

@@ -2,28 +2,17 @@
 //! `encoders import` then `encoders run`, compared tensor by tensor with the reference
 //! (HF transformers) outputs in `fixtures/conformance`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use common::{host_trainer, host_trainer_ok, text};
 
 use safetensors::SafeTensors;
 use safetensors::tensor::Dtype;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/conformance")
-}
-
-fn host_trainer(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_host-trainer"))
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{args:?}\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
 }
 
 fn f32s(tensors: &SafeTensors, name: &str) -> (Vec<usize>, Vec<f32>) {
@@ -73,7 +62,7 @@ fn hubert_vectors_from_the_command_line() {
     let graph = dir.path().join("hubert.onnx");
     let hidden = dir.path().join("hidden.safetensors");
     let checkpoint = fixtures().join("hubert-tiny");
-    host_trainer(&[
+    host_trainer_ok(&[
         "encoders",
         "import",
         checkpoint.to_str().unwrap(),
@@ -83,7 +72,7 @@ fn hubert_vectors_from_the_command_line() {
         "0..4",
     ]);
     let wav = fixtures().join("say-the-word-back-16k.wav");
-    let printed = host_trainer(&[
+    let printed = host_trainer_ok(&[
         "encoders",
         "run",
         graph.to_str().unwrap(),
@@ -114,7 +103,7 @@ fn bert_vectors_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let graph = dir.path().join("bert.onnx");
     let checkpoint = fixtures().join("bert-tiny");
-    host_trainer(&[
+    host_trainer_ok(&[
         "encoders",
         "import",
         checkpoint.to_str().unwrap(),
@@ -130,7 +119,7 @@ fn bert_vectors_from_the_command_line() {
     let tokenizer = checkpoint.join("tokenizer.json");
     for (k, case) in texts.as_array().unwrap().iter().enumerate() {
         let hidden = dir.path().join(format!("text{k}.safetensors"));
-        host_trainer(&[
+        host_trainer_ok(&[
             "encoders",
             "run",
             graph.to_str().unwrap(),
@@ -168,36 +157,30 @@ fn importing_a_folder_without_weights_says_what_is_missing() {
     )
     .unwrap();
     std::fs::write(dir.path().join("pytorch_model.bin"), b"not really").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_host-trainer"))
-        .args([
-            "encoders",
-            "import",
-            dir.path().to_str().unwrap(),
-            "--out",
-            "/dev/null",
-        ])
-        .output()
-        .unwrap();
+    let out = host_trainer(&[
+        "encoders",
+        "import",
+        dir.path().to_str().unwrap(),
+        "--out",
+        "/dev/null",
+    ]);
     assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = text(&out.stderr);
     assert!(stderr.contains("safe_serialization=True"), "{stderr}");
 }
 
 #[test]
 fn fetch_offline_prints_the_by_hand_instructions() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_host-trainer"))
-        .args([
-            "fetch",
-            "--cache",
-            dir.path().to_str().unwrap(),
-            "--endpoint",
-            "http://127.0.0.1:9",
-        ])
-        .output()
-        .unwrap();
+    let out = host_trainer(&[
+        "fetch",
+        "--cache",
+        dir.path().to_str().unwrap(),
+        "--endpoint",
+        "http://127.0.0.1:9",
+    ]);
     assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = text(&out.stderr);
     let expected = dir
         .path()
         .join("facebook--hubert-base-ls960")

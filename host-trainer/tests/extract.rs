@@ -2,8 +2,11 @@
 //! makes a second run do no encoder work, a settings change recomputes only what depends
 //! on it, and a killed run resumes where it stopped.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use common::{files_under, host_trainer_ok};
 
 use host_trainer::corpus::{embedded_corpus_dir, embedded_tokenizer};
 use host_trainer::encoders::random::{Preset, RandomCheckpoint};
@@ -56,48 +59,26 @@ fn setup() -> Setup {
 }
 
 fn extract(setup: &Setup, extra: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_host-trainer"))
-        .arg("extract")
-        .arg("--manifest")
-        .arg(&setup.manifest)
-        .arg("--speech-encoder")
-        .arg(&setup.speech)
-        .arg("--text-encoder")
-        .arg(&setup.text)
-        .arg("--tokenizer")
-        .arg(&setup.tokenizer)
-        .arg("--cache")
-        .arg(setup.root.join("features"))
-        .args(extra)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    let mut args: Vec<std::ffi::OsString> = vec!["extract".into()];
+    for (flag, value) in [
+        ("--manifest", &setup.manifest),
+        ("--speech-encoder", &setup.speech),
+        ("--text-encoder", &setup.text),
+        ("--tokenizer", &setup.tokenizer),
+        ("--cache", &setup.root.join("features")),
+    ] {
+        args.push(flag.into());
+        args.push(value.into());
+    }
+    args.extend(extra.iter().map(Into::into));
+    host_trainer_ok(&args)
 }
 
 fn feature_files(dir: &Path) -> usize {
-    walk(dir)
+    files_under(dir)
         .iter()
         .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
         .count()
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 #[test]

@@ -1,0 +1,46 @@
+//! Helpers shared by the CLI tests: run the binary, list files.
+
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Runs `host-trainer` with `args`.
+pub fn host_trainer<S: AsRef<OsStr>>(args: &[S]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_host-trainer"))
+        .args(args)
+        .output()
+        .expect("host-trainer runs")
+}
+
+/// Runs `host-trainer` with `args`, asserts it succeeded, returns its stdout.
+pub fn host_trainer_ok<S: AsRef<OsStr> + std::fmt::Debug>(args: &[S]) -> String {
+    let out = host_trainer(args);
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{args:?}\n{stdout}\n{}",
+        text(&out.stderr)
+    );
+    stdout
+}
+
+/// Lossy UTF-8.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Every file below `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("readable folder") {
+        let path = entry.expect("readable entry").path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
