@@ -10,14 +10,26 @@
 //! - [`feature_cache`]: encoder outputs on disk, keyed by what they depend on.
 //! - [`extract`]: front-end and encoders over a manifest, into the cache.
 //! - [`hidden_dump`]: every hidden state of one input, for checking an import by hand.
+//! - [`heads`]: the speech, text and fusion heads (burn modules and their configs).
+//! - [`training`]: the training loop (AdamW, early stopping), saving and loading heads.
+//! - [`metrics`]: sklearn-style classification report and confusion matrix.
+//! - [`dataset`]: a split's examples, read from the feature cache.
+//! - [`runs`]: one model trained on one split, saved with its curves; evaluation of runs.
+//! - [`evaluation`]: per-split reports, the model comparison and `metrics.json`.
 
 pub mod corpus;
+pub mod dataset;
 pub mod encoders;
+pub mod evaluation;
 pub mod extract;
 pub mod feature_cache;
 pub mod fetch;
+pub mod heads;
 pub mod hidden_dump;
 pub mod manifest;
+pub mod metrics;
 pub mod onnx_graph;
+pub mod runs;
 pub mod splits;
 pub mod tess;
+pub mod training;

@@ -11,13 +11,17 @@ use clap::{Args, Parser, Subcommand};
 use host_trainer::corpus::{default_corpus_dir, embedded_tokenizer};
 use host_trainer::encoders::random::{Preset, RandomCheckpoint};
 use host_trainer::encoders::{EncoderKind, ImportedEncoder, import};
+use host_trainer::evaluation::{Provenance, comparison_markdown, write_evaluation};
 use host_trainer::extract::{ExtractSettings, Extractor, extract};
 use host_trainer::feature_cache::{FeatureCache, FeatureDtype, FeatureIndex, LayerCombination};
 use host_trainer::fetch::{BERT_BASE, FetchOptions, HUBERT_BASE, fetch};
+use host_trainer::heads::ModelKind;
 use host_trainer::hidden_dump::{DumpInput, dump_hidden_states};
 use host_trainer::manifest::Manifest;
-use host_trainer::splits::{SplitConfig, SplitSet};
+use host_trainer::runs::{evaluate_run, train_run};
+use host_trainer::splits::{SplitConfig, SplitKind, SplitSet};
 use host_trainer::tess::{ScanOptions, scan};
+use host_trainer::training::TrainConfig;
 use models::encoder::EncoderGraph;
 use models::{FrontendConfig, TranscriptTemplate};
 
@@ -34,8 +38,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the job end to end on the embedded synthetic corpus (today: scan, split,
-    /// import the encoders, extract features).
+    /// Run the whole job on the embedded synthetic corpus: scan, split, import the
+    /// encoders, extract features, train the three models, evaluate and compare.
     Demo(DemoArgs),
     /// Corpus work: scan a TESS folder into a manifest, split it.
     #[command(subcommand)]
@@ -47,6 +51,78 @@ enum Command {
     Encoders(EncodersCommand),
     /// Front-end + encoders over a manifest; features cached (only missing ones computed).
     Extract(ExtractArgs),
+    /// Train one model (speech, text or fusion) on one split; early stopping on validation macro-F1.
+    Train(TrainArgs),
+    /// Evaluate trained models on the test parts of their splits: reports, comparison, metrics.json.
+    Evaluate(EvaluateArgs),
+}
+
+/// Where a run's inputs are: the manifest, the splits and the feature cache.
+#[derive(Args)]
+struct RunInputs {
+    /// The manifest written by `data scan`.
+    #[arg(long, default_value = "out/manifest.csv")]
+    manifest: PathBuf,
+    /// The splits file written by `data split`.
+    #[arg(long, default_value = "out/splits.json")]
+    splits: PathBuf,
+    /// The feature cache written by `extract`.
+    #[arg(long, default_value = "out/features")]
+    features: PathBuf,
+    /// Where runs are saved (RUNS/{model}/{split}/).
+    #[arg(long, default_value = "out/runs")]
+    runs: PathBuf,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    #[command(flatten)]
+    inputs: RunInputs,
+    /// Which model.
+    #[arg(long, value_enum)]
+    model: ModelKind,
+    /// Which split (see splits.json): random, speaker-OAF-to-YAF, speaker-YAF-to-OAF, word.
+    #[arg(long, default_value = "random")]
+    split: String,
+    /// Most epochs.
+    #[arg(long, default_value_t = TrainConfig::default().max_epochs)]
+    epochs: usize,
+    /// Epochs without a better validation macro-F1 before stopping.
+    #[arg(long, default_value_t = TrainConfig::default().patience)]
+    patience: usize,
+    /// Utterances per batch.
+    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
+    batch_size: usize,
+    /// AdamW learning rate.
+    #[arg(long, default_value_t = TrainConfig::default().learning_rate)]
+    learning_rate: f64,
+    /// Seed of the weights and of the batch order.
+    #[arg(long, default_value_t = TrainConfig::default().seed)]
+    seed: u64,
+}
+
+#[derive(Args)]
+struct EvaluateArgs {
+    #[command(flatten)]
+    inputs: RunInputs,
+    /// Models to evaluate.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "speech,text,fusion"
+    )]
+    models: Vec<ModelKind>,
+    /// Splits to evaluate on.
+    #[arg(
+        long = "split",
+        value_delimiter = ',',
+        default_value = "random,speaker-OAF-to-YAF,speaker-YAF-to-OAF"
+    )]
+    split_names: Vec<String>,
+    /// Where the reports go [default: RUNS/evaluation].
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -242,6 +318,24 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Fetch(args) => fetch_encoders(args),
+        Command::Train(args) => {
+            let config = TrainConfig {
+                model: args.model,
+                max_epochs: args.epochs,
+                patience: args.patience,
+                batch_size: args.batch_size,
+                learning_rate: args.learning_rate,
+                seed: args.seed,
+                ..TrainConfig::default()
+            };
+            train_models(&args.inputs, &[args.model], &[args.split], &config).map(drop)
+        }
+        Command::Evaluate(args) => {
+            let out = args
+                .out
+                .unwrap_or_else(|| args.inputs.runs.join("evaluation"));
+            evaluate_models(&args.inputs, &args.models, &args.split_names, &out)
+        }
         Command::Encoders(EncodersCommand::Run(args)) => run_encoder(args),
         Command::Encoders(EncodersCommand::Import(args)) => {
             let imported = import(&args.checkpoint, args.layers)?;
@@ -316,21 +410,21 @@ fn run(cli: Cli) -> Result<()> {
 fn demo(args: DemoArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create output folder {}", args.out.display()))?;
-    println!("== 1/4 scan the corpus");
+    println!("== 1/6 scan the corpus");
     let manifest_path = args.out.join("manifest.csv");
     scan_corpus(args.data, &manifest_path, TranscriptTemplate::default())?;
 
-    println!("\n== 2/4 split it");
+    println!("\n== 2/6 split it");
     let config = SplitConfig {
         seed: args.seed,
         ..SplitConfig::default()
     };
     split_manifest(&manifest_path, &args.out.join("splits.json"), config)?;
 
-    println!("\n== 3/4 import the encoders");
+    println!("\n== 3/6 import the encoders");
     let encoders = prepare_encoders(args.encoders.as_deref(), &args.out.join("encoders"))?;
 
-    println!("\n== 4/4 extract features");
+    println!("\n== 4/6 extract features");
     let text = Some((encoders.text.as_path(), encoders.tokenizer.as_path()));
     extract_features(
         &manifest_path,
@@ -340,8 +434,125 @@ fn demo(args: DemoArgs) -> Result<()> {
         ExtractSettings::default(),
         None,
     )?;
+
+    let inputs = RunInputs {
+        manifest: manifest_path,
+        splits: args.out.join("splits.json"),
+        features: args.out.join("features"),
+        runs: args.out.join("runs"),
+    };
+    let models = [ModelKind::Speech, ModelKind::Text, ModelKind::Fusion];
+    // The study's random split and every speaker-independent one (with TESS: both ways).
+    let split_names: Vec<String> = SplitSet::read_json(&inputs.splits)?
+        .splits
+        .iter()
+        .filter(|s| !matches!(s.kind, SplitKind::Word))
+        .map(|s| s.name.clone())
+        .collect();
+    println!(
+        "\n== 5/6 train the three models on {}",
+        split_names.join(", ")
+    );
+    train_models(
+        &inputs,
+        &models,
+        &split_names,
+        &TrainConfig {
+            seed: args.seed,
+            ..TrainConfig::default()
+        },
+    )?;
+    println!("\n== 6/6 evaluate on the test parts\n");
+    evaluate_models(&inputs, &models, &split_names, &args.out.join("evaluation"))?;
     println!("\nEverything is in {}.", args.out.display());
     Ok(())
+}
+
+/// The manifest and splits of a run, checked against each other.
+fn read_inputs(inputs: &RunInputs) -> Result<(Manifest, SplitSet)> {
+    let manifest = Manifest::read_csv(&inputs.manifest).context("cannot read the manifest")?;
+    let splits = SplitSet::read_json(&inputs.splits).context("cannot read the splits")?;
+    splits.check(&manifest)?;
+    Ok((manifest, splits))
+}
+
+/// Trains every model on every split named.
+fn train_models(
+    inputs: &RunInputs,
+    models: &[ModelKind],
+    split_names: &[String],
+    base: &TrainConfig,
+) -> Result<()> {
+    let (manifest, splits) = read_inputs(inputs)?;
+    for name in split_names {
+        let split = splits.get(name)?;
+        for &model in models {
+            let config = TrainConfig {
+                model,
+                ..base.clone()
+            };
+            train_run(&manifest, split, &inputs.features, &inputs.runs, &config)?;
+        }
+    }
+    Ok(())
+}
+
+/// Evaluates saved runs, writes the reports and prints the comparison table.
+fn evaluate_models(
+    inputs: &RunInputs,
+    models: &[ModelKind],
+    split_names: &[String],
+    out: &Path,
+) -> Result<()> {
+    let (manifest, splits) = read_inputs(inputs)?;
+    let mut evaluations = Vec::new();
+    for name in split_names {
+        let split = splits.get(name)?;
+        for &model in models {
+            evaluations.push(evaluate_run(
+                &manifest,
+                split,
+                &inputs.features,
+                &inputs.runs,
+                model,
+            )?);
+        }
+    }
+    let provenance = Provenance {
+        corpus: manifest
+            .entries()
+            .first()
+            .and_then(|e| e.path.parent()?.parent().map(|p| p.display().to_string()))
+            .unwrap_or_default(),
+        manifest: inputs.manifest.display().to_string(),
+        splits_file: inputs.splits.display().to_string(),
+        splits_id: splits.id.clone(),
+        seed: splits.config.seed,
+        encoders: FeatureIndex::read(&inputs.features)
+            .map(|i| {
+                format!(
+                    "speech {} layers {:?}, text {} layers {:?}",
+                    short(&i.speech_encoder),
+                    i.speech_layers,
+                    i.text_encoder.as_deref().map_or("none", short),
+                    i.text_layers
+                )
+            })
+            .unwrap_or_default(),
+        extra: Default::default(),
+    };
+    let files = write_evaluation(out, &evaluations, &provenance)?;
+    println!("{}", comparison_markdown(&evaluations));
+    println!(
+        "reports: {} (metrics.json, comparison.md, MODEL/SPLIT/report.md)",
+        out.display()
+    );
+    drop(files);
+    Ok(())
+}
+
+fn short(digest: &str) -> &str {
+    &digest[..digest.len().min(12)]
 }
 
 /// The encoder graphs the demo uses.

@@ -1,0 +1,990 @@
+//! Training a head: a plain loop (no burn-train `Learner`), reproducible from one seed.
+//!
+//! - AdamW on the cross-entropy of the seven classes, shuffled mini-batches each epoch
+//!   (ChaCha8 from the seed), each batch padded to its longest sample with the lengths
+//!   passed to the model.
+//! - After every epoch the model is scored on the validation set; the best epoch by
+//!   validation macro-F1 (ties: the lower validation loss) is kept, and training stops
+//!   after `patience` epochs without a better one.
+//! - The same seed gives the same weights, the same curves and the same predictions:
+//!   parameters are drawn from burn's generator seeded and under a lock
+//!   ([`EmotionHeadConfig::init_seeded`]); shuffling and dropout masks come from our own
+//!   ChaCha8 generators, so nothing else in the process can disturb them.
+//!
+//! A [`TrainedModel`] predicts probabilities and is saved as `head.json` (the model
+//! configuration, input sizes included) beside `head.bpk` (the weights, burnpack via
+//! burn-store).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::store::{BurnpackStore, ModuleSnapshot};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use models::Emotion;
+use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::feature_cache::Features;
+use crate::heads::{
+    CLASSES, DropoutRng, EmotionHead, EmotionHeadConfig, FeatureLayout, HeadConfig, HeadInput,
+    InputError, ModelKind, SequenceBatch,
+};
+use crate::manifest::write_atomically;
+use crate::metrics::ClassificationReport;
+
+/// Samples per forward pass when predicting or validating (no gradients kept).
+const INFERENCE_BATCH: usize = 32;
+
+/// File names inside a saved model folder.
+const CONFIG_FILE: &str = "head.json";
+const WEIGHTS_FILE: &str = "head.bpk";
+
+/// Version of the saved-model layout; bumped when `head.json` or the module tree changes.
+const FORMAT_VERSION: u32 = 1;
+
+/// One utterance with its features and its label.
+#[derive(Debug, Clone)]
+pub struct Example {
+    /// The utterance id (as in the manifest).
+    pub id: String,
+    /// Speech-encoder features, `[T, H]` or `[L, T, H]`.
+    pub speech: Features,
+    /// Text-encoder token features, needed by the text and fusion models.
+    pub text: Option<Features>,
+    /// The true emotion.
+    pub label: Emotion,
+}
+
+/// How to train.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainConfig {
+    /// Which model.
+    pub model: ModelKind,
+    /// Most epochs to run.
+    pub max_epochs: usize,
+    /// Epochs without a better validation macro-F1 before stopping.
+    pub patience: usize,
+    /// Samples per training step.
+    pub batch_size: usize,
+    /// AdamW learning rate.
+    pub learning_rate: f64,
+    /// AdamW decoupled weight decay.
+    pub weight_decay: f64,
+    /// Seed of everything random: initial weights, shuffling, dropout.
+    pub seed: u64,
+    /// Sizes of the model.
+    pub head: HeadConfig,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            model: ModelKind::Speech,
+            max_epochs: 40,
+            patience: 8,
+            batch_size: 8,
+            learning_rate: 1e-3,
+            weight_decay: 1e-2,
+            seed: 42,
+            head: HeadConfig::default(),
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks the settings; the error says which one is wrong.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let bad = |detail: String| Err(TrainError::InvalidConfig(detail));
+        if self.max_epochs == 0 {
+            return bad("max_epochs must be at least 1".into());
+        }
+        if self.batch_size == 0 {
+            return bad("batch_size must be at least 1".into());
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return bad(format!(
+                "learning_rate must be a positive number, got {}",
+                self.learning_rate
+            ));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad(format!(
+                "weight_decay must be zero or positive, got {}",
+                self.weight_decay
+            ));
+        }
+        self.head.validate().map_err(TrainError::InvalidConfig)
+    }
+}
+
+/// The scores of one epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Mean cross-entropy over the training samples (with dropout, as trained).
+    pub train_loss: f64,
+    /// Fraction of training samples predicted right during the epoch.
+    pub train_accuracy: f64,
+    /// Mean cross-entropy over the validation samples (no dropout).
+    pub val_loss: f64,
+    /// Fraction of validation samples predicted right.
+    pub val_accuracy: f64,
+    /// Validation macro-F1 (the early-stopping criterion).
+    pub val_macro_f1: f64,
+    /// Wall-clock seconds of the epoch (training and validation).
+    pub seconds: f64,
+}
+
+/// What [`train`] gives back.
+#[derive(Debug)]
+pub struct TrainOutcome {
+    /// The weights of the best epoch.
+    pub model: TrainedModel,
+    /// One record per epoch run.
+    pub curves: Vec<EpochRecord>,
+    /// The epoch whose weights were kept.
+    pub best_epoch: usize,
+}
+
+/// Why training, prediction, saving or loading failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A setting out of range.
+    #[error("invalid training configuration: {0}")]
+    InvalidConfig(String),
+    /// Nothing to train on.
+    #[error("the training set is empty: check the split and the feature index")]
+    EmptyTrainSet,
+    /// Nothing to pick the best epoch with.
+    #[error("the validation set is empty: early stopping needs validation examples")]
+    EmptyValidationSet,
+    /// The text or fusion model without text features.
+    #[error(
+        "{id} has no text features, which the {model} model needs: extract text features (a transcript for every utterance) first"
+    )]
+    MissingText {
+        /// The utterance.
+        id: String,
+        /// The model.
+        model: ModelKind,
+    },
+    /// Features that cannot be used, or that differ from the others' (or the model's)
+    /// layers or width.
+    #[error("{id}: {which} features: {source} (all examples must come from the same extraction)")]
+    Features {
+        /// The utterance.
+        id: String,
+        /// `speech` or `text`.
+        which: &'static str,
+        /// What is wrong.
+        source: InputError,
+    },
+    /// The model refused a batch (a bug if the examples passed the checks above).
+    #[error("the model refused a batch: {0}")]
+    Model(#[from] InputError),
+    /// File-system trouble.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// `head.json` unreadable or from another version.
+    #[error("{path}: not a saved head ({detail})")]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The weights file cannot be written, read or applied to the model.
+    #[error("{path}: weights not usable ({detail})")]
+    Weights {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+/// Trains `config.model` on `train`, choosing the epoch by `val`; calls `on_epoch` after
+/// each epoch.
+pub fn train(
+    config: &TrainConfig,
+    train: &[Example],
+    val: &[Example],
+    on_epoch: &mut dyn FnMut(&EpochRecord),
+) -> Result<TrainOutcome, TrainError> {
+    config.validate()?;
+    if train.is_empty() {
+        return Err(TrainError::EmptyTrainSet);
+    }
+    if val.is_empty() {
+        return Err(TrainError::EmptyValidationSet);
+    }
+    let kind = config.model;
+    let layouts = Layouts::of(kind, train.iter().chain(val))?;
+    let head_config = config
+        .head
+        .model(kind, layouts.speech_or_unused(), layouts.text_or_unused());
+
+    let device = Device::flex().autodiff();
+    let inference_device = device.clone().without_autodiff();
+    let mut model = head_config.init_seeded(config.seed, &device);
+    let mut optimizer = AdamWConfig::new()
+        .with_weight_decay(config.weight_decay as f32)
+        .init();
+    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    // Separate streams for the order of samples and for dropout.
+    let mut shuffle_rng = ChaCha8Rng::seed_from_u64(config.seed);
+    let mut dropout_rng = DropoutRng::seed_from_u64(config.seed ^ 0x5DEE_CE66_D1CE_4E5B);
+
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    let mut curves = Vec::new();
+    let mut best: Option<Best> = None;
+    let mut since_best = 0usize;
+    for epoch in 1..=config.max_epochs {
+        let start = Instant::now();
+        shuffle(&mut order, &mut shuffle_rng);
+        let mut loss_sum = 0.0f64;
+        let mut correct = 0usize;
+        for chunk in order.chunks(config.batch_size) {
+            let examples: Vec<&Example> = chunk.iter().map(|&i| &train[i]).collect();
+            let input = head_input(kind, &examples, &device)?;
+            let labels: Vec<i64> = examples.iter().map(|e| e.label.index() as i64).collect();
+            let targets =
+                Tensor::<1, Int>::from_data(TensorData::new(labels, [examples.len()]), &device);
+            let logits = model.forward(&input, Some(&mut dropout_rng))?;
+            correct += count_correct(&logits_rows(&logits), &examples);
+            let loss = loss_fn.forward(logits, targets);
+            loss_sum += f64::from(loss.clone().into_scalar::<f32>()) * examples.len() as f64;
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optimizer.step(config.learning_rate, model, grads);
+        }
+
+        let snapshot = model.valid();
+        let scores = score(&snapshot, kind, val, &inference_device)?;
+        let record = EpochRecord {
+            epoch,
+            train_loss: loss_sum / train.len() as f64,
+            train_accuracy: correct as f64 / train.len() as f64,
+            val_loss: scores.loss,
+            val_accuracy: scores.accuracy,
+            val_macro_f1: scores.macro_f1,
+            seconds: start.elapsed().as_secs_f64(),
+        };
+        on_epoch(&record);
+        curves.push(record);
+
+        let better = match &best {
+            None => true,
+            Some(b) => {
+                scores.macro_f1 > b.macro_f1
+                    || (scores.macro_f1 == b.macro_f1 && scores.loss < b.loss)
+            }
+        };
+        if better {
+            best = Some(Best {
+                epoch,
+                macro_f1: scores.macro_f1,
+                loss: scores.loss,
+                head: snapshot,
+            });
+            since_best = 0;
+        } else {
+            since_best += 1;
+            if since_best >= config.patience {
+                break;
+            }
+        }
+    }
+    // At least one epoch ran (max_epochs ≥ 1), and the first one always sets `best`.
+    let best = best.ok_or_else(|| TrainError::InvalidConfig("no epoch ran".into()))?;
+    Ok(TrainOutcome {
+        model: TrainedModel {
+            config: head_config,
+            head: best.head,
+            device: inference_device,
+        },
+        curves,
+        best_epoch: best.epoch,
+    })
+}
+
+/// The best epoch so far.
+struct Best {
+    epoch: usize,
+    macro_f1: f64,
+    loss: f64,
+    head: EmotionHead,
+}
+
+/// Validation scores.
+struct Scores {
+    loss: f64,
+    accuracy: f64,
+    macro_f1: f64,
+}
+
+fn score(
+    head: &EmotionHead,
+    kind: ModelKind,
+    examples: &[Example],
+    device: &Device,
+) -> Result<Scores, TrainError> {
+    let rows = infer_logits(head, kind, examples, device)?;
+    let mut loss = 0.0;
+    let mut truth = Vec::with_capacity(examples.len());
+    let mut predicted = Vec::with_capacity(examples.len());
+    for (row, example) in rows.iter().zip(examples) {
+        let log_probs = log_softmax(row);
+        loss -= log_probs[example.label.index()];
+        truth.push(example.label.index());
+        predicted.push(argmax(row));
+    }
+    let report = ClassificationReport::from_predictions(&truth, &predicted);
+    Ok(Scores {
+        loss: loss / examples.len().max(1) as f64,
+        accuracy: report.accuracy,
+        macro_f1: report.macro_f1(),
+    })
+}
+
+/// Logits of every example, in order, in batches of similar lengths (no dropout).
+fn infer_logits(
+    head: &EmotionHead,
+    kind: ModelKind,
+    examples: &[Example],
+    device: &Device,
+) -> Result<Vec<[f32; CLASSES]>, TrainError> {
+    let mut order: Vec<usize> = (0..examples.len()).collect();
+    order.sort_by_key(|&i| {
+        let e = &examples[i];
+        (
+            e.speech.frames(),
+            e.text.as_ref().map_or(0, Features::frames),
+        )
+    });
+    let mut rows = vec![[0.0f32; CLASSES]; examples.len()];
+    for chunk in order.chunks(INFERENCE_BATCH) {
+        let batch: Vec<&Example> = chunk.iter().map(|&i| &examples[i]).collect();
+        let input = head_input(kind, &batch, device)?;
+        let logits = head.forward(&input, None)?;
+        for (&i, row) in chunk.iter().zip(logits_rows(&logits)) {
+            rows[i] = row;
+        }
+    }
+    Ok(rows)
+}
+
+/// The padded batches `kind` reads, with errors naming the utterance at fault.
+fn head_input(
+    kind: ModelKind,
+    examples: &[&Example],
+    device: &Device,
+) -> Result<HeadInput, TrainError> {
+    let mut input = HeadInput::default();
+    if kind.uses_speech() {
+        let items: Vec<&Features> = examples.iter().map(|e| &e.speech).collect();
+        input.speech = Some(
+            SequenceBatch::from_features(&items, device)
+                .map_err(|source| blame(examples, "speech", |e| Some(&e.speech), source))?,
+        );
+    }
+    if kind.uses_text() {
+        let items = examples
+            .iter()
+            .map(|e| {
+                e.text.as_ref().ok_or_else(|| TrainError::MissingText {
+                    id: e.id.clone(),
+                    model: kind,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        input.text = Some(
+            SequenceBatch::from_features(&items, device)
+                .map_err(|source| blame(examples, "text", |e| e.text.as_ref(), source))?,
+        );
+    }
+    Ok(input)
+}
+
+/// Attaches the id of the first example whose features are at fault to `source`.
+fn blame(
+    examples: &[&Example],
+    which: &'static str,
+    features: impl Fn(&Example) -> Option<&Features>,
+    source: InputError,
+) -> TrainError {
+    let first = examples
+        .iter()
+        .find_map(|e| features(e).and_then(|f| FeatureLayout::of(f).ok()));
+    let culprit = examples.iter().find(|e| match features(e) {
+        Some(f) => FeatureLayout::of(f)
+            .map(|layout| Some(layout) != first)
+            .unwrap_or(true),
+        None => true,
+    });
+    let id = culprit
+        .or(examples.first())
+        .map_or_else(String::new, |e| e.id.clone());
+    TrainError::Features { id, which, source }
+}
+
+/// The feature layouts every example shares, checked up front.
+struct Layouts {
+    speech: Option<FeatureLayout>,
+    text: Option<FeatureLayout>,
+}
+
+impl Layouts {
+    fn of<'a>(
+        kind: ModelKind,
+        examples: impl Iterator<Item = &'a Example>,
+    ) -> Result<Self, TrainError> {
+        let mut layouts = Layouts {
+            speech: None,
+            text: None,
+        };
+        for example in examples {
+            if kind.uses_speech() {
+                check_one(&example.id, "speech", &example.speech, &mut layouts.speech)?;
+            }
+            if kind.uses_text() {
+                let text = example
+                    .text
+                    .as_ref()
+                    .ok_or_else(|| TrainError::MissingText {
+                        id: example.id.clone(),
+                        model: kind,
+                    })?;
+                check_one(&example.id, "text", text, &mut layouts.text)?;
+            }
+        }
+        Ok(layouts)
+    }
+
+    /// Checks that `examples` fit a model built for these layouts.
+    fn check(
+        kind: ModelKind,
+        config: &EmotionHeadConfig,
+        examples: &[Example],
+    ) -> Result<(), TrainError> {
+        let mut speech = config.speech_layout();
+        let mut text = config.text_layout();
+        for example in examples {
+            if kind.uses_speech() {
+                check_one(&example.id, "speech", &example.speech, &mut speech)?;
+            }
+            if kind.uses_text() {
+                let features = example
+                    .text
+                    .as_ref()
+                    .ok_or_else(|| TrainError::MissingText {
+                        id: example.id.clone(),
+                        model: kind,
+                    })?;
+                check_one(&example.id, "text", features, &mut text)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A stand-in layout for an input the model does not read.
+    const UNUSED: FeatureLayout = FeatureLayout { layers: 1, dim: 1 };
+
+    fn speech_or_unused(&self) -> FeatureLayout {
+        self.speech.unwrap_or(Self::UNUSED)
+    }
+
+    fn text_or_unused(&self) -> FeatureLayout {
+        self.text.unwrap_or(Self::UNUSED)
+    }
+}
+
+/// Checks one example's features, and that they match `expected` (set from the first).
+fn check_one(
+    id: &str,
+    which: &'static str,
+    features: &Features,
+    expected: &mut Option<FeatureLayout>,
+) -> Result<(), TrainError> {
+    let error = |source| TrainError::Features {
+        id: id.to_string(),
+        which,
+        source,
+    };
+    let found = FeatureLayout::of(features).map_err(error)?;
+    match *expected {
+        None => *expected = Some(found),
+        Some(layout) if layout != found => {
+            return Err(error(InputError::LayoutMismatch {
+                expected: layout,
+                found,
+            }));
+        }
+        Some(_) => {}
+    }
+    Ok(())
+}
+
+/// A trained head, ready to predict (inference mode, CPU).
+#[derive(Debug, Clone)]
+pub struct TrainedModel {
+    config: EmotionHeadConfig,
+    head: EmotionHead,
+    device: Device,
+}
+
+/// `head.json`: what is needed to rebuild the module before loading its weights.
+#[derive(Debug, Serialize, Deserialize)]
+struct SavedHead {
+    format_version: u32,
+    model: EmotionHeadConfig,
+}
+
+impl TrainedModel {
+    /// Which model this is.
+    pub fn kind(&self) -> ModelKind {
+        self.config.kind()
+    }
+
+    /// The model configuration, input sizes included.
+    pub fn config(&self) -> &EmotionHeadConfig {
+        &self.config
+    }
+
+    /// The burn module (for export).
+    pub fn head(&self) -> &EmotionHead {
+        &self.head
+    }
+
+    /// Softmax probabilities over the seven emotions, one row per example, in order
+    /// (inference mode: no dropout; examples are batched by length).
+    pub fn predict(&self, examples: &[Example]) -> Result<Vec<[f32; CLASSES]>, TrainError> {
+        let kind = self.kind();
+        Layouts::check(kind, &self.config, examples)?;
+        let rows = infer_logits(&self.head, kind, examples, &self.device)?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let log_probs = log_softmax(row);
+                std::array::from_fn(|c| log_probs[c].exp() as f32)
+            })
+            .collect())
+    }
+
+    /// Writes `head.json` and `head.bpk` into `dir` (created if needed; files replaced).
+    pub fn save(&self, dir: &Path) -> Result<(), TrainError> {
+        std::fs::create_dir_all(dir).map_err(|source| TrainError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let config_path = dir.join(CONFIG_FILE);
+        let saved = SavedHead {
+            format_version: FORMAT_VERSION,
+            model: self.config.clone(),
+        };
+        let json = serde_json::to_string_pretty(&saved).map_err(|e| TrainError::Config {
+            path: config_path.clone(),
+            detail: e.to_string(),
+        })?;
+        write_atomically(&config_path, json.as_bytes()).map_err(|source| TrainError::Io {
+            path: config_path,
+            source,
+        })?;
+        let weights_path = dir.join(WEIGHTS_FILE);
+        let mut store = BurnpackStore::from_file(&weights_path)
+            .auto_extension(false)
+            .overwrite(true);
+        self.head
+            .save_into(&mut store)
+            .map_err(|e| TrainError::Weights {
+                path: weights_path,
+                detail: e.to_string(),
+            })
+    }
+
+    /// Reads a model written by [`save`](Self::save).
+    pub fn load(dir: &Path) -> Result<Self, TrainError> {
+        let config_path = dir.join(CONFIG_FILE);
+        let json = std::fs::read_to_string(&config_path).map_err(|source| TrainError::Io {
+            path: config_path.clone(),
+            source,
+        })?;
+        let saved: SavedHead = serde_json::from_str(&json).map_err(|e| TrainError::Config {
+            path: config_path.clone(),
+            detail: e.to_string(),
+        })?;
+        if saved.format_version != FORMAT_VERSION {
+            return Err(TrainError::Config {
+                path: config_path,
+                detail: format!(
+                    "format version {}, this program reads version {FORMAT_VERSION}: train the model again",
+                    saved.format_version
+                ),
+            });
+        }
+        let weights_path = dir.join(WEIGHTS_FILE);
+        if !weights_path.is_file() {
+            return Err(TrainError::Io {
+                path: weights_path,
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no weights file"),
+            });
+        }
+        let device = Device::flex();
+        let mut head = saved.model.init_for_loading(&device);
+        let mut store = BurnpackStore::from_file(&weights_path).auto_extension(false);
+        let applied = head
+            .load_from(&mut store)
+            .map_err(|e| TrainError::Weights {
+                path: weights_path.clone(),
+                detail: e.to_string(),
+            })?;
+        if !applied.is_success() || !applied.missing.is_empty() {
+            return Err(TrainError::Weights {
+                path: weights_path,
+                detail: applied.to_string(),
+            });
+        }
+        Ok(Self {
+            config: saved.model,
+            head: head.valid(),
+            device,
+        })
+    }
+}
+
+/// Fisher–Yates shuffle driven by `rng`.
+fn shuffle(items: &mut [usize], rng: &mut ChaCha8Rng) {
+    for i in (1..items.len()).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        items.swap(i, j);
+    }
+}
+
+/// The rows of a `[B, 7]` logits tensor.
+fn logits_rows(logits: &Tensor<2>) -> Vec<[f32; CLASSES]> {
+    let values = logits
+        .to_data()
+        .try_into_vec_as::<f32>()
+        .unwrap_or_default();
+    values
+        .chunks_exact(CLASSES)
+        .map(|row| std::array::from_fn(|c| row[c]))
+        .collect()
+}
+
+fn count_correct(rows: &[[f32; CLASSES]], examples: &[&Example]) -> usize {
+    rows.iter()
+        .zip(examples)
+        .filter(|(row, e)| argmax(&row[..]) == e.label.index())
+        .count()
+}
+
+/// Index of the largest value; the first on a tie.
+fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, v) in row.iter().enumerate() {
+        if *v > row[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Numerically stable log-softmax, in f64.
+fn log_softmax(row: &[f32]) -> Vec<f64> {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let sum: f64 = row.iter().map(|v| (*v as f64 - max).exp()).sum();
+    let log_sum = max + sum.ln();
+    row.iter().map(|v| *v as f64 - log_sum).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::heads::test_support::random_features;
+
+    /// Seven classes told apart by the mean of their features plus noise; lengths 5–30.
+    fn synthetic(seed: u64, per_class: usize, dim: usize, with_text: bool) -> Vec<Example> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut centre_rng = ChaCha8Rng::seed_from_u64(1000);
+        let centres: Vec<Vec<f32>> = (0..CLASSES)
+            .map(|_| {
+                (0..dim)
+                    .map(|_| {
+                        if centre_rng.next_u32() % 2 == 0 {
+                            1.0
+                        } else {
+                            -1.0
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut examples = Vec::new();
+        for i in 0..per_class {
+            for (class, emotion) in Emotion::ALL.into_iter().enumerate() {
+                let frames = 5 + (rng.next_u32() % 26) as usize;
+                let mut speech = random_features(&mut rng, 1, frames, dim);
+                for (k, v) in speech.data.iter_mut().enumerate() {
+                    *v = 0.8 * *v + 0.6 * centres[class][k % dim];
+                }
+                let text = with_text.then(|| random_features(&mut rng, 1, 4, 8));
+                examples.push(Example {
+                    id: format!("{}_{i}", emotion.code()),
+                    speech,
+                    text,
+                    label: emotion,
+                });
+            }
+        }
+        examples
+    }
+
+    fn quick(model: ModelKind, seed: u64) -> TrainConfig {
+        TrainConfig {
+            model,
+            max_epochs: 6,
+            patience: 3,
+            batch_size: 8,
+            learning_rate: 1e-2,
+            weight_decay: 1e-2,
+            seed,
+            head: HeadConfig {
+                conv_channels: 16,
+                conv_kernel: 3,
+                lstm_hidden: 8,
+                dropout: 0.1,
+                attention_dim: 8,
+            },
+        }
+    }
+
+    fn run(config: &TrainConfig, train_set: &[Example], val: &[Example]) -> TrainOutcome {
+        let mut seen = Vec::new();
+        let outcome = train(config, train_set, val, &mut |r| seen.push(r.clone())).unwrap();
+        assert_eq!(seen, outcome.curves);
+        outcome
+    }
+
+    #[test]
+    fn learns_a_separable_synthetic_task() {
+        let train_set = synthetic(1, 10, 16, false);
+        let val = synthetic(2, 4, 16, false);
+        let outcome = run(&quick(ModelKind::Speech, 42), &train_set, &val);
+        let best = &outcome.curves[outcome.best_epoch - 1];
+        let accuracies: Vec<String> = outcome
+            .curves
+            .iter()
+            .map(|r| format!("{:.2}", r.val_accuracy))
+            .collect();
+        eprintln!(
+            "synthetic task: val accuracy by epoch [{}]; kept epoch {} (macro-F1 {:.3})",
+            accuracies.join(", "),
+            outcome.best_epoch,
+            best.val_macro_f1
+        );
+        assert!(best.val_accuracy >= 0.9, "{:?}", outcome.curves);
+        // The kept weights are the best epoch's: predicting again gives its accuracy.
+        let probs = outcome.model.predict(&val).unwrap();
+        let right = probs
+            .iter()
+            .zip(&val)
+            .filter(|(p, e)| argmax(&p[..]) == e.label.index())
+            .count();
+        assert!((right as f64 / val.len() as f64 - best.val_accuracy).abs() < 1e-9);
+        for p in &probs {
+            assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn same_seed_same_run_other_seed_other_run() {
+        let train_set = synthetic(3, 3, 6, true);
+        let val = synthetic(4, 2, 6, true);
+        let mut config = quick(ModelKind::Fusion, 7);
+        config.max_epochs = 3;
+        let a = run(&config, &train_set, &val);
+        let b = run(&config, &train_set, &val);
+        let strip = |curves: &[EpochRecord]| -> Vec<EpochRecord> {
+            curves
+                .iter()
+                .map(|r| EpochRecord {
+                    seconds: 0.0,
+                    ..r.clone()
+                })
+                .collect()
+        };
+        assert_eq!(strip(&a.curves), strip(&b.curves));
+        assert_eq!(
+            a.model.predict(&val).unwrap(),
+            b.model.predict(&val).unwrap()
+        );
+        // The gate opened from 0: text gradients reach it.
+        match a.model.head() {
+            EmotionHead::Fusion(head) => assert_ne!(head.gate_value(), 0.0),
+            other => panic!("expected fusion, got {:?}", other.kind()),
+        }
+        config.seed = 8;
+        let c = run(&config, &train_set, &val);
+        assert_ne!(strip(&a.curves), strip(&c.curves));
+        assert_ne!(
+            a.model.predict(&val).unwrap(),
+            c.model.predict(&val).unwrap()
+        );
+    }
+
+    #[test]
+    fn save_then_load_predicts_the_same() {
+        let train_set = synthetic(5, 2, 6, true);
+        let val = synthetic(6, 1, 6, true);
+        for kind in ModelKind::ALL {
+            let mut config = quick(kind, 9);
+            config.max_epochs = 1;
+            let outcome = run(&config, &train_set, &val);
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("model");
+            outcome.model.save(&path).unwrap();
+            // Saving twice replaces the files.
+            outcome.model.save(&path).unwrap();
+            let loaded = TrainedModel::load(&path).unwrap();
+            assert_eq!(loaded.kind(), kind);
+            assert_eq!(
+                outcome.model.predict(&val).unwrap(),
+                loaded.predict(&val).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn loading_reports_missing_or_damaged_files() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            TrainedModel::load(dir.path()),
+            Err(TrainError::Io { .. })
+        ));
+        std::fs::write(dir.path().join(CONFIG_FILE), "{not json").unwrap();
+        assert!(matches!(
+            TrainedModel::load(dir.path()),
+            Err(TrainError::Config { .. })
+        ));
+    }
+
+    #[test]
+    fn user_data_errors_are_errors() {
+        let train_set = synthetic(7, 1, 6, false);
+        let val = synthetic(8, 1, 6, false);
+        let config = quick(ModelKind::Speech, 1);
+        let mut ignore = |_: &EpochRecord| {};
+        assert!(matches!(
+            train(&config, &[], &val, &mut ignore),
+            Err(TrainError::EmptyTrainSet)
+        ));
+        assert!(matches!(
+            train(&config, &train_set, &[], &mut ignore),
+            Err(TrainError::EmptyValidationSet)
+        ));
+        let text_config = quick(ModelKind::Text, 1);
+        match train(&text_config, &train_set, &val, &mut ignore) {
+            Err(TrainError::MissingText { model, .. }) => assert_eq!(model, ModelKind::Text),
+            other => panic!("expected MissingText, got {other:?}"),
+        }
+        let mut odd = val.clone();
+        odd[3].speech = random_features(&mut ChaCha8Rng::seed_from_u64(9), 1, 7, 5);
+        match train(&config, &train_set, &odd, &mut ignore) {
+            Err(TrainError::Features { id, which, .. }) => {
+                assert_eq!(id, odd[3].id);
+                assert_eq!(which, "speech");
+            }
+            other => panic!("expected Features, got {other:?}"),
+        }
+        let zero_batch = TrainConfig {
+            batch_size: 0,
+            ..config.clone()
+        };
+        assert!(matches!(
+            train(&zero_batch, &train_set, &val, &mut ignore),
+            Err(TrainError::InvalidConfig(_))
+        ));
+    }
+
+    #[test]
+    fn prediction_checks_the_features_against_the_model() {
+        let train_set = synthetic(10, 1, 6, false);
+        let val = synthetic(11, 1, 6, false);
+        let mut config = quick(ModelKind::Speech, 1);
+        config.max_epochs = 1;
+        let outcome = run(&config, &train_set, &val);
+        let wide = synthetic(12, 1, 7, false);
+        assert!(matches!(
+            outcome.model.predict(&wide),
+            Err(TrainError::Features { .. })
+        ));
+        assert!(outcome.model.predict(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn config_round_trips_through_json_with_defaults() {
+        let config: TrainConfig = serde_json::from_str(r#"{"model": "fusion"}"#).unwrap();
+        assert_eq!(config.model, ModelKind::Fusion);
+        assert_eq!(config.max_epochs, 40);
+        assert_eq!(config.head, HeadConfig::default());
+        let json = serde_json::to_string(&config).unwrap();
+        assert_eq!(serde_json::from_str::<TrainConfig>(&json).unwrap(), config);
+    }
+
+    /// One training step at the sizes of the real task: batch 8, 50 frames, H 768,
+    /// default head. Run with `--nocapture` to see the time.
+    #[test]
+    fn one_step_at_real_sizes() {
+        let mut rng = ChaCha8Rng::seed_from_u64(13);
+        let examples: Vec<Example> = (0..8)
+            .map(|i| Example {
+                id: format!("u{i}"),
+                speech: random_features(&mut rng, 1, 50, 768),
+                text: None,
+                label: Emotion::ALL[i % CLASSES],
+            })
+            .collect();
+        let device = Device::flex().autodiff();
+        let layout = FeatureLayout {
+            layers: 1,
+            dim: 768,
+        };
+        let mut model = HeadConfig::default()
+            .model(ModelKind::Speech, layout, layout)
+            .init_seeded(1, &device);
+        let mut optimizer = AdamWConfig::new().with_weight_decay(0.01).init();
+        let loss_fn = CrossEntropyLossConfig::new().init(&device);
+        let mut dropout = DropoutRng::seed_from_u64(2);
+        let refs: Vec<&Example> = examples.iter().collect();
+        let mut times = Vec::new();
+        for _ in 0..4 {
+            let start = Instant::now();
+            let input = head_input(ModelKind::Speech, &refs, &device).unwrap();
+            let labels: Vec<i64> = refs.iter().map(|e| e.label.index() as i64).collect();
+            let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [8]), &device);
+            let logits = model.forward(&input, Some(&mut dropout)).unwrap();
+            let loss = loss_fn.forward(logits, targets);
+            let value = loss.clone().into_scalar::<f32>();
+            assert!(value.is_finite());
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optimizer.step(1e-3, model, grads);
+            times.push(start.elapsed().as_secs_f64());
+        }
+        eprintln!(
+            "one training step, batch 8 x 50 frames x 768, default head: {:.3} s (first {:.3} s)",
+            times[1..].iter().sum::<f64>() / (times.len() - 1) as f64,
+            times[0]
+        );
+    }
+}
