@@ -121,3 +121,13 @@ fn corpus_script_remakes_the_committed_bytes() {
     let remade = read_sums(&target.join("SHA256SUMS"));
     assert_eq!(committed, remade);
 }
+
+#[test]
+fn readme_documents_the_metrics_schema_the_code_writes() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let schema = host_trainer::evaluation::metrics_schema_markdown();
+    assert!(
+        readme.contains(schema),
+        "README.md's metrics.json section differs from evaluation::metrics_schema_markdown(); paste it again"
+    );
+}
