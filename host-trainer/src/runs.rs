@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::dataset::load_split;
 use crate::evaluation::{Prediction, SplitEvaluation};
-use crate::heads::ModelKind;
+use crate::heads::{EmotionHead, ModelKind};
 use crate::manifest::{Manifest, write_atomically};
 use crate::splits::Split;
 use crate::training::{EpochRecord, TrainConfig, TrainedModel, train};
@@ -85,8 +85,15 @@ pub fn train_run(
         .curves
         .iter()
         .find(|r| r.epoch == outcome.best_epoch);
+    // How much text the fusion let in: tanh(g), 0 = speech-only.
+    let gate = match outcome.model.head() {
+        EmotionHead::Fusion(fusion) => {
+            format!(", text gate tanh(g) = {:+.3}", fusion.gate_value())
+        }
+        _ => String::new(),
+    };
     println!(
-        "   kept epoch {} (val macro-F1 {:.1}%) -> {}",
+        "   kept epoch {} (val macro-F1 {:.1}%{gate}) -> {}",
         outcome.best_epoch,
         100.0 * best_record.map_or(0.0, |r| r.val_macro_f1),
         dir.display()
