@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use host_trainer::corpus::{default_corpus_dir, embedded_tokenizer};
-use host_trainer::encoders::random::{Preset, RandomCheckpoint};
+use host_trainer::encoders::random::{Preset, RandomCheckpoint, write_tiny_pair};
 use host_trainer::encoders::{EncoderKind, ImportedEncoder, import};
 use host_trainer::evaluation::{Provenance, comparison_markdown, write_evaluation};
 use host_trainer::extract::{ExtractSettings, Extractor, extract};
@@ -583,24 +583,12 @@ fn prepare_encoders(real: Option<&Path>, dir: &Path) -> Result<DemoEncoders> {
             pair
         }
         None => {
-            // Tiny (hidden 32) but as deep as the real ones, so the default layer
-            // selections (HuBERT 5..9, BERT 1..6) apply unchanged.
-            let speech = dir.join("hubert-tiny-random");
-            RandomCheckpoint::new(EncoderKind::Hubert, Preset::Tiny)
-                .with_layers(12)
-                .with_seed(1)
-                .write(&speech)?;
-            let text = dir.join("bert-tiny-random");
-            RandomCheckpoint::new(EncoderKind::Bert, Preset::Tiny)
-                .with_layers(6)
-                .with_seed(2)
-                .with_tokenizer(&embedded_tokenizer())
-                .write(&text)?;
+            let pair = write_tiny_pair(dir, &embedded_tokenizer())?;
             println!(
                 "random-weight tiny checkpoints (real layout, not trained) in {}",
                 dir.display()
             );
-            (speech, text)
+            pair
         }
     };
     let speech = dir.join("speech.onnx");

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use common::{files_under, host_trainer_ok};
 
 use host_trainer::corpus::{embedded_corpus_dir, embedded_tokenizer};
-use host_trainer::encoders::random::{Preset, RandomCheckpoint};
-use host_trainer::encoders::{EncoderKind, import};
+use host_trainer::encoders::import;
+use host_trainer::encoders::random::write_tiny_pair;
 use host_trainer::extract::{ExtractSettings, Extractor};
 use host_trainer::feature_cache::{FeatureCache, FeatureIndex};
 use host_trainer::tess::{ScanOptions, scan};
@@ -33,17 +33,7 @@ fn setup() -> Setup {
         .manifest
         .write_csv(&manifest)
         .unwrap();
-    let hubert = root.join("hubert");
-    RandomCheckpoint::new(EncoderKind::Hubert, Preset::Tiny)
-        .with_layers(9)
-        .write(&hubert)
-        .unwrap();
-    let bert = root.join("bert");
-    RandomCheckpoint::new(EncoderKind::Bert, Preset::Tiny)
-        .with_layers(6)
-        .with_tokenizer(&embedded_tokenizer())
-        .write(&bert)
-        .unwrap();
+    let (hubert, bert) = write_tiny_pair(&root, &embedded_tokenizer()).unwrap();
     let speech = root.join("speech.onnx");
     import(&hubert, None).unwrap().write(&speech).unwrap();
     let text = root.join("text.onnx");

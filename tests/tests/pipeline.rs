@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use host_trainer::corpus::{embedded_corpus_dir, embedded_tokenizer};
-use host_trainer::encoders::random::{Preset, RandomCheckpoint};
-use host_trainer::encoders::{EncoderKind, import};
+use host_trainer::encoders::import;
+use host_trainer::encoders::random::write_tiny_pair;
 use host_trainer::evaluation::{Provenance, write_evaluation};
 use host_trainer::extract::{ExtractSettings, Extractor, extract};
 use host_trainer::feature_cache::FeatureCache;
@@ -43,17 +43,7 @@ fn prepare() -> Prepared {
     assert_eq!(manifest.len(), 56);
     let splits = SplitSet::make(&manifest, SplitConfig::default()).unwrap();
 
-    let hubert = root.join("hubert");
-    RandomCheckpoint::new(EncoderKind::Hubert, Preset::Tiny)
-        .with_layers(9)
-        .write(&hubert)
-        .unwrap();
-    let bert = root.join("bert");
-    RandomCheckpoint::new(EncoderKind::Bert, Preset::Tiny)
-        .with_layers(6)
-        .with_tokenizer(&embedded_tokenizer())
-        .write(&bert)
-        .unwrap();
+    let (hubert, bert) = write_tiny_pair(&root, &embedded_tokenizer()).unwrap();
     import(&hubert, None)
         .unwrap()
         .write(&root.join("speech.onnx"))

@@ -82,6 +82,25 @@ pub struct RandomCheckpoint {
     pub tokenizer_json: Option<PathBuf>,
 }
 
+/// A tiny random HuBERT (12 layers) and BERT (6 layers, reading with `tokenizer`) in
+/// `dir/hubert-tiny-random` and `dir/bert-tiny-random`: hidden size 32, but as deep as
+/// the real encoders, so the default layer selections (HuBERT 5..9, BERT 1..6) apply
+/// unchanged. The demo and the tests use them. Returns the two checkpoint folders.
+pub fn write_tiny_pair(dir: &Path, tokenizer: &Path) -> Result<(PathBuf, PathBuf), ImportError> {
+    let speech = dir.join("hubert-tiny-random");
+    RandomCheckpoint::new(EncoderKind::Hubert, Preset::Tiny)
+        .with_layers(12)
+        .with_seed(1)
+        .write(&speech)?;
+    let text = dir.join("bert-tiny-random");
+    RandomCheckpoint::new(EncoderKind::Bert, Preset::Tiny)
+        .with_layers(6)
+        .with_seed(2)
+        .with_tokenizer(tokenizer)
+        .write(&text)?;
+    Ok((speech, text))
+}
+
 impl RandomCheckpoint {
     /// A preset of `kind`, seed 0.
     pub fn new(kind: EncoderKind, preset: Preset) -> Self {
