@@ -453,21 +453,7 @@ impl Layouts {
             speech: None,
             text: None,
         };
-        for example in examples {
-            if kind.uses_speech() {
-                check_one(&example.id, "speech", &example.speech, &mut layouts.speech)?;
-            }
-            if kind.uses_text() {
-                let text = example
-                    .text
-                    .as_ref()
-                    .ok_or_else(|| TrainError::MissingText {
-                        id: example.id.clone(),
-                        model: kind,
-                    })?;
-                check_one(&example.id, "text", text, &mut layouts.text)?;
-            }
-        }
+        layouts.check_all(kind, examples)?;
         Ok(layouts)
     }
 
@@ -477,21 +463,32 @@ impl Layouts {
         config: &EmotionHeadConfig,
         examples: &[Example],
     ) -> Result<(), TrainError> {
-        let mut speech = config.speech_layout();
-        let mut text = config.text_layout();
+        let mut layouts = Layouts {
+            speech: config.speech_layout(),
+            text: config.text_layout(),
+        };
+        layouts.check_all(kind, examples.iter())
+    }
+
+    /// Checks every example against the layouts, filling in the ones still unknown.
+    fn check_all<'a>(
+        &mut self,
+        kind: ModelKind,
+        examples: impl Iterator<Item = &'a Example>,
+    ) -> Result<(), TrainError> {
         for example in examples {
             if kind.uses_speech() {
-                check_one(&example.id, "speech", &example.speech, &mut speech)?;
+                check_one(&example.id, "speech", &example.speech, &mut self.speech)?;
             }
             if kind.uses_text() {
-                let features = example
+                let text = example
                     .text
                     .as_ref()
                     .ok_or_else(|| TrainError::MissingText {
                         id: example.id.clone(),
                         model: kind,
                     })?;
-                check_one(&example.id, "text", features, &mut text)?;
+                check_one(&example.id, "text", text, &mut self.text)?;
             }
         }
         Ok(())
