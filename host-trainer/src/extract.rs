@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use models::encoder::{EncoderError, EncoderGraph, EncoderInput, HiddenState, Modality};
+use models::encoder::{EncoderError, EncoderGraph, EncoderInput, Modality};
+use models::features::combine_layers;
 use models::tokenizer::{TokenizerError, TranscriptTokenizer};
 use models::{Frontend, FrontendConfig};
 
@@ -181,7 +182,7 @@ impl Extractor {
             .graph
             .run(EncoderInput::Audio(&samples))
             .map_err(|e| e.to_string())?;
-        Ok(combine(&states, self.settings.combination))
+        Ok(combine_layers(&states, self.settings.combination))
     }
 
     /// Tokenizer and text encoder over a transcript (None without a text encoder).
@@ -193,36 +194,8 @@ impl Extractor {
                 .graph
                 .run(EncoderInput::TokenIds(&ids))
                 .map_err(|e| e.to_string())?;
-            Ok(combine(&states, self.settings.combination))
+            Ok(combine_layers(&states, self.settings.combination))
         })())
-    }
-}
-
-/// Mean of the layers (`[T, H]`) or all of them (`[L, T, H]`).
-pub fn combine(states: &[HiddenState], combination: LayerCombination) -> Features {
-    let layers: Vec<usize> = states.iter().map(|s| s.index).collect();
-    let (frames, dim) = states.first().map_or((0, 0), |s| (s.frames, s.dim));
-    match combination {
-        LayerCombination::Mean => {
-            let mut data = vec![0.0f32; frames * dim];
-            for state in states {
-                for (sum, x) in data.iter_mut().zip(&state.data) {
-                    *sum += x;
-                }
-            }
-            let n = states.len().max(1) as f32;
-            data.iter_mut().for_each(|x| *x /= n);
-            Features {
-                layers,
-                shape: vec![frames, dim],
-                data,
-            }
-        }
-        LayerCombination::Separate => Features {
-            shape: vec![states.len(), frames, dim],
-            data: states.iter().flat_map(|s| s.data.iter().copied()).collect(),
-            layers,
-        },
     }
 }
 
@@ -438,31 +411,4 @@ fn speech_for(
         path,
         computed: true,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn state(index: usize, value: f32) -> HiddenState {
-        HiddenState {
-            index,
-            frames: 2,
-            dim: 3,
-            data: vec![value; 6],
-        }
-    }
-
-    #[test]
-    fn mean_averages_layers_and_separate_stacks_them() {
-        let states = [state(5, 1.0), state(6, 2.0), state(7, 6.0)];
-        let mean = combine(&states, LayerCombination::Mean);
-        assert_eq!(mean.shape, [2, 3]);
-        assert_eq!(mean.layers, [5, 6, 7]);
-        assert!(mean.data.iter().all(|x| (*x - 3.0).abs() < 1e-6));
-        let separate = combine(&states, LayerCombination::Separate);
-        assert_eq!(separate.shape, [3, 2, 3]);
-        assert_eq!(separate.data[6], 2.0);
-        assert_eq!(separate.frames(), 2);
-    }
 }

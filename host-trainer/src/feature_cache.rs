@@ -16,15 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::manifest::write_atomically;
 
-/// How the selected hidden states become one feature sequence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum LayerCombination {
-    /// The mean of the selected layers, `[T, H]` (the reference study).
-    Mean,
-    /// Every selected layer kept, `[L, T, H]`, for a learned weighted sum (SUPERB-style).
-    Separate,
-}
+pub use models::features::{Features, LayerCombination};
 
 /// Storage precision of the cached features.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -34,32 +26,6 @@ pub enum FeatureDtype {
     F32,
     /// 16-bit float: half the disk, ~3 significant digits.
     F16,
-}
-
-/// One cached feature tensor.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Features {
-    /// HF layer numbers the features come from.
-    pub layers: Vec<usize>,
-    /// `[T, H]` (mean) or `[L, T, H]` (separate).
-    pub shape: Vec<usize>,
-    /// Row-major values.
-    pub data: Vec<f32>,
-}
-
-impl Features {
-    /// Frames (speech) or tokens (text): the second-to-last axis.
-    pub fn frames(&self) -> usize {
-        self.shape
-            .get(self.shape.len().wrapping_sub(2))
-            .copied()
-            .unwrap_or(0)
-    }
-
-    /// Hidden size: the last axis.
-    pub fn dim(&self) -> usize {
-        self.shape.last().copied().unwrap_or(0)
-    }
 }
 
 /// A feature file or index that cannot be used.

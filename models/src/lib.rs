@@ -8,13 +8,22 @@
 //! - [`transcript`]: the template that turns a spoken word into the text the text encoder reads.
 //! - [`tokenizer`]: one transcript to token ids, with padding and truncation off.
 //! - [`encoder`]: runs an exported encoder graph (pruned HuBERT, BERT) with tract.
+//! - [`features`]: hidden states to the feature sequence a head reads (layer mean or stack).
+//! - [`heads`]: the models (speech, text, fusion), the head-graph contract, running a head.
+//! - [`bundle`]: the model bundle: manifest, files, checksums, format version, keyword table.
+//! - [`pipeline`]: a bundle loaded for inference: samples (and text) to seven probabilities.
 
+pub mod bundle;
 pub mod encoder;
+pub mod features;
 pub mod frontend;
+pub mod heads;
 pub mod labels;
+pub mod pipeline;
 pub mod tokenizer;
 pub mod transcript;
 
 pub use frontend::{AudioError, Frontend, FrontendConfig};
 pub use labels::Emotion;
+pub use pipeline::{Classification, Pipeline, PipelineOptions, TextInput};
 pub use transcript::TranscriptTemplate;

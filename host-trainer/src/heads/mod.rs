@@ -41,65 +41,11 @@ use fusion::{FusionHead, FusionHeadConfig};
 /// Number of output classes: the seven TESS emotions, in [`models::Emotion`] order.
 pub const CLASSES: usize = models::Emotion::COUNT;
 
-/// The fewest frames a sample is given. Max-pooling by two halves the frames (rounding
-/// down); a one-frame sample gets one zero frame appended so that one pooled frame is
-/// left. The same rule holds alone and in a batch, so it does not break padding
-/// invariance.
-pub const MIN_FRAMES: usize = 2;
+/// The fewest frames a sample is given (see [`models::heads::MIN_FRAMES`]: the board
+/// pads the same way).
+pub const MIN_FRAMES: usize = models::heads::MIN_FRAMES;
 
-/// Which of the three models.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    clap::ValueEnum,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum ModelKind {
-    /// Speech only: a branch over the speech-encoder (HuBERT) features.
-    Speech,
-    /// Text only: a branch over the text-encoder (BERT) token features.
-    Text,
-    /// Speech and text: speech frames query the text tokens, added through a learned gate.
-    Fusion,
-}
-
-impl ModelKind {
-    /// All kinds, in a fixed order.
-    pub const ALL: [ModelKind; 3] = [ModelKind::Speech, ModelKind::Text, ModelKind::Fusion];
-
-    /// The lowercase name used on the command line and in files.
-    pub fn name(self) -> &'static str {
-        match self {
-            ModelKind::Speech => "speech",
-            ModelKind::Text => "text",
-            ModelKind::Fusion => "fusion",
-        }
-    }
-
-    /// True when the model reads speech features.
-    pub fn uses_speech(self) -> bool {
-        matches!(self, ModelKind::Speech | ModelKind::Fusion)
-    }
-
-    /// True when the model reads text features.
-    pub fn uses_text(self) -> bool {
-        matches!(self, ModelKind::Text | ModelKind::Fusion)
-    }
-}
-
-impl fmt::Display for ModelKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+pub use models::heads::ModelKind;
 
 /// The sizes a user chooses for a head; the input sizes come from the features.
 ///

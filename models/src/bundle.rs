@@ -1,0 +1,699 @@
+//! The model bundle: one directory that holds everything the board needs, and the
+//! checks that make a broken bundle an error that names the file, never a wrong answer.
+//!
+//! ```text
+//! bundle/
+//!   manifest.bin          magic "EMOBNDL1", format version (u32 LE), postcard BundleManifest
+//!   manifest.json         the same manifest, readable; must agree with manifest.bin
+//!   speech_encoder.fp32.onnx, speech_encoder.int8.onnx   pruned HuBERT, one per variant
+//!   head_speech.fp32.onnx, head_fusion.fp32.onnx, ...   heads, one per model and variant
+//!   tokenizer.json, keywords.bin                          text side: tokenizer, keyword table
+//!   text_encoder.onnx     optional: BERT, for transcripts outside the keyword table
+//! ```
+//!
+//! The manifest records the labels, the front-end settings, the transcript template,
+//! the encoders' layers and widths, the variants (fp32, int8, …) and the default one with
+//! the reason it was chosen, the SHA-256 and size of every file, and provenance (data,
+//! split, seed, metrics, the quantisation report).
+//!
+//! [`Bundle::open`] reads the manifest, refuses a newer format, checks that the JSON copy
+//! agrees, that every file the manifest names is listed and present with its recorded
+//! size; [`Bundle::read`] checks a file's SHA-256 as it reads it (the pipeline reads every
+//! file it uses through it), and [`Bundle::verify`] hashes every file.
+
+pub mod error;
+pub mod keywords;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::FrontendConfig;
+use crate::features::LayerCombination;
+use crate::heads::ModelKind;
+use crate::labels::Emotion;
+
+pub use error::BundleError;
+pub use keywords::{KeywordEntry, KeywordTable};
+pub use writer::BundleWriter;
+
+/// The bundle format this program writes and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// The manifest, binary (authoritative).
+pub const MANIFEST_FILE: &str = "manifest.bin";
+/// The manifest, readable copy.
+pub const MANIFEST_JSON: &str = "manifest.json";
+/// First bytes of [`MANIFEST_FILE`].
+pub const MAGIC: &[u8; 8] = b"EMOBNDL1";
+
+/// Everything about a bundle except the file contents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BundleManifest {
+    /// Bundle format version ([`FORMAT_VERSION`] when written by this program).
+    pub format: u32,
+    /// The program that wrote it (`host-trainer 0.1.0`).
+    pub created_by: String,
+    /// Emotion names in logit order; must equal [`Emotion::ALL`].
+    pub labels: Vec<String>,
+    /// How audio must be prepared.
+    pub frontend: FrontendConfig,
+    /// The transcript template (`{word}`, `say the word {word}`).
+    pub transcript_template: String,
+    /// The speech encoder's outputs as the heads read them.
+    pub speech: EncoderSpec,
+    /// The text encoder's outputs as the heads read them.
+    pub text: EncoderSpec,
+    /// The tokenizer file (for open transcripts).
+    pub tokenizer: String,
+    /// The keyword table file.
+    pub keywords: String,
+    /// The text encoder file, if open transcripts are supported.
+    pub text_encoder: Option<String>,
+    /// The variants, e.g. fp32 and int8.
+    pub variants: Vec<Variant>,
+    /// The variant used when none is asked for.
+    pub default_variant: String,
+    /// Why the default variant was chosen (from the quantisation report).
+    pub default_reason: String,
+    /// Every file of the bundle but the manifests, with its size and SHA-256.
+    pub files: Vec<FileEntry>,
+    /// Where the models come from and how good they are.
+    pub provenance: BundleProvenance,
+}
+
+/// Which hidden states of an encoder, combined how, and how wide.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EncoderSpec {
+    /// HF layer numbers.
+    pub layers: Vec<usize>,
+    /// How they are combined.
+    pub combination: LayerCombination,
+    /// Hidden size.
+    pub dim: usize,
+}
+
+/// One precision variant: its speech encoder and its heads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Variant {
+    /// `fp32`, `int8`, …
+    pub name: String,
+    /// What was quantised, in words.
+    pub description: String,
+    /// The speech encoder file.
+    pub speech_encoder: String,
+    /// One head file per model.
+    pub heads: Vec<HeadFile>,
+}
+
+/// A head graph of a variant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeadFile {
+    /// Which model.
+    pub model: ModelKind,
+    /// The file.
+    pub file: String,
+}
+
+/// One file of the bundle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Name inside the bundle directory.
+    pub path: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Lowercase hex SHA-256.
+    pub sha256: String,
+}
+
+/// Where the bundle's models come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct BundleProvenance {
+    /// The corpus folder.
+    pub data: String,
+    /// The split the heads were trained on.
+    pub split: String,
+    /// Content id of the splits file.
+    pub splits_id: String,
+    /// Seed of splits and training.
+    pub seed: u64,
+    /// The encoders, in words (checkpoint, layers, digests).
+    pub encoders: String,
+    /// Test-split metrics of each model (burn, before export).
+    pub metrics: Vec<ModelMetrics>,
+    /// The quantisation report: one row per variant.
+    pub variants: Vec<VariantReport>,
+}
+
+/// Test-split metrics of one model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelMetrics {
+    /// Which model.
+    pub model: ModelKind,
+    /// Test utterances.
+    pub utterances: usize,
+    /// Accuracy in [0, 1].
+    pub accuracy: f64,
+    /// Macro-F1 in [0, 1].
+    pub macro_f1: f64,
+}
+
+/// Measurements of one variant (the quantisation report).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VariantReport {
+    /// The variant.
+    pub name: String,
+    /// The model measured (the default model of the bundle).
+    pub model: ModelKind,
+    /// Speech encoder and heads, bytes.
+    pub bytes: u64,
+    /// Median tract latency (front-end, encoder, head) on 2 s of audio, one thread, ms.
+    pub latency_ms_2s: f64,
+    /// Fraction of test utterances predicted as the fp32 variant predicts them.
+    pub agreement_with_fp32: f64,
+    /// Test accuracy.
+    pub accuracy: f64,
+    /// Test macro-F1.
+    pub macro_f1: f64,
+}
+
+impl BundleManifest {
+    /// The variant called `name`, or the default one.
+    pub fn variant(&self, name: Option<&str>) -> Result<&Variant, BundleError> {
+        let name = name.unwrap_or(&self.default_variant);
+        self.variants
+            .iter()
+            .find(|v| v.name == name)
+            .ok_or_else(|| BundleError::UnknownVariant {
+                name: name.to_string(),
+                available: self.variants.iter().map(|v| v.name.clone()).collect(),
+            })
+    }
+
+    /// The listed file called `path`.
+    pub fn file(&self, path: &str) -> Option<&FileEntry> {
+        self.files.iter().find(|f| f.path == path)
+    }
+
+    /// Every file the manifest refers to, with what it holds.
+    pub fn referenced_files(&self) -> Vec<(&str, String)> {
+        let mut files = vec![
+            (self.tokenizer.as_str(), "the tokenizer".to_string()),
+            (self.keywords.as_str(), "the keyword table".to_string()),
+        ];
+        if let Some(text) = &self.text_encoder {
+            files.push((text.as_str(), "the text encoder".to_string()));
+        }
+        for v in &self.variants {
+            files.push((
+                v.speech_encoder.as_str(),
+                format!("the {} speech encoder", v.name),
+            ));
+            for h in &v.heads {
+                files.push((h.file.as_str(), format!("the {} {} head", v.name, h.model)));
+            }
+        }
+        files
+    }
+
+    /// The binary manifest: magic, format version, postcard payload.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, BundleError> {
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&self.format.to_le_bytes());
+        let payload =
+            postcard::to_stdvec(self).map_err(|e| BundleError::Write(format!("manifest: {e}")))?;
+        bytes.extend_from_slice(&payload);
+        Ok(bytes)
+    }
+
+    /// Parses a binary manifest; `path` is used in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self, BundleError> {
+        let not_a_bundle = |detail: String| BundleError::NotABundle {
+            path: path.to_path_buf(),
+            detail,
+        };
+        let Some(rest) = bytes.strip_prefix(MAGIC.as_slice()) else {
+            return Err(not_a_bundle(format!(
+                "it does not start with {:?}",
+                String::from_utf8_lossy(MAGIC)
+            )));
+        };
+        let Some((version, payload)) = rest.split_first_chunk::<4>() else {
+            return Err(not_a_bundle("it ends before the format version".into()));
+        };
+        let version = u32::from_le_bytes(*version);
+        if version > FORMAT_VERSION {
+            return Err(BundleError::NewerFormat {
+                path: path.to_path_buf(),
+                found: version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        let corrupt = |detail: String| BundleError::Corrupt {
+            path: path.to_path_buf(),
+            detail,
+        };
+        let manifest: BundleManifest = postcard::from_bytes(payload)
+            .map_err(|e| corrupt(format!("the manifest does not decode ({e})")))?;
+        if manifest.format != version {
+            return Err(corrupt(format!(
+                "the header says format {version}, the manifest {}",
+                manifest.format
+            )));
+        }
+        Ok(manifest)
+    }
+}
+
+/// An opened bundle: its directory and checked manifest.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    dir: PathBuf,
+    manifest: BundleManifest,
+}
+
+impl Bundle {
+    /// Opens the bundle in `dir`: reads and checks the manifest and its JSON copy, and
+    /// checks that every file it refers to is listed, present and of the recorded size.
+    /// Contents are checked by [`Bundle::read`] and [`Bundle::verify`].
+    pub fn open(dir: &Path) -> Result<Self, BundleError> {
+        if !dir.is_dir() {
+            return Err(BundleError::Missing {
+                path: dir.to_path_buf(),
+                what: "the bundle directory".into(),
+            });
+        }
+        let path = dir.join(MANIFEST_FILE);
+        let bytes = read_file(&path, "the bundle manifest")?;
+        let manifest = BundleManifest::from_bytes(&bytes, &path)?;
+
+        let json_path = dir.join(MANIFEST_JSON);
+        let json = read_file(&json_path, "the readable copy of the manifest")?;
+        let copy: BundleManifest =
+            serde_json::from_slice(&json).map_err(|e| BundleError::Corrupt {
+                path: json_path.clone(),
+                detail: format!("not a manifest ({e})"),
+            })?;
+        if copy != manifest {
+            return Err(BundleError::Tampered {
+                path: json_path,
+                detail: format!("it no longer agrees with {MANIFEST_FILE}"),
+            });
+        }
+
+        let labels: Vec<&str> = Emotion::ALL.iter().map(|e| e.name()).collect();
+        if manifest.labels != labels {
+            return Err(BundleError::Mismatch {
+                path,
+                detail: format!(
+                    "labels {:?}, this program knows {labels:?}",
+                    manifest.labels
+                ),
+            });
+        }
+        manifest.variant(None).map_err(|_| BundleError::Corrupt {
+            path: path.clone(),
+            detail: format!(
+                "the default variant `{}` is not one of its variants",
+                manifest.default_variant
+            ),
+        })?;
+        for (file, what) in manifest.referenced_files() {
+            let entry = manifest.file(file).ok_or_else(|| BundleError::Corrupt {
+                path: path.clone(),
+                detail: format!("it refers to {file} ({what}) but does not list it"),
+            })?;
+            let file_path = safe_join(dir, file).ok_or_else(|| BundleError::Corrupt {
+                path: path.clone(),
+                detail: format!("file name `{file}` leaves the bundle directory"),
+            })?;
+            let size = match std::fs::metadata(&file_path) {
+                Ok(m) => m.len(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(BundleError::Missing {
+                        path: file_path,
+                        what,
+                    });
+                }
+                Err(source) => {
+                    return Err(BundleError::Io {
+                        path: file_path,
+                        source,
+                    });
+                }
+            };
+            if size != entry.bytes {
+                return Err(BundleError::Tampered {
+                    path: file_path,
+                    detail: format!("{size} bytes, the manifest says {}", entry.bytes),
+                });
+            }
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            manifest,
+        })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &BundleManifest {
+        &self.manifest
+    }
+
+    /// Reads a listed file and checks its size and SHA-256.
+    pub fn read(&self, file: &str) -> Result<Vec<u8>, BundleError> {
+        let manifest_path = self.dir.join(MANIFEST_FILE);
+        let entry = self
+            .manifest
+            .file(file)
+            .ok_or_else(|| BundleError::Corrupt {
+                path: manifest_path.clone(),
+                detail: format!("{file} is not listed"),
+            })?;
+        let path = safe_join(&self.dir, file).ok_or_else(|| BundleError::Corrupt {
+            path: manifest_path,
+            detail: format!("file name `{file}` leaves the bundle directory"),
+        })?;
+        let bytes = read_file(&path, "")?;
+        let found = sha256_hex(&bytes);
+        if bytes.len() as u64 != entry.bytes || found != entry.sha256 {
+            return Err(BundleError::Tampered {
+                path,
+                detail: format!(
+                    "{} bytes with SHA-256 {}…, the manifest says {} bytes with {}…",
+                    bytes.len(),
+                    &found[..12],
+                    entry.bytes,
+                    entry.sha256.get(..12).unwrap_or(&entry.sha256)
+                ),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Hashes every listed file (what [`Bundle::read`] does, for all of them).
+    pub fn verify(&self) -> Result<(), BundleError> {
+        for entry in &self.manifest.files {
+            self.read(&entry.path)?;
+        }
+        Ok(())
+    }
+
+    /// Reads and checks the keyword table.
+    pub fn keyword_table(&self) -> Result<KeywordTable, BundleError> {
+        let file = &self.manifest.keywords;
+        let path = self.dir.join(file);
+        let bytes = self.read(file)?;
+        let table: KeywordTable =
+            postcard::from_bytes(&bytes).map_err(|e| BundleError::Corrupt {
+                path: path.clone(),
+                detail: format!("the keyword table does not decode ({e})"),
+            })?;
+        let spec = &self.manifest.text;
+        let mismatch = |detail: String| BundleError::Mismatch {
+            path: path.clone(),
+            detail,
+        };
+        if table.layers != spec.layers
+            || table.combination != spec.combination
+            || table.dim != spec.dim
+        {
+            return Err(mismatch(format!(
+                "keyword features of layers {:?} ({:?}, width {}), the heads read layers {:?} ({:?}, width {})",
+                table.layers, table.combination, table.dim, spec.layers, spec.combination, spec.dim
+            )));
+        }
+        if table.template != self.manifest.transcript_template {
+            return Err(mismatch(format!(
+                "keywords encoded with template `{}`, the bundle uses `{}`",
+                table.template, self.manifest.transcript_template
+            )));
+        }
+        table.check().map_err(mismatch)?;
+        Ok(table)
+    }
+}
+
+/// Lowercase hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `dir/name` when `name` is a plain file name (no separators, not `..`).
+fn safe_join(dir: &Path, name: &str) -> Option<PathBuf> {
+    let plain = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\\'])
+        && !name.contains('\0');
+    plain.then(|| dir.join(name))
+}
+
+fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, BundleError> {
+    std::fs::read(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            BundleError::Missing {
+                path: path.to_path_buf(),
+                what: what.to_string(),
+            }
+        } else {
+            BundleError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    //! The ways a bundle can break that need no real graph (graph-level mismatches are
+    //! tested in host-trainer, on exported bundles).
+
+    use super::*;
+    use crate::features::LayerCombination;
+
+    fn manifest() -> BundleManifest {
+        let spec = EncoderSpec {
+            layers: vec![1, 2],
+            combination: LayerCombination::Mean,
+            dim: 2,
+        };
+        BundleManifest {
+            format: FORMAT_VERSION,
+            created_by: "test".into(),
+            labels: Emotion::ALL.iter().map(|e| e.name().to_string()).collect(),
+            frontend: FrontendConfig::default(),
+            transcript_template: "{word}".into(),
+            speech: spec.clone(),
+            text: spec,
+            tokenizer: "tokenizer.json".into(),
+            keywords: "keywords.bin".into(),
+            text_encoder: None,
+            variants: vec![Variant {
+                name: "fp32".into(),
+                description: "float".into(),
+                speech_encoder: "speech.onnx".into(),
+                heads: vec![HeadFile {
+                    model: ModelKind::Speech,
+                    file: "head_speech.onnx".into(),
+                }],
+            }],
+            default_variant: "fp32".into(),
+            default_reason: "only one".into(),
+            files: vec![],
+            provenance: BundleProvenance::default(),
+        }
+    }
+
+    fn keywords() -> KeywordTable {
+        KeywordTable {
+            template: "{word}".into(),
+            layers: vec![1, 2],
+            combination: LayerCombination::Mean,
+            dim: 2,
+            entries: vec![KeywordEntry {
+                word: "back".into(),
+                transcript: "back".into(),
+                shape: vec![1, 2],
+                data: vec![0.5, -0.5],
+            }],
+        }
+    }
+
+    /// A bundle with placeholder graph files (enough for `open`, not for a pipeline).
+    fn write(dir: &Path, manifest: &BundleManifest) -> Result<Bundle, BundleError> {
+        let mut w = BundleWriter::new(dir)?;
+        w.add("tokenizer.json", b"{}")?;
+        w.add_keywords("keywords.bin", &keywords())?;
+        w.add("speech.onnx", b"speech graph bytes")?;
+        w.add("head_speech.onnx", b"head graph bytes")?;
+        w.finish(manifest)
+    }
+
+    fn fresh() -> (tempfile::TempDir, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("bundle");
+        write(&dir, &manifest()).unwrap();
+        (tmp, dir)
+    }
+
+    #[test]
+    fn a_written_bundle_opens_verifies_and_round_trips() {
+        let (_tmp, dir) = fresh();
+        let bundle = Bundle::open(&dir).unwrap();
+        bundle.verify().unwrap();
+        assert_eq!(bundle.manifest().files.len(), 4);
+        assert_eq!(bundle.read("speech.onnx").unwrap(), b"speech graph bytes");
+        assert_eq!(bundle.keyword_table().unwrap(), keywords());
+        assert_eq!(bundle.manifest().variant(None).unwrap().name, "fp32");
+        // No staging directory is left behind.
+        let names: Vec<_> = std::fs::read_dir(dir.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("bundle")]);
+    }
+
+    #[test]
+    fn rewriting_replaces_the_old_bundle_whole() {
+        let (_tmp, dir) = fresh();
+        std::fs::write(dir.join("stray.txt"), b"old").unwrap();
+        write(&dir, &manifest()).unwrap();
+        assert!(!dir.join("stray.txt").exists());
+        Bundle::open(&dir).unwrap().verify().unwrap();
+    }
+
+    #[test]
+    fn missing_files_are_named() {
+        let (_tmp, dir) = fresh();
+        std::fs::remove_file(dir.join("head_speech.onnx")).unwrap();
+        let err = Bundle::open(&dir).unwrap_err();
+        assert!(matches!(err, BundleError::Missing { .. }), "{err}");
+        assert!(err.to_string().contains("head_speech.onnx"));
+        assert!(err.to_string().contains("fp32 speech head"));
+
+        let (_tmp, dir) = fresh();
+        std::fs::remove_file(dir.join(MANIFEST_JSON)).unwrap();
+        let err = Bundle::open(&dir).unwrap_err();
+        assert!(matches!(err, BundleError::Missing { .. }), "{err}");
+
+        let err = Bundle::open(&dir.join("nowhere")).unwrap_err();
+        assert!(matches!(err, BundleError::Missing { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_changed_file_is_caught_by_size_or_by_hash() {
+        let (_tmp, dir) = fresh();
+        std::fs::write(dir.join("speech.onnx"), b"speech graph bytes!").unwrap();
+        let err = Bundle::open(&dir).unwrap_err();
+        assert!(matches!(err, BundleError::Tampered { .. }), "{err}");
+        assert!(err.to_string().contains("speech.onnx"));
+
+        let (_tmp, dir) = fresh();
+        std::fs::write(dir.join("speech.onnx"), b"speech graph bytez").unwrap();
+        let bundle = Bundle::open(&dir).unwrap();
+        let err = bundle.read("speech.onnx").unwrap_err();
+        assert!(matches!(err, BundleError::Tampered { .. }), "{err}");
+        assert!(matches!(bundle.verify(), Err(BundleError::Tampered { .. })));
+    }
+
+    #[test]
+    fn an_edited_json_copy_is_refused() {
+        let (_tmp, dir) = fresh();
+        let path = dir.join(MANIFEST_JSON);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace("\"only one\"", "\"edited\"")).unwrap();
+        let err = Bundle::open(&dir).unwrap_err();
+        assert!(matches!(err, BundleError::Tampered { .. }), "{err}");
+        std::fs::write(&path, b"not json").unwrap();
+        assert!(matches!(
+            Bundle::open(&dir),
+            Err(BundleError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn binary_manifest_damage_and_newer_formats() {
+        let (_tmp, dir) = fresh();
+        let path = dir.join(MANIFEST_FILE);
+        let good = std::fs::read(&path).unwrap();
+
+        std::fs::write(&path, b"PK\x03\x04 a zip file").unwrap();
+        assert!(matches!(
+            Bundle::open(&dir),
+            Err(BundleError::NotABundle { .. })
+        ));
+        std::fs::write(&path, &good[..10]).unwrap();
+        assert!(matches!(
+            Bundle::open(&dir),
+            Err(BundleError::NotABundle { .. })
+        ));
+        std::fs::write(&path, &good[..good.len() / 2]).unwrap();
+        assert!(matches!(
+            Bundle::open(&dir),
+            Err(BundleError::Corrupt { .. })
+        ));
+
+        let mut newer = good.clone();
+        newer[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+        std::fs::write(&path, &newer).unwrap();
+        let err = Bundle::open(&dir).unwrap_err();
+        assert!(
+            matches!(err, BundleError::NewerFormat { found, .. } if found == FORMAT_VERSION + 1)
+        );
+        assert!(err.to_string().contains("update emotion-edge"));
+    }
+
+    #[test]
+    fn manifests_that_contradict_themselves_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut m = manifest();
+        m.default_variant = "int8".into();
+        assert!(matches!(
+            write(&tmp.path().join("a"), &m),
+            Err(BundleError::Corrupt { .. })
+        ));
+        let mut m = manifest();
+        m.labels.swap(0, 1);
+        assert!(matches!(
+            write(&tmp.path().join("b"), &m),
+            Err(BundleError::Mismatch { .. })
+        ));
+        let mut m = manifest();
+        m.variants[0].heads[0].file = "../head_speech.onnx".into();
+        assert!(matches!(
+            write(&tmp.path().join("c"), &m),
+            Err(BundleError::Write(_))
+        ));
+        let mut m = manifest();
+        m.text.dim = 3;
+        let bundle = write(&tmp.path().join("d"), &m).unwrap();
+        assert!(matches!(
+            bundle.keyword_table(),
+            Err(BundleError::Mismatch { .. })
+        ));
+        let err = manifest().variant(Some("fp16")).unwrap_err();
+        assert!(err.to_string().contains("fp32"), "{err}");
+    }
+
+    #[test]
+    fn file_names_cannot_leave_the_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut w = BundleWriter::new(&tmp.path().join("b")).unwrap();
+        for bad in ["../x", "a/b", "", "..", MANIFEST_FILE] {
+            assert!(w.add(bad, b"x").is_err(), "{bad}");
+        }
+        w.add("ok", b"x").unwrap();
+        assert!(w.add("ok", b"y").is_err());
+    }
+}

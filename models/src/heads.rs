@@ -1,0 +1,313 @@
+//! The head graphs: which models exist, the ONNX contract `host-trainer export` writes
+//! them to, and [`HeadGraph`], which runs one with tract.
+//!
+//! Contract of a head graph (batch 1, one unpadded sequence):
+//! - inputs, only those the model reads: [`SPEECH_INPUT`] f32 `[1, frames, H]` (or
+//!   `[1, L, frames, H]` when the head mixes layers) and [`TEXT_INPUT`] f32
+//!   `[1, tokens, H]` (or `[1, L, tokens, H]`);
+//! - one output, [`LOGITS_OUTPUT`], f32 `[1, 7]` in [`crate::Emotion`] order;
+//! - metadata `model_kind` = `speech`, `text` or `fusion`.
+//!
+//! A sequence shorter than [`MIN_FRAMES`] is padded with zero frames first, exactly as
+//! the training batches pad it.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tract_onnx::prelude::*;
+
+use crate::Emotion;
+use crate::features::Features;
+
+/// Name of the speech-feature input of a head graph.
+pub const SPEECH_INPUT: &str = "speech_features";
+/// Name of the text-feature input of a head graph.
+pub const TEXT_INPUT: &str = "text_features";
+/// Name of the logits output of a head graph.
+pub const LOGITS_OUTPUT: &str = "logits";
+/// Metadata key holding the model kind.
+pub const KIND_METADATA: &str = "model_kind";
+
+/// The fewest frames a head reads. Max-pooling by two halves the frames (rounding
+/// down); a one-frame input gets one zero frame appended so that one pooled frame is
+/// left. Training batches pad the same way.
+pub const MIN_FRAMES: usize = 2;
+
+/// Which of the three models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// Speech only: a branch over the speech-encoder (HuBERT) features.
+    Speech,
+    /// Text only: a branch over the text-encoder (BERT) token features.
+    Text,
+    /// Speech and text: speech frames query the text tokens, added through a learned gate.
+    Fusion,
+}
+
+impl ModelKind {
+    /// All kinds, in a fixed order.
+    pub const ALL: [ModelKind; 3] = [ModelKind::Speech, ModelKind::Text, ModelKind::Fusion];
+
+    /// The lowercase name used on the command line and in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Speech => "speech",
+            ModelKind::Text => "text",
+            ModelKind::Fusion => "fusion",
+        }
+    }
+
+    /// The kind called `name` (as [`ModelKind::name`] writes it).
+    pub fn from_name(name: &str) -> Option<ModelKind> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// True when the model reads speech features.
+    pub fn uses_speech(self) -> bool {
+        matches!(self, ModelKind::Speech | ModelKind::Fusion)
+    }
+
+    /// True when the model reads text features.
+    pub fn uses_text(self) -> bool {
+        matches!(self, ModelKind::Text | ModelKind::Fusion)
+    }
+}
+
+impl fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A head graph that cannot be loaded or run.
+#[derive(Debug, thiserror::Error)]
+pub enum HeadError {
+    /// Not an ONNX model tract can load, or not one of our head graphs.
+    #[error("head graph {name} does not load: {detail}")]
+    Load {
+        /// The graph file.
+        name: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The features given do not fit the head.
+    #[error("head {name}: {problem}")]
+    Input {
+        /// The graph file.
+        name: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// tract failed while running.
+    #[error("head {name} failed: {detail}")]
+    Run {
+        /// The graph file.
+        name: String,
+        /// tract's explanation.
+        detail: String,
+    },
+}
+
+/// One loaded head graph.
+#[derive(Debug, Clone)]
+pub struct HeadGraph {
+    name: String,
+    kind: ModelKind,
+    /// Graph input order: true for speech, false for text.
+    inputs: Vec<bool>,
+    plan: Arc<TypedSimplePlan>,
+}
+
+impl HeadGraph {
+    /// Loads and optimises a head graph held in memory; `name` is used in errors.
+    pub fn from_bytes(bytes: &[u8], name: &str, threads: usize) -> Result<Self, HeadError> {
+        let load = |detail: String| HeadError::Load {
+            name: name.to_string(),
+            detail,
+        };
+        let onnx = tract_onnx::onnx();
+        let proto = onnx
+            .proto_model_for_read(&mut &bytes[..])
+            .map_err(|e| load(format!("{e:#}")))?;
+        let kind = proto
+            .metadata_props
+            .iter()
+            .find(|p| p.key == KIND_METADATA)
+            .and_then(|p| ModelKind::from_name(&p.value))
+            .ok_or_else(|| load(format!("no `{KIND_METADATA}` metadata naming the model")))?;
+        let graph = proto
+            .graph
+            .as_ref()
+            .ok_or_else(|| load("no graph".into()))?;
+        let initializers: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+        let mut inputs = Vec::new();
+        for input in graph
+            .input
+            .iter()
+            .filter(|i| !initializers.contains(&i.name.as_str()))
+        {
+            match input.name.as_str() {
+                SPEECH_INPUT => inputs.push(true),
+                TEXT_INPUT => inputs.push(false),
+                other => return Err(load(format!("unexpected input `{other}`"))),
+            }
+        }
+        let expected = [kind.uses_speech(), kind.uses_text()];
+        let found = [inputs.contains(&true), inputs.contains(&false)];
+        if expected != found || inputs.len() != found.iter().filter(|x| **x).count() {
+            return Err(load(format!(
+                "a {kind} head must read exactly {}",
+                match kind {
+                    ModelKind::Speech => SPEECH_INPUT.to_string(),
+                    ModelKind::Text => TEXT_INPUT.to_string(),
+                    ModelKind::Fusion => format!("{SPEECH_INPUT} and {TEXT_INPUT}"),
+                }
+            )));
+        }
+        match &graph.output[..] {
+            [output] if output.name == LOGITS_OUTPUT => {}
+            _ => return Err(load(format!("the only output must be `{LOGITS_OUTPUT}`"))),
+        }
+        let options = RunOptions {
+            executor: (threads > 1).then(|| multithread::Executor::multithread(threads)),
+            ..RunOptions::default()
+        };
+        let plan = onnx
+            .model_for_proto_model(&proto)
+            .and_then(|model| model.into_optimized())
+            .and_then(|model| model.into_runnable_with_options(&options))
+            .map_err(|e| load(format!("{e:#}")))?;
+        Ok(Self {
+            name: name.to_string(),
+            kind,
+            inputs,
+            plan,
+        })
+    }
+
+    /// Which model this is.
+    pub fn kind(&self) -> ModelKind {
+        self.kind
+    }
+
+    /// The seven logits for one utterance. `speech` and `text` are the features the
+    /// model reads (the other may be `None`).
+    pub fn logits(
+        &self,
+        speech: Option<&Features>,
+        text: Option<&Features>,
+    ) -> Result<[f32; Emotion::COUNT], HeadError> {
+        let input = |problem: String| HeadError::Input {
+            name: self.name.clone(),
+            problem,
+        };
+        let mut values = TVec::new();
+        for &is_speech in &self.inputs {
+            let (what, features) = if is_speech {
+                ("speech", speech)
+            } else {
+                ("text", text)
+            };
+            let features = features
+                .ok_or_else(|| input(format!("the {} head needs {what} features", self.kind)))?;
+            values.push(batch_of_one(features).map_err(&input)?.into_tvalue());
+        }
+        let outputs = self.plan.run(values).map_err(|e| HeadError::Run {
+            name: self.name.clone(),
+            detail: format!("{e:#}"),
+        })?;
+        let logits = outputs
+            .first()
+            .and_then(|v| v.to_plain_array_view::<f32>().ok())
+            .map(|v| v.iter().copied().collect::<Vec<f32>>())
+            .unwrap_or_default();
+        logits.try_into().map_err(|found: Vec<f32>| HeadError::Run {
+            name: self.name.clone(),
+            detail: format!("{} logits instead of {}", found.len(), Emotion::COUNT),
+        })
+    }
+}
+
+/// `[T, H]` → `[1, T', H]` or `[L, T, H]` → `[1, L, T', H]`, with `T' = max(T, MIN_FRAMES)`
+/// (zero frames appended).
+fn batch_of_one(features: &Features) -> Result<Tensor, String> {
+    let (layers, frames, dim) = match features.shape[..] {
+        [t, h] => (1, t, h),
+        [l, t, h] => (l, t, h),
+        _ => return Err(format!("features of shape {:?}", features.shape)),
+    };
+    if frames == 0 || dim == 0 || layers * frames * dim != features.data.len() {
+        return Err(format!(
+            "features of shape {:?} with {} values",
+            features.shape,
+            features.data.len()
+        ));
+    }
+    let padded = frames.max(MIN_FRAMES);
+    let mut data = vec![0f32; layers * padded * dim];
+    for l in 0..layers {
+        data[l * padded * dim..][..frames * dim]
+            .copy_from_slice(&features.data[l * frames * dim..][..frames * dim]);
+    }
+    let shape: Vec<usize> = if features.shape.len() == 2 {
+        vec![1, padded, dim]
+    } else {
+        vec![1, layers, padded, dim]
+    };
+    Tensor::from_shape(&shape, &data).map_err(|e| format!("{e:#}"))
+}
+
+/// Softmax of logits (max-subtracted, in f64).
+pub fn softmax(logits: &[f32; Emotion::COUNT]) -> [f32; Emotion::COUNT] {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let exps: Vec<f64> = logits.iter().map(|&l| (l as f64 - max).exp()).collect();
+    let sum: f64 = exps.iter().sum();
+    std::array::from_fn(|i| (exps[i] / sum) as f32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_names_round_trip() {
+        for kind in ModelKind::ALL {
+            assert_eq!(ModelKind::from_name(kind.name()), Some(kind));
+        }
+        assert_eq!(ModelKind::from_name("keyword"), None);
+    }
+
+    #[test]
+    fn short_sequences_are_padded_with_zero_frames() {
+        let one = Features {
+            layers: vec![0, 1],
+            shape: vec![2, 1, 3],
+            data: vec![1., 2., 3., 4., 5., 6.],
+        };
+        let t = batch_of_one(&one).unwrap();
+        assert_eq!(t.shape(), &[1, 2, 2, 3]);
+        let v: Vec<f32> = t
+            .to_plain_array_view::<f32>()
+            .unwrap()
+            .iter()
+            .copied()
+            .collect();
+        assert_eq!(v, [1., 2., 3., 0., 0., 0., 4., 5., 6., 0., 0., 0.]);
+        let bad = Features {
+            layers: vec![0],
+            shape: vec![2, 3],
+            data: vec![0.0; 5],
+        };
+        assert!(batch_of_one(&bad).is_err());
+    }
+
+    #[test]
+    fn softmax_sums_to_one_and_keeps_the_order() {
+        let p = softmax(&[1.0, 2.0, 3.0, -1000.0, 0.0, 0.5, 2.0]);
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(p[2] > p[1] && p[1] == p[6] && p[3] == 0.0);
+    }
+}

@@ -1,0 +1,489 @@
+//! The inference pipeline over a bundle, with tract: 16 kHz samples (and optionally a
+//! keyword or transcript) in, the seven probabilities and per-stage timings out.
+//!
+//! ```text
+//! samples ─ front-end (normalise) ─ speech encoder ─ combine layers ─┐
+//! keyword ─ keyword table ──────────────────────────────────────────┼─ head ─ softmax
+//!   or transcript ─ tokenizer ─ text encoder ─ combine layers ──────┘
+//! ```
+//!
+//! Which head answers: the one asked for, else fusion when text features are at hand
+//! and the bundle has a fusion head, else speech-only. The result says which head
+//! answered and where the text came from, so a fallback is never silent.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::bundle::{Bundle, BundleError, KeywordTable};
+use crate::encoder::{EncoderError, EncoderGraph, EncoderInput, Modality};
+use crate::features::{Features, combine_layers};
+use crate::heads::{HeadError, HeadGraph, ModelKind, softmax};
+use crate::tokenizer::{TokenizerError, TranscriptTokenizer};
+use crate::{AudioError, Emotion, Frontend, TranscriptTemplate};
+
+/// How to load a pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineOptions {
+    /// The variant to load (`fp32`, `int8`, …); the bundle's default when `None`.
+    pub variant: Option<String>,
+    /// Threads for tract's matrix products.
+    pub threads: usize,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        Self {
+            variant: None,
+            threads: 1,
+        }
+    }
+}
+
+/// The text given with an utterance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextInput<'a> {
+    /// No text: the speech-only head answers.
+    None,
+    /// A keyword, filled into the bundle's transcript template.
+    Keyword(&'a str),
+    /// A whole transcript.
+    Transcript(&'a str),
+}
+
+/// Where the text features came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TextSource {
+    /// No text was used.
+    None,
+    /// The bundle's keyword table (no text encoder ran).
+    KeywordTable,
+    /// The bundle's text encoder ran on the transcript.
+    TextEncoder,
+}
+
+/// Time spent in each stage of one classification.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StageTimings {
+    /// Decoding, resampling and normalisation.
+    pub frontend: Duration,
+    /// The speech encoder and the layer combination.
+    pub speech_encoder: Duration,
+    /// Keyword lookup or tokenizer and text encoder.
+    pub text: Duration,
+    /// The head and the softmax.
+    pub head: Duration,
+}
+
+impl StageTimings {
+    /// All stages together.
+    pub fn total(&self) -> Duration {
+        self.frontend + self.speech_encoder + self.text + self.head
+    }
+}
+
+/// One utterance classified.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Classification {
+    /// The most probable emotion.
+    pub emotion: Emotion,
+    /// Its probability.
+    pub confidence: f32,
+    /// Softmax over the seven emotions, in [`Emotion::ALL`] order.
+    pub probabilities: [f32; Emotion::COUNT],
+    /// The head's raw logits.
+    pub logits: [f32; Emotion::COUNT],
+    /// The head that answered.
+    pub model: ModelKind,
+    /// The transcript whose features were used, if any.
+    pub transcript: Option<String>,
+    /// Where the text features came from.
+    pub text_source: TextSource,
+    /// Seconds of audio (after the front-end).
+    pub audio_seconds: f32,
+    /// Per-stage timings.
+    pub timings: StageTimings,
+}
+
+/// Why an utterance could not be classified.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The audio is unusable.
+    #[error(transparent)]
+    Audio(#[from] AudioError),
+    /// An encoder failed.
+    #[error(transparent)]
+    Encoder(#[from] EncoderError),
+    /// A head failed.
+    #[error(transparent)]
+    Head(#[from] HeadError),
+    /// The transcript cannot be tokenised.
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    /// Text outside the keyword table, and the bundle has no text encoder.
+    #[error(
+        "`{text}` is not one of the bundle's {known} keywords and the bundle has no text encoder: use a known keyword (e.g. {examples}) or no transcript"
+    )]
+    UnknownText {
+        /// The keyword or transcript.
+        text: String,
+        /// How many keywords the table has.
+        known: usize,
+        /// A few of them.
+        examples: String,
+    },
+    /// The head asked for is not in the bundle.
+    #[error("the bundle has no {0} head; it has: {1}")]
+    NoHead(ModelKind, String),
+    /// The head asked for needs text, and none was given.
+    #[error("the {0} head needs a keyword or a transcript")]
+    NeedsText(ModelKind),
+}
+
+/// A bundle loaded for inference.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    bundle: Bundle,
+    variant: String,
+    frontend: Frontend,
+    speech: EncoderGraph,
+    heads: Vec<HeadGraph>,
+    keywords: KeywordTable,
+    template: TranscriptTemplate,
+    text_encoder: Option<(TranscriptTokenizer, EncoderGraph)>,
+}
+
+impl Pipeline {
+    /// Opens the bundle in `dir`, checks it and loads the variant's graphs (every file
+    /// read is checked against its SHA-256).
+    pub fn load(dir: &Path, options: &PipelineOptions) -> Result<Self, BundleError> {
+        let bundle = Bundle::open(dir)?;
+        let manifest = bundle.manifest().clone();
+        let variant = manifest.variant(options.variant.as_deref())?.clone();
+        let threads = options.threads.max(1);
+        let manifest_path = dir.join(crate::bundle::MANIFEST_FILE);
+        let template = TranscriptTemplate::new(&manifest.transcript_template).map_err(|e| {
+            BundleError::Corrupt {
+                path: manifest_path.clone(),
+                detail: e.to_string(),
+            }
+        })?;
+
+        let speech = load_encoder(&bundle, &variant.speech_encoder, Modality::Speech, threads)?;
+        check_layers(
+            &bundle,
+            &variant.speech_encoder,
+            &speech,
+            &manifest.speech.layers,
+        )?;
+        let mut heads = Vec::new();
+        for head in &variant.heads {
+            let bytes = bundle.read(&head.file)?;
+            let graph = HeadGraph::from_bytes(&bytes, &head.file, threads).map_err(|e| {
+                BundleError::Corrupt {
+                    path: dir.join(&head.file),
+                    detail: e.to_string(),
+                }
+            })?;
+            if graph.kind() != head.model {
+                return Err(BundleError::Mismatch {
+                    path: dir.join(&head.file),
+                    detail: format!(
+                        "a {} head where the manifest lists the {} head",
+                        graph.kind(),
+                        head.model
+                    ),
+                });
+            }
+            heads.push(graph);
+        }
+        let keywords = bundle.keyword_table()?;
+        let text_encoder = match &manifest.text_encoder {
+            Some(file) => {
+                let tokenizer_bytes = bundle.read(&manifest.tokenizer)?;
+                let tokenizer =
+                    TranscriptTokenizer::from_bytes(&tokenizer_bytes, &manifest.tokenizer)
+                        .map_err(|e| BundleError::Corrupt {
+                            path: dir.join(&manifest.tokenizer),
+                            detail: e.to_string(),
+                        })?;
+                let graph = load_encoder(&bundle, file, Modality::Text, threads)?;
+                check_layers(&bundle, file, &graph, &manifest.text.layers)?;
+                Some((tokenizer, graph))
+            }
+            None => None,
+        };
+        Ok(Self {
+            frontend: Frontend::new(manifest.frontend.clone()),
+            variant: variant.name,
+            bundle,
+            speech,
+            heads,
+            keywords,
+            template,
+            text_encoder,
+        })
+    }
+
+    /// The opened bundle (manifest, directory).
+    pub fn bundle(&self) -> &Bundle {
+        &self.bundle
+    }
+
+    /// The variant loaded.
+    pub fn variant(&self) -> &str {
+        &self.variant
+    }
+
+    /// The front-end the bundle asks for (to decode and resample files the same way).
+    pub fn frontend(&self) -> &Frontend {
+        &self.frontend
+    }
+
+    /// The heads loaded.
+    pub fn models(&self) -> Vec<ModelKind> {
+        self.heads.iter().map(|h| h.kind()).collect()
+    }
+
+    /// The keyword table.
+    pub fn keywords(&self) -> &KeywordTable {
+        &self.keywords
+    }
+
+    /// The head that answers when none is asked for: fusion when there is text and the
+    /// bundle has a fusion head, else speech-only.
+    pub fn default_model(&self, has_text: bool) -> ModelKind {
+        if has_text && self.head(ModelKind::Fusion).is_some() {
+            ModelKind::Fusion
+        } else {
+            ModelKind::Speech
+        }
+    }
+
+    /// Classifies mono samples at the bundle's rate (16 kHz), normalised here as the
+    /// bundle asks. `model` picks a head; `None` lets the pipeline choose.
+    pub fn classify(
+        &self,
+        samples: &[f32],
+        text: TextInput<'_>,
+        model: Option<ModelKind>,
+    ) -> Result<Classification, PipelineError> {
+        let start = Instant::now();
+        let rate = self.frontend.config().target_rate;
+        let samples = self
+            .frontend
+            .process_samples(samples, rate, "the utterance")?;
+        self.classify_prepared(&samples, start.elapsed(), text, model)
+    }
+
+    /// Classifies a WAV file held in memory: the full front-end (decode, mix, resample,
+    /// normalise), then the encoder and the head; `name` is used in errors.
+    pub fn classify_wav(
+        &self,
+        bytes: &[u8],
+        name: &str,
+        text: TextInput<'_>,
+        model: Option<ModelKind>,
+    ) -> Result<Classification, PipelineError> {
+        let start = Instant::now();
+        let samples = self.frontend.process_bytes(bytes, name)?;
+        self.classify_prepared(&samples, start.elapsed(), text, model)
+    }
+
+    /// As [`Pipeline::classify_wav`] with every head in `models`, the encoders run once.
+    pub fn classify_wav_each(
+        &self,
+        bytes: &[u8],
+        name: &str,
+        text: TextInput<'_>,
+        models: &[ModelKind],
+    ) -> Result<Vec<Classification>, PipelineError> {
+        let start = Instant::now();
+        let samples = self.frontend.process_bytes(bytes, name)?;
+        self.classify_each(&samples, start.elapsed(), text, models)
+    }
+
+    fn classify_prepared(
+        &self,
+        samples: &[f32],
+        frontend: Duration,
+        text: TextInput<'_>,
+        model: Option<ModelKind>,
+    ) -> Result<Classification, PipelineError> {
+        let model = model.unwrap_or_else(|| self.default_model(text != TextInput::None));
+        let mut results = self.classify_each(samples, frontend, text, &[model])?;
+        results
+            .pop()
+            .ok_or(PipelineError::NoHead(model, String::new()))
+    }
+
+    /// Samples already through the front-end, every head in `models`.
+    fn classify_each(
+        &self,
+        samples: &[f32],
+        frontend: Duration,
+        text: TextInput<'_>,
+        models: &[ModelKind],
+    ) -> Result<Vec<Classification>, PipelineError> {
+        let mut timings = StageTimings {
+            frontend,
+            ..StageTimings::default()
+        };
+        let mut heads = Vec::with_capacity(models.len());
+        for &model in models {
+            let head = self.head(model).ok_or_else(|| {
+                let names: Vec<&str> = self.models().iter().map(|m| m.name()).collect();
+                PipelineError::NoHead(model, names.join(", "))
+            })?;
+            if model.uses_text() && text == TextInput::None {
+                return Err(PipelineError::NeedsText(model));
+            }
+            heads.push(head);
+        }
+        let start = Instant::now();
+        let (transcript, text_features, text_source) = if models.iter().any(|m| m.uses_text()) {
+            self.text_features(text)?
+        } else {
+            (None, None, TextSource::None)
+        };
+        timings.text = start.elapsed();
+
+        let speech = if models.iter().any(|m| m.uses_speech()) {
+            let start = Instant::now();
+            let states = self.speech.run(EncoderInput::Audio(samples))?;
+            let features = combine_layers(&states, self.bundle.manifest().speech.combination);
+            timings.speech_encoder = start.elapsed();
+            Some(features)
+        } else {
+            None
+        };
+
+        let audio_seconds = samples.len() as f32 / self.frontend.config().target_rate as f32;
+        let mut results = Vec::with_capacity(heads.len());
+        for head in heads {
+            let model = head.kind();
+            let start = Instant::now();
+            let speech = if model.uses_speech() {
+                speech.as_ref()
+            } else {
+                None
+            };
+            let text = if model.uses_text() {
+                text_features.as_ref()
+            } else {
+                None
+            };
+            let logits = head.logits(speech, text)?;
+            let probabilities = softmax(&logits);
+            let (index, confidence) = probabilities
+                .iter()
+                .copied()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |best, (i, p)| {
+                    if p > best.1 { (i, p) } else { best }
+                });
+            let mut own = timings;
+            own.head = start.elapsed();
+            if !model.uses_speech() {
+                own.speech_encoder = Duration::ZERO;
+            }
+            let uses_text = model.uses_text();
+            results.push(Classification {
+                emotion: Emotion::ALL[index],
+                confidence,
+                probabilities,
+                logits,
+                model,
+                transcript: if uses_text { transcript.clone() } else { None },
+                text_source: if uses_text {
+                    text_source.clone()
+                } else {
+                    TextSource::None
+                },
+                audio_seconds,
+                timings: own,
+            });
+        }
+        Ok(results)
+    }
+
+    fn head(&self, model: ModelKind) -> Option<&HeadGraph> {
+        self.heads.iter().find(|h| h.kind() == model)
+    }
+
+    /// The text features for `text`: from the keyword table when it is there, else from
+    /// the text encoder when the bundle has one.
+    fn text_features(
+        &self,
+        text: TextInput<'_>,
+    ) -> Result<(Option<String>, Option<Features>, TextSource), PipelineError> {
+        let (given, transcript) = match text {
+            TextInput::None => return Ok((None, None, TextSource::None)),
+            TextInput::Keyword(word) => (word, self.template.fill(word.trim())),
+            TextInput::Transcript(t) => (t, t.trim().to_string()),
+        };
+        if let Some(entry) = self.keywords.lookup(given) {
+            let features = self.keywords.features(entry);
+            return Ok((
+                Some(entry.transcript.clone()),
+                Some(features),
+                TextSource::KeywordTable,
+            ));
+        }
+        let Some((tokenizer, graph)) = &self.text_encoder else {
+            let examples: Vec<&str> = self.keywords.words().take(4).collect();
+            return Err(PipelineError::UnknownText {
+                text: given.to_string(),
+                known: self.keywords.entries.len(),
+                examples: examples.join(", "),
+            });
+        };
+        let ids = tokenizer.encode(&transcript)?;
+        let states = graph.run(EncoderInput::TokenIds(&ids))?;
+        let features = combine_layers(&states, self.bundle.manifest().text.combination);
+        Ok((Some(transcript), Some(features), TextSource::TextEncoder))
+    }
+}
+
+fn load_encoder(
+    bundle: &Bundle,
+    file: &str,
+    modality: Modality,
+    threads: usize,
+) -> Result<EncoderGraph, BundleError> {
+    let bytes = bundle.read(file)?;
+    let path = bundle.dir().join(file);
+    let graph = EncoderGraph::from_bytes_with_threads(&bytes, file, threads).map_err(|e| {
+        BundleError::Corrupt {
+            path: path.clone(),
+            detail: e.to_string(),
+        }
+    })?;
+    if graph.modality() != modality {
+        return Err(BundleError::Mismatch {
+            path,
+            detail: format!(
+                "a {:?} encoder where a {modality:?} one belongs",
+                graph.modality()
+            ),
+        });
+    }
+    Ok(graph)
+}
+
+fn check_layers(
+    bundle: &Bundle,
+    file: &str,
+    graph: &EncoderGraph,
+    layers: &[usize],
+) -> Result<(), BundleError> {
+    if graph.hidden_indices() != layers {
+        return Err(BundleError::Mismatch {
+            path: bundle.dir().join(file),
+            detail: format!(
+                "it gives layers {:?}, the heads were trained on layers {layers:?}",
+                graph.hidden_indices()
+            ),
+        });
+    }
+    Ok(())
+}
