@@ -313,6 +313,7 @@ pub fn extract(
         format: INDEX_FORMAT,
         combination: extractor.settings.combination,
         dtype: extractor.settings.dtype,
+        frontend: extractor.settings.frontend.clone(),
         speech_encoder: extractor.speech.digest.clone(),
         speech_layers: extractor.speech.graph.hidden_indices().to_vec(),
         speech_dim: 0,

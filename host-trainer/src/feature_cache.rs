@@ -205,6 +205,10 @@ pub struct FeatureIndex {
     pub combination: LayerCombination,
     /// Storage precision.
     pub dtype: FeatureDtype,
+    /// The front-end settings the speech features were computed with (older indexes
+    /// lack it: they were made with the defaults).
+    #[serde(default)]
+    pub frontend: models::FrontendConfig,
     /// SHA-256 of the speech encoder graph.
     pub speech_encoder: String,
     /// HF layers of the speech features.

@@ -16,19 +16,27 @@
 //! - [`dataset`]: a split's examples, read from the feature cache.
 //! - [`runs`]: one model trained on one split, saved with its curves; evaluation of runs.
 //! - [`evaluation`]: per-split reports, the model comparison and `metrics.json`.
+//! - [`bundle_evaluation`]: a split's test part classified through an exported bundle.
+//! - [`export`]: heads and encoders to a bundle, int8 variant, quantisation report.
+//! - [`head_export`]: trained heads to ONNX (Conv, MaxPool, bidirectional LSTM, attention).
+//! - [`quantize`]: dynamic int8 quantisation of an ONNX graph's weight matrix products.
 
+pub mod bundle_evaluation;
 pub mod corpus;
 pub mod dataset;
 pub mod encoders;
 pub mod evaluation;
+pub mod export;
 pub mod extract;
 pub mod feature_cache;
 pub mod fetch;
+pub mod head_export;
 pub mod heads;
 pub mod hidden_dump;
 pub mod manifest;
 pub mod metrics;
 pub mod onnx_graph;
+pub mod quantize;
 pub mod runs;
 pub mod splits;
 pub mod tess;

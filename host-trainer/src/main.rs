@@ -8,10 +8,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use host_trainer::bundle_evaluation::predict_through_bundle;
 use host_trainer::corpus::{default_corpus_dir, embedded_tokenizer};
 use host_trainer::encoders::random::{Preset, RandomCheckpoint, write_tiny_pair};
 use host_trainer::encoders::{EncoderKind, ImportedEncoder, import};
 use host_trainer::evaluation::{Provenance, comparison_markdown, write_evaluation};
+use host_trainer::export::{ExportRequest, Precision, default_bundle_dir, export_bundle};
 use host_trainer::extract::{ExtractSettings, Extractor, extract};
 use host_trainer::feature_cache::{FeatureCache, FeatureDtype, FeatureIndex, LayerCombination};
 use host_trainer::fetch::{BERT_BASE, FetchOptions, HUBERT_BASE, fetch};
@@ -23,7 +25,8 @@ use host_trainer::splits::{SplitConfig, SplitKind, SplitSet};
 use host_trainer::tess::{ScanOptions, scan};
 use host_trainer::training::TrainConfig;
 use models::encoder::EncoderGraph;
-use models::{FrontendConfig, TranscriptTemplate};
+use models::pipeline::TextInput;
+use models::{FrontendConfig, Pipeline, PipelineOptions, TranscriptTemplate};
 
 /// Train speech + text emotion models on the host and prepare them for the board.
 ///
@@ -39,7 +42,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the whole job on the embedded synthetic corpus: scan, split, import the
-    /// encoders, extract features, train the three models, evaluate and compare.
+    /// encoders, extract features, train the three models, evaluate and compare, export a
+    /// bundle (fp32 and int8) and classify held-out files through it.
     Demo(DemoArgs),
     /// Corpus work: scan a TESS folder into a manifest, split it.
     #[command(subcommand)]
@@ -55,7 +59,13 @@ enum Command {
     Train(TrainArgs),
     /// Evaluate trained models on the test parts of their splits: reports, comparison, metrics.json.
     Evaluate(EvaluateArgs),
+    /// Pack the trained heads of one split and their encoders into a bundle for the board
+    /// (fp32 and int8 variants, measured; the default variant chosen from the measurements).
+    Export(ExportArgs),
 }
+
+/// The splits `evaluate` reports on unless told.
+const DEFAULT_EVALUATION_SPLITS: &str = "random,speaker-OAF-to-YAF,speaker-YAF-to-OAF";
 
 /// Where a run's inputs are: the manifest, the splits and the feature cache.
 #[derive(Args)]
@@ -117,10 +127,45 @@ struct EvaluateArgs {
     #[arg(
         long = "split",
         value_delimiter = ',',
-        default_value = "random,speaker-OAF-to-YAF,speaker-YAF-to-OAF"
+        default_value = DEFAULT_EVALUATION_SPLITS
     )]
     split_names: Vec<String>,
-    /// Where the reports go [default: RUNS/evaluation].
+    /// Where the reports go [default: RUNS/evaluation, or RUNS/evaluation-bundle-VARIANT].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Evaluate through an exported bundle (tract, from the WAV files, as the board runs
+    /// it) instead of the burn models; the split defaults to the bundle's.
+    #[arg(long)]
+    bundle: Option<PathBuf>,
+    /// The bundle variant to evaluate (fp32, int8) [default: the bundle's default].
+    #[arg(long, requires = "bundle")]
+    variant: Option<String>,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    #[command(flatten)]
+    inputs: RunInputs,
+    /// The split whose trained models are exported.
+    #[arg(long, default_value = "random")]
+    split: String,
+    /// The speech encoder graph the features were extracted with.
+    #[arg(long)]
+    speech_encoder: PathBuf,
+    /// The text encoder graph the features were extracted with.
+    #[arg(long)]
+    text_encoder: PathBuf,
+    /// Its tokenizer.json.
+    #[arg(long)]
+    tokenizer: PathBuf,
+    /// Also put the text encoder in the bundle, for transcripts outside the corpus
+    /// vocabulary (the keyword table covers the vocabulary without it).
+    #[arg(long)]
+    with_text_encoder: bool,
+    /// Variants to write and measure; fp32 is always written.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "fp32,int8")]
+    variants: Vec<Precision>,
+    /// The bundle directory (replaced whole) [default: beside RUNS, `bundle`].
     #[arg(long)]
     out: Option<PathBuf>,
 }
@@ -330,11 +375,34 @@ fn run(cli: Cli) -> Result<()> {
             };
             train_models(&args.inputs, &[args.model], &[args.split], &config).map(drop)
         }
-        Command::Evaluate(args) => {
+        Command::Evaluate(args) => match &args.bundle {
+            Some(bundle) => evaluate_bundle(&args, bundle),
+            None => {
+                let out = args
+                    .out
+                    .unwrap_or_else(|| args.inputs.runs.join("evaluation"));
+                evaluate_models(&args.inputs, &args.models, &args.split_names, &out)
+            }
+        },
+        Command::Export(args) => {
             let out = args
                 .out
-                .unwrap_or_else(|| args.inputs.runs.join("evaluation"));
-            evaluate_models(&args.inputs, &args.models, &args.split_names, &out)
+                .clone()
+                .unwrap_or_else(|| default_bundle_dir(&args.inputs.runs));
+            let encoders = DemoEncoders {
+                speech: args.speech_encoder.clone(),
+                text: args.text_encoder.clone(),
+                tokenizer: args.tokenizer.clone(),
+            };
+            export(
+                &args.inputs,
+                &args.split,
+                &encoders,
+                args.with_text_encoder,
+                &args.variants,
+                &out,
+            )
+            .map(drop)
         }
         Command::Encoders(EncodersCommand::Run(args)) => run_encoder(args),
         Command::Encoders(EncodersCommand::Import(args)) => {
@@ -410,21 +478,21 @@ fn run(cli: Cli) -> Result<()> {
 fn demo(args: DemoArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create output folder {}", args.out.display()))?;
-    println!("== 1/6 scan the corpus");
+    println!("== 1/7 scan the corpus");
     let manifest_path = args.out.join("manifest.csv");
     scan_corpus(args.data, &manifest_path, TranscriptTemplate::default())?;
 
-    println!("\n== 2/6 split it");
+    println!("\n== 2/7 split it");
     let config = SplitConfig {
         seed: args.seed,
         ..SplitConfig::default()
     };
     split_manifest(&manifest_path, &args.out.join("splits.json"), config)?;
 
-    println!("\n== 3/6 import the encoders");
+    println!("\n== 3/7 import the encoders");
     let encoders = prepare_encoders(args.encoders.as_deref(), &args.out.join("encoders"))?;
 
-    println!("\n== 4/6 extract features");
+    println!("\n== 4/7 extract features");
     let text = Some((encoders.text.as_path(), encoders.tokenizer.as_path()));
     extract_features(
         &manifest_path,
@@ -450,7 +518,7 @@ fn demo(args: DemoArgs) -> Result<()> {
         .map(|s| s.name.clone())
         .collect();
     println!(
-        "\n== 5/6 train the three models on {}",
+        "\n== 5/7 train the three models on {}",
         split_names.join(", ")
     );
     train_models(
@@ -462,10 +530,159 @@ fn demo(args: DemoArgs) -> Result<()> {
             ..TrainConfig::default()
         },
     )?;
-    println!("\n== 6/6 evaluate on the test parts\n");
+    println!("\n== 6/7 evaluate on the test parts\n");
     evaluate_models(&inputs, &models, &split_names, &args.out.join("evaluation"))?;
+
+    println!("\n== 7/7 export the random split's models to a bundle and classify through it\n");
+    let bundle = args.out.join("bundle");
+    let split = "random".to_string();
+    export(
+        &inputs,
+        &split,
+        &encoders,
+        true,
+        &[Precision::Fp32, Precision::Int8],
+        &bundle,
+    )?;
+    classify_held_out(&inputs, &split, &bundle, 5)?;
     println!("\nEverything is in {}.", args.out.display());
     Ok(())
+}
+
+/// Exports the runs of `split` to a bundle in `out` and prints the quantisation report.
+fn export(
+    inputs: &RunInputs,
+    split: &str,
+    encoders: &DemoEncoders,
+    include_text_encoder: bool,
+    precisions: &[Precision],
+    out: &Path,
+) -> Result<()> {
+    let (manifest, splits) = read_inputs(inputs)?;
+    let request = ExportRequest {
+        manifest: &manifest,
+        split: splits.get(split)?,
+        splits_id: &splits.id,
+        seed: splits.config.seed,
+        data: corpus_of(&manifest),
+        features: &inputs.features,
+        runs: &inputs.runs,
+        speech_encoder: &encoders.speech,
+        text_encoder: &encoders.text,
+        tokenizer: &encoders.tokenizer,
+        include_text_encoder,
+        precisions: precisions.to_vec(),
+        out,
+        progress: std::io::stderr().is_terminal(),
+    };
+    let outcome = export_bundle(&request)?;
+    println!("{}", outcome.report);
+    let size: u64 = outcome.manifest.files.iter().map(|f| f.bytes).sum();
+    println!(
+        "bundle: {} ({} files, {:.1} MB; default variant {}; report in quantization.md)",
+        out.display(),
+        outcome.manifest.files.len() + 2,
+        size as f64 / 1e6,
+        outcome.manifest.default_variant
+    );
+    Ok(())
+}
+
+/// Classifies the first `count` test utterances of `split` through the bundle, one line each.
+fn classify_held_out(inputs: &RunInputs, split: &str, bundle: &Path, count: usize) -> Result<()> {
+    let (manifest, splits) = read_inputs(inputs)?;
+    let pipeline = Pipeline::load(bundle, &PipelineOptions::default())?;
+    println!(
+        "\nheld-out files through the bundle ({} variant, tract, 1 thread):",
+        pipeline.variant()
+    );
+    for id in splits.get(split)?.test.iter().take(count) {
+        let Some(entry) = manifest.get(id) else {
+            continue;
+        };
+        let bytes = std::fs::read(&entry.path)
+            .with_context(|| format!("cannot read {}", entry.path.display()))?;
+        let name = entry.path.display().to_string();
+        let result = pipeline.classify_wav(&bytes, &name, TextInput::Keyword(&entry.word), None)?;
+        println!(
+            "  {:<28} truth {:<17} -> {:<17} {:5.1}%  [{} head, text \"{}\" via {}]  {:.0} ms",
+            entry
+                .path
+                .file_name()
+                .map_or(name.clone(), |n| n.to_string_lossy().into_owned()),
+            entry.emotion.name(),
+            result.emotion.name(),
+            100.0 * result.confidence,
+            result.model,
+            result.transcript.as_deref().unwrap_or(""),
+            result.text_source,
+            result.timings.total().as_secs_f64() * 1e3
+        );
+    }
+    Ok(())
+}
+
+/// `evaluate --bundle`: the bundle's heads over the test part of its split (or those
+/// named), through tract.
+fn evaluate_bundle(args: &EvaluateArgs, bundle: &Path) -> Result<()> {
+    let (manifest, splits) = read_inputs(&args.inputs)?;
+    let options = PipelineOptions {
+        variant: args.variant.clone(),
+        threads: 1,
+    };
+    let pipeline = Pipeline::load(bundle, &options)?;
+    let bundle_manifest = pipeline.bundle().manifest();
+    let split_names = if args.split_names == default_evaluation_splits() {
+        vec![bundle_manifest.provenance.split.clone()]
+    } else {
+        args.split_names.clone()
+    };
+    let models: Vec<ModelKind> = pipeline
+        .models()
+        .into_iter()
+        .filter(|m| args.models.contains(m))
+        .collect();
+    let mut evaluations = Vec::new();
+    for name in &split_names {
+        let split = splits.get(name)?;
+        let predictions = predict_through_bundle(
+            &pipeline,
+            &manifest,
+            &split.test,
+            name,
+            &models,
+            std::io::stderr().is_terminal(),
+        )?;
+        evaluations.extend(predictions.into_iter().map(|p| p.evaluation));
+    }
+    let mut provenance = provenance_of(&args.inputs, &manifest, &splits);
+    provenance
+        .extra
+        .insert("bundle".into(), bundle.display().to_string());
+    provenance
+        .extra
+        .insert("bundle variant".into(), pipeline.variant().to_string());
+    let out = args.out.clone().unwrap_or_else(|| {
+        args.inputs
+            .runs
+            .join(format!("evaluation-bundle-{}", pipeline.variant()))
+    });
+    write_evaluation(&out, &evaluations, &provenance)?;
+    println!("{}", comparison_markdown(&evaluations));
+    println!(
+        "through bundle {} ({} variant); reports: {}",
+        bundle.display(),
+        pipeline.variant(),
+        out.display()
+    );
+    Ok(())
+}
+
+fn default_evaluation_splits() -> Vec<String> {
+    DEFAULT_EVALUATION_SPLITS
+        .split(',')
+        .map(String::from)
+        .collect()
 }
 
 /// The manifest and splits of a run, checked against each other.
@@ -518,12 +735,21 @@ fn evaluate_models(
             )?);
         }
     }
-    let provenance = Provenance {
-        corpus: manifest
-            .entries()
-            .first()
-            .and_then(|e| e.path.parent()?.parent().map(|p| p.display().to_string()))
-            .unwrap_or_default(),
+    let provenance = provenance_of(inputs, &manifest, &splits);
+    let files = write_evaluation(out, &evaluations, &provenance)?;
+    println!("{}", comparison_markdown(&evaluations));
+    println!(
+        "reports: {} (metrics.json, comparison.md, MODEL/SPLIT/report.md)",
+        out.display()
+    );
+    drop(files);
+    Ok(())
+}
+
+/// Where results came from: corpus, manifest, splits and encoders.
+fn provenance_of(inputs: &RunInputs, manifest: &Manifest, splits: &SplitSet) -> Provenance {
+    Provenance {
+        corpus: corpus_of(manifest),
         manifest: inputs.manifest.display().to_string(),
         splits_file: inputs.splits.display().to_string(),
         splits_id: splits.id.clone(),
@@ -540,15 +766,16 @@ fn evaluate_models(
             })
             .unwrap_or_default(),
         extra: Default::default(),
-    };
-    let files = write_evaluation(out, &evaluations, &provenance)?;
-    println!("{}", comparison_markdown(&evaluations));
-    println!(
-        "reports: {} (metrics.json, comparison.md, MODEL/SPLIT/report.md)",
-        out.display()
-    );
-    drop(files);
-    Ok(())
+    }
+}
+
+/// The corpus folder: the grandparent of the manifest's first file.
+fn corpus_of(manifest: &Manifest) -> String {
+    manifest
+        .entries()
+        .first()
+        .and_then(|e| e.path.parent()?.parent().map(|p| p.display().to_string()))
+        .unwrap_or_default()
 }
 
 fn short(digest: &str) -> &str {

@@ -563,12 +563,17 @@ impl TrainedModel {
         &self.head
     }
 
+    /// Raw logits, one row per example, in order (inference mode, batched by length).
+    pub fn logits(&self, examples: &[Example]) -> Result<Vec<[f32; CLASSES]>, TrainError> {
+        let kind = self.kind();
+        Layouts::check(kind, &self.config, examples)?;
+        infer_logits(&self.head, kind, examples, &self.device)
+    }
+
     /// Softmax probabilities over the seven emotions, one row per example, in order
     /// (inference mode: no dropout; examples are batched by length).
     pub fn predict(&self, examples: &[Example]) -> Result<Vec<[f32; CLASSES]>, TrainError> {
-        let kind = self.kind();
-        Layouts::check(kind, &self.config, examples)?;
-        let rows = infer_logits(&self.head, kind, examples, &self.device)?;
+        let rows = self.logits(examples)?;
         Ok(rows
             .iter()
             .map(|row| {

@@ -61,6 +61,16 @@ pub enum TextSource {
     TextEncoder,
 }
 
+impl std::fmt::Display for TextSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TextSource::None => "none",
+            TextSource::KeywordTable => "keyword table",
+            TextSource::TextEncoder => "text encoder",
+        })
+    }
+}
+
 /// Time spent in each stage of one classification.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct StageTimings {
@@ -374,13 +384,12 @@ impl Pipeline {
             };
             let logits = head.logits(speech, text)?;
             let probabilities = softmax(&logits);
-            let (index, confidence) = probabilities
-                .iter()
-                .copied()
-                .enumerate()
-                .fold((0, f32::NEG_INFINITY), |best, (i, p)| {
+            let (index, confidence) = probabilities.iter().copied().enumerate().fold(
+                (0, f32::NEG_INFINITY),
+                |best, (i, p)| {
                     if p > best.1 { (i, p) } else { best }
-                });
+                },
+            );
             let mut own = timings;
             own.head = start.elapsed();
             if !model.uses_speech() {

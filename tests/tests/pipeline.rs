@@ -1,13 +1,16 @@
 //! The whole host pipeline on a small slice of the embedded corpus: scan → split →
 //! tiny random encoders → extract → train speech, text and fusion → evaluate, twice
-//! with the same seed: the metrics must be identical.
+//! with the same seed: the metrics must be identical. Then the export: the bundle
+//! classifies like the burn models, and every way of breaking it is refused.
 
 use std::path::{Path, PathBuf};
 
+use host_trainer::bundle_evaluation::predict_through_bundle;
 use host_trainer::corpus::{embedded_corpus_dir, embedded_tokenizer};
 use host_trainer::encoders::import;
 use host_trainer::encoders::random::write_tiny_pair;
 use host_trainer::evaluation::{Provenance, write_evaluation};
+use host_trainer::export::{ExportOutcome, ExportRequest, Precision, export_bundle};
 use host_trainer::extract::{ExtractSettings, Extractor, extract};
 use host_trainer::feature_cache::FeatureCache;
 use host_trainer::heads::ModelKind;
@@ -16,6 +19,9 @@ use host_trainer::runs::{evaluate_run, train_run};
 use host_trainer::splits::{SplitConfig, SplitSet};
 use host_trainer::tess::{ScanOptions, scan};
 use host_trainer::training::TrainConfig;
+use models::bundle::{Bundle, BundleError, BundleManifest, MANIFEST_FILE, MANIFEST_JSON};
+use models::pipeline::{PipelineError, TextInput, TextSource};
+use models::{Pipeline, PipelineOptions};
 
 /// Words kept in the slice: 4 words × 2 speakers × 7 emotions = 56 utterances.
 const WORDS: [&str; 4] = ["back", "dog", "king", "youth"];
@@ -141,4 +147,302 @@ fn pipeline_runs_end_to_end_and_the_same_seed_gives_the_same_metrics() {
             prepared.splits.get("random").unwrap().test.len()
         );
     }
+}
+
+/// Trains the three models briefly and exports them (fp32 and int8, with the text
+/// encoder); returns the bundle directory and the outcome.
+fn train_and_export(prepared: &Prepared) -> (PathBuf, ExportOutcome) {
+    let split = prepared.splits.get("random").unwrap();
+    let features = prepared.root.join("features");
+    let runs = prepared.root.join("runs-export");
+    for model in ModelKind::ALL {
+        let config = TrainConfig {
+            model,
+            max_epochs: 4,
+            patience: 2,
+            seed: 3,
+            ..TrainConfig::default()
+        };
+        train_run(&prepared.manifest, split, &features, &runs, &config).unwrap();
+    }
+    let out = prepared.root.join("bundle");
+    let request = ExportRequest {
+        manifest: &prepared.manifest,
+        split,
+        splits_id: &prepared.splits.id,
+        seed: 3,
+        data: "embedded slice".into(),
+        features: &features,
+        runs: &runs,
+        speech_encoder: &prepared.root.join("speech.onnx"),
+        text_encoder: &prepared.root.join("text.onnx"),
+        tokenizer: &prepared
+            .root
+            .join("bert-tiny-random")
+            .join("tokenizer.json"),
+        include_text_encoder: true,
+        precisions: vec![Precision::Int8],
+        out: &out,
+        progress: false,
+    };
+    let outcome = export_bundle(&request).unwrap();
+    (out, outcome)
+}
+
+#[test]
+fn the_exported_bundle_classifies_like_the_burn_models() {
+    let prepared = prepare();
+    let (bundle, outcome) = train_and_export(&prepared);
+    let split = prepared.splits.get("random").unwrap();
+
+    // fp32 through tract, from the WAV files, against burn on the cached features.
+    assert_eq!(outcome.parity.len(), 3);
+    for parity in &outcome.parity {
+        assert_eq!(parity.utterances, split.test.len());
+        assert_eq!(parity.same_predictions, parity.utterances, "{:?}", parity);
+        assert!(
+            parity.max_logit_difference <= 1e-4,
+            "{}: {}",
+            parity.model,
+            parity.max_logit_difference
+        );
+    }
+    // The same through the evaluation path: identical predicted classes, per utterance.
+    let runs = prepared.root.join("runs-export");
+    let features = prepared.root.join("features");
+    let options = PipelineOptions {
+        variant: Some("fp32".into()),
+        threads: 1,
+    };
+    let pipeline = Pipeline::load(&bundle, &options).unwrap();
+    let through_bundle = predict_through_bundle(
+        &pipeline,
+        &prepared.manifest,
+        &split.test,
+        "random",
+        &ModelKind::ALL,
+        false,
+    )
+    .unwrap();
+    for bundled in &through_bundle {
+        let burn =
+            evaluate_run(&prepared.manifest, split, &features, &runs, bundled.model).unwrap();
+        let a: Vec<_> = burn
+            .predictions
+            .iter()
+            .map(|p| (p.id.clone(), p.predicted()))
+            .collect();
+        let b: Vec<_> = bundled
+            .evaluation
+            .predictions
+            .iter()
+            .map(|p| (p.id.clone(), p.predicted()))
+            .collect();
+        assert_eq!(a, b, "{}", bundled.model);
+    }
+
+    // The quantisation report: a row per variant and model, and a default chosen by rule.
+    let manifest = &outcome.manifest;
+    assert_eq!(manifest.provenance.variants.len(), 6);
+    for row in &manifest.provenance.variants {
+        for v in [row.agreement_with_fp32, row.accuracy, row.macro_f1] {
+            assert!((0.0..=1.0).contains(&v), "{row:?}");
+        }
+        assert!(row.bytes > 0 && row.latency_ms_2s > 0.0, "{row:?}");
+        if row.name == "fp32" {
+            assert_eq!(row.agreement_with_fp32, 1.0);
+        }
+    }
+    let int8_agrees = manifest
+        .provenance
+        .variants
+        .iter()
+        .filter(|r| r.name == "int8")
+        .all(|r| r.agreement_with_fp32 >= 0.99);
+    println!(
+        "default {}: {}\n{}",
+        manifest.default_variant, manifest.default_reason, outcome.report
+    );
+    if !int8_agrees {
+        assert_eq!(manifest.default_variant, "fp32");
+        assert!(manifest.default_reason.contains("agrees with fp32 on"));
+    }
+    assert!(bundle.join("quantization.md").is_file());
+    let int8 = manifest.variant(Some("int8")).unwrap();
+    let fp32 = manifest.variant(Some("fp32")).unwrap();
+    let size = |f: &str| manifest.file(f).unwrap().bytes;
+    assert!(size(&int8.speech_encoder) < size(&fp32.speech_encoder));
+
+    // Where the text comes from: the keyword table, the text encoder, or nowhere.
+    let entry = prepared.manifest.get(&split.test[0]).unwrap();
+    let wav = std::fs::read(&entry.path).unwrap();
+    let by_keyword = pipeline
+        .classify_wav(&wav, "clip", TextInput::Keyword(&entry.word), None)
+        .unwrap();
+    assert_eq!(by_keyword.model, ModelKind::Fusion);
+    assert_eq!(by_keyword.text_source, TextSource::KeywordTable);
+    assert_eq!(
+        by_keyword.transcript.as_deref(),
+        Some(entry.transcript.as_str())
+    );
+    let open = format!("{} please", entry.transcript);
+    let by_encoder = pipeline
+        .classify_wav(&wav, "clip", TextInput::Transcript(&open), None)
+        .unwrap();
+    assert_eq!(by_encoder.text_source, TextSource::TextEncoder);
+    let speech_only = pipeline
+        .classify_wav(&wav, "clip", TextInput::None, None)
+        .unwrap();
+    assert_eq!(speech_only.model, ModelKind::Speech);
+    assert_eq!(speech_only.text_source, TextSource::None);
+    assert!(matches!(
+        pipeline.classify_wav(&wav, "clip", TextInput::None, Some(ModelKind::Text)),
+        Err(PipelineError::NeedsText(ModelKind::Text))
+    ));
+    // 16 kHz samples in: the same answer as the WAV (the corpus is resampled first).
+    let samples = pipeline.frontend().process_bytes(&wav, "clip").unwrap();
+    let from_samples = pipeline
+        .classify(&samples, TextInput::Keyword(&entry.word), None)
+        .unwrap();
+    assert_eq!(from_samples.emotion, by_keyword.emotion);
+    let sum: f32 = from_samples.probabilities.iter().sum();
+    assert!((sum - 1.0).abs() < 1e-5);
+    assert!(pipeline.classify(&[], TextInput::None, None).is_err());
+
+    broken_bundles_are_refused(&prepared, &bundle);
+}
+
+/// A copy of `bundle` whose manifest was edited by `edit` and written back consistently
+/// (checksums refreshed), so that only the graph-level checks can catch it.
+fn rewritten(bundle: &Path, to: &Path, edit: impl FnOnce(&Path, &mut BundleManifest)) -> PathBuf {
+    copy_dir(bundle, to);
+    let mut manifest = Bundle::open(to).unwrap().manifest().clone();
+    edit(to, &mut manifest);
+    for file in &mut manifest.files {
+        let bytes = std::fs::read(to.join(&file.path)).unwrap();
+        file.bytes = bytes.len() as u64;
+        file.sha256 = models::bundle::sha256_hex(&bytes);
+    }
+    std::fs::write(to.join(MANIFEST_FILE), manifest.to_bytes().unwrap()).unwrap();
+    std::fs::write(
+        to.join(MANIFEST_JSON),
+        serde_json::to_vec_pretty(&manifest).unwrap(),
+    )
+    .unwrap();
+    to.to_path_buf()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+fn broken_bundles_are_refused(prepared: &Prepared, bundle: &Path) {
+    let load = |dir: &Path, variant: &str| {
+        let options = PipelineOptions {
+            variant: Some(variant.into()),
+            threads: 1,
+        };
+        Pipeline::load(dir, &options).map(drop).unwrap_err()
+    };
+    let root = prepared.root.join("broken");
+    let fp32 = |m: &BundleManifest| m.variant(Some("fp32")).unwrap().clone();
+
+    // A head file swapped for another model's head.
+    let dir = rewritten(bundle, &root.join("head"), |dir, m| {
+        let v = fp32(m);
+        let speech = &v
+            .heads
+            .iter()
+            .find(|h| h.model == ModelKind::Speech)
+            .unwrap()
+            .file;
+        let fusion = &v
+            .heads
+            .iter()
+            .find(|h| h.model == ModelKind::Fusion)
+            .unwrap()
+            .file;
+        std::fs::copy(dir.join(fusion), dir.join(speech)).unwrap();
+    });
+    let err = load(&dir, "fp32");
+    assert!(matches!(err, BundleError::Mismatch { .. }), "{err}");
+    assert!(err.to_string().contains("head_speech.fp32.onnx"), "{err}");
+
+    // The text encoder where the speech encoder belongs.
+    let dir = rewritten(bundle, &root.join("modality"), |dir, m| {
+        std::fs::copy(
+            dir.join("text_encoder.onnx"),
+            dir.join(&fp32(m).speech_encoder),
+        )
+        .unwrap();
+    });
+    let err = load(&dir, "fp32");
+    assert!(matches!(err, BundleError::Mismatch { .. }), "{err}");
+
+    // Heads trained on other layers than the encoder gives.
+    let dir = rewritten(bundle, &root.join("layers"), |_, m| {
+        m.speech.layers.push(99)
+    });
+    let err = load(&dir, "fp32");
+    assert!(matches!(err, BundleError::Mismatch { .. }), "{err}");
+    assert!(err.to_string().contains("layers"), "{err}");
+
+    // A truncated graph (with a checksum to match): it does not load.
+    let dir = rewritten(bundle, &root.join("truncated"), |dir, m| {
+        let path = dir.join(&m.variant(Some("int8")).unwrap().speech_encoder);
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
+    });
+    let err = load(&dir, "int8");
+    assert!(matches!(err, BundleError::Corrupt { .. }), "{err}");
+    // ... while the fp32 variant of the same bundle still loads.
+    Pipeline::load(
+        &dir,
+        &PipelineOptions {
+            variant: Some("fp32".into()),
+            threads: 1,
+        },
+    )
+    .unwrap();
+
+    // A byte flipped in a graph, checksums untouched: the hash catches it.
+    let dir = root.join("flipped");
+    copy_dir(bundle, &dir);
+    let head = fp32(Bundle::open(&dir).unwrap().manifest()).heads[0]
+        .file
+        .clone();
+    let mut bytes = std::fs::read(dir.join(&head)).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(dir.join(&head), &bytes).unwrap();
+    let err = load(&dir, "fp32");
+    assert!(matches!(err, BundleError::Tampered { .. }), "{err}");
+    assert!(err.to_string().contains(&head), "{err}");
+
+    // An unknown variant names the ones there are.
+    let err = load(bundle, "fp16");
+    assert!(
+        err.to_string().contains("fp32") && err.to_string().contains("int8"),
+        "{err}"
+    );
+
+    // Without a text encoder, an unknown transcript is an error that says what to do.
+    let dir = rewritten(bundle, &root.join("no-text"), |_, m| m.text_encoder = None);
+    let pipeline = Pipeline::load(&dir, &PipelineOptions::default()).unwrap();
+    let entry = &prepared.manifest.entries()[0];
+    let wav = std::fs::read(&entry.path).unwrap();
+    let err = pipeline
+        .classify_wav(
+            &wav,
+            "clip",
+            TextInput::Transcript("an unknown sentence"),
+            None,
+        )
+        .unwrap_err();
+    assert!(matches!(err, PipelineError::UnknownText { .. }), "{err}");
+    assert!(err.to_string().contains("known keyword"), "{err}");
 }

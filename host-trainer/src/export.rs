@@ -1,0 +1,701 @@
+//! `host-trainer export`: the trained heads of one split and the encoders they were
+//! trained over, packed into a bundle for the board, one variant per precision, with
+//! the quantisation report that picks the default variant.
+//!
+//! Steps: check that the encoder graphs are the ones the features came from; export
+//! each head to ONNX; make the int8 variant (dynamic quantisation of every weight
+//! matrix product, encoder and heads); build the keyword table from the cached text
+//! features of the corpus vocabulary; stage the bundle; classify the split's test part
+//! through each variant (tract, from the WAV files), compare with the burn models and
+//! with fp32, time 2 s of audio; choose the default variant; write the report into the
+//! bundle and put the bundle in place.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+use models::bundle::{
+    BundleManifest, BundleProvenance, BundleWriter, EncoderSpec, FORMAT_VERSION, HeadFile,
+    KeywordEntry, KeywordTable, ModelMetrics, Variant, VariantReport,
+};
+use models::pipeline::TextInput;
+use models::{Emotion, Pipeline, PipelineOptions};
+
+use crate::bundle_evaluation::{BundlePredictions, predict_through_bundle};
+use crate::dataset::load_split;
+use crate::feature_cache::{FeatureCache, FeatureIndex, digest};
+use crate::head_export::export_head;
+use crate::heads::{CLASSES, ModelKind};
+use crate::manifest::Manifest;
+use crate::quantize::{QuantizeOptions, quantize_dynamic};
+use crate::runs::run_dir;
+use crate::splits::Split;
+use crate::training::TrainedModel;
+
+/// Agreement with fp32 a quantised variant needs to become the default.
+pub const MIN_AGREEMENT: f64 = 0.99;
+/// Macro-F1 a quantised variant may lose against fp32 and still become the default.
+pub const MAX_MACRO_F1_LOSS: f64 = 0.01;
+/// How much smaller than fp32 a variant must be to become the default when it is not
+/// faster (memory is what a Pi Zero 2 W lacks first).
+pub const MIN_SIZE_RATIO: f64 = 2.0;
+
+/// A precision variant of the bundle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Precision {
+    /// Everything in 32-bit float, as trained.
+    Fp32,
+    /// Weight matrix products (encoder transformer, head projections) in int8 with
+    /// per-run symmetric activation quantisation ([`crate::quantize`]); convolutions and
+    /// LSTMs stay float.
+    Int8,
+}
+
+impl Precision {
+    /// The variant's name in the bundle.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Int8 => "int8",
+        }
+    }
+
+    fn description(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "32-bit float throughout, as trained",
+            Precision::Int8 => {
+                "int8 weight matrix products (MatMulInteger; weights per output channel, activations quantised symmetrically per run) in the encoder's transformer and the heads' larger projections; the encoder's convolutional feature extractor, the heads' Conv1d and LSTMs stay float"
+            }
+        }
+    }
+}
+
+/// What to export.
+#[derive(Debug, Clone)]
+pub struct ExportRequest<'a> {
+    /// The corpus manifest (test utterances, vocabulary).
+    pub manifest: &'a Manifest,
+    /// The split whose runs are exported.
+    pub split: &'a Split,
+    /// Content id of the splits file.
+    pub splits_id: &'a str,
+    /// Seed of the splits.
+    pub seed: u64,
+    /// The corpus folder, for provenance.
+    pub data: String,
+    /// The feature cache the heads were trained on.
+    pub features: &'a Path,
+    /// Where the runs are (RUNS/{model}/{split}).
+    pub runs: &'a Path,
+    /// The speech encoder graph the features came from.
+    pub speech_encoder: &'a Path,
+    /// The text encoder graph the text features came from.
+    pub text_encoder: &'a Path,
+    /// Its tokenizer.json.
+    pub tokenizer: &'a Path,
+    /// Also put the text encoder in the bundle (for transcripts outside the vocabulary).
+    pub include_text_encoder: bool,
+    /// The variants to write (fp32 is always written: it is the reference).
+    pub precisions: Vec<Precision>,
+    /// The bundle directory to write (replaced whole).
+    pub out: &'a Path,
+    /// Progress bars.
+    pub progress: bool,
+}
+
+/// How the fp32 bundle compares with the burn models on the test part.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parity {
+    /// The model.
+    pub model: ModelKind,
+    /// Test utterances.
+    pub utterances: usize,
+    /// Utterances predicted the same.
+    pub same_predictions: usize,
+    /// Largest absolute logit difference.
+    pub max_logit_difference: f32,
+}
+
+/// What an export did.
+#[derive(Debug, Clone)]
+pub struct ExportOutcome {
+    /// The manifest as written.
+    pub manifest: BundleManifest,
+    /// fp32 bundle vs burn, per model.
+    pub parity: Vec<Parity>,
+    /// The quantisation report as Markdown (also `quantization.md` in the bundle).
+    pub report: String,
+}
+
+/// Exports the runs of `request.split` into a bundle.
+pub fn export_bundle(request: &ExportRequest<'_>) -> anyhow::Result<ExportOutcome> {
+    let index = FeatureIndex::read(request.features)?;
+    let speech_bytes = read(request.speech_encoder)?;
+    if digest(&[&speech_bytes]) != index.speech_encoder {
+        bail!(
+            "{} is not the speech encoder the features in {} came from: pass the graph given to `extract`",
+            request.speech_encoder.display(),
+            request.features.display()
+        );
+    }
+    let text_bytes = read(request.text_encoder)?;
+    if index.text_encoder.as_deref() != Some(digest(&[&text_bytes]).as_str()) {
+        bail!(
+            "{} is not the text encoder the features in {} came from (or they hold no text features)",
+            request.text_encoder.display(),
+            request.features.display()
+        );
+    }
+    let tokenizer = read(request.tokenizer)?;
+
+    let mut trained = Vec::new();
+    for kind in ModelKind::ALL {
+        let dir = run_dir(request.runs, kind, &request.split.name).join("model");
+        match TrainedModel::load(&dir) {
+            Ok(model) => trained.push(model),
+            Err(_) if kind != ModelKind::Speech => {}
+            Err(e) => bail!(
+                "no trained speech model for split {} in {} ({e}): run `host-trainer train --model speech --split {}` first",
+                request.split.name,
+                dir.display(),
+                request.split.name
+            ),
+        }
+    }
+    let models: Vec<ModelKind> = trained.iter().map(TrainedModel::kind).collect();
+    let keywords = keyword_table(request.manifest, &index, request.features)?;
+
+    let mut precisions = request.precisions.clone();
+    precisions.push(Precision::Fp32);
+    precisions.sort();
+    precisions.dedup();
+
+    let mut writer = BundleWriter::new(request.out)?;
+    writer.add("tokenizer.json", &tokenizer)?;
+    writer.add_keywords("keywords.bin", &keywords)?;
+    let text_encoder = if request.include_text_encoder {
+        writer.add("text_encoder.onnx", &text_bytes)?;
+        Some("text_encoder.onnx".to_string())
+    } else {
+        None
+    };
+    let quantize = QuantizeOptions::default();
+    let mut variants = Vec::new();
+    for &precision in &precisions {
+        let name = precision.name();
+        let encoder_file = format!("speech_encoder.{name}.onnx");
+        let encoder = match precision {
+            Precision::Fp32 => speech_bytes.clone(),
+            Precision::Int8 => {
+                quantize_dynamic(&speech_bytes, &quantize)
+                    .context("cannot quantise the speech encoder")?
+                    .0
+            }
+        };
+        writer.add(&encoder_file, &encoder)?;
+        let mut heads = Vec::new();
+        for model in &trained {
+            let kind = model.kind();
+            let file = format!("head_{kind}.{name}.onnx");
+            let fp32 = export_head(model.head())
+                .with_context(|| format!("cannot export the {kind} head"))?;
+            let bytes = match precision {
+                Precision::Fp32 => fp32,
+                Precision::Int8 => {
+                    quantize_dynamic(&fp32, &quantize)
+                        .with_context(|| format!("cannot quantise the {kind} head"))?
+                        .0
+                }
+            };
+            writer.add(&file, &bytes)?;
+            heads.push(HeadFile { model: kind, file });
+        }
+        variants.push(Variant {
+            name: name.to_string(),
+            description: precision.description().to_string(),
+            speech_encoder: encoder_file,
+            heads,
+        });
+    }
+
+    let mut manifest = BundleManifest {
+        format: FORMAT_VERSION,
+        created_by: format!("host-trainer {}", env!("CARGO_PKG_VERSION")),
+        labels: Emotion::ALL.iter().map(|e| e.name().to_string()).collect(),
+        frontend: index.frontend.clone(),
+        transcript_template: keywords.template.clone(),
+        speech: EncoderSpec {
+            layers: index.speech_layers.clone(),
+            combination: index.combination,
+            dim: index.speech_dim,
+        },
+        text: EncoderSpec {
+            layers: index.text_layers.clone(),
+            combination: index.combination,
+            dim: index.text_dim,
+        },
+        tokenizer: "tokenizer.json".into(),
+        keywords: "keywords.bin".into(),
+        text_encoder,
+        variants,
+        default_variant: Precision::Fp32.name().into(),
+        default_reason: "measuring".into(),
+        files: Vec::new(),
+        provenance: BundleProvenance {
+            data: request.data.clone(),
+            split: request.split.name.clone(),
+            splits_id: request.splits_id.to_string(),
+            seed: request.seed,
+            encoders: format!(
+                "speech {} layers {:?}, text {} layers {:?}",
+                short(&index.speech_encoder),
+                index.speech_layers,
+                index.text_encoder.as_deref().map_or("none", short),
+                index.text_layers
+            ),
+            metrics: Vec::new(),
+            variants: Vec::new(),
+        },
+    };
+    let staged = writer.stage(&manifest)?;
+
+    // Every variant over the test part, from the WAV files.
+    let ids = &request.split.test;
+    let mut measured: BTreeMap<Precision, Vec<BundlePredictions>> = BTreeMap::new();
+    let mut latency: BTreeMap<Precision, f64> = BTreeMap::new();
+    let default_model = if models.contains(&ModelKind::Fusion) {
+        ModelKind::Fusion
+    } else {
+        ModelKind::Speech
+    };
+    for &precision in &precisions {
+        let options = PipelineOptions {
+            variant: Some(precision.name().to_string()),
+            threads: 1,
+        };
+        let pipeline = Pipeline::load(staged.dir(), &options)?;
+        let predictions = predict_through_bundle(
+            &pipeline,
+            request.manifest,
+            ids,
+            &request.split.name,
+            &models,
+            request.progress,
+        )?;
+        latency.insert(
+            precision,
+            latency_ms_2s(&pipeline, request.manifest, ids, default_model)?,
+        );
+        measured.insert(precision, predictions);
+    }
+    let fp32 = &measured[&Precision::Fp32];
+    let parity = burn_parity(request, &trained, fp32)?;
+    manifest.provenance.metrics = fp32
+        .iter()
+        .map(|p| {
+            let report = p.evaluation.report();
+            ModelMetrics {
+                model: p.model,
+                utterances: p.logits.len(),
+                accuracy: report.accuracy,
+                macro_f1: report.macro_f1(),
+            }
+        })
+        .collect();
+    let mut rows = Vec::new();
+    for (&precision, predictions) in &measured {
+        let variant = manifest.variant(Some(precision.name()))?;
+        let bytes = variant_bytes(&staged, variant);
+        for (p, reference) in predictions.iter().zip(fp32) {
+            let report = p.evaluation.report();
+            let same = p
+                .evaluation
+                .predictions
+                .iter()
+                .zip(&reference.evaluation.predictions)
+                .filter(|(a, b)| a.predicted() == b.predicted())
+                .count();
+            rows.push(VariantReport {
+                name: precision.name().into(),
+                model: p.model,
+                bytes,
+                latency_ms_2s: latency[&precision],
+                agreement_with_fp32: same as f64 / p.logits.len().max(1) as f64,
+                accuracy: report.accuracy,
+                macro_f1: report.macro_f1(),
+            });
+        }
+    }
+    let (default, reason) = choose_default(&rows);
+    manifest.default_variant = default;
+    manifest.default_reason = reason;
+    manifest.provenance.variants = rows;
+    let report = quantization_markdown(&manifest, &parity, ids.len());
+    writer.add("quantization.md", report.as_bytes())?;
+    drop(staged);
+    let bundle = writer.finish(&manifest)?;
+    Ok(ExportOutcome {
+        manifest: bundle.manifest().clone(),
+        parity,
+        report,
+    })
+}
+
+/// The variant to load by default, with the reason in words. A variant qualifies when
+/// its predictions agree with fp32 on at least [`MIN_AGREEMENT`] of the test part for
+/// every model, its macro-F1 is at most [`MAX_MACRO_F1_LOSS`] below fp32's, and it is
+/// faster than fp32 or at least [`MIN_SIZE_RATIO`] times smaller; the smallest one that
+/// qualifies is chosen, fp32 when none does.
+pub fn choose_default(rows: &[VariantReport]) -> (String, String) {
+    let fp32: Vec<&VariantReport> = rows.iter().filter(|r| r.name == "fp32").collect();
+    let mut names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+    names.dedup();
+    let mut best: Option<(&str, u64, String)> = None;
+    let mut refused = Vec::new();
+    for name in names.into_iter().filter(|n| *n != "fp32") {
+        let own: Vec<&VariantReport> = rows.iter().filter(|r| r.name == name).collect();
+        let mut problems = Vec::new();
+        for r in &own {
+            let Some(reference) = fp32.iter().find(|f| f.model == r.model) else {
+                continue;
+            };
+            if r.agreement_with_fp32 < MIN_AGREEMENT {
+                problems.push(format!(
+                    "{} agrees with fp32 on {:.1}% (< {:.0}%)",
+                    r.model,
+                    100.0 * r.agreement_with_fp32,
+                    100.0 * MIN_AGREEMENT
+                ));
+            }
+            if r.macro_f1 < reference.macro_f1 - MAX_MACRO_F1_LOSS {
+                problems.push(format!(
+                    "{} loses {:.1} points of macro-F1",
+                    r.model,
+                    100.0 * (reference.macro_f1 - r.macro_f1)
+                ));
+            }
+        }
+        let (Some(first), Some(reference)) = (own.first(), fp32.first()) else {
+            continue;
+        };
+        if !problems.is_empty() {
+            refused.push(format!("{name} not chosen: {}", problems.join("; ")));
+            continue;
+        }
+        let agreement = own
+            .iter()
+            .map(|r| r.agreement_with_fp32)
+            .fold(1.0, f64::min);
+        let speed = reference.latency_ms_2s / first.latency_ms_2s.max(1e-9);
+        let smaller = reference.bytes as f64 / first.bytes.max(1) as f64;
+        if speed <= 1.0 && smaller < MIN_SIZE_RATIO {
+            refused.push(format!(
+                "{name} passes on accuracy but gains too little: {smaller:.1}x smaller (< {MIN_SIZE_RATIO:.0}x) and {:.2}x slower on 2 s of audio",
+                1.0 / speed
+            ));
+            continue;
+        }
+        let why = format!(
+            "{name}: predictions agree with fp32 on at least {:.1}% of the test part for every model, macro-F1 within {:.0} point, {:.1}x smaller ({:.1} MB vs {:.1} MB), {} on 2 s of audio ({:.1} ms vs {:.1} ms)",
+            100.0 * agreement,
+            100.0 * MAX_MACRO_F1_LOSS,
+            smaller,
+            first.bytes as f64 / 1e6,
+            reference.bytes as f64 / 1e6,
+            if speed >= 1.0 {
+                format!("{speed:.2}x faster")
+            } else {
+                format!("{:.2}x slower", 1.0 / speed)
+            },
+            first.latency_ms_2s,
+            reference.latency_ms_2s,
+        );
+        if best.as_ref().is_none_or(|b| first.bytes < b.1) {
+            best = Some((name, first.bytes, why));
+        }
+    }
+    match best {
+        Some((name, _, why)) => (name.to_string(), why),
+        None if refused.is_empty() => ("fp32".into(), "fp32: the only variant".into()),
+        None => (
+            "fp32".into(),
+            format!("fp32, the reference: {}", refused.join("; ")),
+        ),
+    }
+}
+
+/// The text features of each word of the vocabulary, read from the cache (exactly what
+/// the heads were trained on).
+fn keyword_table(
+    manifest: &Manifest,
+    index: &FeatureIndex,
+    features: &Path,
+) -> anyhow::Result<KeywordTable> {
+    let cache = FeatureCache::new(features);
+    let mut template: Option<String> = None;
+    let mut entries: BTreeMap<String, KeywordEntry> = BTreeMap::new();
+    for entry in manifest.entries() {
+        let Some(at) = entry.transcript.rfind(&entry.word) else {
+            bail!(
+                "the transcript of {} (`{}`) does not contain its word `{}`",
+                entry.id,
+                entry.transcript,
+                entry.word
+            );
+        };
+        let own = format!(
+            "{}{{word}}{}",
+            &entry.transcript[..at],
+            &entry.transcript[at + entry.word.len()..]
+        );
+        match &template {
+            None => template = Some(own),
+            Some(t) if *t != own => bail!(
+                "transcripts follow two templates (`{t}` and `{own}`): scan the corpus again with one --transcript"
+            ),
+            Some(_) => {}
+        }
+        if entries.contains_key(&entry.word) {
+            continue;
+        }
+        let Some(path) = index.entries.get(&entry.id).and_then(|e| e.text.clone()) else {
+            continue;
+        };
+        let f = cache.read(&path)?;
+        entries.insert(
+            entry.word.clone(),
+            KeywordEntry {
+                word: entry.word.clone(),
+                transcript: entry.transcript.clone(),
+                shape: f.shape,
+                data: f.data,
+            },
+        );
+    }
+    if entries.is_empty() {
+        bail!(
+            "{} holds no text features: extract with --text-encoder and --tokenizer",
+            features.display()
+        );
+    }
+    Ok(KeywordTable {
+        template: template.unwrap_or_else(|| "{word}".into()),
+        layers: index.text_layers.clone(),
+        combination: index.combination,
+        dim: index.text_dim,
+        entries: entries.into_values().collect(),
+    })
+}
+
+/// The fp32 bundle against the burn models on the test part.
+fn burn_parity(
+    request: &ExportRequest<'_>,
+    trained: &[TrainedModel],
+    fp32: &[BundlePredictions],
+) -> anyhow::Result<Vec<Parity>> {
+    let data = load_split(request.manifest, request.split, request.features, true)?;
+    let mut out = Vec::new();
+    for (model, bundle) in trained.iter().zip(fp32) {
+        let burn = model.logits(&data.test)?;
+        let mut parity = Parity {
+            model: model.kind(),
+            utterances: burn.len(),
+            same_predictions: 0,
+            max_logit_difference: 0.0,
+        };
+        for (a, b) in burn.iter().zip(&bundle.logits) {
+            parity.same_predictions += usize::from(argmax(a) == argmax(b));
+            for (x, y) in a.iter().zip(b) {
+                parity.max_logit_difference = parity.max_logit_difference.max((x - y).abs());
+            }
+        }
+        if burn.len() != bundle.logits.len() {
+            bail!(
+                "{} burn predictions but {} through the bundle",
+                burn.len(),
+                bundle.logits.len()
+            );
+        }
+        out.push(parity);
+    }
+    Ok(out)
+}
+
+fn argmax(row: &[f32; CLASSES]) -> usize {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Median time (ms) of the whole pipeline on 2 s of audio: the first test utterance
+/// repeated to 2 s, its keyword as text.
+fn latency_ms_2s(
+    pipeline: &Pipeline,
+    manifest: &Manifest,
+    ids: &[String],
+    model: ModelKind,
+) -> anyhow::Result<f64> {
+    let Some(entry) = ids.first().and_then(|id| manifest.get(id)) else {
+        bail!("the split has no test utterances");
+    };
+    let clip = pipeline.frontend().process_file(&entry.path)?;
+    let rate = pipeline.frontend().config().target_rate as usize;
+    let samples: Vec<f32> = clip.iter().copied().cycle().take(2 * rate).collect();
+    let text = TextInput::Keyword(&entry.word);
+    pipeline.classify(&samples, text, Some(model))?;
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let start = Instant::now();
+        pipeline.classify(&samples, text, Some(model))?;
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+fn variant_bytes(bundle: &models::bundle::Bundle, variant: &Variant) -> u64 {
+    let manifest = bundle.manifest();
+    std::iter::once(&variant.speech_encoder)
+        .chain(variant.heads.iter().map(|h| &h.file))
+        .filter_map(|f| manifest.file(f))
+        .map(|f| f.bytes)
+        .sum()
+}
+
+/// `quantization.md`: the variants side by side, the parity with burn, the choice.
+pub fn quantization_markdown(
+    manifest: &BundleManifest,
+    parity: &[Parity],
+    utterances: usize,
+) -> String {
+    let p = &manifest.provenance;
+    let mut out = format!(
+        "# Quantisation report\n\nSplit `{}` ({} test utterances), seed {}, encoders: {}.\n\
+         Latency: median of 5 runs of the whole pipeline with the default head (front-end, speech \
+         encoder, head) on 2 s of audio, tract, one thread, this machine.\n\n\
+         | variant | model | size (MB) | latency 2 s (ms) | agreement with fp32 | accuracy | macro-F1 |\n\
+         |---|---|---:|---:|---:|---:|---:|\n",
+        p.split, utterances, p.seed, p.encoders
+    );
+    for r in &p.variants {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.2} | {:.1} | {:.1}% | {:.1}% | {:.1}% |",
+            r.name,
+            r.model,
+            r.bytes as f64 / 1e6,
+            r.latency_ms_2s,
+            100.0 * r.agreement_with_fp32,
+            100.0 * r.accuracy,
+            100.0 * r.macro_f1
+        );
+    }
+    let _ = write!(
+        out,
+        "\n**Default variant: {}.** {}\n\n## fp32 bundle vs the burn models\n\n\
+         | model | test utterances | same prediction | max abs logit difference |\n|---|---:|---:|---:|\n",
+        manifest.default_variant, manifest.default_reason
+    );
+    for r in parity {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.2e} |",
+            r.model, r.utterances, r.same_predictions, r.max_logit_difference
+        );
+    }
+    out.push_str("\n## Variants\n\n");
+    for v in &manifest.variants {
+        let _ = writeln!(out, "- **{}**: {}.", v.name, v.description);
+    }
+    out
+}
+
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+fn short(digest: &str) -> &str {
+    &digest[..digest.len().min(12)]
+}
+
+/// Where `export` writes by default, beside the runs.
+pub fn default_bundle_dir(runs: &Path) -> PathBuf {
+    runs.parent().unwrap_or(runs).join("bundle")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(
+        name: &str,
+        model: ModelKind,
+        bytes: u64,
+        ms: f64,
+        agree: f64,
+        f1: f64,
+    ) -> VariantReport {
+        VariantReport {
+            name: name.into(),
+            model,
+            bytes,
+            latency_ms_2s: ms,
+            agreement_with_fp32: agree,
+            accuracy: f1,
+            macro_f1: f1,
+        }
+    }
+
+    fn fp32() -> Vec<VariantReport> {
+        vec![
+            row("fp32", ModelKind::Speech, 300, 100.0, 1.0, 0.80),
+            row("fp32", ModelKind::Fusion, 300, 100.0, 1.0, 0.85),
+        ]
+    }
+
+    #[test]
+    fn int8_is_chosen_when_it_agrees_and_is_much_smaller() {
+        let mut rows = fp32();
+        rows.push(row("int8", ModelKind::Speech, 80, 120.0, 1.0, 0.80));
+        rows.push(row("int8", ModelKind::Fusion, 80, 120.0, 0.995, 0.845));
+        let (name, why) = choose_default(&rows);
+        assert_eq!(name, "int8", "{why}");
+        assert!(
+            why.contains("3.8x smaller") && why.contains("slower"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn int8_is_refused_when_it_disagrees_or_loses_f1() {
+        let mut rows = fp32();
+        rows.push(row("int8", ModelKind::Speech, 80, 50.0, 0.98, 0.80));
+        rows.push(row("int8", ModelKind::Fusion, 80, 50.0, 1.0, 0.83));
+        let (name, why) = choose_default(&rows);
+        assert_eq!(name, "fp32");
+        assert!(why.contains("speech agrees with fp32 on 98.0%"), "{why}");
+        assert!(why.contains("fusion loses 2.0 points"), "{why}");
+    }
+
+    #[test]
+    fn int8_that_gains_nothing_is_not_chosen() {
+        let mut rows = fp32();
+        rows.push(row("int8", ModelKind::Speech, 270, 125.0, 1.0, 0.80));
+        rows.push(row("int8", ModelKind::Fusion, 270, 125.0, 1.0, 0.85));
+        let (name, why) = choose_default(&rows);
+        assert_eq!(name, "fp32");
+        assert!(why.contains("gains too little"), "{why}");
+        // Faster is enough, even when barely smaller.
+        for r in rows.iter_mut().filter(|r| r.name == "int8") {
+            r.latency_ms_2s = 60.0;
+        }
+        assert_eq!(choose_default(&rows).0, "int8");
+        assert_eq!(choose_default(&fp32()).0, "fp32");
+    }
+}
