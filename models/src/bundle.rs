@@ -565,6 +565,33 @@ mod tests {
     }
 
     #[test]
+    /// Seen on a real export: without serde_json's `float_roundtrip` these parse back
+    /// one ulp off, and the JSON copy no longer agrees with the binary manifest.
+    fn metrics_with_awkward_floats_survive_the_json_copy() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut m = manifest();
+        for (i, x) in [
+            0.1 + 0.2,
+            1.0 / 3.0,
+            378.66893600000003,
+            0.9280045351473923,
+            0.08022519352568615,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            m.provenance.metrics.push(ModelMetrics {
+                model: ModelKind::Speech,
+                utterances: i,
+                accuracy: x,
+                macro_f1: 1.0 - x,
+            });
+        }
+        let bundle = write(&tmp.path().join("b"), &m).unwrap();
+        assert_eq!(bundle.manifest().provenance.metrics, m.provenance.metrics);
+    }
+
+    #[test]
     fn rewriting_replaces_the_old_bundle_whole() {
         let (_tmp, dir) = fresh();
         std::fs::write(dir.join("stray.txt"), b"old").unwrap();

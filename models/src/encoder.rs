@@ -179,15 +179,7 @@ impl EncoderGraph {
             .iter()
             .map(|p| (p.key.clone(), p.value.clone()))
             .collect();
-        let options = RunOptions {
-            executor: (threads > 1).then(|| multithread::Executor::multithread(threads)),
-            ..RunOptions::default()
-        };
-        let plan = onnx
-            .model_for_proto_model(&proto)
-            .and_then(|model| model.into_optimized())
-            .and_then(|model| model.into_runnable_with_options(&options))
-            .map_err(|e| load_error(format!("{e:#}")))?;
+        let plan = runnable_plan(&proto, threads).map_err(load_error)?;
         Ok(Self {
             name: name.to_string(),
             modality,
@@ -277,4 +269,21 @@ impl EncoderGraph {
             })
             .collect()
     }
+}
+
+/// Optimises an ONNX model and makes it runnable, its matrix products on `threads`
+/// threads (1 = the calling thread only). Shared by the encoder and head runners.
+pub(crate) fn runnable_plan(
+    proto: &ModelProto,
+    threads: usize,
+) -> Result<Arc<TypedSimplePlan>, String> {
+    let options = RunOptions {
+        executor: (threads > 1).then(|| multithread::Executor::multithread(threads)),
+        ..RunOptions::default()
+    };
+    tract_onnx::onnx()
+        .model_for_proto_model(proto)
+        .and_then(|model| model.into_optimized())
+        .and_then(|model| model.into_runnable_with_options(&options))
+        .map_err(|e| format!("{e:#}"))
 }

@@ -171,15 +171,7 @@ impl HeadGraph {
             [output] if output.name == LOGITS_OUTPUT => {}
             _ => return Err(load(format!("the only output must be `{LOGITS_OUTPUT}`"))),
         }
-        let options = RunOptions {
-            executor: (threads > 1).then(|| multithread::Executor::multithread(threads)),
-            ..RunOptions::default()
-        };
-        let plan = onnx
-            .model_for_proto_model(&proto)
-            .and_then(|model| model.into_optimized())
-            .and_then(|model| model.into_runnable_with_options(&options))
-            .map_err(|e| load(format!("{e:#}")))?;
+        let plan = crate::encoder::runnable_plan(&proto, threads).map_err(load)?;
         Ok(Self {
             name: name.to_string(),
             kind,

@@ -73,10 +73,11 @@ impl BundleWriter {
         Bundle::open(&self.staging)
     }
 
-    /// Writes the manifest (its `files` are the files added here), replaces the target
-    /// directory with the new bundle and opens it, hashing every file once more.
+    /// Writes the manifest (its `files` are the files added here), opens the staged
+    /// bundle and hashes every file, and only then replaces the target directory with it:
+    /// a bundle that does not open never replaces a good one.
     pub fn finish(self, manifest: &BundleManifest) -> Result<Bundle, BundleError> {
-        self.write_manifest(manifest)?;
+        self.stage(manifest)?.verify()?;
         let old = self.staging.with_extension("old");
         if self.target.exists() {
             if old.exists() {
@@ -88,9 +89,7 @@ impl BundleWriter {
         if old.exists() {
             std::fs::remove_dir_all(&old).map_err(|source| io(&old, source))?;
         }
-        let bundle = Bundle::open(&self.target)?;
-        bundle.verify()?;
-        Ok(bundle)
+        Bundle::open(&self.target)
     }
 
     fn write_manifest(&self, manifest: &BundleManifest) -> Result<(), BundleError> {
