@@ -181,6 +181,14 @@ pub fn export_bundle(request: &ExportRequest<'_>) -> anyhow::Result<ExportOutcom
     } else {
         None
     };
+    // Each head exported once; the variants are made from these fp32 graphs.
+    let mut head_graphs = Vec::new();
+    for model in &trained {
+        let kind = model.kind();
+        let graph =
+            export_head(model.head()).with_context(|| format!("cannot export the {kind} head"))?;
+        head_graphs.push((kind, graph));
+    }
     let quantize = QuantizeOptions::default();
     let mut variants = Vec::new();
     for &precision in &precisions {
@@ -196,15 +204,13 @@ pub fn export_bundle(request: &ExportRequest<'_>) -> anyhow::Result<ExportOutcom
         };
         writer.add(&encoder_file, &encoder)?;
         let mut heads = Vec::new();
-        for model in &trained {
-            let kind = model.kind();
+        for (kind, fp32) in &head_graphs {
+            let kind = *kind;
             let file = format!("head_{kind}.{name}.onnx");
-            let fp32 = export_head(model.head())
-                .with_context(|| format!("cannot export the {kind} head"))?;
             let bytes = match precision {
-                Precision::Fp32 => fp32,
+                Precision::Fp32 => fp32.clone(),
                 Precision::Int8 => {
-                    quantize_dynamic(&fp32, &quantize)
+                    quantize_dynamic(fp32, &quantize)
                         .with_context(|| format!("cannot quantise the {kind} head"))?
                         .0
                 }

@@ -1191,14 +1191,7 @@ mod tests {
             ((i * 31 + j * 17) % 100) as f32 / 50.0 - 1.0
         });
         let (float, _) = run(&bytes, input.clone().into_tensor())?;
-        for form in [
-            ActivationQuantization::SymmetricI8,
-            ActivationQuantization::DynamicU8,
-        ] {
-            let options = QuantizeOptions {
-                activations: form,
-                ..Default::default()
-            };
+        for (form, options) in both_forms() {
             let (quantized, _) = quantize_dynamic(&bytes, &options)?;
             let (quant, ops) = run(&quantized, input.clone().into_tensor())?;
             println!("{form:?}: tract ops {ops:?}");
@@ -1210,6 +1203,21 @@ mod tests {
             }
         }
         Ok(())
+    }
+
+    /// Default options with each activation form.
+    fn both_forms() -> [(ActivationQuantization, QuantizeOptions); 2] {
+        [
+            ActivationQuantization::SymmetricI8,
+            ActivationQuantization::DynamicU8,
+        ]
+        .map(|form| {
+            let options = QuantizeOptions {
+                activations: form,
+                ..Default::default()
+            };
+            (form, options)
+        })
     }
 
     #[test]
@@ -1239,20 +1247,10 @@ mod tests {
                     + 0.02 * rng.uniform()
             })
             .collect();
-        let mean = audio.iter().sum::<f32>() / audio.len() as f32;
-        let std =
-            (audio.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / audio.len() as f32).sqrt();
-        audio.iter_mut().for_each(|v| *v = (*v - mean) / std);
+        models::frontend::normalize(&mut audio);
         let reference = float.run(EncoderInput::Audio(&audio))?;
 
-        for form in [
-            ActivationQuantization::SymmetricI8,
-            ActivationQuantization::DynamicU8,
-        ] {
-            let options = QuantizeOptions {
-                activations: form,
-                ..Default::default()
-            };
+        for (form, options) in both_forms() {
             let (quantized, summary) = quantize_dynamic(&encoder.model_bytes, &options)?;
             // Per layer q, k, v, out, up, down; plus the feature projection.
             assert_eq!(
