@@ -40,7 +40,8 @@ pub use keywords::{KeywordEntry, KeywordTable};
 pub use writer::BundleWriter;
 
 /// The bundle format this program writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// Format 2 added the keyword-spotting head.
+pub const FORMAT_VERSION: u32 = 2;
 /// The manifest, binary (authoritative).
 pub const MANIFEST_FILE: &str = "manifest.bin";
 /// The manifest, readable copy.
@@ -71,6 +72,8 @@ pub struct BundleManifest {
     pub keywords: String,
     /// The text encoder file, if open transcripts are supported.
     pub text_encoder: Option<String>,
+    /// The keyword-spotting head's words and threshold, if the bundle has one.
+    pub keyword_spotter: Option<KeywordSpotterSpec>,
     /// The variants, e.g. fp32 and int8.
     pub variants: Vec<Variant>,
     /// The variant used when none is asked for.
@@ -105,6 +108,22 @@ pub struct Variant {
     pub speech_encoder: String,
     /// One head file per model.
     pub heads: Vec<HeadFile>,
+    /// The keyword-spotting head file (present when the manifest has a spotter).
+    pub keyword_spotter: Option<String>,
+}
+
+/// The keyword-spotting head: a head over the speech features whose outputs are the
+/// corpus vocabulary, so the board can fill the transcript template without a prompt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeywordSpotterSpec {
+    /// The words, in the order of the graph's outputs; each is in the keyword table.
+    pub words: Vec<String>,
+    /// Below this probability the spotter abstains (chosen on the validation part).
+    pub min_confidence: f32,
+    /// Accuracy on the split's test part when exported.
+    pub test_accuracy: Option<f64>,
+    /// How many test utterances that accuracy is over.
+    pub test_utterances: usize,
 }
 
 /// A head graph of a variant.
@@ -213,6 +232,9 @@ impl BundleManifest {
             for h in &v.heads {
                 files.push((h.file.as_str(), format!("the {} {} head", v.name, h.model)));
             }
+            if let Some(file) = &v.keyword_spotter {
+                files.push((file.as_str(), format!("the {} keyword spotter", v.name)));
+            }
         }
         files
     }
@@ -245,6 +267,13 @@ impl BundleManifest {
         let version = u32::from_le_bytes(*version);
         if version > FORMAT_VERSION {
             return Err(BundleError::NewerFormat {
+                path: path.to_path_buf(),
+                found: version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        if version < FORMAT_VERSION {
+            return Err(BundleError::OlderFormat {
                 path: path.to_path_buf(),
                 found: version,
                 supported: FORMAT_VERSION,
@@ -319,6 +348,20 @@ impl Bundle {
                 manifest.default_variant
             ),
         })?;
+        if manifest.keyword_spotter.is_none()
+            && let Some(v) = manifest
+                .variants
+                .iter()
+                .find(|v| v.keyword_spotter.is_some())
+        {
+            return Err(BundleError::Corrupt {
+                path: path.clone(),
+                detail: format!(
+                    "variant `{}` has a keyword spotter but the manifest lists no spotter words",
+                    v.name
+                ),
+            });
+        }
         for (file, what) in manifest.referenced_files() {
             let entry = manifest.file(file).ok_or_else(|| BundleError::Corrupt {
                 path: path.clone(),
@@ -499,6 +542,7 @@ mod tests {
             tokenizer: "tokenizer.json".into(),
             keywords: "keywords.bin".into(),
             text_encoder: None,
+            keyword_spotter: None,
             variants: vec![Variant {
                 name: "fp32".into(),
                 description: "float".into(),
@@ -507,6 +551,7 @@ mod tests {
                     model: ModelKind::Speech,
                     file: "head_speech.onnx".into(),
                 }],
+                keyword_spotter: None,
             }],
             default_variant: "fp32".into(),
             default_reason: "only one".into(),
@@ -679,6 +724,15 @@ mod tests {
             matches!(err, BundleError::NewerFormat { found, .. } if found == FORMAT_VERSION + 1)
         );
         assert!(err.to_string().contains("update emotion-edge"));
+
+        let mut older = good.clone();
+        older[8..12].copy_from_slice(&(FORMAT_VERSION - 1).to_le_bytes());
+        std::fs::write(&path, &older).unwrap();
+        let err = Bundle::open(&dir).unwrap_err();
+        assert!(
+            matches!(err, BundleError::OlderFormat { found, .. } if found == FORMAT_VERSION - 1)
+        );
+        assert!(err.to_string().contains("export the bundle again"), "{err}");
     }
 
     #[test]
@@ -709,6 +763,10 @@ mod tests {
             bundle.keyword_table(),
             Err(BundleError::Mismatch { .. })
         ));
+        let mut m = manifest();
+        m.variants[0].keyword_spotter = Some("head_speech.onnx".into());
+        let err = write(&tmp.path().join("e"), &m).unwrap_err();
+        assert!(err.to_string().contains("no spotter words"), "{err}");
         let err = manifest().variant(Some("fp16")).unwrap_err();
         assert!(err.to_string().contains("fp32"), "{err}");
     }

@@ -114,16 +114,61 @@ pub enum HeadError {
 /// One loaded head graph.
 #[derive(Debug, Clone)]
 pub struct HeadGraph {
-    name: String,
     kind: ModelKind,
-    /// Graph input order: true for speech, false for text.
-    inputs: Vec<bool>,
-    plan: Arc<TypedSimplePlan>,
+    graph: ContractGraph,
 }
 
 impl HeadGraph {
     /// Loads and optimises a head graph held in memory; `name` is used in errors.
     pub fn from_bytes(bytes: &[u8], name: &str, threads: usize) -> Result<Self, HeadError> {
+        let graph = ContractGraph::load(bytes, name, threads)?;
+        let kind = graph
+            .metadata(KIND_METADATA)
+            .and_then(ModelKind::from_name)
+            .ok_or_else(|| {
+                graph.load_error(format!("no `{KIND_METADATA}` metadata naming the model"))
+            })?;
+        graph.expect_inputs(
+            kind.uses_speech(),
+            kind.uses_text(),
+            &format!("a {kind} head"),
+        )?;
+        Ok(Self { kind, graph })
+    }
+
+    /// Which model this is.
+    pub fn kind(&self) -> ModelKind {
+        self.kind
+    }
+
+    /// The seven logits for one utterance. `speech` and `text` are the features the
+    /// model reads (the other may be `None`).
+    pub fn logits(
+        &self,
+        speech: Option<&Features>,
+        text: Option<&Features>,
+    ) -> Result<[f32; Emotion::COUNT], HeadError> {
+        let logits = self.graph.run(speech, text)?;
+        logits.try_into().map_err(|found: Vec<f32>| HeadError::Run {
+            name: self.graph.name.clone(),
+            detail: format!("{} logits instead of {}", found.len(), Emotion::COUNT),
+        })
+    }
+}
+
+/// A graph that follows the head contract (inputs by name, one `logits` output),
+/// whatever its logits stand for: the emotion heads and the keyword spotter.
+#[derive(Debug, Clone)]
+pub(crate) struct ContractGraph {
+    pub(crate) name: String,
+    metadata: Vec<(String, String)>,
+    /// Graph input order: true for speech, false for text.
+    inputs: Vec<bool>,
+    plan: Arc<TypedSimplePlan>,
+}
+
+impl ContractGraph {
+    pub(crate) fn load(bytes: &[u8], name: &str, threads: usize) -> Result<Self, HeadError> {
         let load = |detail: String| HeadError::Load {
             name: name.to_string(),
             detail,
@@ -132,12 +177,6 @@ impl HeadGraph {
         let proto = onnx
             .proto_model_for_read(&mut &bytes[..])
             .map_err(|e| load(format!("{e:#}")))?;
-        let kind = proto
-            .metadata_props
-            .iter()
-            .find(|p| p.key == KIND_METADATA)
-            .and_then(|p| ModelKind::from_name(&p.value))
-            .ok_or_else(|| load(format!("no `{KIND_METADATA}` metadata naming the model")))?;
         let graph = proto
             .graph
             .as_ref()
@@ -155,43 +194,65 @@ impl HeadGraph {
                 other => return Err(load(format!("unexpected input `{other}`"))),
             }
         }
-        let expected = [kind.uses_speech(), kind.uses_text()];
-        let found = [inputs.contains(&true), inputs.contains(&false)];
-        if expected != found || inputs.len() != found.iter().filter(|x| **x).count() {
-            return Err(load(format!(
-                "a {kind} head must read exactly {}",
-                match kind {
-                    ModelKind::Speech => SPEECH_INPUT.to_string(),
-                    ModelKind::Text => TEXT_INPUT.to_string(),
-                    ModelKind::Fusion => format!("{SPEECH_INPUT} and {TEXT_INPUT}"),
-                }
-            )));
-        }
         match &graph.output[..] {
             [output] if output.name == LOGITS_OUTPUT => {}
             _ => return Err(load(format!("the only output must be `{LOGITS_OUTPUT}`"))),
         }
+        let metadata = proto
+            .metadata_props
+            .iter()
+            .map(|p| (p.key.clone(), p.value.clone()))
+            .collect();
         let plan = crate::encoder::runnable_plan(&proto, threads).map_err(load)?;
         Ok(Self {
             name: name.to_string(),
-            kind,
+            metadata,
             inputs,
             plan,
         })
     }
 
-    /// Which model this is.
-    pub fn kind(&self) -> ModelKind {
-        self.kind
+    pub(crate) fn metadata(&self, key: &str) -> Option<&str> {
+        self.metadata
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
-    /// The seven logits for one utterance. `speech` and `text` are the features the
-    /// model reads (the other may be `None`).
-    pub fn logits(
+    pub(crate) fn load_error(&self, detail: String) -> HeadError {
+        HeadError::Load {
+            name: self.name.clone(),
+            detail,
+        }
+    }
+
+    /// Checks that the graph reads exactly the speech and/or text input; `what` names
+    /// the graph in the message.
+    pub(crate) fn expect_inputs(
+        &self,
+        speech: bool,
+        text: bool,
+        what: &str,
+    ) -> Result<(), HeadError> {
+        let found = [self.inputs.contains(&true), self.inputs.contains(&false)];
+        let count = usize::from(speech) + usize::from(text);
+        if [speech, text] == found && self.inputs.len() == count {
+            return Ok(());
+        }
+        let wanted = match (speech, text) {
+            (true, true) => format!("{SPEECH_INPUT} and {TEXT_INPUT}"),
+            (true, false) => SPEECH_INPUT.to_string(),
+            _ => TEXT_INPUT.to_string(),
+        };
+        Err(self.load_error(format!("{what} must read exactly {wanted}")))
+    }
+
+    /// The logits for one utterance.
+    pub(crate) fn run(
         &self,
         speech: Option<&Features>,
         text: Option<&Features>,
-    ) -> Result<[f32; Emotion::COUNT], HeadError> {
+    ) -> Result<Vec<f32>, HeadError> {
         let input = |problem: String| HeadError::Input {
             name: self.name.clone(),
             problem,
@@ -203,23 +264,19 @@ impl HeadGraph {
             } else {
                 ("text", text)
             };
-            let features = features
-                .ok_or_else(|| input(format!("the {} head needs {what} features", self.kind)))?;
+            let features =
+                features.ok_or_else(|| input(format!("the graph needs {what} features")))?;
             values.push(batch_of_one(features).map_err(&input)?.into_tvalue());
         }
         let outputs = self.plan.run(values).map_err(|e| HeadError::Run {
             name: self.name.clone(),
             detail: format!("{e:#}"),
         })?;
-        let logits = outputs
+        Ok(outputs
             .first()
             .and_then(|v| v.to_plain_array_view::<f32>().ok())
             .map(|v| v.iter().copied().collect::<Vec<f32>>())
-            .unwrap_or_default();
-        logits.try_into().map_err(|found: Vec<f32>| HeadError::Run {
-            name: self.name.clone(),
-            detail: format!("{} logits instead of {}", found.len(), Emotion::COUNT),
-        })
+            .unwrap_or_default())
     }
 }
 
@@ -252,12 +309,18 @@ fn batch_of_one(features: &Features) -> Result<Tensor, String> {
     Tensor::from_shape(&shape, &data).map_err(|e| format!("{e:#}"))
 }
 
-/// Softmax of logits (max-subtracted, in f64).
+/// Softmax of the seven logits (max-subtracted, in f64).
 pub fn softmax(logits: &[f32; Emotion::COUNT]) -> [f32; Emotion::COUNT] {
+    let p = softmax_slice(logits);
+    std::array::from_fn(|i| p[i])
+}
+
+/// Softmax of any number of logits (max-subtracted, in f64).
+pub fn softmax_slice(logits: &[f32]) -> Vec<f32> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
     let exps: Vec<f64> = logits.iter().map(|&l| (l as f64 - max).exp()).collect();
     let sum: f64 = exps.iter().sum();
-    std::array::from_fn(|i| (exps[i] / sum) as f32)
+    exps.iter().map(|e| (e / sum) as f32).collect()
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! - [`encoder`]: runs an exported encoder graph (pruned HuBERT, BERT) with tract.
 //! - [`features`]: hidden states to the feature sequence a head reads (layer mean or stack).
 //! - [`heads`]: the models (speech, text, fusion), the head-graph contract, running a head.
+//! - [`keyword_spotter`]: which vocabulary word was said, from the speech features.
 //! - [`bundle`]: the model bundle: manifest, files, checksums, format version, keyword table.
 //! - [`pipeline`]: a bundle loaded for inference: samples (and text) to seven probabilities.
 
@@ -18,6 +19,7 @@ pub mod encoder;
 pub mod features;
 pub mod frontend;
 pub mod heads;
+pub mod keyword_spotter;
 pub mod labels;
 pub mod pipeline;
 pub mod tokenizer;
@@ -25,5 +27,5 @@ pub mod transcript;
 
 pub use frontend::{AudioError, Frontend, FrontendConfig};
 pub use labels::Emotion;
-pub use pipeline::{Classification, Pipeline, PipelineOptions, TextInput};
+pub use pipeline::{Classification, KeywordSource, Pipeline, PipelineOptions, TextInput};
 pub use transcript::TranscriptTemplate;

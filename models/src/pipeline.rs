@@ -2,14 +2,17 @@
 //! keyword or transcript) in, the seven probabilities and per-stage timings out.
 //!
 //! ```text
-//! samples ─ front-end (normalise) ─ speech encoder ─ combine layers ─┐
-//! keyword ─ keyword table ──────────────────────────────────────────┼─ head ─ softmax
-//!   or transcript ─ tokenizer ─ text encoder ─ combine layers ──────┘
+//! samples ─ front-end (normalise) ─ speech encoder ─ combine layers ─┬──────────┐
+//!                                       keyword spotter (optional) ─┘          │
+//! keyword ─ keyword table ─────────────────────────────────────────────────────┼─ head ─ softmax
+//!   or transcript ─ tokenizer ─ text encoder ─ combine layers ─────────────────┘
 //! ```
 //!
+//! Which keyword ([`TextInput::Auto`]): the kiosk's prompt word when there is one, else
+//! the word the bundle's keyword spotter heard when it is sure enough, else none.
 //! Which head answers: the one asked for, else fusion when text features are at hand
 //! and the bundle has a fusion head, else speech-only. The result says which head
-//! answered and where the text came from, so a fallback is never silent.
+//! answered, where the keyword and the text came from, so a fallback is never silent.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -18,6 +21,7 @@ use crate::bundle::{Bundle, BundleError, KeywordTable};
 use crate::encoder::{EncoderError, EncoderGraph, EncoderInput, Modality};
 use crate::features::{Features, combine_layers};
 use crate::heads::{HeadError, HeadGraph, ModelKind, softmax};
+use crate::keyword_spotter::{KeywordSpotter, Spotted, argmax};
 use crate::tokenizer::{TokenizerError, TranscriptTokenizer};
 use crate::{AudioError, Emotion, Frontend, TranscriptTemplate};
 
@@ -48,6 +52,43 @@ pub enum TextInput<'a> {
     Keyword(&'a str),
     /// A whole transcript.
     Transcript(&'a str),
+    /// The fallback chain: the prompt word if given, else the keyword spotter's word if
+    /// it is confident, else no text.
+    Auto {
+        /// The word the kiosk asked the speaker to say.
+        prompt: Option<&'a str>,
+    },
+}
+
+/// Where the keyword came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeywordSource {
+    /// No keyword (no text, or a whole transcript).
+    None,
+    /// Given by the caller ([`TextInput::Keyword`]).
+    Given,
+    /// The kiosk's prompt ([`TextInput::Auto`] with a prompt).
+    Prompt,
+    /// The bundle's keyword spotter, confident enough.
+    Spotter,
+}
+
+impl KeywordSource {
+    /// The lowercase name used in output.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeywordSource::None => "none",
+            KeywordSource::Given => "given",
+            KeywordSource::Prompt => "prompt",
+            KeywordSource::Spotter => "spotter",
+        }
+    }
+}
+
+impl std::fmt::Display for KeywordSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Where the text features came from.
@@ -78,7 +119,7 @@ pub struct StageTimings {
     pub frontend: Duration,
     /// The speech encoder and the layer combination.
     pub speech_encoder: Duration,
-    /// Keyword lookup or tokenizer and text encoder.
+    /// Keyword spotting, keyword lookup, or tokenizer and text encoder.
     pub text: Duration,
     /// The head and the softmax.
     pub head: Duration,
@@ -104,6 +145,13 @@ pub struct Classification {
     pub logits: [f32; Emotion::COUNT],
     /// The head that answered.
     pub model: ModelKind,
+    /// The keyword whose transcript was used, if any.
+    pub keyword: Option<String>,
+    /// Where that keyword came from.
+    pub keyword_source: KeywordSource,
+    /// What the keyword spotter heard, when it ran (also when it was not sure enough
+    /// and its word was not used).
+    pub spotted: Option<Spotted>,
     /// The transcript whose features were used, if any.
     pub transcript: Option<String>,
     /// Where the text features came from.
@@ -160,6 +208,15 @@ pub struct Pipeline {
     keywords: KeywordTable,
     template: TranscriptTemplate,
     text_encoder: Option<(TranscriptTokenizer, EncoderGraph)>,
+    /// The keyword spotter and the confidence it needs.
+    spotter: Option<(KeywordSpotter, f32)>,
+}
+
+/// The text of one utterance once the fallback chain has run.
+struct ResolvedText<'a> {
+    text: TextInput<'a>,
+    keyword_source: KeywordSource,
+    spotted: Option<Spotted>,
 }
 
 impl Pipeline {
@@ -207,6 +264,13 @@ impl Pipeline {
             heads.push(graph);
         }
         let keywords = bundle.keyword_table()?;
+        let spotter = match (&variant.keyword_spotter, &manifest.keyword_spotter) {
+            (Some(file), Some(spec)) => Some((
+                load_spotter(&bundle, file, spec, &keywords, threads)?,
+                spec.min_confidence,
+            )),
+            _ => None,
+        };
         let text_encoder = match &manifest.text_encoder {
             Some(file) => {
                 let tokenizer_bytes = bundle.read(&manifest.tokenizer)?;
@@ -231,6 +295,7 @@ impl Pipeline {
             keywords,
             template,
             text_encoder,
+            spotter,
         })
     }
 
@@ -257,6 +322,17 @@ impl Pipeline {
     /// The keyword table.
     pub fn keywords(&self) -> &KeywordTable {
         &self.keywords
+    }
+
+    /// The keyword spotter's words, when the variant has a spotter.
+    pub fn spotter_words(&self) -> Option<&[String]> {
+        self.spotter.as_ref().map(|(s, _)| s.words())
+    }
+
+    /// True when `text` can be turned into text features (a known keyword, or any text
+    /// when the bundle has a text encoder).
+    pub fn knows_text(&self, text: &str) -> bool {
+        self.text_encoder.is_some() || self.keywords.lookup(text).is_some()
     }
 
     /// The head that answers when none is asked for: fusion when there is text and the
@@ -309,7 +385,13 @@ impl Pipeline {
     ) -> Result<Vec<Classification>, PipelineError> {
         let start = Instant::now();
         let samples = self.frontend.process_bytes(bytes, name)?;
-        self.classify_each(&samples, start.elapsed(), text, models)
+        let mut timings = StageTimings {
+            frontend: start.elapsed(),
+            ..StageTimings::default()
+        };
+        let mut speech = None;
+        let resolved = self.resolve_text(&samples, text, &mut speech, &mut timings)?;
+        self.classify_each(&samples, timings, resolved, speech, models)
     }
 
     fn classify_prepared(
@@ -319,25 +401,102 @@ impl Pipeline {
         text: TextInput<'_>,
         model: Option<ModelKind>,
     ) -> Result<Classification, PipelineError> {
-        let model = model.unwrap_or_else(|| self.default_model(text != TextInput::None));
-        let mut results = self.classify_each(samples, frontend, text, &[model])?;
+        let mut timings = StageTimings {
+            frontend,
+            ..StageTimings::default()
+        };
+        let mut speech = None;
+        let resolved = self.resolve_text(samples, text, &mut speech, &mut timings)?;
+        let model = model.unwrap_or_else(|| self.default_model(resolved.text != TextInput::None));
+        let mut results = self.classify_each(samples, timings, resolved, speech, &[model])?;
         results
             .pop()
             .ok_or(PipelineError::NoHead(model, String::new()))
     }
 
-    /// Samples already through the front-end, every head in `models`.
+    /// Runs the fallback chain of [`TextInput::Auto`] (other inputs pass through). The
+    /// spotter needs the speech features, so they are computed here and kept.
+    fn resolve_text<'a>(
+        &'a self,
+        samples: &[f32],
+        text: TextInput<'a>,
+        speech: &mut Option<Features>,
+        timings: &mut StageTimings,
+    ) -> Result<ResolvedText<'a>, PipelineError> {
+        let resolved = |text, keyword_source, spotted| ResolvedText {
+            text,
+            keyword_source,
+            spotted,
+        };
+        let prompt = match text {
+            TextInput::Auto { prompt } => prompt.map(str::trim).filter(|p| !p.is_empty()),
+            TextInput::Keyword(_) => return Ok(resolved(text, KeywordSource::Given, None)),
+            other => return Ok(resolved(other, KeywordSource::None, None)),
+        };
+        if let Some(word) = prompt {
+            return Ok(resolved(
+                TextInput::Keyword(word),
+                KeywordSource::Prompt,
+                None,
+            ));
+        }
+        let Some((spotter, min_confidence)) = &self.spotter else {
+            return Ok(resolved(TextInput::None, KeywordSource::None, None));
+        };
+        let features = self.speech_features(samples, speech, timings)?;
+        let start = Instant::now();
+        let spotted = spotter.spot(features)?;
+        timings.text += start.elapsed();
+        if spotted.confidence < *min_confidence {
+            return Ok(resolved(
+                TextInput::None,
+                KeywordSource::None,
+                Some(spotted),
+            ));
+        }
+        // The spotter's words are checked against the keyword table on load.
+        let word = self
+            .keywords
+            .lookup(&spotted.word)
+            .map(|entry| entry.word.as_str())
+            .unwrap_or_default();
+        Ok(resolved(
+            TextInput::Keyword(word),
+            KeywordSource::Spotter,
+            Some(spotted),
+        ))
+    }
+
+    /// The speech features, computed once.
+    fn speech_features<'s>(
+        &self,
+        samples: &[f32],
+        speech: &'s mut Option<Features>,
+        timings: &mut StageTimings,
+    ) -> Result<&'s Features, PipelineError> {
+        if speech.is_none() {
+            let start = Instant::now();
+            let states = self.speech.run(EncoderInput::Audio(samples))?;
+            *speech = Some(combine_layers(
+                &states,
+                self.bundle.manifest().speech.combination,
+            ));
+            timings.speech_encoder = start.elapsed();
+        }
+        Ok(speech.as_ref().expect("set above"))
+    }
+
+    /// Samples already through the front-end (and speech features when the spotter
+    /// needed them), every head in `models`.
     fn classify_each(
         &self,
         samples: &[f32],
-        frontend: Duration,
-        text: TextInput<'_>,
+        mut timings: StageTimings,
+        resolved: ResolvedText<'_>,
+        mut speech: Option<Features>,
         models: &[ModelKind],
     ) -> Result<Vec<Classification>, PipelineError> {
-        let mut timings = StageTimings {
-            frontend,
-            ..StageTimings::default()
-        };
+        let text = resolved.text;
         let mut heads = Vec::with_capacity(models.len());
         for &model in models {
             let head = self.head(model).ok_or_else(|| {
@@ -355,16 +514,13 @@ impl Pipeline {
         } else {
             (None, None, TextSource::None)
         };
-        timings.text = start.elapsed();
-
-        let speech = if models.iter().any(|m| m.uses_speech()) {
-            let start = Instant::now();
-            let states = self.speech.run(EncoderInput::Audio(samples))?;
-            let features = combine_layers(&states, self.bundle.manifest().speech.combination);
-            timings.speech_encoder = start.elapsed();
-            Some(features)
-        } else {
-            None
+        timings.text += start.elapsed();
+        if models.iter().any(|m| m.uses_speech()) {
+            self.speech_features(samples, &mut speech, &mut timings)?;
+        }
+        let keyword = match text {
+            TextInput::Keyword(word) => Some(word.to_string()),
+            _ => None,
         };
 
         let audio_seconds = samples.len() as f32 / self.frontend.config().target_rate as f32;
@@ -384,12 +540,7 @@ impl Pipeline {
             };
             let logits = head.logits(speech, text)?;
             let probabilities = softmax(&logits);
-            let (index, confidence) = probabilities.iter().copied().enumerate().fold(
-                (0, f32::NEG_INFINITY),
-                |best, (i, p)| {
-                    if p > best.1 { (i, p) } else { best }
-                },
-            );
+            let (index, confidence) = argmax(&probabilities);
             let mut own = timings;
             own.head = start.elapsed();
             if !model.uses_speech() {
@@ -402,6 +553,13 @@ impl Pipeline {
                 probabilities,
                 logits,
                 model,
+                keyword: if uses_text { keyword.clone() } else { None },
+                keyword_source: if uses_text {
+                    resolved.keyword_source
+                } else {
+                    KeywordSource::None
+                },
+                spotted: resolved.spotted.clone(),
                 transcript: if uses_text { transcript.clone() } else { None },
                 text_source: if uses_text {
                     text_source.clone()
@@ -426,7 +584,8 @@ impl Pipeline {
         text: TextInput<'_>,
     ) -> Result<(Option<String>, Option<Features>, TextSource), PipelineError> {
         let (given, transcript) = match text {
-            TextInput::None => return Ok((None, None, TextSource::None)),
+            // `Auto` is resolved to one of the others before this point.
+            TextInput::None | TextInput::Auto { .. } => return Ok((None, None, TextSource::None)),
             TextInput::Keyword(word) => (word, self.template.fill(word.trim())),
             TextInput::Transcript(t) => (t, t.trim().to_string()),
         };
@@ -477,6 +636,47 @@ fn load_encoder(
         });
     }
     Ok(graph)
+}
+
+/// Loads the keyword spotter and checks that its words are the manifest's and that
+/// each has keyword-table features.
+fn load_spotter(
+    bundle: &Bundle,
+    file: &str,
+    spec: &crate::bundle::KeywordSpotterSpec,
+    keywords: &KeywordTable,
+    threads: usize,
+) -> Result<KeywordSpotter, BundleError> {
+    let path = bundle.dir().join(file);
+    let bytes = bundle.read(file)?;
+    let spotter =
+        KeywordSpotter::from_bytes(&bytes, file, threads).map_err(|e| BundleError::Corrupt {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
+    let mismatch = |detail: String| BundleError::Mismatch {
+        path: path.clone(),
+        detail,
+    };
+    if spotter.words() != spec.words.as_slice() {
+        return Err(mismatch(format!(
+            "it spots {:?}, the manifest lists {:?}",
+            spotter.words(),
+            spec.words
+        )));
+    }
+    if let Some(word) = spec.words.iter().find(|w| keywords.lookup(w).is_none()) {
+        return Err(mismatch(format!(
+            "it spots `{word}`, which the keyword table does not have"
+        )));
+    }
+    if !(0.0..=1.0).contains(&spec.min_confidence) {
+        return Err(mismatch(format!(
+            "min_confidence {} is not a probability",
+            spec.min_confidence
+        )));
+    }
+    Ok(spotter)
 }
 
 fn check_layers(

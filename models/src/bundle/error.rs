@@ -41,6 +41,18 @@ pub enum BundleError {
         /// The newest format this program reads.
         supported: u32,
     },
+    /// The bundle was written by an older program, in a format this one no longer reads.
+    #[error(
+        "{path} has bundle format {found}, this program reads format {supported}: export the bundle again with this version of host-trainer"
+    )]
+    OlderFormat {
+        /// The manifest file.
+        path: PathBuf,
+        /// The format in the file.
+        found: u32,
+        /// The format this program reads.
+        supported: u32,
+    },
     /// A file of the bundle cannot be decoded, or the manifest contradicts itself.
     #[error("{path} is damaged: {detail}; export the bundle again")]
     Corrupt {
