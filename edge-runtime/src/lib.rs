@@ -1,8 +1,21 @@
-//! emotion-edge: the board's program. It links `models` (the front-end shared with the
-//! host) and never burn, plotters or hf-hub.
+//! emotion-edge: the board's program. It links `models` (the front-end and the tract
+//! pipeline shared with the host) and never burn, plotters or hf-hub.
 //!
+//! - [`classify`]: WAV files through the bundle's pipeline.
+//! - [`listen`]: the live loop: source, segmenter, inference thread, displays.
+//! - [`bench`]: per-stage latency, real-time factor and memory of a bundle.
 //! - [`inspect`]: run the shared front-end over WAV files and describe what it saw.
-//!
-//! Classification, the microphone loop and the displays arrive with the model bundle.
+//! - [`locate`]: where the bundle is when none is named; [`output`]: result formats.
+//! - [`audio`]: microphone, file and stdin sources, the capture ring, resampling.
+//! - [`segmenter`]: voice-activity segmentation of the stream into utterances.
+//! - [`display`]: the terminal, an RGB LED and an OLED.
 
+pub mod audio;
+pub mod bench;
+pub mod classify;
+pub mod display;
 pub mod inspect;
+pub mod listen;
+pub mod locate;
+pub mod output;
+pub mod segmenter;

@@ -1,15 +1,32 @@
 //! `emotion-edge`: the board's command line, a thin layer over the library.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use clap::{Parser, Subcommand};
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use edge_runtime::audio::source::{self, Pace, SourceSpec};
+use edge_runtime::bench::{self, BenchOptions};
+use edge_runtime::classify::{TextChoice, classify_file, wav_files};
+use edge_runtime::display::Display;
+use edge_runtime::display::terminal::TerminalDisplay;
 use edge_runtime::inspect::inspect_file;
-use models::{Frontend, FrontendConfig};
+use edge_runtime::listen::{ListenOptions, Prompt, listen};
+use edge_runtime::locate::bundle_dir;
+use edge_runtime::output;
+use edge_runtime::segmenter::SegmenterConfig;
+use models::heads::ModelKind;
+use models::{Frontend, FrontendConfig, Pipeline, PipelineOptions};
+use serde_json::{Map, json};
 
-/// Recognise emotion from speech on the board.
+/// Recognise emotion from speech on the board: classify WAV files, or listen to a
+/// microphone (or a file, or stdin) and show the emotion of each utterance live.
 ///
-/// Today it checks audio through the front-end the models are trained with; the
-/// `classify` and `listen` commands come with the model bundle.
+/// The models come from a bundle made by `host-trainer export` (or `host-trainer
+/// demo`). Without --bundle it is looked for in $EMOTION_EDGE_BUNDLE, then
+/// ./out/demo/bundle, then /var/lib/emotion-edge/bundle.
 #[derive(Parser)]
 #[command(version, propagate_version = true)]
 struct Cli {
@@ -19,6 +36,54 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Classify WAV files (folders are searched recursively): one line per file with
+    /// the emotion, confidence, the 7 probabilities, the keyword used and the latency.
+    Classify {
+        /// WAV files or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        bundle: BundleArgs,
+        #[command(flatten)]
+        text: TextArgs,
+        /// Use the word in TESS-style file names (`OAF_back_angry.wav` → `back`).
+        #[arg(long, conflicts_with_all = ["keyword", "transcript", "no_text", "prompt"])]
+        keyword_from_name: bool,
+        /// One JSON object per line (JSON Lines).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Listen and show the emotion of each utterance until Ctrl-C (or the end of a
+    /// file or stdin source).
+    Listen(ListenArgs),
+    /// List the audio input devices (needs the `mic` build feature).
+    Devices,
+    /// Per-stage latency, real-time factor and peak memory of a bundle, 1..N threads.
+    Bench {
+        #[command(flatten)]
+        bundle: BundleArgs,
+        /// Thread counts to measure (default: 1 up to the number of cores).
+        #[arg(long = "threads-list", value_delimiter = ',')]
+        threads_list: Vec<usize>,
+        /// A WAV file to classify instead of the synthetic clip.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Length of the synthetic clip in seconds.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f32,
+        /// Sample rate of the synthetic clip (a microphone's rate, so resampling counts).
+        #[arg(long, default_value_t = 48_000)]
+        rate: u32,
+        /// Timed runs per thread count (the median is shown).
+        #[arg(long, default_value_t = 10)]
+        repeats: usize,
+        /// Untimed runs first.
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        /// One JSON object per row instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Put WAV files through the shared front-end (decode, mono, resample to 16 kHz,
     /// normalise) and describe each; a bad file is reported and the rest go on.
     Inspect {
@@ -34,19 +99,383 @@ enum Command {
     },
 }
 
-fn main() {
+/// Which bundle, which variant, how many threads.
+#[derive(Args)]
+struct BundleArgs {
+    /// The bundle directory (see the top-level help for where it is looked for).
+    #[arg(long)]
+    bundle: Option<PathBuf>,
+    /// The variant (fp32, int8, …); the bundle's default when absent.
+    #[arg(long)]
+    variant: Option<String>,
+    /// Threads for the matrix products.
+    #[arg(long, default_value_t = default_threads())]
+    threads: usize,
+}
+
+/// The text that goes with the speech.
+#[derive(Args)]
+struct TextArgs {
+    /// The word the speaker was asked to say (filled into the bundle's transcript
+    /// template). Without it the bundle's keyword spotter picks the word, or, when it
+    /// is unsure, the speech-only head answers.
+    #[arg(long)]
+    prompt: Option<String>,
+    /// This keyword for every utterance (no spotter).
+    #[arg(long, conflicts_with_all = ["prompt", "transcript", "no_text"])]
+    keyword: Option<String>,
+    /// This whole transcript for every utterance (needs a bundle with a text encoder
+    /// unless it is a known keyword's transcript).
+    #[arg(long, conflicts_with_all = ["prompt", "no_text"])]
+    transcript: Option<String>,
+    /// No text at all: the speech-only head answers.
+    #[arg(long, conflicts_with = "prompt")]
+    no_text: bool,
+    /// The head to use (speech, text, fusion); chosen from the text when absent.
+    #[arg(long, value_enum)]
+    model: Option<ModelKind>,
+}
+
+impl TextArgs {
+    fn choice(&self) -> TextChoice {
+        if let Some(k) = &self.keyword {
+            TextChoice::Keyword(k.clone())
+        } else if let Some(t) = &self.transcript {
+            TextChoice::Transcript(t.clone())
+        } else if self.no_text {
+            TextChoice::None
+        } else {
+            TextChoice::Auto {
+                prompt: self.prompt.clone(),
+            }
+        }
+    }
+}
+
+#[derive(Args)]
+struct ListenArgs {
+    #[command(flatten)]
+    bundle: BundleArgs,
+    /// Where the audio comes from: `mic` (the default input), `mic:NAME` (a device
+    /// whose name contains NAME; see `emotion-edge devices`), `-` (a WAV stream on
+    /// stdin, e.g. from `arecord -t wav`), or a WAV file.
+    #[arg(long, default_value = "mic")]
+    source: String,
+    /// Read a file or stdin as fast as possible instead of in real time.
+    #[arg(long)]
+    fast: bool,
+    /// The word the kiosk asks for (the display shows it; the transcript uses it).
+    #[arg(long, conflicts_with = "prompt_cycle")]
+    prompt: Option<String>,
+    /// Ask for the bundle's keywords in turn, the next one after each utterance.
+    #[arg(long)]
+    prompt_cycle: bool,
+    /// No text at all: the speech-only head answers (no prompt, no keyword spotter).
+    #[arg(long, conflicts_with_all = ["prompt", "prompt_cycle"])]
+    no_text: bool,
+    /// The head to use (speech, text, fusion); chosen from the text when absent.
+    #[arg(long, value_enum)]
+    model: Option<ModelKind>,
+    /// One JSON object per utterance on stdout instead of the live display.
+    #[arg(long)]
+    json: bool,
+    /// Do not draw on the terminal (e.g. when only the OLED or LED should show).
+    #[arg(long)]
+    no_terminal: bool,
+    #[command(flatten)]
+    hardware: HardwareArgs,
+    /// Speech must be this many dB above the noise floor.
+    #[arg(long, default_value_t = SegmenterConfig::default().threshold_db)]
+    threshold_db: f32,
+    /// Silence that ends an utterance, ms.
+    #[arg(long, default_value_t = SegmenterConfig::default().hangover_ms)]
+    hangover_ms: f32,
+    /// Shortest utterance kept, ms.
+    #[arg(long, default_value_t = SegmenterConfig::default().min_utterance_ms)]
+    min_utterance_ms: f32,
+    /// Longest utterance; longer speech is cut and classified in pieces, ms.
+    #[arg(long, default_value_t = SegmenterConfig::default().max_utterance_ms)]
+    max_utterance_ms: f32,
+    /// Utterances that may wait for inference; beyond that the oldest is dropped.
+    #[arg(long, default_value_t = 4)]
+    queue: usize,
+    /// Seconds of audio the capture ring holds.
+    #[arg(long, default_value_t = 2.0)]
+    ring_seconds: f32,
+}
+
+/// The OLED and LED (the `hardware` build feature, on by default).
+#[derive(Args)]
+struct HardwareArgs {
+    /// Show on an SSD1306 OLED on /dev/i2c-BUS.
+    #[arg(long)]
+    oled: bool,
+    /// The OLED's I2C bus number.
+    #[arg(long, default_value_t = 1, requires = "oled")]
+    oled_bus: u32,
+    /// The OLED's I2C address (0x3C or 0x3D).
+    #[arg(long, default_value = "0x3c", value_parser = parse_address, requires = "oled")]
+    oled_address: u8,
+    /// Show on an RGB LED on three sysfs PWM outputs, `CHIP:CHANNEL` each, red,green,blue
+    /// (e.g. `0:0,0:1,1:0`).
+    #[arg(long, value_delimiter = ',', num_args = 3)]
+    led: Vec<String>,
+    /// The LED's common leg is on 3.3 V (a channel lights when low).
+    #[arg(long, requires = "led")]
+    led_common_anode: bool,
+}
+
+fn parse_address(text: &str) -> Result<u8, String> {
+    let digits = text.trim_start_matches("0x").trim_start_matches("0X");
+    u8::from_str_radix(digits, 16).map_err(|_| format!("`{text}` is not an I2C address like 0x3c"))
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Command::Inspect {
-        files,
-        json,
-        max_seconds,
-    } = cli.command;
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Classify {
+            paths,
+            bundle,
+            text,
+            keyword_from_name,
+            json,
+        } => {
+            let choice = if keyword_from_name {
+                TextChoice::FromFileName
+            } else {
+                text.choice()
+            };
+            classify(&paths, &bundle, &choice, text.model, json)
+        }
+        Command::Listen(args) => listen_command(args),
+        Command::Devices => devices(),
+        Command::Bench {
+            bundle,
+            threads_list,
+            file,
+            seconds,
+            rate,
+            repeats,
+            warmup,
+            json,
+        } => {
+            let threads = if threads_list.is_empty() {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                (1..=cores).collect()
+            } else {
+                threads_list
+            };
+            let dir = bundle_dir(bundle.bundle.as_deref()).map_err(anyhow::Error::msg)?;
+            let options = BenchOptions {
+                variant: bundle.variant,
+                threads,
+                file,
+                seconds,
+                rate,
+                warmup,
+                repeats,
+            };
+            let rows = bench::run(&dir, &options, &mut |what| eprintln!("measuring {what}…"))?;
+            if json {
+                for row in &rows {
+                    println!("{}", serde_json::to_string(row)?);
+                }
+            } else {
+                println!("bundle {}", dir.display());
+                print!("{}", bench::table(&rows));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Inspect {
+            files,
+            json,
+            max_seconds,
+        } => Ok(inspect(&files, json, max_seconds)),
+    }
+}
+
+fn load(args: &BundleArgs) -> anyhow::Result<Pipeline> {
+    let dir = bundle_dir(args.bundle.as_deref()).map_err(anyhow::Error::msg)?;
+    let options = PipelineOptions {
+        variant: args.variant.clone(),
+        threads: args.threads.max(1),
+    };
+    Pipeline::load(&dir, &options)
+        .with_context(|| format!("cannot load the bundle {}", dir.display()))
+}
+
+/// SIGINT and SIGTERM set the returned flag; the loops look at it.
+fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("cannot install the signal handlers")?;
+    }
+    Ok(stop)
+}
+
+fn classify(
+    paths: &[PathBuf],
+    bundle: &BundleArgs,
+    text: &TextChoice,
+    model: Option<ModelKind>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let files = wav_files(paths).map_err(anyhow::Error::msg)?;
+    let pipeline = load(bundle)?;
+    let stop = stop_flag()?;
+    let mut failures = 0;
+    for (done, file) in files.iter().enumerate() {
+        if stop.load(Ordering::Relaxed) {
+            eprintln!("stopped after {done} of {} files", files.len());
+            return Ok(ExitCode::from(130));
+        }
+        match classify_file(&pipeline, file, text, model) {
+            Ok(result) if json => {
+                let mut extra = Map::new();
+                extra.insert("file".into(), json!(file.display().to_string()));
+                println!("{}", output::json(extra, &result));
+            }
+            Ok(result) => println!("{}: {}", file.display(), output::line(&result)),
+            Err(error) => {
+                failures += 1;
+                eprintln!("error: {}: {error:#}", file.display());
+            }
+        }
+    }
+    if failures > 0 {
+        eprintln!(
+            "{failures} of {} files could not be classified",
+            files.len()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn listen_command(args: ListenArgs) -> anyhow::Result<ExitCode> {
+    let pace = if args.fast {
+        Pace::Fast
+    } else {
+        Pace::RealTime
+    };
+    let prompt = match (&args.prompt, args.prompt_cycle) {
+        (Some(word), _) => Prompt::Fixed(word.clone()),
+        (None, true) => Prompt::Cycle,
+        (None, false) => Prompt::None,
+    };
+    let options = ListenOptions {
+        source: SourceSpec::from_arg(&args.source, pace),
+        segmenter: SegmenterConfig {
+            threshold_db: args.threshold_db,
+            hangover_ms: args.hangover_ms,
+            min_utterance_ms: args.min_utterance_ms,
+            max_utterance_ms: args.max_utterance_ms,
+            ..SegmenterConfig::default()
+        },
+        prompt,
+        no_text: args.no_text,
+        model: args.model,
+        queue: args.queue,
+        ring_seconds: args.ring_seconds,
+    };
+    let mut displays = hardware_displays(&args.hardware)?;
+    if !args.no_terminal && !args.json {
+        displays.insert(0, Box::new(TerminalDisplay::stdout()));
+    }
+    let pipeline = load(&args.bundle)?;
+    let stop = stop_flag()?;
+    let json = args.json;
+    let summary = listen(pipeline, &options, &mut displays, stop, &mut |heard| {
+        edge_runtime::listen::report(heard, json)
+    })?;
+    eprintln!("{summary}");
+    Ok(if summary.interrupted {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+#[cfg(feature = "hardware")]
+fn hardware_displays(args: &HardwareArgs) -> anyhow::Result<Vec<Box<dyn Display>>> {
+    use edge_runtime::display::linux::{self, HardwareDisplays, LedWiring, OledWiring, PwmPin};
+    let pin = |text: &str| -> anyhow::Result<PwmPin> {
+        let (chip, channel) = text
+            .split_once(':')
+            .and_then(|(c, m)| Some((c.trim().parse().ok()?, m.trim().parse().ok()?)))
+            .with_context(|| format!("--led takes CHIP:CHANNEL three times, got `{text}`"))?;
+        Ok(PwmPin { chip, channel })
+    };
+    let led = match &args.led[..] {
+        [] => None,
+        [r, g, b] => Some(LedWiring {
+            red: pin(r)?,
+            green: pin(g)?,
+            blue: pin(b)?,
+            common_anode: args.led_common_anode,
+            frequency_hz: 1000,
+        }),
+        _ => anyhow::bail!("--led takes three CHIP:CHANNEL outputs: red,green,blue"),
+    };
+    let oled = args.oled.then_some(OledWiring {
+        bus: args.oled_bus,
+        address: args.oled_address,
+    });
+    Ok(linux::open(&HardwareDisplays { oled, led })?)
+}
+
+#[cfg(not(feature = "hardware"))]
+fn hardware_displays(args: &HardwareArgs) -> anyhow::Result<Vec<Box<dyn Display>>> {
+    if args.oled || !args.led.is_empty() {
+        anyhow::bail!(
+            "this emotion-edge was built without the `hardware` feature: rebuild with `--features hardware` for --oled and --led"
+        );
+    }
+    Ok(Vec::new())
+}
+
+fn devices() -> anyhow::Result<ExitCode> {
+    let devices = source::list_devices()?;
+    if devices.is_empty() {
+        println!(
+            "no audio input devices found (is a USB microphone plugged in? `arecord -l` lists what ALSA sees)"
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    for d in devices {
+        println!(
+            "{}{} [{}]: {}",
+            if d.is_default { "* " } else { "  " },
+            d.name,
+            d.id,
+            d.default_config
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn inspect(files: &[PathBuf], json: bool, max_seconds: f32) -> ExitCode {
     let frontend = Frontend::new(FrontendConfig {
         max_seconds,
         ..FrontendConfig::default()
     });
     let mut failures = 0;
-    for file in &files {
+    for file in files {
         match inspect_file(&frontend, file) {
             Ok(found) if json => println!("{}", found.to_json(file)),
             Ok(found) => println!("{}: {found}", file.display()),
@@ -58,6 +487,7 @@ fn main() {
     }
     if failures > 0 {
         eprintln!("{failures} of {} files could not be read", files.len());
-        std::process::exit(1);
+        return ExitCode::FAILURE;
     }
+    ExitCode::SUCCESS
 }

@@ -1,7 +1,10 @@
 //! The whole host pipeline on a small slice of the embedded corpus: scan → split →
 //! tiny random encoders → extract → train speech, text and fusion → evaluate, twice
 //! with the same seed: the metrics must be identical. Then the export: the bundle
-//! classifies like the burn models, and every way of breaking it is refused.
+//! classifies like the burn models, the board's `classify` and `listen` agree with the
+//! host, and every way of breaking the bundle is refused.
+
+mod edge;
 
 use std::path::{Path, PathBuf};
 
@@ -308,6 +311,14 @@ fn the_exported_bundle_classifies_like_the_burn_models() {
     let sum: f32 = from_samples.probabilities.iter().sum();
     assert!((sum - 1.0).abs() < 1e-5);
     assert!(pipeline.classify(&[], TextInput::None, None).is_err());
+
+    edge::classify_matches_the_host(&prepared.manifest, split, &features, &runs, &bundle);
+    edge::listen_finds_and_classifies_each_utterance(
+        &prepared.manifest,
+        split,
+        &bundle,
+        &prepared.root,
+    );
 
     broken_bundles_are_refused(&prepared, &bundle);
 }

@@ -34,8 +34,9 @@ pub const OVERSAMPLING_FACTOR: usize = 256;
 pub const WINDOW: WindowFunction = WindowFunction::BlackmanHarris2;
 /// How the resampler interpolates between precomputed sinc points.
 pub const INTERPOLATION: SincInterpolationType = SincInterpolationType::Cubic;
-/// Input frames per internal processing chunk (does not change the result).
-const CHUNK_FRAMES: usize = 1024;
+/// Input frames per internal processing chunk (does not change the result; the board's
+/// streaming resampler uses the same, so its output equals this one's).
+pub const CHUNK_FRAMES: usize = 1024;
 
 /// Why a clip could not be resampled.
 #[derive(Debug, thiserror::Error)]

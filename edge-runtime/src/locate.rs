@@ -1,0 +1,35 @@
+//! Where the bundle is when `--bundle` is not given.
+//!
+//! In order: `$EMOTION_EDGE_BUNDLE`; `out/demo/bundle` under the current directory
+//! (what `host-trainer demo` writes, so the README's commands chain); the installed
+//! location [`INSTALLED_BUNDLE`] (the kiosk's systemd unit uses it).
+
+use std::path::{Path, PathBuf};
+
+/// Environment variable naming the bundle directory.
+pub const BUNDLE_ENV: &str = "EMOTION_EDGE_BUNDLE";
+/// Where `host-trainer demo` writes its bundle, relative to the current directory.
+pub const DEMO_BUNDLE: &str = "out/demo/bundle";
+/// Where an installed board keeps its bundle.
+pub const INSTALLED_BUNDLE: &str = "/var/lib/emotion-edge/bundle";
+
+/// The bundle directory: `given`, else the first of the default places that exists.
+pub fn bundle_dir(given: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(dir) = given {
+        return Ok(dir.to_path_buf());
+    }
+    let from_env = std::env::var_os(BUNDLE_ENV).map(PathBuf::from);
+    if let Some(dir) = from_env {
+        // Named explicitly: use it even if it is missing, so the error names it.
+        return Ok(dir);
+    }
+    let candidates = [PathBuf::from(DEMO_BUNDLE), PathBuf::from(INSTALLED_BUNDLE)];
+    if let Some(found) = candidates.iter().find(|d| d.join("manifest.bin").is_file()) {
+        return Ok(found.clone());
+    }
+    Err(format!(
+        "no bundle given and none found at {DEMO_BUNDLE} or {INSTALLED_BUNDLE}: pass \
+         --bundle DIR, set {BUNDLE_ENV}, or make one with `cargo run --release -p \
+         host-trainer -- demo` (writes {DEMO_BUNDLE}) or `host-trainer export`"
+    ))
+}

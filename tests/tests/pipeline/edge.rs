@@ -1,0 +1,172 @@
+//! The board's program against the host, on the bundle the export test made:
+//! `classify` predicts what the host's evaluation predicts, and `listen` on the
+//! held-out files joined by silences finds each one and classifies it as `classify`
+//! does.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use edge_runtime::audio::source::{Pace, SourceSpec};
+use edge_runtime::classify::{TextChoice, classify_file};
+use edge_runtime::listen::{Heard, ListenOptions, Prompt, listen};
+use edge_runtime::segmenter::SegmenterConfig;
+use host_trainer::heads::ModelKind;
+use host_trainer::manifest::Manifest;
+use host_trainer::runs::evaluate_run;
+use host_trainer::splits::Split;
+use models::{Pipeline, PipelineOptions};
+
+/// Seconds of silence before, between and after the utterances of the stream.
+const GAP_SECONDS: f64 = 1.2;
+
+fn fp32(bundle: &Path) -> Pipeline {
+    let options = PipelineOptions {
+        variant: Some("fp32".into()),
+        threads: 1,
+    };
+    Pipeline::load(bundle, &options).unwrap()
+}
+
+/// `classify` with the word from the file name (fusion) and with no text (speech)
+/// predicts, file by file, what burn predicts in the host's evaluation.
+pub fn classify_matches_the_host(
+    manifest: &Manifest,
+    split: &Split,
+    features: &Path,
+    runs: &Path,
+    bundle: &Path,
+) {
+    let pipeline = fp32(bundle);
+    for (model, text) in [
+        (ModelKind::Fusion, TextChoice::FromFileName),
+        (ModelKind::Speech, TextChoice::None),
+    ] {
+        let host = evaluate_run(manifest, split, features, runs, model).unwrap();
+        assert_eq!(host.predictions.len(), split.test.len());
+        let mut worst = 0.0f32;
+        for prediction in &host.predictions {
+            let entry = manifest.get(&prediction.id).unwrap();
+            let edge = classify_file(&pipeline, &entry.path, &text, None).unwrap();
+            assert_eq!(edge.model, model, "{}", prediction.id);
+            assert_eq!(
+                edge.emotion.index(),
+                prediction.predicted().index(),
+                "{} {model}",
+                prediction.id
+            );
+            for (a, b) in edge.probabilities.iter().zip(&prediction.probabilities) {
+                worst = worst.max((a - b).abs());
+            }
+        }
+        println!(
+            "classify vs host ({model}): {} files, same predictions, max |Δp| {worst:.2e}",
+            host.predictions.len()
+        );
+        assert!(worst < 1e-4, "{model}: {worst}");
+    }
+}
+
+/// The test files joined into one 16-bit WAV at their own rate, with silences; returns
+/// the file and where each utterance starts and ends (seconds).
+fn joined(files: &[PathBuf], to: &Path) -> Vec<(f64, f64)> {
+    let first = hound::WavReader::open(&files[0]).unwrap().spec();
+    let rate = first.sample_rate;
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let gap = (GAP_SECONDS * f64::from(rate)) as usize;
+    let mut writer = hound::WavWriter::create(to, spec).unwrap();
+    let mut at = 0usize;
+    let mut spans = Vec::new();
+    for _ in 0..gap {
+        writer.write_sample(0i16).unwrap();
+    }
+    at += gap;
+    for file in files {
+        let mut reader = hound::WavReader::open(file).unwrap();
+        assert_eq!(reader.spec().sample_rate, rate);
+        assert_eq!(reader.spec().channels, 1);
+        let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
+        spans.push((
+            at as f64 / f64::from(rate),
+            (at + samples.len()) as f64 / f64::from(rate),
+        ));
+        for s in &samples {
+            writer.write_sample(*s).unwrap();
+        }
+        for _ in 0..gap {
+            writer.write_sample(0i16).unwrap();
+        }
+        at += samples.len() + gap;
+    }
+    writer.finalize().unwrap();
+    spans
+}
+
+/// `listen --source FILE --fast` over the joined test files: one utterance per file,
+/// each overlapping its file, each classified as `classify` classifies the file.
+pub fn listen_finds_and_classifies_each_utterance(
+    manifest: &Manifest,
+    split: &Split,
+    bundle: &Path,
+    scratch: &Path,
+) {
+    let files: Vec<PathBuf> = split
+        .test
+        .iter()
+        .map(|id| manifest.get(id).unwrap().path.clone())
+        .collect();
+    let stream = scratch.join("joined.wav");
+    let spans = joined(&files, &stream);
+    let options = ListenOptions {
+        source: SourceSpec::File {
+            path: stream,
+            pace: Pace::Fast,
+        },
+        segmenter: SegmenterConfig::default(),
+        prompt: Prompt::None,
+        no_text: true,
+        model: None,
+        queue: files.len(),
+        ring_seconds: 2.0,
+    };
+    let mut heard: Vec<Heard> = Vec::new();
+    let summary = listen(
+        fp32(bundle),
+        &options,
+        &mut [],
+        Arc::new(AtomicBool::new(false)),
+        &mut |h| heard.push(h.clone()),
+    )
+    .unwrap();
+    println!("listen: {summary}");
+    assert_eq!(heard.len(), files.len(), "{summary}");
+    assert_eq!(summary.classified, files.len() as u64);
+    assert_eq!(summary.dropped_busy + summary.failed + summary.too_short, 0);
+
+    let pipeline = fp32(bundle);
+    let mut worst = 0.0f32;
+    for ((h, (start, end)), file) in heard.iter().zip(&spans).zip(&files) {
+        assert!(
+            h.start_s < *end && h.end_s > *start,
+            "utterance {} at {:.2}-{:.2} s, the file at {start:.2}-{end:.2} s",
+            h.number,
+            h.start_s,
+            h.end_s
+        );
+        let streamed = h.result.as_ref().unwrap();
+        let whole = classify_file(&pipeline, file, &TextChoice::None, None).unwrap();
+        assert_eq!(streamed.emotion, whole.emotion, "{}", file.display());
+        for (a, b) in streamed.probabilities.iter().zip(&whole.probabilities) {
+            worst = worst.max((a - b).abs());
+        }
+    }
+    println!(
+        "listen vs classify: {} utterances, same emotions, max |Δp| {worst:.3}",
+        heard.len()
+    );
+}
