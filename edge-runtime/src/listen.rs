@@ -7,8 +7,9 @@
 //! ```
 //!
 //! The capture side never waits on the rest. Utterances wait in a bounded queue; when
-//! inference falls behind, the oldest waiting utterance is dropped and counted, so
-//! memory stays bounded. A microphone that fails is reopened with backoff; a file or
+//! inference falls behind a live source, the oldest waiting utterance is dropped and
+//! counted, so memory stays bounded. A file or stdin read as fast as possible waits for
+//! room instead, so nothing is lost. A microphone that fails is reopened with backoff; a file or
 //! stdin that fails ends the run with its error.
 
 use std::collections::VecDeque;
@@ -23,7 +24,7 @@ use models::pipeline::{Classification, Pipeline, TextInput};
 use serde_json::{Map, json};
 
 use crate::audio::resample::StreamResampler;
-use crate::audio::source::{self, Capture, ReadOutcome, SourceError, SourceSpec};
+use crate::audio::source::{self, Capture, Pace, ReadOutcome, SourceError, SourceSpec};
 use crate::display::{Display, Reading};
 use crate::segmenter::{Segmenter, SegmenterConfig, Utterance};
 
@@ -183,14 +184,19 @@ impl JobQueue {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn push(&self, job: Job) {
+    /// Adds a job. When full: with `wait`, waits for room (a file read as fast as
+    /// possible must lose nothing); otherwise drops the oldest job and counts it.
+    fn push(&self, job: Job, wait: bool) {
         let mut state = self.lock();
+        while wait && state.jobs.len() >= self.capacity && !state.closed {
+            state = self.ready.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
         if state.jobs.len() >= self.capacity {
             state.jobs.pop_front();
             state.dropped += 1;
         }
         state.jobs.push_back(job);
-        self.ready.notify_one();
+        self.ready.notify_all();
     }
 
     /// The next job; `None` once closed and empty.
@@ -198,6 +204,8 @@ impl JobQueue {
         let mut state = self.lock();
         loop {
             if let Some(job) = state.jobs.pop_front() {
+                // A producer may be waiting for room.
+                self.ready.notify_all();
                 return Some(job);
             }
             if state.closed {
@@ -250,6 +258,13 @@ pub fn listen(
     );
 
     let queue = Arc::new(JobQueue::new(options.queue));
+    let wait_for_room = matches!(
+        options.source,
+        SourceSpec::File {
+            pace: Pace::Fast,
+            ..
+        } | SourceSpec::Stdin { pace: Pace::Fast }
+    );
     let (done_tx, done_rx) = mpsc::channel::<Done>();
     let worker = {
         let queue = Arc::clone(&queue);
@@ -269,7 +284,6 @@ pub fn listen(
     let mut resampled = Vec::new();
     let mut utterances = Vec::new();
     let mut native_samples = 0u64;
-    let mut overruns_before = 0u64;
     let mut retry = FIRST_RETRY;
     let mut source_error = None;
     loop {
@@ -282,7 +296,7 @@ pub fn listen(
             Ok(ReadOutcome::Samples(_)) => false,
             Ok(ReadOutcome::Ended) => true,
             Err(error) if matches!(options.source, SourceSpec::Microphone { .. }) => {
-                summary.overruns += capture.overruns() - overruns_before;
+                summary.overruns += capture.overruns();
                 match reopen(
                     &options.source,
                     options.ring_seconds,
@@ -293,7 +307,6 @@ pub fn listen(
                 ) {
                     Some(new) => {
                         capture = new;
-                        overruns_before = 0;
                         summary.reopened += 1;
                         resampler = StreamResampler::new(capture.sample_rate(), rate)?;
                         segmenter.finish(&mut utterances);
@@ -330,11 +343,14 @@ pub fn listen(
                 prompt_index = (prompt_index + 1) % prompts.len();
                 shower.prompt(prompts.get(prompt_index).map(String::as_str));
             }
-            queue.push(Job {
-                number: summary.utterances,
-                utterance,
-                prompt,
-            });
+            queue.push(
+                Job {
+                    number: summary.utterances,
+                    utterance,
+                    prompt,
+                },
+                wait_for_room,
+            );
         }
         while let Ok(done) = done_rx.try_recv() {
             shower.show(done, &mut summary);
@@ -353,7 +369,7 @@ pub fn listen(
         anyhow::bail!("the inference thread panicked");
     }
     summary.dropped_busy = queue.dropped();
-    summary.overruns += capture.overruns() - overruns_before;
+    summary.overruns += capture.overruns();
     summary.audio_seconds = native_samples as f64 / f64::from(capture.sample_rate().max(1));
     let counts = segmenter.stats();
     summary.too_short = counts.dropped_short;
@@ -588,7 +604,7 @@ mod tests {
     fn a_full_queue_drops_the_oldest_and_counts() {
         let q = JobQueue::new(2);
         for n in 1..=5 {
-            q.push(job(n));
+            q.push(job(n), false);
         }
         assert_eq!(q.dropped(), 3);
         assert_eq!(q.pop().map(|j| j.number), Some(4));
@@ -598,10 +614,32 @@ mod tests {
     }
 
     #[test]
+    fn a_waiting_push_loses_nothing() {
+        let q = Arc::new(JobQueue::new(1));
+        let consumer = {
+            let q = Arc::clone(&q);
+            thread::spawn(move || {
+                let mut got = Vec::new();
+                while let Some(j) = q.pop() {
+                    thread::sleep(Duration::from_millis(2));
+                    got.push(j.number);
+                }
+                got
+            })
+        };
+        for n in 1..=20 {
+            q.push(job(n), true);
+        }
+        q.close(false);
+        assert_eq!(consumer.join().unwrap(), (1..=20).collect::<Vec<_>>());
+        assert_eq!(q.dropped(), 0);
+    }
+
+    #[test]
     fn closing_with_discard_empties_the_queue() {
         let q = JobQueue::new(4);
-        q.push(job(1));
-        q.push(job(2));
+        q.push(job(1), false);
+        q.push(job(2), false);
         assert_eq!(q.close(true), 2);
         assert!(q.pop().is_none());
     }

@@ -3,12 +3,14 @@
 //! the quantisation report that picks the default variant.
 //!
 //! Steps: check that the encoder graphs are the ones the features came from; export
-//! each head to ONNX; make the int8 variant (dynamic quantisation of every weight
-//! matrix product, encoder and heads); build the keyword table from the cached text
-//! features of the corpus vocabulary; stage the bundle; classify the split's test part
-//! through each variant (tract, from the WAV files), compare with the burn models and
-//! with fp32, time 2 s of audio; choose the default variant; write the report into the
-//! bundle and put the bundle in place.
+//! each head, and the keyword spotter when one was trained for the split, to ONNX; make
+//! the int8 variant (dynamic quantisation of every weight matrix product: encoder,
+//! heads, spotter); build the keyword table from the cached text features of the corpus
+//! vocabulary; stage the bundle; classify the split's test part through each variant
+//! (tract, from the WAV files), compare with the burn models and with fp32, time 2 s of
+//! audio; run each variant's spotter over the test part's cached speech features
+//! (exactly what the board computes) against burn and fp32; choose the default variant;
+//! write the report into the bundle and put the bundle in place.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -17,22 +19,24 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use models::bundle::{
-    BundleManifest, BundleProvenance, BundleWriter, EncoderSpec, FORMAT_VERSION, HeadFile,
-    KeywordEntry, KeywordTable, ModelMetrics, Variant, VariantReport,
+    Bundle, BundleManifest, BundleProvenance, BundleWriter, EncoderSpec, FORMAT_VERSION, HeadFile,
+    KeywordEntry, KeywordSpotterSpec, KeywordTable, ModelMetrics, Variant, VariantReport,
 };
+use models::keyword_spotter::KeywordSpotter;
 use models::pipeline::TextInput;
 use models::{Emotion, Pipeline, PipelineOptions};
 
 use crate::bundle_evaluation::{BundlePredictions, predict_through_bundle};
-use crate::dataset::load_split;
+use crate::dataset::{SplitData, load_split};
 use crate::feature_cache::{FeatureCache, FeatureIndex, digest};
-use crate::head_export::export_head;
-use crate::heads::{CLASSES, ModelKind};
+use crate::head_export::{export_head, export_keyword_spotter};
+use crate::heads::ModelKind;
+use crate::keyword_spotting::{KeywordEvaluation, KeywordModel, evaluate, keyword_run_dir};
 use crate::manifest::Manifest;
 use crate::quantize::{QuantizeOptions, quantize_dynamic};
 use crate::runs::run_dir;
 use crate::splits::Split;
-use crate::training::TrainedModel;
+use crate::training::{TrainedModel, argmax, softmax};
 
 /// Agreement with fp32 a quantised variant needs to become the default.
 pub const MIN_AGREEMENT: f64 = 0.99;
@@ -105,6 +109,14 @@ pub struct ExportRequest<'a> {
     pub progress: bool,
 }
 
+/// Choices about what goes into the bundle beyond [`ExportRequest`], each off by default.
+#[derive(Debug, Clone, Default)]
+pub struct ExportOptions {
+    /// Leave the keyword spotter out even when one was trained for the split (the board
+    /// then relies on the kiosk prompt for text).
+    pub skip_keyword_spotter: bool,
+}
+
 /// How the fp32 bundle compares with the burn models on the test part.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Parity {
@@ -118,6 +130,45 @@ pub struct Parity {
     pub max_logit_difference: f32,
 }
 
+/// The keyword spotter in the bundle, measured on the test part's cached speech features.
+#[derive(Debug, Clone)]
+pub struct SpotterExport {
+    /// Where the burn spotter was read from.
+    pub run: PathBuf,
+    /// Its words, in output order.
+    pub words: Vec<String>,
+    /// Its threshold.
+    pub min_confidence: f32,
+    /// fp32 graph (tract) vs burn.
+    pub parity: SpotterParity,
+    /// Each variant's graph on the test part, fp32 first.
+    pub variants: Vec<SpotterVariant>,
+}
+
+/// The fp32 spotter graph against the burn spotter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpotterParity {
+    /// Test utterances.
+    pub utterances: usize,
+    /// Utterances given the same word.
+    pub same_predictions: usize,
+    /// Largest absolute logit difference.
+    pub max_logit_difference: f32,
+}
+
+/// One variant's spotter on the test part.
+#[derive(Debug, Clone)]
+pub struct SpotterVariant {
+    /// The variant (`fp32`, `int8`).
+    pub name: String,
+    /// Size of its spotter graph.
+    pub bytes: u64,
+    /// Accuracy, top-3, what the threshold accepts, per word.
+    pub evaluation: KeywordEvaluation,
+    /// Fraction of utterances given the same word as the fp32 graph.
+    pub agreement_with_fp32: f64,
+}
+
 /// What an export did.
 #[derive(Debug, Clone)]
 pub struct ExportOutcome {
@@ -125,12 +176,23 @@ pub struct ExportOutcome {
     pub manifest: BundleManifest,
     /// fp32 bundle vs burn, per model.
     pub parity: Vec<Parity>,
+    /// The keyword spotter, when the bundle has one.
+    pub keyword_spotter: Option<SpotterExport>,
     /// The quantisation report as Markdown (also `quantization.md` in the bundle).
     pub report: String,
 }
 
-/// Exports the runs of `request.split` into a bundle.
+/// Exports the runs of `request.split` into a bundle, the keyword spotter included when
+/// one was trained for the split.
 pub fn export_bundle(request: &ExportRequest<'_>) -> anyhow::Result<ExportOutcome> {
+    export_bundle_with(request, &ExportOptions::default())
+}
+
+/// [`export_bundle`] with [`ExportOptions`].
+pub fn export_bundle_with(
+    request: &ExportRequest<'_>,
+    options: &ExportOptions,
+) -> anyhow::Result<ExportOutcome> {
     let index = FeatureIndex::read(request.features)?;
     let speech_bytes = read(request.speech_encoder)?;
     if digest(&[&speech_bytes]) != index.speech_encoder {
@@ -166,6 +228,11 @@ pub fn export_bundle(request: &ExportRequest<'_>) -> anyhow::Result<ExportOutcom
     }
     let models: Vec<ModelKind> = trained.iter().map(TrainedModel::kind).collect();
     let keywords = keyword_table(request.manifest, &index, request.features)?;
+    let spotter = if options.skip_keyword_spotter {
+        None
+    } else {
+        trained_spotter(request, &keywords)?
+    };
 
     let mut precisions = request.precisions.clone();
     precisions.push(Precision::Fp32);
@@ -189,6 +256,13 @@ pub fn export_bundle(request: &ExportRequest<'_>) -> anyhow::Result<ExportOutcom
             export_head(model.head()).with_context(|| format!("cannot export the {kind} head"))?;
         head_graphs.push((kind, graph));
     }
+    let spotter_graph = match &spotter {
+        Some((_, model)) => Some(
+            export_keyword_spotter(model.classifier(), model.words())
+                .context("cannot export the keyword spotter")?,
+        ),
+        None => None,
+    };
     let quantize = QuantizeOptions::default();
     let mut variants = Vec::new();
     for &precision in &precisions {
@@ -218,11 +292,28 @@ pub fn export_bundle(request: &ExportRequest<'_>) -> anyhow::Result<ExportOutcom
             writer.add(&file, &bytes)?;
             heads.push(HeadFile { model: kind, file });
         }
+        let keyword_spotter = match &spotter_graph {
+            Some(fp32) => {
+                let file = format!("keyword_spotter.{name}.onnx");
+                let bytes = match precision {
+                    Precision::Fp32 => fp32.clone(),
+                    Precision::Int8 => {
+                        quantize_dynamic(fp32, &quantize)
+                            .context("cannot quantise the keyword spotter")?
+                            .0
+                    }
+                };
+                writer.add(&file, &bytes)?;
+                Some(file)
+            }
+            None => None,
+        };
         variants.push(Variant {
             name: name.to_string(),
             description: precision.description().to_string(),
             speech_encoder: encoder_file,
             heads,
+            keyword_spotter,
         });
     }
 
@@ -245,6 +336,12 @@ pub fn export_bundle(request: &ExportRequest<'_>) -> anyhow::Result<ExportOutcom
         tokenizer: "tokenizer.json".into(),
         keywords: "keywords.bin".into(),
         text_encoder,
+        keyword_spotter: spotter.as_ref().map(|(_, model)| KeywordSpotterSpec {
+            words: model.words().to_vec(),
+            min_confidence: model.min_confidence(),
+            test_accuracy: None,
+            test_utterances: 0,
+        }),
         variants,
         default_variant: Precision::Fp32.name().into(),
         default_reason: "measuring".into(),
@@ -297,7 +394,26 @@ pub fn export_bundle(request: &ExportRequest<'_>) -> anyhow::Result<ExportOutcom
         measured.insert(precision, predictions);
     }
     let fp32 = &measured[&Precision::Fp32];
-    let parity = burn_parity(request, &trained, fp32)?;
+    let data = load_split(request.manifest, request.split, request.features, true)?;
+    let parity = burn_parity(&data, &trained, fp32)?;
+    let spotter = match spotter {
+        Some((run, model)) => {
+            let measured = measure_spotter(request.manifest, &data, &staged, run, &model)?;
+            let tested = measured
+                .variants
+                .first()
+                .map(|v| &v.evaluation)
+                .context("internal error: the fp32 keyword spotter was not measured")?;
+            manifest.keyword_spotter = Some(KeywordSpotterSpec {
+                words: model.words().to_vec(),
+                min_confidence: model.min_confidence(),
+                test_accuracy: (tested.utterances > 0).then_some(tested.accuracy),
+                test_utterances: tested.utterances,
+            });
+            Some(measured)
+        }
+        None => None,
+    };
     manifest.provenance.metrics = fp32
         .iter()
         .map(|p| {
@@ -338,13 +454,14 @@ pub fn export_bundle(request: &ExportRequest<'_>) -> anyhow::Result<ExportOutcom
     manifest.default_variant = default;
     manifest.default_reason = reason;
     manifest.provenance.variants = rows;
-    let report = quantization_markdown(&manifest, &parity, ids.len());
+    let report = quantization_markdown(&manifest, &parity, spotter.as_ref(), ids.len());
     writer.add("quantization.md", report.as_bytes())?;
     drop(staged);
     let bundle = writer.finish(&manifest)?;
     Ok(ExportOutcome {
         manifest: bundle.manifest().clone(),
         parity,
+        keyword_spotter: spotter,
         report,
     })
 }
@@ -495,28 +612,139 @@ fn keyword_table(
     })
 }
 
+/// The keyword spotter trained for the split (with the folder it came from), if there
+/// is one; one that cannot be loaded, or that spots a word the keyword table lacks, is
+/// an error.
+fn trained_spotter(
+    request: &ExportRequest<'_>,
+    keywords: &KeywordTable,
+) -> anyhow::Result<Option<(PathBuf, KeywordModel)>> {
+    let split = &request.split.name;
+    let dir = keyword_run_dir(request.runs, split);
+    if !KeywordModel::exists_in(&dir) {
+        return Ok(None);
+    }
+    let again = format!(
+        "train it again with `host-trainer keywords --split {split}`, or export with --no-keyword-spotter"
+    );
+    let model = KeywordModel::load(&dir).with_context(|| {
+        format!(
+            "cannot load the keyword spotter in {}: {again}",
+            dir.display()
+        )
+    })?;
+    let missing: Vec<&str> = model
+        .words()
+        .iter()
+        .filter(|w| keywords.lookup(w).is_none())
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "the keyword spotter in {} spots {}, which the keyword table lacks (no text features for them in {}): {again}",
+            dir.display(),
+            missing.join(", "),
+            request.features.display()
+        );
+    }
+    Ok(Some((dir, model)))
+}
+
+/// Each variant's spotter graph (tract) over the test part's cached speech features:
+/// the fp32 graph against burn, every variant against the true words and against fp32.
+/// `run` is the folder `model` was read from.
+fn measure_spotter(
+    manifest: &Manifest,
+    data: &SplitData,
+    staged: &Bundle,
+    run: PathBuf,
+    model: &KeywordModel,
+) -> anyhow::Result<SpotterExport> {
+    let bundle_manifest = staged.manifest();
+    let words = model.words();
+    let truth = data
+        .test
+        .iter()
+        .map(|e| {
+            let word = manifest.get(&e.id).map(|entry| entry.word.as_str());
+            words
+                .iter()
+                .position(|w| Some(w.as_str()) == word)
+                .with_context(|| {
+                    format!(
+                        "the keyword spotter does not know the word of {} ({}): it was trained on another vocabulary; train it again",
+                        e.id,
+                        word.unwrap_or("not in the manifest")
+                    )
+                })
+        })
+        .collect::<anyhow::Result<Vec<usize>>>()?;
+    let burn = model.logits(&data.test)?;
+    let mut parity = SpotterParity {
+        utterances: burn.len(),
+        same_predictions: 0,
+        max_logit_difference: 0.0,
+    };
+    let mut variants: Vec<SpotterVariant> = Vec::new();
+    let mut fp32_words: Vec<usize> = Vec::new();
+    // fp32 first: the others are compared with it.
+    let mut order: Vec<&Variant> = bundle_manifest.variants.iter().collect();
+    order.sort_by_key(|v| v.name != Precision::Fp32.name());
+    for variant in order {
+        let Some(file) = &variant.keyword_spotter else {
+            continue;
+        };
+        let graph = KeywordSpotter::from_bytes(&staged.read(file)?, file, 1)
+            .with_context(|| format!("the exported keyword spotter {file} does not load"))?;
+        let logits = data
+            .test
+            .iter()
+            .map(|e| graph.logits(&e.speech))
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("cannot run the keyword spotter {file}"))?;
+        let spotted: Vec<usize> = logits.iter().map(|row| argmax(row)).collect();
+        if variants.is_empty() {
+            (parity.same_predictions, parity.max_logit_difference) = agreement(&burn, &logits);
+            fp32_words = spotted.clone();
+        }
+        let same = spotted
+            .iter()
+            .zip(&fp32_words)
+            .filter(|(a, b)| a == b)
+            .count();
+        let probabilities: Vec<Vec<f32>> = logits.iter().map(|row| softmax(row)).collect();
+        variants.push(SpotterVariant {
+            name: variant.name.clone(),
+            bytes: bundle_manifest.file(file).map_or(0, |f| f.bytes),
+            evaluation: evaluate(words, &probabilities, &truth, model.min_confidence()),
+            agreement_with_fp32: same as f64 / spotted.len().max(1) as f64,
+        });
+    }
+    Ok(SpotterExport {
+        run,
+        words: words.to_vec(),
+        min_confidence: model.min_confidence(),
+        parity,
+        variants,
+    })
+}
+
 /// The fp32 bundle against the burn models on the test part.
 fn burn_parity(
-    request: &ExportRequest<'_>,
+    data: &SplitData,
     trained: &[TrainedModel],
     fp32: &[BundlePredictions],
 ) -> anyhow::Result<Vec<Parity>> {
-    let data = load_split(request.manifest, request.split, request.features, true)?;
     let mut out = Vec::new();
     for (model, bundle) in trained.iter().zip(fp32) {
         let burn = model.logits(&data.test)?;
-        let mut parity = Parity {
+        let (same_predictions, max_logit_difference) = agreement(&burn, &bundle.logits);
+        let parity = Parity {
             model: model.kind(),
             utterances: burn.len(),
-            same_predictions: 0,
-            max_logit_difference: 0.0,
+            same_predictions,
+            max_logit_difference,
         };
-        for (a, b) in burn.iter().zip(&bundle.logits) {
-            parity.same_predictions += usize::from(argmax(a) == argmax(b));
-            for (x, y) in a.iter().zip(b) {
-                parity.max_logit_difference = parity.max_logit_difference.max((x - y).abs());
-            }
-        }
         if burn.len() != bundle.logits.len() {
             bail!(
                 "{} burn predictions but {} through the bundle",
@@ -529,14 +757,19 @@ fn burn_parity(
     Ok(out)
 }
 
-fn argmax(row: &[f32; CLASSES]) -> usize {
-    let mut best = 0;
-    for (i, &v) in row.iter().enumerate() {
-        if v > row[best] {
-            best = i;
+/// How many rows of two sets of logits predict the same class, and the largest absolute
+/// difference between them.
+fn agreement<A: AsRef<[f32]>, B: AsRef<[f32]>>(a: &[A], b: &[B]) -> (usize, f32) {
+    let mut same = 0;
+    let mut largest = 0f32;
+    for (a, b) in a.iter().zip(b) {
+        let (a, b) = (a.as_ref(), b.as_ref());
+        same += usize::from(argmax(a) == argmax(b));
+        for (x, y) in a.iter().zip(b) {
+            largest = largest.max((x - y).abs());
         }
     }
-    best
+    (same, largest)
 }
 
 /// Median time (ms) of the whole pipeline on 2 s of audio: the first test utterance
@@ -569,15 +802,18 @@ fn variant_bytes(bundle: &models::bundle::Bundle, variant: &Variant) -> u64 {
     let manifest = bundle.manifest();
     std::iter::once(&variant.speech_encoder)
         .chain(variant.heads.iter().map(|h| &h.file))
+        .chain(&variant.keyword_spotter)
         .filter_map(|f| manifest.file(f))
         .map(|f| f.bytes)
         .sum()
 }
 
-/// `quantization.md`: the variants side by side, the parity with burn, the choice.
+/// `quantization.md`: the variants side by side, the parity with burn, the choice, and
+/// the keyword spotter (or a note that there is none).
 pub fn quantization_markdown(
     manifest: &BundleManifest,
     parity: &[Parity],
+    spotter: Option<&SpotterExport>,
     utterances: usize,
 ) -> String {
     let p = &manifest.provenance;
@@ -615,10 +851,49 @@ pub fn quantization_markdown(
             r.model, r.utterances, r.same_predictions, r.max_logit_difference
         );
     }
+    out.push_str(&spotter_markdown(spotter));
     out.push_str("\n## Variants\n\n");
     for v in &manifest.variants {
         let _ = writeln!(out, "- **{}**: {}.", v.name, v.description);
     }
+    out
+}
+
+/// The keyword spotter's section of `quantization.md`.
+fn spotter_markdown(spotter: Option<&SpotterExport>) -> String {
+    let Some(s) = spotter else {
+        return "\n## Keyword spotter\n\nNone in this bundle: the board takes its text from the kiosk prompt only.\n"
+            .into();
+    };
+    let p = &s.parity;
+    let mut out = format!(
+        "\n## Keyword spotter\n\n{} words; the board takes the spotted word when its probability is at least \
+         {:.2} (chosen on the validation part). Test part, cached speech features, tract.\n\n\
+         | variant | size (KB) | accuracy | top-3 | agreement with fp32 | answers (≥ {:.2}) | right when answering |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n",
+        s.words.len(),
+        s.min_confidence,
+        s.min_confidence
+    );
+    for v in &s.variants {
+        let e = &v.evaluation;
+        let _ = writeln!(
+            out,
+            "| {} | {:.1} | {:.1}% | {:.1}% | {:.1}% | {:.1}% | {:.1}% |",
+            v.name,
+            v.bytes as f64 / 1e3,
+            100.0 * e.accuracy,
+            100.0 * e.top3_accuracy,
+            100.0 * v.agreement_with_fp32,
+            100.0 * e.accepted.coverage,
+            100.0 * e.accepted.precision
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nfp32 graph vs the burn spotter: same word for {} of {} utterances, max abs logit difference {:.2e}.",
+        p.same_predictions, p.utterances, p.max_logit_difference
+    );
     out
 }
 

@@ -46,6 +46,11 @@
 //! order, comma-separated), `min_frames`, and per branch (`speech_` / `text_` prefix)
 //! `layers`, `dim`, `conv_channels`, `conv_kernel`, `lstm_hidden` and, with a layer mix,
 //! `layer_weights`; the fusion model adds `attention_dim` and `gate` (= tanh(g)).
+//!
+//! The **keyword spotter** ([`export_keyword_spotter`]) is the speech model's graph with
+//! one logit per vocabulary word: `speech_features` in, `logits [1, V]` out,
+//! [`KIND_METADATA`] = [`KEYWORD_KIND`] and [`WORDS_METADATA`] = the V words in output
+//! order, comma-separated, instead of the class codes.
 
 use burn::nn::activation::Activation;
 use burn::nn::conv::Conv1d;
@@ -55,6 +60,7 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
 
 use crate::heads::branch::Branch;
+use crate::heads::classifier::BranchClassifier;
 use crate::heads::fusion::{CrossAttention, FusionHead};
 use crate::heads::recurrent::MaskedBiLstm;
 use crate::heads::{CLASSES, EmotionHead, MIN_FRAMES};
@@ -64,6 +70,7 @@ use crate::onnx_graph::{
 
 // The names the bundle loader reads, from the contract in `models` (one source for both).
 pub use models::heads::{KIND_METADATA, LOGITS_OUTPUT, SPEECH_INPUT, TEXT_INPUT};
+pub use models::keyword_spotter::{KEYWORD_KIND, WORDS_METADATA};
 
 /// Symbolic dimension of the speech input's time axis.
 pub const SPEECH_FRAMES: &str = "frames";
@@ -92,6 +99,9 @@ pub enum HeadExportError {
         /// The setting, and what the exporter supports instead.
         why: String,
     },
+    /// Keyword spotter words that cannot label its outputs.
+    #[error("keyword spotter words: {0}")]
+    Words(String),
     /// Weights whose shapes do not fit together.
     #[error(transparent)]
     Graph(#[from] GraphError),
@@ -112,19 +122,66 @@ pub fn export_head(head: &EmotionHead) -> Result<Vec<u8>, HeadExportError> {
     let logits = match head {
         EmotionHead::Speech(model) => {
             let s = branch(&mut g, &model.branch, Side::SPEECH)?;
-            classifier(&mut g, &s.pooled, &model.output)?
+            classifier(&mut g, &s.pooled, &model.output, CLASSES)?
         }
         EmotionHead::Text(model) => {
             let t = branch(&mut g, &model.branch, Side::TEXT)?;
-            classifier(&mut g, &t.pooled, &model.output)?
+            classifier(&mut g, &t.pooled, &model.output, CLASSES)?
         }
         EmotionHead::Fusion(model) => fusion(&mut g, model)?,
     };
+    finish(g, &logits, CLASSES)
+}
+
+/// Writes a keyword spotter: a speech model whose outputs are `words`, in order (see the
+/// module documentation). The words (at least two) must be distinct, non-empty, free of
+/// commas and surrounding spaces, and as many as the model's outputs.
+pub fn export_keyword_spotter(
+    model: &BranchClassifier,
+    words: &[String],
+) -> Result<Vec<u8>, HeadExportError> {
+    check_words(words)?;
+    let mut g = GraphBuilder::new("keyword_spotter");
+    g.set_doc(
+        "keyword spotter exported by host-trainer: speech features to one logit per vocabulary word; batch 1, one unpadded sequence",
+    );
+    g.metadata(KIND_METADATA, KEYWORD_KIND);
+    g.metadata(WORDS_METADATA, &words.join(","));
+    g.metadata("min_frames", &MIN_FRAMES.to_string());
+    let s = branch(&mut g, &model.branch, Side::SPEECH)?;
+    let logits = classifier(&mut g, &s.pooled, &model.output, words.len())?;
+    finish(g, &logits, words.len())
+}
+
+/// Words that survive being joined with commas and split again, each once.
+fn check_words(words: &[String]) -> Result<(), HeadExportError> {
+    if words.len() < 2 {
+        return Err(HeadExportError::Words(format!(
+            "{} word(s): a spotter needs at least two",
+            words.len()
+        )));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for word in words {
+        if word.is_empty() || word.contains(',') || word.trim() != word {
+            return Err(HeadExportError::Words(format!(
+                "`{word}` cannot be listed (empty, a comma, or surrounding spaces)"
+            )));
+        }
+        if !seen.insert(word.as_str()) {
+            return Err(HeadExportError::Words(format!("`{word}` is listed twice")));
+        }
+    }
+    Ok(())
+}
+
+/// Declares the `logits [1, classes]` output and encodes the graph.
+fn finish(mut g: GraphBuilder, logits: &str, classes: usize) -> Result<Vec<u8>, HeadExportError> {
     g.output(
         LOGITS_OUTPUT,
-        &logits,
+        logits,
         ElemType::F32,
-        &[Dim::Fixed(1), Dim::Fixed(CLASSES as i64)],
+        &[Dim::Fixed(1), Dim::Fixed(classes as i64)],
     )?;
     Ok(g.into_bytes())
 }
@@ -262,7 +319,7 @@ fn fusion(g: &mut GraphBuilder, model: &FusionHead) -> Result<String, HeadExport
     let gate = g.scalar_f32("gate.tanh", gate);
     let gated = g.node("Mul", "gated", &[&attended, &gate], vec![]);
     let fused = g.node("Add", "fused", &[&s.pooled, &gated], vec![]);
-    classifier(g, &fused, &model.classifier)
+    classifier(g, &fused, &model.classifier, CLASSES)
 }
 
 /// Single-head scaled dot-product attention, `queries [1, Tq, Dq]` over
@@ -516,14 +573,19 @@ fn linear_params(
     Ok((weight, bias))
 }
 
-/// The last layer, to the seven logits (checked: the class names in the metadata are
-/// the seven emotions).
-fn classifier(g: &mut GraphBuilder, x: &str, layer: &Linear) -> Result<String, HeadExportError> {
+/// The last layer, to the logits (checked: as many as the classes the metadata names,
+/// the seven emotions or the spotter's words).
+fn classifier(
+    g: &mut GraphBuilder,
+    x: &str,
+    layer: &Linear,
+    expected: usize,
+) -> Result<String, HeadExportError> {
     let [_, classes] = layer.weight.dims();
-    if classes != CLASSES {
+    if classes != expected {
         return Err(HeadExportError::Unsupported {
             name: "classifier".into(),
-            why: format!("{classes} outputs (the bundle contract has {CLASSES} emotions)"),
+            why: format!("{classes} outputs, but the graph's metadata names {expected} classes"),
         });
     }
     linear(g, "classifier", x, layer)
@@ -675,7 +737,6 @@ mod tests {
     /// tract, kept apart: its prelude would shadow burn's `Tensor`.
     mod tract_run {
         use crate::feature_cache::Features;
-        use crate::heads::CLASSES;
         use tract_onnx::prelude::*;
 
         /// A loaded, optimised graph.
@@ -704,7 +765,8 @@ mod tests {
             let inputs = inputs.iter().map(|f| batch_of_one(f).into()).collect();
             let out = model.run(inputs).unwrap();
             let view = out[0].to_plain_array_view::<f32>().unwrap();
-            assert_eq!(view.shape(), &[1, CLASSES]);
+            assert_eq!(view.ndim(), 2);
+            assert_eq!(view.shape()[0], 1);
             view.iter().copied().collect()
         }
     }
@@ -740,8 +802,16 @@ mod tests {
     /// Compares burn and the exported graph on each (speech, text) pair, and on the
     /// time-reversed inputs; returns the largest logit difference.
     fn assert_parity(head: &EmotionHead, pairs: &[(Option<Features>, Option<Features>)]) -> f32 {
-        let bytes = export_head(head).unwrap();
-        let model = load(&bytes);
+        assert_graph_parity(head, &export_head(head).unwrap(), pairs)
+    }
+
+    /// [`assert_parity`] for a graph exported from `head` by any exporter.
+    fn assert_graph_parity(
+        head: &EmotionHead,
+        bytes: &[u8],
+        pairs: &[(Option<Features>, Option<Features>)],
+    ) -> f32 {
+        let model = load(bytes);
         let mut worst = 0f32;
         for (speech, text) in pairs {
             for reverse in [false, true] {
@@ -1009,5 +1079,91 @@ mod tests {
             matches!(&error, HeadExportError::Unsupported { name, .. } if name == "speech.lstm.backward"),
             "{error}"
         );
+    }
+
+    fn words(n: usize) -> Vec<String> {
+        ["back", "bar", "base", "bath", "bean", "beg", "bite", "boat"][..n]
+            .iter()
+            .map(|w| w.to_string())
+            .collect()
+    }
+
+    /// A seeded speech classifier with `classes` outputs and a skewed layer mix.
+    fn spotter(classes: usize, layers: usize, seed: u64) -> BranchClassifier {
+        let layout = FeatureLayout {
+            layers,
+            dim: SPEECH_DIM,
+        };
+        match tiny()
+            .model(ModelKind::Speech, layout, layout)
+            .with_classes(classes)
+            .init_seeded(seed, &device())
+        {
+            EmotionHead::Speech(c) => BranchClassifier {
+                branch: skewed(c.branch),
+                ..c
+            },
+            other => panic!("speech model expected, got {:?}", other.kind()),
+        }
+    }
+
+    #[test]
+    fn keyword_spotter_export_matches_burn() {
+        for (layers, seed) in [(1, 71), (3, 73)] {
+            let model = spotter(8, layers, seed);
+            let bytes = export_keyword_spotter(&model, &words(8)).unwrap();
+            let head = EmotionHead::Speech(model);
+            let pairs: Vec<_> = sequences(seed + 1, layers, &[2, 3, 9, 40, 71], SPEECH_DIM)
+                .into_iter()
+                .map(|s| (Some(s), None))
+                .collect();
+            let worst = assert_graph_parity(&head, &bytes, &pairs);
+            println!("keyword spotter, {layers} layer(s), 8 words: worst {worst:.2e}");
+        }
+    }
+
+    #[test]
+    fn keyword_spotter_graph_follows_its_contract() {
+        let bytes = export_keyword_spotter(&spotter(5, 1, 75), &words(5)).unwrap();
+        let proto = pb::ModelProto::decode(&bytes[..]).unwrap();
+        let meta = |key: &str| {
+            proto
+                .metadata_props
+                .iter()
+                .find(|p| p.key == key)
+                .map(|p| p.value.clone())
+        };
+        assert_eq!(meta(KIND_METADATA).as_deref(), Some(KEYWORD_KIND));
+        assert_eq!(
+            meta(WORDS_METADATA).as_deref(),
+            Some("back,bar,base,bath,bean")
+        );
+        assert_eq!(meta(CLASSES_METADATA), None, "no emotion classes");
+        let graph = proto.graph.unwrap();
+        assert_eq!(graph.input.len(), 1);
+        assert_eq!(graph.input[0].name, SPEECH_INPUT);
+        assert_eq!(dims(&graph.input[0]), ["1", "frames", "6"]);
+        assert_eq!(graph.output.len(), 1);
+        assert_eq!(graph.output[0].name, LOGITS_OUTPUT);
+        assert_eq!(dims(&graph.output[0]), ["1", "5"]);
+    }
+
+    #[test]
+    fn keyword_spotter_words_must_label_the_outputs() {
+        let model = spotter(3, 1, 77);
+        let refused = |words: &[&str]| {
+            let words: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+            export_keyword_spotter(&model, &words)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(refused(&["a", "b"]).contains("3 outputs"));
+        assert!(refused(&["a", "b", "c,d"]).contains("`c,d`"));
+        assert!(refused(&["a", "b", "a"]).contains("twice"));
+        assert!(refused(&["a", "b", " c"]).contains("spaces"));
+        assert!(refused(&["a"]).contains("at least two"));
+        // An emotion head with other than seven outputs is refused too.
+        let error = export_head(&EmotionHead::Speech(spotter(3, 1, 78))).unwrap_err();
+        assert!(error.to_string().contains("3 outputs"), "{error}");
     }
 }

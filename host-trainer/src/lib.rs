@@ -12,6 +12,8 @@
 //! - [`hidden_dump`]: every hidden state of one input, for checking an import by hand.
 //! - [`heads`]: the speech, text and fusion heads (burn modules and their configs).
 //! - [`training`]: the training loop (AdamW, early stopping), saving and loading heads.
+//! - [`keyword_spotting`]: the keyword spotter (which vocabulary word was said), its
+//!   threshold and its evaluation.
 //! - [`metrics`]: sklearn-style classification report and confusion matrix.
 //! - [`dataset`]: a split's examples, read from the feature cache.
 //! - [`runs`]: one model trained on one split, saved with its curves; evaluation of runs.
@@ -33,6 +35,7 @@ pub mod fetch;
 pub mod head_export;
 pub mod heads;
 pub mod hidden_dump;
+pub mod keyword_spotting;
 pub mod manifest;
 pub mod metrics;
 pub mod onnx_graph;

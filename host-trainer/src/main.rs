@@ -13,19 +13,22 @@ use host_trainer::corpus::{default_corpus_dir, embedded_tokenizer};
 use host_trainer::encoders::random::{Preset, RandomCheckpoint, write_tiny_pair};
 use host_trainer::encoders::{EncoderKind, ImportedEncoder, import};
 use host_trainer::evaluation::{Provenance, comparison_markdown, write_evaluation};
-use host_trainer::export::{ExportRequest, Precision, default_bundle_dir, export_bundle};
+use host_trainer::export::{
+    ExportOptions, ExportRequest, Precision, default_bundle_dir, export_bundle_with,
+};
 use host_trainer::extract::{ExtractSettings, Extractor, extract};
 use host_trainer::feature_cache::{FeatureCache, FeatureDtype, FeatureIndex, LayerCombination};
 use host_trainer::fetch::{BERT_BASE, FetchOptions, HUBERT_BASE, fetch};
 use host_trainer::heads::ModelKind;
 use host_trainer::hidden_dump::{DumpInput, dump_hidden_states};
+use host_trainer::keyword_spotting;
 use host_trainer::manifest::Manifest;
 use host_trainer::runs::{evaluate_run, train_run};
 use host_trainer::splits::{SplitConfig, SplitKind, SplitSet};
 use host_trainer::tess::{ScanOptions, scan};
 use host_trainer::training::TrainConfig;
 use models::encoder::EncoderGraph;
-use models::pipeline::TextInput;
+use models::pipeline::{KeywordSource, TextInput};
 use models::{FrontendConfig, Pipeline, PipelineOptions, TranscriptTemplate};
 
 /// Train speech + text emotion models on the host and prepare them for the board.
@@ -42,8 +45,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the whole job on the embedded synthetic corpus: scan, split, import the
-    /// encoders, extract features, train the three models, evaluate and compare, export a
-    /// bundle (fp32 and int8) and classify held-out files through it.
+    /// encoders, extract features, train the three models, evaluate and compare, train
+    /// the keyword spotter, export a bundle (fp32 and int8) and classify held-out files
+    /// through it.
     Demo(DemoArgs),
     /// Corpus work: scan a TESS folder into a manifest, split it.
     #[command(subcommand)]
@@ -57,10 +61,14 @@ enum Command {
     Extract(ExtractArgs),
     /// Train one model (speech, text or fusion) on one split; early stopping on validation macro-F1.
     Train(TrainArgs),
+    /// Train the keyword spotter on one split: which vocabulary word was said, from the
+    /// speech features, so the board needs no prompt; its threshold chosen on validation.
+    Keywords(KeywordArgs),
     /// Evaluate trained models on the test parts of their splits: reports, comparison, metrics.json.
     Evaluate(EvaluateArgs),
-    /// Pack the trained heads of one split and their encoders into a bundle for the board
-    /// (fp32 and int8 variants, measured; the default variant chosen from the measurements).
+    /// Pack the trained heads of one split (and its keyword spotter, when trained) and their
+    /// encoders into a bundle for the board (fp32 and int8 variants, measured; the default
+    /// variant chosen from the measurements).
     Export(ExportArgs),
 }
 
@@ -108,6 +116,24 @@ struct TrainArgs {
     learning_rate: f64,
     /// Seed of the weights and of the batch order.
     #[arg(long, default_value_t = TrainConfig::default().seed)]
+    seed: u64,
+}
+
+#[derive(Args)]
+struct KeywordArgs {
+    #[command(flatten)]
+    inputs: RunInputs,
+    /// Which split: random or a speaker split (every word must be heard in training).
+    #[arg(long, default_value = "random")]
+    split: String,
+    /// Most epochs.
+    #[arg(long, default_value_t = keyword_spotting::default_config().max_epochs)]
+    epochs: usize,
+    /// Epochs without a better validation macro-F1 before stopping.
+    #[arg(long, default_value_t = keyword_spotting::default_config().patience)]
+    patience: usize,
+    /// Seed of the weights and of the batch order.
+    #[arg(long, default_value_t = keyword_spotting::default_config().seed)]
     seed: u64,
 }
 
@@ -165,6 +191,10 @@ struct ExportArgs {
     /// Variants to write and measure; fp32 is always written.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "fp32,int8")]
     variants: Vec<Precision>,
+    /// Leave out the keyword spotter trained for the split (`host-trainer keywords`); the
+    /// board then takes its text from the kiosk prompt only.
+    #[arg(long)]
+    no_keyword_spotter: bool,
     /// The bundle directory (replaced whole) [default: beside RUNS, `bundle`].
     #[arg(long)]
     out: Option<PathBuf>,
@@ -375,6 +405,17 @@ fn run(cli: Cli) -> Result<()> {
             };
             train_models(&args.inputs, &[args.model], &[args.split], &config).map(drop)
         }
+        Command::Keywords(args) => {
+            let config = TrainConfig {
+                max_epochs: args.epochs,
+                patience: args.patience,
+                seed: args.seed,
+                ..keyword_spotting::default_config()
+            };
+            let run = train_keyword_spotter(&args.inputs, &args.split, &config)?;
+            println!("{}", keyword_spotting::summary_line(&run));
+            Ok(())
+        }
         Command::Evaluate(args) => match &args.bundle {
             Some(bundle) => evaluate_bundle(&args, bundle),
             None => {
@@ -394,12 +435,16 @@ fn run(cli: Cli) -> Result<()> {
                 text: args.text_encoder.clone(),
                 tokenizer: args.tokenizer.clone(),
             };
+            let options = ExportOptions {
+                skip_keyword_spotter: args.no_keyword_spotter,
+            };
             export(
                 &args.inputs,
                 &args.split,
                 &encoders,
                 args.with_text_encoder,
                 &args.variants,
+                &options,
                 &out,
             )
             .map(drop)
@@ -478,21 +523,21 @@ fn run(cli: Cli) -> Result<()> {
 fn demo(args: DemoArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create output folder {}", args.out.display()))?;
-    println!("== 1/7 scan the corpus");
+    println!("== 1/8 scan the corpus");
     let manifest_path = args.out.join("manifest.csv");
     scan_corpus(args.data, &manifest_path, TranscriptTemplate::default())?;
 
-    println!("\n== 2/7 split it");
+    println!("\n== 2/8 split it");
     let config = SplitConfig {
         seed: args.seed,
         ..SplitConfig::default()
     };
     split_manifest(&manifest_path, &args.out.join("splits.json"), config)?;
 
-    println!("\n== 3/7 import the encoders");
+    println!("\n== 3/8 import the encoders");
     let encoders = prepare_encoders(args.encoders.as_deref(), &args.out.join("encoders"))?;
 
-    println!("\n== 4/7 extract features");
+    println!("\n== 4/8 extract features");
     let text = Some((encoders.text.as_path(), encoders.tokenizer.as_path()));
     extract_features(
         &manifest_path,
@@ -518,7 +563,7 @@ fn demo(args: DemoArgs) -> Result<()> {
         .map(|s| s.name.clone())
         .collect();
     println!(
-        "\n== 5/7 train the three models on {}",
+        "\n== 5/8 train the three models on {}",
         split_names.join(", ")
     );
     train_models(
@@ -530,18 +575,35 @@ fn demo(args: DemoArgs) -> Result<()> {
             ..TrainConfig::default()
         },
     )?;
-    println!("\n== 6/7 evaluate on the test parts\n");
+    println!("\n== 6/8 evaluate on the test parts\n");
     evaluate_models(&inputs, &models, &split_names, &args.out.join("evaluation"))?;
 
-    println!("\n== 7/7 export the random split's models to a bundle and classify through it\n");
-    let bundle = args.out.join("bundle");
     let split = "random".to_string();
+    println!("\n== 7/8 train the keyword spotter on the {split} split");
+    let config = TrainConfig {
+        seed: args.seed,
+        ..keyword_spotting::default_config()
+    };
+    let run = train_keyword_spotter(&inputs, &split, &config)?;
+    let t = &run.test;
+    println!(
+        "keyword spotter: {} words, test accuracy {:.1}% ({} utterances; top-3 {:.1}%, chance {:.1}%)",
+        run.model.words().len(),
+        100.0 * t.accuracy,
+        t.utterances,
+        100.0 * t.top3_accuracy,
+        100.0 / run.model.words().len() as f64
+    );
+
+    println!("\n== 8/8 export the random split's models to a bundle and classify through it\n");
+    let bundle = args.out.join("bundle");
     export(
         &inputs,
         &split,
         &encoders,
         true,
         &[Precision::Fp32, Precision::Int8],
+        &ExportOptions::default(),
         &bundle,
     )?;
     classify_held_out(&inputs, &split, &bundle, 5)?;
@@ -556,6 +618,7 @@ fn export(
     encoders: &DemoEncoders,
     include_text_encoder: bool,
     precisions: &[Precision],
+    options: &ExportOptions,
     out: &Path,
 ) -> Result<()> {
     let (manifest, splits) = read_inputs(inputs)?;
@@ -575,8 +638,28 @@ fn export(
         out,
         progress: std::io::stderr().is_terminal(),
     };
-    let outcome = export_bundle(&request)?;
+    let outcome = export_bundle_with(&request, options)?;
     println!("{}", outcome.report);
+    match (&outcome.keyword_spotter, options.skip_keyword_spotter) {
+        (Some(spotter), _) => {
+            let fp32 = spotter.variants.first().map(|v| &v.evaluation);
+            println!(
+                "keyword spotter included from {}: {} words, min confidence {:.2}, fp32 test accuracy {:.1}% ({} utterances), max |Δlogit| vs burn {:.1e}",
+                spotter.run.display(),
+                spotter.words.len(),
+                spotter.min_confidence,
+                100.0 * fp32.map_or(0.0, |e| e.accuracy),
+                fp32.map_or(0, |e| e.utterances),
+                spotter.parity.max_logit_difference
+            );
+        }
+        (None, true) => println!(
+            "keyword spotter left out (--no-keyword-spotter): the board will rely on the kiosk prompt only"
+        ),
+        (None, false) => println!(
+            "no keyword spotter for split {split} (train one with `host-trainer keywords --split {split}`): the board will rely on the kiosk prompt only"
+        ),
+    }
     let size: u64 = outcome.manifest.files.iter().map(|f| f.bytes).sum();
     println!(
         "bundle: {} ({} files, {:.1} MB; default variant {}; report in quantization.md)",
@@ -618,6 +701,27 @@ fn classify_held_out(inputs: &RunInputs, split: &str, bundle: &Path, count: usiz
             result.text_source,
             result.timings.total().as_secs_f64() * 1e3
         );
+        if pipeline.spotter_words().is_none() {
+            continue;
+        }
+        // The same file without a prompt: the keyword spotter's word, if it is sure.
+        let auto = pipeline.classify_wav(&bytes, &name, TextInput::Auto { prompt: None }, None)?;
+        if let Some(spotted) = &auto.spotted {
+            println!(
+                "  {:<28} without a prompt: spotter heard \"{}\" ({:.0}%, {}) -> {} {:.1}% [{} head]",
+                "",
+                spotted.word,
+                100.0 * spotted.confidence,
+                if auto.keyword_source == KeywordSource::Spotter {
+                    "used"
+                } else {
+                    "not sure enough: no text"
+                },
+                auto.emotion.name(),
+                100.0 * auto.confidence,
+                auto.model
+            );
+        }
     }
     Ok(())
 }
@@ -712,6 +816,22 @@ fn train_models(
         }
     }
     Ok(())
+}
+
+/// Trains the keyword spotter on `split` (one line per epoch) and saves it.
+fn train_keyword_spotter(
+    inputs: &RunInputs,
+    split: &str,
+    config: &TrainConfig,
+) -> Result<keyword_spotting::KeywordRun> {
+    let (manifest, splits) = read_inputs(inputs)?;
+    keyword_spotting::train_keyword_run(
+        &manifest,
+        splits.get(split)?,
+        &inputs.features,
+        &inputs.runs,
+        config,
+    )
 }
 
 /// Evaluates saved runs, writes the reports and prints the comparison table.

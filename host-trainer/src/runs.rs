@@ -48,39 +48,11 @@ pub fn train_run(
         data.val.len(),
         data.test.len()
     );
-    let max_epochs = config.max_epochs;
-    let mut best = (0usize, f64::NEG_INFINITY);
-    let mut on_epoch = |r: &EpochRecord| {
-        if r.val_macro_f1 > best.1 {
-            best = (r.epoch, r.val_macro_f1);
-        }
-        println!(
-            "   epoch {:>3}/{max_epochs}  train loss {:.3} acc {:5.1}%  val loss {:.3} acc {:5.1}% macro-F1 {:5.1}%  (best {}) {:.1}s",
-            r.epoch,
-            r.train_loss,
-            100.0 * r.train_accuracy,
-            r.val_loss,
-            100.0 * r.val_accuracy,
-            100.0 * r.val_macro_f1,
-            best.0,
-            r.seconds
-        );
-    };
+    let mut on_epoch = epoch_printer(config.max_epochs);
     let outcome = train(config, &data.train, &data.val, &mut on_epoch)?;
     let dir = run_dir(runs, model, &split.name);
     outcome.model.save(&dir.join("model"))?;
-    write_atomically(
-        &dir.join("train_config.json"),
-        serde_json::to_string_pretty(config)?.as_bytes(),
-    )?;
-    write_atomically(
-        &dir.join("curves.json"),
-        serde_json::to_string_pretty(&outcome.curves)?.as_bytes(),
-    )?;
-    write_atomically(
-        &dir.join("curves.csv"),
-        curves_csv(&outcome.curves).as_bytes(),
-    )?;
+    save_curves(&dir, config, &outcome.curves)?;
     let best_record = outcome
         .curves
         .iter()
@@ -104,6 +76,43 @@ pub fn train_run(
         epochs: outcome.curves.len(),
         seconds: outcome.curves.iter().map(|r| r.seconds).sum(),
     })
+}
+
+/// Prints one line per epoch, readable in a terminal and in a log file alike, with the
+/// best epoch by validation macro-F1 so far.
+pub fn epoch_printer(max_epochs: usize) -> impl FnMut(&EpochRecord) {
+    let mut best = (0usize, f64::NEG_INFINITY);
+    move |r: &EpochRecord| {
+        if r.val_macro_f1 > best.1 {
+            best = (r.epoch, r.val_macro_f1);
+        }
+        println!(
+            "   epoch {:>3}/{max_epochs}  train loss {:.3} acc {:5.1}%  val loss {:.3} acc {:5.1}% macro-F1 {:5.1}%  (best {}) {:.1}s",
+            r.epoch,
+            r.train_loss,
+            100.0 * r.train_accuracy,
+            r.val_loss,
+            100.0 * r.val_accuracy,
+            100.0 * r.val_macro_f1,
+            best.0,
+            r.seconds
+        );
+    }
+}
+
+/// Writes how a run was trained and its curves into its folder: `train_config.json`,
+/// `curves.json` and `curves.csv`.
+pub fn save_curves(dir: &Path, config: &TrainConfig, curves: &[EpochRecord]) -> anyhow::Result<()> {
+    write_atomically(
+        &dir.join("train_config.json"),
+        serde_json::to_string_pretty(config)?.as_bytes(),
+    )?;
+    write_atomically(
+        &dir.join("curves.json"),
+        serde_json::to_string_pretty(curves)?.as_bytes(),
+    )?;
+    write_atomically(&dir.join("curves.csv"), curves_csv(curves).as_bytes())?;
+    Ok(())
 }
 
 fn curves_csv(curves: &[EpochRecord]) -> String {

@@ -1,8 +1,9 @@
 //! Training a head: a plain loop (no burn-train `Learner`), reproducible from one seed.
 //!
-//! - AdamW on the cross-entropy of the seven classes, shuffled mini-batches each epoch
-//!   (ChaCha8 from the seed), each batch padded to its longest sample with the lengths
-//!   passed to the model.
+//! - AdamW on the cross-entropy of the classes (the seven emotions, or any other set of
+//!   classes with [`train_classes`]: the keyword spotter's words), shuffled mini-batches
+//!   each epoch (ChaCha8 from the seed), each batch padded to its longest sample with the
+//!   lengths passed to the model.
 //! - After every epoch the model is scored on the validation set; the best epoch by
 //!   validation macro-F1 (ties: the lower validation loss) is kept, and training stops
 //!   after `patience` epochs without a better one.
@@ -57,6 +58,45 @@ pub struct Example {
     pub text: Option<Features>,
     /// The true emotion.
     pub label: Emotion,
+}
+
+/// The classes a head learns: their names in output order, and each example's class.
+pub struct Classes<'a> {
+    /// Class names, in the order of the model's outputs.
+    pub names: Vec<String>,
+    /// The class of an example, an index into `names`.
+    pub label: Box<dyn Fn(&Example) -> usize + 'a>,
+}
+
+impl Classes<'static> {
+    /// The seven emotions, in [`Emotion`] order; an example's class is its emotion.
+    pub fn emotions() -> Self {
+        Self {
+            names: Emotion::ALL.iter().map(|e| e.name().to_string()).collect(),
+            label: Box::new(|e: &Example| e.label.index()),
+        }
+    }
+}
+
+impl Classes<'_> {
+    /// The class of every example, checked to be one of the classes.
+    fn labels_of(&self, examples: &[Example]) -> Result<Vec<usize>, TrainError> {
+        examples
+            .iter()
+            .map(|e| {
+                let label = (self.label)(e);
+                if label < self.names.len() {
+                    Ok(label)
+                } else {
+                    Err(TrainError::Label {
+                        id: e.id.clone(),
+                        label,
+                        classes: self.names.len(),
+                    })
+                }
+            })
+            .collect()
+    }
 }
 
 /// How to train.
@@ -185,6 +225,25 @@ pub enum TrainError {
         /// What is wrong.
         source: InputError,
     },
+    /// An example whose class is not one of the classes being learnt.
+    #[error("{id} has class {label}, but the model learns {classes} classes")]
+    Label {
+        /// The utterance.
+        id: String,
+        /// Its class index.
+        label: usize,
+        /// How many classes there are.
+        classes: usize,
+    },
+    /// A model with another number of outputs than the caller reads (an emotion model
+    /// has seven).
+    #[error("the model has {found} outputs, expected {expected}")]
+    Outputs {
+        /// The model's outputs.
+        found: usize,
+        /// What the caller expects.
+        expected: usize,
+    },
     /// The model refused a batch (a bug if the examples passed the checks above).
     #[error("the model refused a batch: {0}")]
     Model(#[from] InputError),
@@ -214,15 +273,31 @@ pub enum TrainError {
     },
 }
 
-/// Trains `config.model` on `train`, choosing the epoch by `val`; calls `on_epoch` after
-/// each epoch.
+/// Trains `config.model` on `train` to tell the seven emotions apart, choosing the
+/// epoch by `val`; calls `on_epoch` after each epoch.
 pub fn train(
     config: &TrainConfig,
     train: &[Example],
     val: &[Example],
     on_epoch: &mut dyn FnMut(&EpochRecord),
 ) -> Result<TrainOutcome, TrainError> {
+    train_classes(config, &Classes::emotions(), train, val, on_epoch)
+}
+
+/// Trains `config.model` with one output per class of `classes` (the last layer sized
+/// to them), choosing the epoch by `val` (macro-F1 over the classes); calls `on_epoch`
+/// after each epoch.
+pub fn train_classes(
+    config: &TrainConfig,
+    classes: &Classes<'_>,
+    train: &[Example],
+    val: &[Example],
+    on_epoch: &mut dyn FnMut(&EpochRecord),
+) -> Result<TrainOutcome, TrainError> {
     config.validate()?;
+    if classes.names.is_empty() {
+        return Err(TrainError::InvalidConfig("no classes to learn".into()));
+    }
     if train.is_empty() {
         return Err(TrainError::EmptyTrainSet);
     }
@@ -231,9 +306,12 @@ pub fn train(
     }
     let kind = config.model;
     let layouts = Layouts::of(kind, train.iter().chain(val))?;
+    let train_labels = classes.labels_of(train)?;
+    let val_labels = classes.labels_of(val)?;
     let head_config = config
         .head
-        .model(kind, layouts.speech_or_unused(), layouts.text_or_unused());
+        .model(kind, layouts.speech_or_unused(), layouts.text_or_unused())
+        .with_classes(classes.names.len());
 
     let device = Device::flex().autodiff();
     let inference_device = device.clone().without_autodiff();
@@ -257,12 +335,17 @@ pub fn train(
         let mut correct = 0usize;
         for chunk in order.chunks(config.batch_size) {
             let examples: Vec<&Example> = chunk.iter().map(|&i| &train[i]).collect();
+            let labels: Vec<usize> = chunk.iter().map(|&i| train_labels[i]).collect();
             let input = head_input(kind, &examples, &device)?;
-            let labels: Vec<i64> = examples.iter().map(|e| e.label.index() as i64).collect();
-            let targets =
-                Tensor::<1, Int>::from_data(TensorData::new(labels, [examples.len()]), &device);
+            let targets = Tensor::<1, Int>::from_data(
+                TensorData::new(
+                    labels.iter().map(|&l| l as i64).collect::<Vec<_>>(),
+                    [examples.len()],
+                ),
+                &device,
+            );
             let logits = model.forward(&input, Some(&mut dropout_rng))?;
-            correct += count_correct(&logits_rows(&logits), &examples);
+            correct += count_correct(&logits_rows(&logits), &labels);
             let loss = loss_fn.forward(logits, targets);
             loss_sum += f64::from(loss.clone().into_scalar::<f32>()) * examples.len() as f64;
             let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -270,7 +353,14 @@ pub fn train(
         }
 
         let snapshot = model.valid();
-        let scores = score(&snapshot, kind, val, &inference_device)?;
+        let scores = score(
+            &snapshot,
+            kind,
+            classes,
+            val,
+            &val_labels,
+            &inference_device,
+        )?;
         let record = EpochRecord {
             epoch,
             train_loss: loss_sum / train.len() as f64,
@@ -336,20 +426,19 @@ struct Scores {
 fn score(
     head: &EmotionHead,
     kind: ModelKind,
+    classes: &Classes<'_>,
     examples: &[Example],
+    labels: &[usize],
     device: &Device,
 ) -> Result<Scores, TrainError> {
     let rows = infer_logits(head, kind, examples, device)?;
     let mut loss = 0.0;
-    let mut truth = Vec::with_capacity(examples.len());
     let mut predicted = Vec::with_capacity(examples.len());
-    for (row, example) in rows.iter().zip(examples) {
-        let log_probs = log_softmax(row);
-        loss -= log_probs[example.label.index()];
-        truth.push(example.label.index());
+    for (row, &label) in rows.iter().zip(labels) {
+        loss -= log_softmax(row)[label];
         predicted.push(argmax(row));
     }
-    let report = ClassificationReport::from_predictions(&truth, &predicted);
+    let report = ClassificationReport::with_labels(classes.names.clone(), labels, &predicted);
     Ok(Scores {
         loss: loss / examples.len().max(1) as f64,
         accuracy: report.accuracy,
@@ -363,7 +452,7 @@ fn infer_logits(
     kind: ModelKind,
     examples: &[Example],
     device: &Device,
-) -> Result<Vec<[f32; CLASSES]>, TrainError> {
+) -> Result<Vec<Vec<f32>>, TrainError> {
     let mut order: Vec<usize> = (0..examples.len()).collect();
     order.sort_by_key(|&i| {
         let e = &examples[i];
@@ -372,7 +461,7 @@ fn infer_logits(
             e.text.as_ref().map_or(0, Features::frames),
         )
     });
-    let mut rows = vec![[0.0f32; CLASSES]; examples.len()];
+    let mut rows = vec![Vec::new(); examples.len()];
     for chunk in order.chunks(INFERENCE_BATCH) {
         let batch: Vec<&Example> = chunk.iter().map(|&i| &examples[i]).collect();
         let input = head_input(kind, &batch, device)?;
@@ -563,24 +652,53 @@ impl TrainedModel {
         &self.head
     }
 
-    /// Raw logits, one row per example, in order (inference mode, batched by length).
+    /// How many outputs the model has (seven for an emotion model).
+    pub fn classes(&self) -> usize {
+        self.config.classes()
+    }
+
+    /// Raw logits over the seven emotions, one row per example, in order (inference
+    /// mode, batched by length).
     pub fn logits(&self, examples: &[Example]) -> Result<Vec<[f32; CLASSES]>, TrainError> {
-        let kind = self.kind();
-        Layouts::check(kind, &self.config, examples)?;
-        infer_logits(&self.head, kind, examples, &self.device)
+        self.emotion_rows(self.class_logits(examples)?)
     }
 
     /// Softmax probabilities over the seven emotions, one row per example, in order
     /// (inference mode: no dropout; examples are batched by length).
     pub fn predict(&self, examples: &[Example]) -> Result<Vec<[f32; CLASSES]>, TrainError> {
-        let rows = self.logits(examples)?;
-        Ok(rows
+        self.emotion_rows(self.class_probabilities(examples)?)
+    }
+
+    /// Raw logits, one row of [`classes`](Self::classes) values per example, in order
+    /// (inference mode, batched by length).
+    pub fn class_logits(&self, examples: &[Example]) -> Result<Vec<Vec<f32>>, TrainError> {
+        let kind = self.kind();
+        Layouts::check(kind, &self.config, examples)?;
+        infer_logits(&self.head, kind, examples, &self.device)
+    }
+
+    /// Softmax probabilities, one row of [`classes`](Self::classes) values per example,
+    /// in order (inference mode: no dropout).
+    pub fn class_probabilities(&self, examples: &[Example]) -> Result<Vec<Vec<f32>>, TrainError> {
+        Ok(self
+            .class_logits(examples)?
             .iter()
-            .map(|row| {
-                let log_probs = log_softmax(row);
-                std::array::from_fn(|c| log_probs[c].exp() as f32)
-            })
+            .map(|row| softmax(row))
             .collect())
+    }
+
+    /// Rows of seven, or an error naming this model's output count.
+    fn emotion_rows(&self, rows: Vec<Vec<f32>>) -> Result<Vec<[f32; CLASSES]>, TrainError> {
+        let outputs = || TrainError::Outputs {
+            found: self.classes(),
+            expected: CLASSES,
+        };
+        if self.classes() != CLASSES {
+            return Err(outputs());
+        }
+        rows.into_iter()
+            .map(|row| <[f32; CLASSES]>::try_from(row).map_err(|_| outputs()))
+            .collect()
     }
 
     /// Writes `head.json` and `head.bpk` into `dir` (created if needed; files replaced).
@@ -672,27 +790,28 @@ fn shuffle(items: &mut [usize], rng: &mut ChaCha8Rng) {
     }
 }
 
-/// The rows of a `[B, 7]` logits tensor.
-fn logits_rows(logits: &Tensor<2>) -> Vec<[f32; CLASSES]> {
+/// The rows of a `[B, classes]` logits tensor.
+fn logits_rows(logits: &Tensor<2>) -> Vec<Vec<f32>> {
+    let [_, classes] = logits.dims();
     let values = logits
         .to_data()
         .try_into_vec_as::<f32>()
         .unwrap_or_default();
     values
-        .chunks_exact(CLASSES)
-        .map(|row| std::array::from_fn(|c| row[c]))
+        .chunks_exact(classes.max(1))
+        .map(<[f32]>::to_vec)
         .collect()
 }
 
-fn count_correct(rows: &[[f32; CLASSES]], examples: &[&Example]) -> usize {
+fn count_correct(rows: &[Vec<f32>], labels: &[usize]) -> usize {
     rows.iter()
-        .zip(examples)
-        .filter(|(row, e)| argmax(&row[..]) == e.label.index())
+        .zip(labels)
+        .filter(|(row, label)| argmax(row) == **label)
         .count()
 }
 
 /// Index of the largest value; the first on a tie.
-fn argmax(row: &[f32]) -> usize {
+pub fn argmax(row: &[f32]) -> usize {
     let mut best = 0;
     for (i, v) in row.iter().enumerate() {
         if *v > row[best] {
@@ -700,6 +819,11 @@ fn argmax(row: &[f32]) -> usize {
         }
     }
     best
+}
+
+/// Softmax probabilities of a row of logits (computed in f64).
+pub fn softmax(row: &[f32]) -> Vec<f32> {
+    log_softmax(row).iter().map(|l| l.exp() as f32).collect()
 }
 
 /// Numerically stable log-softmax, in f64.

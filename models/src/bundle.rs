@@ -118,7 +118,8 @@ pub struct Variant {
 pub struct KeywordSpotterSpec {
     /// The words, in the order of the graph's outputs; each is in the keyword table.
     pub words: Vec<String>,
-    /// Below this probability the spotter abstains (chosen on the validation part).
+    /// Below this probability the spotter abstains (chosen on the validation part);
+    /// 1 means it never answers (no threshold was precise enough).
     pub min_confidence: f32,
     /// Accuracy on the split's test part when exported.
     pub test_accuracy: Option<f64>,

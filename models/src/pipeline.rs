@@ -447,7 +447,9 @@ impl Pipeline {
         let start = Instant::now();
         let spotted = spotter.spot(features)?;
         timings.text += start.elapsed();
-        if spotted.confidence < *min_confidence {
+        // A threshold of 1 means the spotter was never precise enough on validation:
+        // never trust it (a softmax can round to exactly 1.0 in f32).
+        if spotted.confidence < *min_confidence || *min_confidence >= 1.0 {
             return Ok(resolved(
                 TextInput::None,
                 KeywordSource::None,

@@ -4,6 +4,7 @@
 //! classifies like the burn models, the board's `classify` and `listen` agree with the
 //! host, and every way of breaking the bundle is refused.
 
+#[path = "pipeline/edge.rs"]
 mod edge;
 
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use host_trainer::export::{ExportOutcome, ExportRequest, Precision, export_bundl
 use host_trainer::extract::{ExtractSettings, Extractor, extract};
 use host_trainer::feature_cache::FeatureCache;
 use host_trainer::heads::ModelKind;
+use host_trainer::keyword_spotting;
 use host_trainer::manifest::Manifest;
 use host_trainer::runs::{evaluate_run, train_run};
 use host_trainer::splits::{SplitConfig, SplitSet};
@@ -168,6 +170,14 @@ fn train_and_export(prepared: &Prepared) -> (PathBuf, ExportOutcome) {
         };
         train_run(&prepared.manifest, split, &features, &runs, &config).unwrap();
     }
+    let spotter = TrainConfig {
+        max_epochs: 8,
+        patience: 3,
+        seed: 3,
+        ..keyword_spotting::default_config()
+    };
+    keyword_spotting::train_keyword_run(&prepared.manifest, split, &features, &runs, &spotter)
+        .unwrap();
     let out = prepared.root.join("bundle");
     let request = ExportRequest {
         manifest: &prepared.manifest,
@@ -313,6 +323,12 @@ fn the_exported_bundle_classifies_like_the_burn_models() {
     assert!(pipeline.classify(&[], TextInput::None, None).is_err());
 
     edge::classify_matches_the_host(&prepared.manifest, split, &features, &runs, &bundle);
+    edge::the_keyword_comes_from_prompt_then_spotter_then_nowhere(
+        &prepared.manifest,
+        split,
+        &bundle,
+        |to, edit| rewritten(&bundle, &prepared.root.join(to), |_, m| edit(m)),
+    );
     edge::listen_finds_and_classifies_each_utterance(
         &prepared.manifest,
         split,

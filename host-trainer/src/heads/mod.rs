@@ -372,6 +372,24 @@ impl EmotionHeadConfig {
         }
     }
 
+    /// How many outputs the model has.
+    pub fn classes(&self) -> usize {
+        match self {
+            EmotionHeadConfig::Speech(c) | EmotionHeadConfig::Text(c) => c.classes,
+            EmotionHeadConfig::Fusion(c) => c.classes,
+        }
+    }
+
+    /// The same model with `classes` outputs (the seven emotions unless told otherwise:
+    /// the keyword spotter has one output per word).
+    pub fn with_classes(self, classes: usize) -> Self {
+        match self {
+            EmotionHeadConfig::Speech(c) => EmotionHeadConfig::Speech(c.with_classes(classes)),
+            EmotionHeadConfig::Text(c) => EmotionHeadConfig::Text(c.with_classes(classes)),
+            EmotionHeadConfig::Fusion(c) => EmotionHeadConfig::Fusion(c.with_classes(classes)),
+        }
+    }
+
     /// The layout of the speech features the model expects, if it reads speech.
     pub fn speech_layout(&self) -> Option<FeatureLayout> {
         match self {
@@ -468,7 +486,8 @@ impl EmotionHead {
         }
     }
 
-    /// Logits `[B, 7]`. Dropout is applied only when `dropout` is given (training).
+    /// Logits `[B, classes]` (the seven emotions unless configured otherwise). Dropout is
+    /// applied only when `dropout` is given (training).
     pub fn forward(
         &self,
         input: &HeadInput,

@@ -15,10 +15,17 @@ use host_trainer::heads::ModelKind;
 use host_trainer::manifest::Manifest;
 use host_trainer::runs::evaluate_run;
 use host_trainer::splits::Split;
-use models::{Pipeline, PipelineOptions};
+use models::bundle::BundleManifest;
+use models::pipeline::TextInput;
+use models::{KeywordSource, Pipeline, PipelineOptions};
 
 /// Seconds of silence before, between and after the utterances of the stream.
 const GAP_SECONDS: f64 = 1.2;
+/// How far a streamed utterance's probabilities may be from its file's. They are not
+/// identical: the segment's edges hold a little more or less silence than the file,
+/// which changes the clip's normalisation and the frames the head averages. Where the
+/// file's top two emotions are closer than twice this, the emotion may differ.
+const MAX_STREAM_DIFFERENCE: f32 = 0.02;
 
 fn fp32(bundle: &Path) -> Pipeline {
     let options = PipelineOptions {
@@ -108,7 +115,8 @@ fn joined(files: &[PathBuf], to: &Path) -> Vec<(f64, f64)> {
 }
 
 /// `listen --source FILE --fast` over the joined test files: one utterance per file,
-/// each overlapping its file, each classified as `classify` classifies the file.
+/// each overlapping its file, each classified as `classify` classifies the file (within
+/// [`MAX_STREAM_DIFFERENCE`]).
 pub fn listen_finds_and_classifies_each_utterance(
     manifest: &Manifest,
     split: &Split,
@@ -160,13 +168,92 @@ pub fn listen_finds_and_classifies_each_utterance(
         );
         let streamed = h.result.as_ref().unwrap();
         let whole = classify_file(&pipeline, file, &TextChoice::None, None).unwrap();
-        assert_eq!(streamed.emotion, whole.emotion, "{}", file.display());
+        let mut sorted = whole.probabilities;
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        if sorted[0] - sorted[1] > 2.0 * MAX_STREAM_DIFFERENCE {
+            assert_eq!(streamed.emotion, whole.emotion, "{}", file.display());
+        }
         for (a, b) in streamed.probabilities.iter().zip(&whole.probabilities) {
             worst = worst.max((a - b).abs());
         }
     }
     println!(
-        "listen vs classify: {} utterances, same emotions, max |Δp| {worst:.3}",
+        "listen vs classify: {} utterances, max |Δp| {worst:.4}",
         heard.len()
     );
+    assert!(worst <= MAX_STREAM_DIFFERENCE, "max |Δp| {worst}");
+}
+
+/// The fallback chain on held-out files: the prompt wins; without one the spotter's
+/// word is used when it is confident enough (always, with a threshold of 0); a bundle
+/// without a spotter falls back to the speech-only head.
+pub fn the_keyword_comes_from_prompt_then_spotter_then_nowhere(
+    manifest: &Manifest,
+    split: &Split,
+    bundle: &Path,
+    rewrite: impl Fn(&str, &dyn Fn(&mut BundleManifest)) -> PathBuf,
+) {
+    let pipeline = fp32(bundle);
+    let spec = pipeline
+        .bundle()
+        .manifest()
+        .keyword_spotter
+        .clone()
+        .unwrap();
+    assert_eq!(pipeline.spotter_words().unwrap(), spec.words.as_slice());
+    let (mut spotted_right, mut used) = (0, 0);
+    for id in &split.test {
+        let entry = manifest.get(id).unwrap();
+        let wav = std::fs::read(&entry.path).unwrap();
+        let prompt = TextInput::Auto {
+            prompt: Some(&entry.word),
+        };
+        let r = pipeline.classify_wav(&wav, id, prompt, None).unwrap();
+        assert_eq!(r.keyword_source, KeywordSource::Prompt);
+        assert_eq!(r.keyword.as_deref(), Some(entry.word.as_str()));
+        assert_eq!(r.model, ModelKind::Fusion);
+        assert!(r.spotted.is_none(), "a prompt needs no spotting");
+
+        let auto = TextInput::Auto { prompt: None };
+        let r = pipeline.classify_wav(&wav, id, auto, None).unwrap();
+        let spotted = r.spotted.clone().expect("the spotter ran");
+        spotted_right += usize::from(spotted.word == entry.word);
+        if spotted.confidence >= spec.min_confidence {
+            used += 1;
+            assert_eq!(r.keyword_source, KeywordSource::Spotter);
+            assert_eq!(r.keyword.as_deref(), Some(spotted.word.as_str()));
+            assert_eq!(r.model, ModelKind::Fusion);
+        } else {
+            assert_eq!(r.keyword_source, KeywordSource::None);
+            assert_eq!(r.keyword, None);
+            assert_eq!(r.model, ModelKind::Speech);
+        }
+    }
+    println!(
+        "keyword spotter through the bundle: {spotted_right}/{} right, {used} confident enough (min {:.2})",
+        split.test.len(),
+        spec.min_confidence
+    );
+
+    let entry = manifest.get(&split.test[0]).unwrap();
+    let wav = std::fs::read(&entry.path).unwrap();
+    let auto = TextInput::Auto { prompt: None };
+    let eager = fp32(&rewrite("eager-spotter", &|m| {
+        m.keyword_spotter.as_mut().unwrap().min_confidence = 0.0
+    }));
+    let r = eager.classify_wav(&wav, "clip", auto, None).unwrap();
+    assert_eq!(r.keyword_source, KeywordSource::Spotter);
+    assert_eq!(r.model, ModelKind::Fusion);
+
+    let without = fp32(&rewrite("no-spotter", &|m| {
+        m.keyword_spotter = None;
+        for v in &mut m.variants {
+            v.keyword_spotter = None;
+        }
+    }));
+    assert!(without.spotter_words().is_none());
+    let r = without.classify_wav(&wav, "clip", auto, None).unwrap();
+    assert_eq!(r.keyword_source, KeywordSource::None);
+    assert_eq!(r.model, ModelKind::Speech);
+    assert!(r.spotted.is_none());
 }
