@@ -26,7 +26,9 @@ use serde::{Deserialize, Serialize};
 
 pub use decode::{DecodedAudio, decode_bytes, decode_file};
 pub use error::{AudioError, AudioErrorKind};
-pub use header::{MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, SampleFormat, WavInfo, probe_wav};
+pub use header::{
+    MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, SampleFormat, WavInfo, is_supported, probe_wav,
+};
 pub use normalise::normalize;
 pub use resample::{ClipResampler, ResampleError, resample_to, resampled_len};
 

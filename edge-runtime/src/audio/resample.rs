@@ -11,11 +11,9 @@
 //! frames, plus half the filter length.
 
 use audioadapter_buffers::direct::SequentialSlice;
-use models::frontend::resample::{
-    BASE_SINC_LEN, CHUNK_FRAMES, INTERPOLATION, OVERSAMPLING_FACTOR, WINDOW, sinc_len_for,
-};
-use models::frontend::{MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, ResampleError, resampled_len};
-use rubato::{Async, FixedAsync, Indexing, Resampler, SincInterpolationParameters};
+use models::frontend::resample::{BASE_SINC_LEN, CHUNK_FRAMES, contract_resampler, sinc_len_for};
+use models::frontend::{ResampleError, resampled_len};
+use rubato::{Async, Indexing, Resampler};
 
 /// Resamples one mono stream from `from_rate` to `to_rate`, piece by piece.
 #[derive(Debug)]
@@ -44,36 +42,20 @@ struct Inner {
 impl StreamResampler {
     /// A resampler from `from_rate` to `to_rate` (Hz, within the front-end's range).
     pub fn new(from_rate: u32, to_rate: u32) -> Result<Self, ResampleError> {
-        let range = MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE;
-        if !range.contains(&from_rate) || !range.contains(&to_rate) {
-            return Err(ResampleError::InvalidRate { from_rate, to_rate });
-        }
-        let inner = if from_rate == to_rate {
-            None
-        } else {
-            let parameters =
-                SincInterpolationParameters::new(sinc_len_for(from_rate, to_rate), WINDOW)
-                    .oversampling_factor(OVERSAMPLING_FACTOR)
-                    .interpolation(INTERPOLATION);
-            let ratio = f64::from(to_rate) / f64::from(from_rate);
-            let resampler = Async::<f64>::new_sinc(
-                ratio,
-                1.0,
-                &parameters,
-                CHUNK_FRAMES,
-                1,
-                FixedAsync::Input,
-            )?;
-            let to_trim = resampler.output_delay();
-            let scratch = vec![0.0; resampler.output_frames_max()];
-            Some(Inner {
-                resampler,
-                pending: Vec::with_capacity(2 * CHUNK_FRAMES),
-                scratch,
-                to_trim,
-                input_total: 0,
-                output_total: 0,
-            })
+        let inner = match contract_resampler(from_rate, to_rate)? {
+            None => None,
+            Some(resampler) => {
+                let to_trim = resampler.output_delay();
+                let scratch = vec![0.0; resampler.output_frames_max()];
+                Some(Inner {
+                    resampler,
+                    pending: Vec::with_capacity(2 * CHUNK_FRAMES),
+                    scratch,
+                    to_trim,
+                    input_total: 0,
+                    output_total: 0,
+                })
+            }
         };
         Ok(StreamResampler {
             from_rate,

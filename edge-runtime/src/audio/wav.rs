@@ -12,6 +12,7 @@
 //! ring. Nothing is allocated from a size the stream claims: the `fmt ` chunk is bounded,
 //! other chunks are skipped by reading, and frames are decoded through a fixed buffer.
 
+use models::frontend::{SampleFormat, is_supported};
 use std::io::{self, Read};
 
 /// The lowest sample rate accepted, in Hz.
@@ -50,15 +51,6 @@ pub enum WavError {
     Unsupported(String),
 }
 
-/// How the samples are stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WavEncoding {
-    /// Signed integer PCM (unsigned on disk for 8 bits).
-    Int,
-    /// IEEE 754 float.
-    Float,
-}
-
 /// What a WAV header says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WavFormat {
@@ -69,7 +61,7 @@ pub struct WavFormat {
     /// Valid bits per sample.
     pub bits: u16,
     /// Integer or float.
-    pub encoding: WavEncoding,
+    pub encoding: SampleFormat,
     /// Bytes per sample in the data.
     pub container: u16,
     /// The data chunk's length in bytes, or `None` when the header leaves it open
@@ -86,8 +78,8 @@ impl WavFormat {
     /// For people: "24414 Hz, 1 ch, 16-bit" or "48000 Hz, 2 ch, 32-bit float".
     pub fn describe(&self) -> String {
         let float = match self.encoding {
-            WavEncoding::Int => "",
-            WavEncoding::Float => " float",
+            SampleFormat::Int => "",
+            SampleFormat::Float => " float",
         };
         format!(
             "{} Hz, {} ch, {}-bit{float}",
@@ -176,32 +168,32 @@ impl<R: Read> WavStream<R> {
 /// Appends the samples in `bytes` (whole frames) to `out`.
 fn decode(format: &WavFormat, bytes: &[u8], out: &mut Vec<f64>) {
     match (format.encoding, format.container, format.bits) {
-        (WavEncoding::Int, 1, _) => {
+        (SampleFormat::Int, 1, _) => {
             out.extend(bytes.iter().map(|&b| (f64::from(b) - 128.0) / 128.0));
         }
-        (WavEncoding::Int, 2, _) => out.extend(
+        (SampleFormat::Int, 2, _) => out.extend(
             bytes
                 .chunks_exact(2)
                 .map(|b| f64::from(i16::from_le_bytes([b[0], b[1]])) / 32_768.0),
         ),
-        (WavEncoding::Int, 3, _) => out.extend(
+        (SampleFormat::Int, 3, _) => out.extend(
             bytes
                 .chunks_exact(3)
                 .map(|b| f64::from(i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8) / 8_388_608.0),
         ),
         // 24 valid bits in 4 bytes: the low three bytes, as hound (and so the front-end)
         // reads them.
-        (WavEncoding::Int, 4, 24) => out.extend(
+        (SampleFormat::Int, 4, 24) => out.extend(
             bytes
                 .chunks_exact(4)
                 .map(|b| f64::from(i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8) / 8_388_608.0),
         ),
-        (WavEncoding::Int, 4, _) => out.extend(
+        (SampleFormat::Int, 4, _) => out.extend(
             bytes
                 .chunks_exact(4)
                 .map(|b| f64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]])) / 2_147_483_648.0),
         ),
-        (WavEncoding::Float, _, _) => out.extend(
+        (SampleFormat::Float, _, _) => out.extend(
             bytes
                 .chunks_exact(4)
                 .map(|b| f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
@@ -333,8 +325,8 @@ fn parse_fmt(raw: &[u8]) -> Result<WavFormat, WavError> {
         (tag, bits)
     };
     let encoding = match tag {
-        WAVE_FORMAT_PCM => WavEncoding::Int,
-        WAVE_FORMAT_IEEE_FLOAT => WavEncoding::Float,
+        WAVE_FORMAT_PCM => SampleFormat::Int,
+        WAVE_FORMAT_IEEE_FLOAT => SampleFormat::Float,
         other => {
             return Err(WavError::Unsupported(format!(
                 "a compressed format (format tag 0x{other:04X})"
@@ -347,19 +339,11 @@ fn parse_fmt(raw: &[u8]) -> Result<WavFormat, WavError> {
         )));
     }
     let container = block_align / channels;
-    let supported = matches!(
-        (encoding, container, bits),
-        (WavEncoding::Int, 1, 8)
-            | (WavEncoding::Int, 2, 16)
-            | (WavEncoding::Int, 3, 24)
-            | (WavEncoding::Int, 4, 24)
-            | (WavEncoding::Int, 4, 32)
-            | (WavEncoding::Float, 4, 32)
-    );
+    let supported = is_supported(encoding, container, bits);
     if !supported {
         let kind = match encoding {
-            WavEncoding::Int => "integer PCM",
-            WavEncoding::Float => "float",
+            SampleFormat::Int => "integer PCM",
+            SampleFormat::Float => "float",
         };
         return Err(WavError::Unsupported(format!(
             "{bits}-bit {kind} in {container}-byte containers"

@@ -42,6 +42,20 @@ pub enum SampleFormat {
     Float,
 }
 
+/// Whether the front-end decodes `bits`-bit samples of `format` in `container`-byte
+/// containers (8/16/24/32-bit integer, 24-bit in 4 bytes, 32-bit float).
+pub fn is_supported(format: SampleFormat, container: u16, bits: u16) -> bool {
+    matches!(
+        (format, container, bits),
+        (SampleFormat::Int, 1, 8)
+            | (SampleFormat::Int, 2, 16)
+            | (SampleFormat::Int, 3, 24)
+            | (SampleFormat::Int, 4, 24)
+            | (SampleFormat::Int, 4, 32)
+            | (SampleFormat::Float, 4, 32)
+    )
+}
+
 /// What a WAV header says about the audio, as returned by [`probe_wav`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WavInfo {
@@ -305,15 +319,7 @@ impl<'a> FmtChunk<'a> {
                 self.block_align, self.channels
             )));
         }
-        let supported = matches!(
-            (format, container, bits),
-            (SampleFormat::Int, 1, 8)
-                | (SampleFormat::Int, 2, 16)
-                | (SampleFormat::Int, 3, 24)
-                | (SampleFormat::Int, 4, 24)
-                | (SampleFormat::Int, 4, 32)
-                | (SampleFormat::Float, 4, 32)
-        );
+        let supported = is_supported(format, container, bits);
         if !supported {
             let kind = match format {
                 SampleFormat::Int => "integer PCM",

@@ -74,30 +74,38 @@ pub struct ClipResampler {
     inner: Option<Async<f64>>,
 }
 
+/// The resampler the contract fixes, from `from_rate` to `to_rate` (both within the
+/// supported range), taking [`CHUNK_FRAMES`] input frames per call; `None` when the
+/// rates are equal. The board's streaming resampler builds the same one.
+pub fn contract_resampler(
+    from_rate: u32,
+    to_rate: u32,
+) -> Result<Option<Async<f64>>, ResampleError> {
+    let range = MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE;
+    if !range.contains(&from_rate) || !range.contains(&to_rate) {
+        return Err(ResampleError::InvalidRate { from_rate, to_rate });
+    }
+    if from_rate == to_rate {
+        return Ok(None);
+    }
+    let parameters = SincInterpolationParameters::new(sinc_len_for(from_rate, to_rate), WINDOW)
+        .oversampling_factor(OVERSAMPLING_FACTOR)
+        .interpolation(INTERPOLATION);
+    let ratio = f64::from(to_rate) / f64::from(from_rate);
+    Ok(Some(Async::<f64>::new_sinc(
+        ratio,
+        1.0,
+        &parameters,
+        CHUNK_FRAMES,
+        1,
+        FixedAsync::Input,
+    )?))
+}
+
 impl ClipResampler {
     /// A resampler from `from_rate` to `to_rate` (both in Hz, within the supported range).
     pub fn new(from_rate: u32, to_rate: u32) -> Result<Self, ResampleError> {
-        let range = MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE;
-        if !range.contains(&from_rate) || !range.contains(&to_rate) {
-            return Err(ResampleError::InvalidRate { from_rate, to_rate });
-        }
-        let inner = if from_rate == to_rate {
-            None
-        } else {
-            let parameters =
-                SincInterpolationParameters::new(sinc_len_for(from_rate, to_rate), WINDOW)
-                    .oversampling_factor(OVERSAMPLING_FACTOR)
-                    .interpolation(INTERPOLATION);
-            let ratio = f64::from(to_rate) / f64::from(from_rate);
-            Some(Async::<f64>::new_sinc(
-                ratio,
-                1.0,
-                &parameters,
-                CHUNK_FRAMES,
-                1,
-                FixedAsync::Input,
-            )?)
-        };
+        let inner = contract_resampler(from_rate, to_rate)?;
         Ok(ClipResampler {
             from_rate,
             to_rate,
