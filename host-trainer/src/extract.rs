@@ -12,6 +12,7 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use models::encoder::{EncoderError, EncoderGraph, EncoderInput, Modality};
 use models::features::combine_layers;
+use models::frontend::TrimConfig;
 use models::tokenizer::{TokenizerError, TranscriptTokenizer};
 use models::{Frontend, FrontendConfig};
 
@@ -35,7 +36,11 @@ pub struct ExtractSettings {
 impl Default for ExtractSettings {
     fn default() -> Self {
         Self {
-            frontend: FrontendConfig::default(),
+            // Trimmed, so that the board's live utterances are framed like the files.
+            frontend: FrontendConfig {
+                trim: Some(TrimConfig::default()),
+                ..FrontendConfig::default()
+            },
             combination: LayerCombination::Mean,
             dtype: FeatureDtype::F32,
         }

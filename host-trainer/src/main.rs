@@ -488,7 +488,7 @@ fn run(cli: Cli) -> Result<()> {
             let settings = ExtractSettings {
                 frontend: FrontendConfig {
                     normalize: !args.no_normalize,
-                    ..FrontendConfig::default()
+                    ..ExtractSettings::default().frontend
                 },
                 combination: args.combination,
                 dtype: args.dtype,

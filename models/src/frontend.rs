@@ -42,6 +42,66 @@ pub struct FrontendConfig {
     pub normalize: bool,
     /// Longest clip accepted, in seconds; longer ones fail with [`AudioError::TooLong`].
     pub max_seconds: f32,
+    /// Cut each clip to its speech plus a fixed margin (after resampling, before
+    /// normalising). Off by default (HF's feature extractor does not trim); training
+    /// turns it on so that a file and the same utterance cut from a live stream reach
+    /// the encoder with the same framing.
+    #[serde(default)]
+    pub trim: Option<TrimConfig>,
+}
+
+/// Where a clip's speech starts and ends, and how much silence to keep around it.
+///
+/// Why: the board cuts utterances out of a stream, and the segmenter's edges fall tens
+/// of milliseconds away from where a file's edges fall. Encoders frame audio every
+/// 20 ms, so a shift of even 10 ms changes every frame; measured on the demo's models,
+/// 10 ms of extra leading silence changed most predictions. Trimming both to "first
+/// speech sample minus the margin" gives them the same framing to the sample.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TrimConfig {
+    /// A sample is speech when its magnitude is within this many dB of the clip's peak
+    /// (negative).
+    pub threshold_db: f32,
+    /// Kept before the first and after the last speech sample (zeros are added where the
+    /// clip has less), milliseconds.
+    pub margin_ms: f32,
+}
+
+impl Default for TrimConfig {
+    /// Speech within 40 dB of the peak, 100 ms kept on each side.
+    fn default() -> Self {
+        TrimConfig {
+            threshold_db: -40.0,
+            margin_ms: 100.0,
+        }
+    }
+}
+
+/// `samples` (at `rate` Hz) cut to their speech plus the margin, padded with zeros where
+/// the margin reaches past the clip. A silent clip is returned as it is.
+pub fn trim_to_speech(samples: &[f32], rate: u32, trim: &TrimConfig) -> Vec<f32> {
+    let peak = samples.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    if peak <= 0.0 {
+        return samples.to_vec();
+    }
+    let threshold = peak * 10f32.powf(trim.threshold_db.min(0.0) / 20.0);
+    let is_speech = |x: &f32| x.abs() >= threshold;
+    let (Some(first), Some(last)) = (
+        samples.iter().position(is_speech),
+        samples.iter().rposition(is_speech),
+    ) else {
+        return samples.to_vec();
+    };
+    let margin = (trim.margin_ms.max(0.0) * rate as f32 / 1000.0).round() as usize;
+    let lead = margin.saturating_sub(first);
+    let start = first.saturating_sub(margin);
+    let end = (last + 1 + margin).min(samples.len());
+    let tail = (last + 1 + margin).saturating_sub(samples.len());
+    let mut out = Vec::with_capacity(lead + (end - start) + tail);
+    out.resize(lead, 0.0);
+    out.extend_from_slice(&samples[start..end]);
+    out.resize(out.len() + tail, 0.0);
+    out
 }
 
 impl Default for FrontendConfig {
@@ -51,6 +111,7 @@ impl Default for FrontendConfig {
             target_rate: 16_000,
             normalize: true,
             max_seconds: 60.0,
+            trim: None,
         }
     }
 }
@@ -138,6 +199,9 @@ impl Frontend {
         let mut out = ClipResampler::new(sample_rate, self.config.target_rate)
             .and_then(|mut resampler| resampler.process(samples))
             .map_err(resample_error)?;
+        if let Some(trim) = &self.config.trim {
+            out = trim_to_speech(&out, self.config.target_rate, trim);
+        }
         if self.config.normalize {
             normalize(&mut out);
         }
@@ -148,6 +212,31 @@ impl Frontend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trimming_gives_the_same_clip_whatever_the_silence_around_it() {
+        let trim = TrimConfig {
+            threshold_db: -20.0,
+            margin_ms: 2.0,
+        };
+        // 1 kHz: a margin of 2 samples.
+        let speech = [0.0, 0.05, 0.5, -1.0, 0.02, 0.3, 0.0];
+        let mut padded = vec![0.0; 9];
+        padded.extend_from_slice(&speech);
+        padded.extend_from_slice(&[0.0; 3]);
+        let expected = vec![0.0, 0.05, 0.5, -1.0, 0.02, 0.3, 0.0, 0.0];
+        assert_eq!(trim_to_speech(&padded, 1000, &trim), expected);
+        // Less silence than the margin: zeros are added.
+        assert_eq!(
+            trim_to_speech(&speech[2..6], 1000, &trim),
+            [0.0, 0.0, 0.5, -1.0, 0.02, 0.3, 0.0, 0.0]
+        );
+        assert_eq!(trim_to_speech(&[0.0; 4], 1000, &trim), [0.0; 4]);
+        assert!(
+            FrontendConfig::default().trim.is_none(),
+            "HF-compatible by default"
+        );
+    }
     use test_wav::{sine, write_tone_wav};
 
     fn raw(config: FrontendConfig) -> Frontend {
@@ -173,14 +262,19 @@ mod tests {
             target_rate: 16_000,
             normalize: false,
             max_seconds: 12.5,
+            trim: Some(TrimConfig::default()),
         };
         let json = serde_json::to_string(&config).expect("serialises");
         assert_eq!(
             json,
-            r#"{"target_rate":16000,"normalize":false,"max_seconds":12.5}"#
+            r#"{"target_rate":16000,"normalize":false,"max_seconds":12.5,"trim":{"threshold_db":-40.0,"margin_ms":100.0}}"#
         );
         let back: FrontendConfig = serde_json::from_str(&json).expect("deserialises");
         assert_eq!(back, config);
+        // Written before trimming existed: no trimming.
+        let old = r#"{"target_rate":16000,"normalize":true,"max_seconds":60.0}"#;
+        let old: FrontendConfig = serde_json::from_str(old).expect("deserialises");
+        assert_eq!(old, FrontendConfig::default());
     }
 
     #[test]

@@ -21,11 +21,15 @@ use models::{KeywordSource, Pipeline, PipelineOptions};
 
 /// Seconds of silence before, between and after the utterances of the stream.
 const GAP_SECONDS: f64 = 1.2;
-/// How far a streamed utterance's probabilities may be from its file's. They are not
-/// identical: the segment's edges hold a little more or less silence than the file,
-/// which changes the clip's normalisation and the frames the head averages. Where the
-/// file's top two emotions are closer than twice this, the emotion may differ.
-const MAX_STREAM_DIFFERENCE: f32 = 0.02;
+/// How far a streamed utterance's probabilities may be from its file's: the front-end
+/// trims both to the speech plus a fixed margin, so they are the same samples.
+///
+/// The files are placed where the stream's 16 kHz sampling grid meets theirs (every
+/// `rate / gcd(rate, 16000)` input samples). Elsewhere the stream samples the utterance
+/// up to 62 µs off the file's grid, and the demo's random-weight encoders are not
+/// invariant to that: one sample of extra silence at 24 414 Hz changes most of their
+/// predictions for the file itself (measured; a trained encoder is smooth there).
+const MAX_STREAM_DIFFERENCE: f32 = 1e-4;
 
 fn fp32(bundle: &Path) -> Pipeline {
     let options = PipelineOptions {
@@ -74,6 +78,10 @@ pub fn classify_matches_the_host(
     }
 }
 
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
 /// The test files joined into one 16-bit WAV at their own rate, with silences; returns
 /// the file and where each utterance starts and ends (seconds).
 fn joined(files: &[PathBuf], to: &Path) -> Vec<(f64, f64)> {
@@ -86,13 +94,16 @@ fn joined(files: &[PathBuf], to: &Path) -> Vec<(f64, f64)> {
         sample_format: hound::SampleFormat::Int,
     };
     let gap = (GAP_SECONDS * f64::from(rate)) as usize;
+    let period = (rate / gcd(rate, 16_000)) as usize;
+    // Silence up to the next place where both sampling grids meet.
+    let fill = |at: usize| gap + (period - (at + gap) % period) % period;
     let mut writer = hound::WavWriter::create(to, spec).unwrap();
     let mut at = 0usize;
     let mut spans = Vec::new();
-    for _ in 0..gap {
+    for _ in 0..fill(0) {
         writer.write_sample(0i16).unwrap();
     }
-    at += gap;
+    at += fill(0);
     for file in files {
         let mut reader = hound::WavReader::open(file).unwrap();
         assert_eq!(reader.spec().sample_rate, rate);
@@ -105,10 +116,12 @@ fn joined(files: &[PathBuf], to: &Path) -> Vec<(f64, f64)> {
         for s in &samples {
             writer.write_sample(*s).unwrap();
         }
-        for _ in 0..gap {
+        at += samples.len();
+        let silence = fill(at);
+        for _ in 0..silence {
             writer.write_sample(0i16).unwrap();
         }
-        at += samples.len() + gap;
+        at += silence;
     }
     writer.finalize().unwrap();
     spans
@@ -168,11 +181,7 @@ pub fn listen_finds_and_classifies_each_utterance(
         );
         let streamed = h.result.as_ref().unwrap();
         let whole = classify_file(&pipeline, file, &TextChoice::None, None).unwrap();
-        let mut sorted = whole.probabilities;
-        sorted.sort_by(|a, b| b.total_cmp(a));
-        if sorted[0] - sorted[1] > 2.0 * MAX_STREAM_DIFFERENCE {
-            assert_eq!(streamed.emotion, whole.emotion, "{}", file.display());
-        }
+        assert_eq!(streamed.emotion, whole.emotion, "{}", file.display());
         for (a, b) in streamed.probabilities.iter().zip(&whole.probabilities) {
             worst = worst.max((a - b).abs());
         }
