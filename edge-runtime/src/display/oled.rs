@@ -85,8 +85,6 @@ pub const BAR_X: i32 = 16;
 pub const BAR_MAX: u32 = 100;
 /// Top of the bottom line.
 pub const FOOTER_TOP: i32 = 55;
-/// Bar labels, in [`Emotion::ALL`] order.
-pub const LABELS: [&str; Emotion::COUNT] = ["ang", "dis", "fea", "hap", "neu", "sur", "sad"];
 
 /// A 128×64 one-bit framebuffer in SSD1306 RAM order: byte `page * 128 + x` holds
 /// rows `8 * page ..= 8 * page + 7` of column `x`, least significant bit on top.
@@ -429,7 +427,8 @@ fn draw_reading(
 
     let label = MonoTextStyle::new(&LABEL_FONT, BinaryColor::On);
     let fill = PrimitiveStyle::with_fill(BinaryColor::On);
-    for (i, (name, &p)) in LABELS.iter().zip(&reading.probabilities).enumerate() {
+    for (i, (emotion, &p)) in Emotion::ALL.iter().zip(&reading.probabilities).enumerate() {
+        let name = crate::output::short_name(*emotion);
         let top = BAR_TOP + BAR_PITCH * i as i32;
         Text::with_baseline(name, Point::new(0, top), label, Baseline::Top).draw(frame)?;
         let length = percent(p) * BAR_MAX / 100;
