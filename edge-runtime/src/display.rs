@@ -15,6 +15,7 @@ pub mod linux;
 #[cfg(feature = "hardware")]
 pub mod oled;
 pub mod terminal;
+pub mod web;
 
 /// One classified utterance, as a display sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +34,54 @@ pub struct Reading {
     pub speech_seconds: f32,
     /// From the end of speech to the emotion being shown.
     pub latency: Duration,
+}
+
+/// A colour as 8-bit sRGB-like levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rgb {
+    /// Red level.
+    pub r: u8,
+    /// Green level.
+    pub g: u8,
+    /// Blue level.
+    pub b: u8,
+}
+
+impl Rgb {
+    /// A colour from its three levels.
+    pub const fn new(r: u8, g: u8, b: u8) -> Self {
+        Rgb { r, g, b }
+    }
+
+    /// As CSS writes it: `#rrggbb`.
+    pub fn hex(self) -> String {
+        format!("#{:02x}{:02x}{:02x}", self.r, self.g, self.b)
+    }
+}
+
+/// The fixed colour of each emotion, shared by the LED and the kiosk page. Chosen so
+/// that no two emotions are easy to confuse across a room (sRGB, before any
+/// brightness or gamma):
+///
+/// | emotion           | colour       | R   | G   | B   |
+/// |-------------------|--------------|-----|-----|-----|
+/// | angry             | red          | 255 | 0   | 0   |
+/// | disgust           | olive green  | 100 | 160 | 0   |
+/// | fear              | purple       | 140 | 0   | 255 |
+/// | happy             | yellow       | 255 | 190 | 0   |
+/// | neutral           | dim white    | 150 | 150 | 150 |
+/// | pleasant surprise | cyan         | 0   | 220 | 255 |
+/// | sad               | blue         | 0   | 40  | 255 |
+pub const fn color(emotion: Emotion) -> Rgb {
+    match emotion {
+        Emotion::Angry => Rgb::new(255, 0, 0),
+        Emotion::Disgust => Rgb::new(100, 160, 0),
+        Emotion::Fear => Rgb::new(140, 0, 255),
+        Emotion::Happy => Rgb::new(255, 190, 0),
+        Emotion::Neutral => Rgb::new(150, 150, 150),
+        Emotion::PleasantSurprise => Rgb::new(0, 220, 255),
+        Emotion::Sad => Rgb::new(0, 40, 255),
+    }
 }
 
 /// Why a display could not draw (a bus error, a closed terminal).

@@ -8,10 +8,12 @@
 //! - [`locate`]: where the bundle is when none is named; [`output`]: result formats.
 //! - [`audio`]: microphone, file and stdin sources, the capture ring, resampling.
 //! - [`segmenter`]: voice-activity segmentation of the stream into utterances.
-//! - [`display`]: the terminal, an RGB LED and an OLED.
+//! - [`display`]: the terminal, the kiosk page, an RGB LED and an OLED.
+//! - [`board`]: the Raspberry Pi profiles `--board` applies.
 
 pub mod audio;
 pub mod bench;
+pub mod board;
 pub mod classify;
 pub mod display;
 pub mod inspect;

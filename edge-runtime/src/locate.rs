@@ -2,7 +2,9 @@
 //!
 //! In order: `$EMOTION_EDGE_BUNDLE`; `out/demo/bundle` under the current directory
 //! (what `host-trainer demo` writes, so the README's commands chain); the installed
-//! location [`INSTALLED_BUNDLE`] (the kiosk's systemd unit uses it).
+//! location [`INSTALLED_BUNDLE`] (the kiosk's systemd unit uses it); last the demo
+//! bundle committed in the repository, [`EMBEDDED_BUNDLE`], so a fresh clone can try
+//! the board's program before training anything.
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +14,8 @@ pub const BUNDLE_ENV: &str = "EMOTION_EDGE_BUNDLE";
 pub const DEMO_BUNDLE: &str = "out/demo/bundle";
 /// Where an installed board keeps its bundle.
 pub const INSTALLED_BUNDLE: &str = "/var/lib/emotion-edge/bundle";
+/// The demo bundle in the repository, relative to its root.
+pub const EMBEDDED_BUNDLE: &str = "data/demo-bundle";
 
 /// The bundle directory: `given`, else the first of the default places that exists.
 pub fn bundle_dir(given: Option<&Path>) -> Result<PathBuf, String> {
@@ -23,12 +27,13 @@ pub fn bundle_dir(given: Option<&Path>) -> Result<PathBuf, String> {
         // Named explicitly: use it even if it is missing, so the error names it.
         return Ok(dir);
     }
-    let candidates = [PathBuf::from(DEMO_BUNDLE), PathBuf::from(INSTALLED_BUNDLE)];
+    let candidates = [DEMO_BUNDLE, INSTALLED_BUNDLE, EMBEDDED_BUNDLE].map(PathBuf::from);
     if let Some(found) = candidates.iter().find(|d| d.join("manifest.bin").is_file()) {
         return Ok(found.clone());
     }
     Err(format!(
-        "no bundle given and none found at {DEMO_BUNDLE} or {INSTALLED_BUNDLE}: pass \
+        "no bundle given and none found at {DEMO_BUNDLE}, {INSTALLED_BUNDLE} or \
+         {EMBEDDED_BUNDLE}: pass \
          --bundle DIR, set {BUNDLE_ENV}, or make one with `cargo run --release -p \
          host-trainer -- demo` (writes {DEMO_BUNDLE}) or `host-trainer export`"
     ))

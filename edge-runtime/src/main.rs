@@ -9,9 +9,11 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use edge_runtime::audio::source::{self, Pace, SourceSpec};
 use edge_runtime::bench::{self, BenchOptions};
+use edge_runtime::board::{self, BoardProfile, DisplayKind};
 use edge_runtime::classify::{TextChoice, classify_file, wav_files};
 use edge_runtime::display::Display;
 use edge_runtime::display::terminal::TerminalDisplay;
+use edge_runtime::display::web::WebDisplay;
 use edge_runtime::inspect::inspect_file;
 use edge_runtime::listen::{ListenOptions, Prompt, listen};
 use edge_runtime::locate::bundle_dir;
@@ -26,7 +28,11 @@ use serde_json::{Map, json};
 ///
 /// The models come from a bundle made by `host-trainer export` (or `host-trainer
 /// demo`). Without --bundle it is looked for in $EMOTION_EDGE_BUNDLE, then
-/// ./out/demo/bundle, then /var/lib/emotion-edge/bundle.
+/// ./out/demo/bundle, then /var/lib/emotion-edge/bundle, then ./data/demo-bundle (the
+/// repository's demo bundle).
+///
+/// On a Raspberry Pi, `--board pi4` (pi5, zero2w, pi3; see `emotion-edge boards`) sets
+/// the threads, variant, microphone and displays that suit it; flags given win.
 #[derive(Parser)]
 #[command(version, propagate_version = true)]
 struct Cli {
@@ -58,6 +64,11 @@ enum Command {
     Listen(ListenArgs),
     /// List the audio input devices (needs the `mic` build feature).
     Devices,
+    /// List the board profiles `--board` takes, or show one in full.
+    Boards {
+        /// A profile to show in full (its TOML, with the wiring comments).
+        name: Option<String>,
+    },
     /// Per-stage latency, real-time factor and peak memory of a bundle, 1..N threads.
     Bench {
         #[command(flatten)]
@@ -99,18 +110,52 @@ enum Command {
     },
 }
 
-/// Which bundle, which variant, how many threads.
+/// Which board, which bundle, which variant, how many threads.
 #[derive(Args)]
 struct BundleArgs {
+    /// A board profile (pi4, pi5, zero2w, pi3, or a .toml file): its threads, variant,
+    /// microphone and displays become the defaults.
+    #[arg(long)]
+    board: Option<String>,
     /// The bundle directory (see the top-level help for where it is looked for).
     #[arg(long)]
     bundle: Option<PathBuf>,
-    /// The variant (fp32, int8, …); the bundle's default when absent.
+    /// The variant (fp32, int8, …); the board's, else the bundle's default when absent.
     #[arg(long)]
     variant: Option<String>,
-    /// Threads for the matrix products.
-    #[arg(long, default_value_t = default_threads())]
-    threads: usize,
+    /// Threads for the matrix products [default: the board's, else the cores up to 4].
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+impl BundleArgs {
+    /// The board profile, when one is named (a note goes to stderr when it is for
+    /// another CPU than this binary's).
+    fn board(&self) -> anyhow::Result<Option<BoardProfile>> {
+        let Some(name) = &self.board else {
+            return Ok(None);
+        };
+        let profile = board::load(name)?;
+        if let Some(note) = profile.arch_note() {
+            eprintln!("{note}");
+        }
+        Ok(Some(profile))
+    }
+
+    /// Flags first, then the board, then the built-in defaults.
+    fn options(&self, board: Option<&BoardProfile>) -> PipelineOptions {
+        PipelineOptions {
+            variant: self
+                .variant
+                .clone()
+                .or_else(|| board.and_then(|b| b.variant.clone())),
+            threads: self
+                .threads
+                .or(board.map(|b| b.threads))
+                .unwrap_or_else(default_threads)
+                .max(1),
+        }
+    }
 }
 
 /// The text that goes with the speech.
@@ -158,9 +203,10 @@ struct ListenArgs {
     bundle: BundleArgs,
     /// Where the audio comes from: `mic` (the default input), `mic:NAME` (a device
     /// whose name contains NAME; see `emotion-edge devices`), `-` (a WAV stream on
-    /// stdin, e.g. from `arecord -t wav`), or a WAV file.
-    #[arg(long, default_value = "mic")]
-    source: String,
+    /// stdin, e.g. from `arecord -t wav`), or a WAV file [default: the board's, else
+    /// mic].
+    #[arg(long)]
+    source: Option<String>,
     /// Read a file or stdin as fast as possible instead of in real time.
     #[arg(long)]
     fast: bool,
@@ -176,12 +222,21 @@ struct ListenArgs {
     /// The head to use (speech, text, fusion); chosen from the text when absent.
     #[arg(long, value_enum)]
     model: Option<ModelKind>,
-    /// One JSON object per utterance on stdout instead of the live display.
+    /// One JSON object per utterance on stdout (instead of the terminal display).
     #[arg(long)]
     json: bool,
-    /// Do not draw on the terminal (e.g. when only the OLED or LED should show).
+    /// Where the emotion is shown, a comma list [default: the board's, else terminal].
+    /// `web` serves the kiosk page (see --web-port).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    display: Vec<DisplayKind>,
+    /// Port of the kiosk page (`--display web`); 0 picks a free one [default: the
+    /// board's, else 8080].
     #[arg(long)]
-    no_terminal: bool,
+    web_port: Option<u16>,
+    /// Address the kiosk page listens on. Keep the loopback unless the page must be seen
+    /// from other machines: it has no authentication.
+    #[arg(long, default_value = "127.0.0.1")]
+    web_bind: std::net::IpAddr,
     #[command(flatten)]
     hardware: HardwareArgs,
     /// Speech must be this many dB above the noise floor.
@@ -204,24 +259,22 @@ struct ListenArgs {
     ring_seconds: f32,
 }
 
-/// The OLED and LED (the `hardware` build feature, on by default).
+/// The wiring of the OLED and LED (`--display oled,led`; the `hardware` build feature, on
+/// by default). Giving one of these also turns its display on.
 #[derive(Args)]
 struct HardwareArgs {
-    /// Show on an SSD1306 OLED on /dev/i2c-BUS.
+    /// The SSD1306 OLED's I2C bus number (/dev/i2c-BUS) [default: the board's, else 1].
     #[arg(long)]
-    oled: bool,
-    /// The OLED's I2C bus number.
-    #[arg(long, default_value_t = 1, requires = "oled")]
-    oled_bus: u32,
-    /// The OLED's I2C address (0x3C or 0x3D).
-    #[arg(long, default_value = "0x3c", value_parser = parse_address, requires = "oled")]
-    oled_address: u8,
-    /// Show on an RGB LED on three sysfs PWM outputs, `CHIP:CHANNEL` each, red,green,blue
-    /// (e.g. `0:0,0:1,1:0`).
+    oled_bus: Option<u32>,
+    /// The OLED's I2C address, 0x3c or 0x3d [default: the board's, else 0x3c].
+    #[arg(long, value_parser = parse_address)]
+    oled_address: Option<u8>,
+    /// The RGB LED's three sysfs PWM outputs, `CHIP:CHANNEL` each, red,green,blue
+    /// (e.g. `0:0,0:1,0:2`) [default: the board's].
     #[arg(long, value_delimiter = ',', num_args = 3)]
     led: Vec<String>,
     /// The LED's common leg is on 3.3 V (a channel lights when low).
-    #[arg(long, requires = "led")]
+    #[arg(long)]
     led_common_anode: bool,
 }
 
@@ -235,6 +288,12 @@ fn default_threads() -> usize {
 }
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so printing into a closed pipe (`emotion-edge boards | head`)
+    // would panic; the default action ends the process quietly, as other tools do.
+    // SAFETY: called first thing, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     match run(cli.command) {
         Ok(code) => code,
@@ -263,6 +322,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Listen(args) => listen_command(args),
         Command::Devices => devices(),
+        Command::Boards { name } => boards(name.as_deref()),
         Command::Bench {
             bundle,
             threads_list,
@@ -281,7 +341,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             };
             let dir = bundle_dir(bundle.bundle.as_deref()).map_err(anyhow::Error::msg)?;
             let options = BenchOptions {
-                variant: bundle.variant,
+                variant: bundle.options(bundle.board()?.as_ref()).variant,
                 threads,
                 file,
                 seconds,
@@ -308,13 +368,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn load(args: &BundleArgs) -> anyhow::Result<Pipeline> {
+fn load(args: &BundleArgs, board: Option<&BoardProfile>) -> anyhow::Result<Pipeline> {
     let dir = bundle_dir(args.bundle.as_deref()).map_err(anyhow::Error::msg)?;
-    let options = PipelineOptions {
-        variant: args.variant.clone(),
-        threads: args.threads.max(1),
-    };
-    Pipeline::load(&dir, &options)
+    Pipeline::load(&dir, &args.options(board))
         .with_context(|| format!("cannot load the bundle {}", dir.display()))
 }
 
@@ -336,7 +392,7 @@ fn classify(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let files = wav_files(paths).map_err(anyhow::Error::msg)?;
-    let pipeline = load(bundle)?;
+    let pipeline = load(bundle, bundle.board()?.as_ref())?;
     let stop = stop_flag()?;
     let mut failures = 0;
     for (done, file) in files.iter().enumerate() {
@@ -378,8 +434,14 @@ fn listen_command(args: ListenArgs) -> anyhow::Result<ExitCode> {
         (None, true) => Prompt::Cycle,
         (None, false) => Prompt::None,
     };
+    let board = args.bundle.board()?;
+    let source = match (&args.source, &board) {
+        (Some(source), _) => source.clone(),
+        (None, Some(board)) => board.audio.source.clone(),
+        (None, None) => "mic".to_string(),
+    };
     let options = ListenOptions {
-        source: SourceSpec::from_arg(&args.source, pace),
+        source: SourceSpec::from_arg(&source, pace),
         segmenter: SegmenterConfig {
             threshold_db: args.threshold_db,
             hangover_ms: args.hangover_ms,
@@ -393,11 +455,8 @@ fn listen_command(args: ListenArgs) -> anyhow::Result<ExitCode> {
         queue: args.queue,
         ring_seconds: args.ring_seconds,
     };
-    let mut displays = hardware_displays(&args.hardware)?;
-    if !args.no_terminal && !args.json {
-        displays.insert(0, Box::new(TerminalDisplay::stdout()));
-    }
-    let pipeline = load(&args.bundle)?;
+    let pipeline = load(&args.bundle, board.as_ref())?;
+    let mut displays = open_displays(&args, board.as_ref())?;
     let stop = stop_flag()?;
     let json = args.json;
     let summary = listen(pipeline, &options, &mut displays, stop, &mut |heard| {
@@ -411,42 +470,124 @@ fn listen_command(args: ListenArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// The displays asked for: `--display`, else the board's, else the terminal; the OLED
+/// and LED also when their wiring is given.
+fn open_displays(
+    args: &ListenArgs,
+    board: Option<&BoardProfile>,
+) -> anyhow::Result<Vec<Box<dyn Display>>> {
+    let mut kinds = match (&args.display[..], board) {
+        ([], Some(board)) => board.display.kinds.clone(),
+        ([], None) => vec![DisplayKind::Terminal],
+        (given, _) => given.to_vec(),
+    };
+    let wiring = &args.hardware;
+    if (wiring.oled_bus.is_some() || wiring.oled_address.is_some())
+        && !kinds.contains(&DisplayKind::Oled)
+    {
+        kinds.push(DisplayKind::Oled);
+    }
+    if !wiring.led.is_empty() && !kinds.contains(&DisplayKind::Led) {
+        kinds.push(DisplayKind::Led);
+    }
+    let mut displays: Vec<Box<dyn Display>> = Vec::new();
+    // With --json, stdout carries the JSON lines, so the terminal display stays off.
+    if kinds.contains(&DisplayKind::Terminal) && !args.json {
+        displays.push(Box::new(TerminalDisplay::stdout()));
+    }
+    if kinds.contains(&DisplayKind::Web) {
+        let port = args
+            .web_port
+            .or(board.map(|b| b.display.web_port))
+            .unwrap_or(8080);
+        let web = WebDisplay::start(std::net::SocketAddr::new(args.web_bind, port))?;
+        eprintln!("kiosk page: http://{}/", web.local_addr());
+        displays.push(Box::new(web));
+    }
+    let oled = kinds.contains(&DisplayKind::Oled);
+    let led = kinds.contains(&DisplayKind::Led);
+    if oled || led {
+        displays.extend(hardware_displays(wiring, board, oled, led)?);
+    }
+    Ok(displays)
+}
+
 #[cfg(feature = "hardware")]
-fn hardware_displays(args: &HardwareArgs) -> anyhow::Result<Vec<Box<dyn Display>>> {
+fn hardware_displays(
+    args: &HardwareArgs,
+    board: Option<&BoardProfile>,
+    oled: bool,
+    led: bool,
+) -> anyhow::Result<Vec<Box<dyn Display>>> {
     use edge_runtime::display::linux::{self, HardwareDisplays, LedWiring, OledWiring, PwmPin};
     let pin = |text: &str| -> anyhow::Result<PwmPin> {
         let (chip, channel) = text
             .split_once(':')
             .and_then(|(c, m)| Some((c.trim().parse().ok()?, m.trim().parse().ok()?)))
-            .with_context(|| format!("--led takes CHIP:CHANNEL three times, got `{text}`"))?;
+            .with_context(|| format!("an LED output is CHIP:CHANNEL, got `{text}`"))?;
         Ok(PwmPin { chip, channel })
     };
-    let led = match &args.led[..] {
-        [] => None,
-        [r, g, b] => Some(LedWiring {
+    let board_oled = board.and_then(|b| b.display.oled.as_ref());
+    let oled = oled.then(|| OledWiring {
+        bus: args.oled_bus.or(board_oled.map(|o| o.bus)).unwrap_or(1),
+        address: args
+            .oled_address
+            .or(board_oled.map(|o| o.address))
+            .unwrap_or(0x3c),
+    });
+    let board_led = board.and_then(|b| b.display.led.as_ref());
+    let led = if !led {
+        None
+    } else if let [r, g, b] = &args.led[..] {
+        Some(LedWiring {
             red: pin(r)?,
             green: pin(g)?,
             blue: pin(b)?,
             common_anode: args.led_common_anode,
             frequency_hz: 1000,
-        }),
-        _ => anyhow::bail!("--led takes three CHIP:CHANNEL outputs: red,green,blue"),
+        })
+    } else if let Some(wired) = board_led {
+        Some(LedWiring {
+            red: pin(&wired.red)?,
+            green: pin(&wired.green)?,
+            blue: pin(&wired.blue)?,
+            common_anode: args.led_common_anode || wired.common_anode,
+            frequency_hz: 1000,
+        })
+    } else {
+        anyhow::bail!(
+            "the LED display needs its outputs: --led CHIP:CHANNEL,CHIP:CHANNEL,CHIP:CHANNEL (red,green,blue)"
+        );
     };
-    let oled = args.oled.then_some(OledWiring {
-        bus: args.oled_bus,
-        address: args.oled_address,
-    });
     Ok(linux::open(&HardwareDisplays { oled, led })?)
 }
 
 #[cfg(not(feature = "hardware"))]
-fn hardware_displays(args: &HardwareArgs) -> anyhow::Result<Vec<Box<dyn Display>>> {
-    if args.oled || !args.led.is_empty() {
-        anyhow::bail!(
-            "this emotion-edge was built without the `hardware` feature: rebuild with `--features hardware` for --oled and --led"
-        );
+fn hardware_displays(
+    _: &HardwareArgs,
+    _: Option<&BoardProfile>,
+    _: bool,
+    _: bool,
+) -> anyhow::Result<Vec<Box<dyn Display>>> {
+    anyhow::bail!(
+        "this emotion-edge was built without the `hardware` feature: rebuild with `--features hardware` for the OLED and LED displays"
+    )
+}
+
+fn boards(name: Option<&str>) -> anyhow::Result<ExitCode> {
+    match name {
+        Some(name) => {
+            board::load(name)?; // checked before shown
+            print!("{}", board::text(name)?.1);
+        }
+        None => {
+            for profile in board::built_in() {
+                println!("{}", profile.summary());
+            }
+            println!("\n`emotion-edge boards NAME` shows one in full; `--board NAME` applies it.");
+        }
     }
-    Ok(Vec::new())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn devices() -> anyhow::Result<ExitCode> {

@@ -1,18 +1,8 @@
 //! An RGB LED on three PWM channels: one fixed colour per emotion, brighter the more
 //! confident the model is.
 //!
-//! Colours (sRGB, before brightness and gamma), chosen so that no two emotions are
-//! easy to confuse across a room:
-//!
-//! | emotion           | colour       | R   | G   | B   |
-//! |-------------------|--------------|-----|-----|-----|
-//! | angry             | red          | 255 | 0   | 0   |
-//! | disgust           | olive green  | 100 | 160 | 0   |
-//! | fear              | purple       | 140 | 0   | 255 |
-//! | happy             | yellow       | 255 | 190 | 0   |
-//! | neutral           | dim white    | 150 | 150 | 150 |
-//! | pleasant surprise | cyan         | 0   | 220 | 255 |
-//! | sad               | blue         | 0   | 40  | 255 |
+//! Each emotion has the colour of the shared table ([`super::color`], the same one the
+//! kiosk page uses).
 //!
 //! Brightness is perceptual: a confidence at or below chance (1/7) shows at
 //! [`FLOOR`], and rises linearly to full at confidence 1. Each channel's level
@@ -24,6 +14,7 @@ use embedded_hal::pwm::SetDutyCycle;
 use models::Emotion;
 
 use super::{Display, DisplayError, Reading};
+pub use super::{Rgb, color};
 
 /// Chance level for seven classes: confidences at or below it show at [`FLOOR`].
 pub const CHANCE: f32 = 1.0 / Emotion::COUNT as f32;
@@ -31,37 +22,6 @@ pub const CHANCE: f32 = 1.0 / Emotion::COUNT as f32;
 pub const FLOOR: f32 = 0.2;
 /// Exponent from perceived level to duty (the sRGB-like display gamma).
 pub const GAMMA: f32 = 2.2;
-
-/// A colour as 8-bit sRGB-like levels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rgb {
-    /// Red level.
-    pub r: u8,
-    /// Green level.
-    pub g: u8,
-    /// Blue level.
-    pub b: u8,
-}
-
-impl Rgb {
-    /// A colour from its three levels.
-    pub const fn new(r: u8, g: u8, b: u8) -> Self {
-        Rgb { r, g, b }
-    }
-}
-
-/// The fixed colour of each emotion (the table in the module docs).
-pub const fn color(emotion: Emotion) -> Rgb {
-    match emotion {
-        Emotion::Angry => Rgb::new(255, 0, 0),
-        Emotion::Disgust => Rgb::new(100, 160, 0),
-        Emotion::Fear => Rgb::new(140, 0, 255),
-        Emotion::Happy => Rgb::new(255, 190, 0),
-        Emotion::Neutral => Rgb::new(150, 150, 150),
-        Emotion::PleasantSurprise => Rgb::new(0, 220, 255),
-        Emotion::Sad => Rgb::new(0, 40, 255),
-    }
-}
 
 /// Perceived brightness in `[FLOOR, 1]` for a confidence; NaN shows at the floor.
 pub fn brightness(confidence: f32) -> f32 {

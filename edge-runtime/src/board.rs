@@ -1,0 +1,306 @@
+//! Board profiles (`boards/*.toml`): the threads, bundle variant, microphone and display
+//! wiring that suit one Raspberry Pi, applied by `--board NAME`.
+//!
+//! The profiles are compiled in, so a board needs only the binary and a bundle; `--board`
+//! also takes the path of a TOML file of the same shape for boards we do not ship.
+//! Explicit command-line flags always win over the profile.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// The profiles shipped in `boards/`, by name.
+const BUILT_IN: [(&str, &str); 4] = [
+    ("pi4", include_str!("../../boards/pi4.toml")),
+    ("pi5", include_str!("../../boards/pi5.toml")),
+    ("zero2w", include_str!("../../boards/zero2w.toml")),
+    ("pi3", include_str!("../../boards/pi3.toml")),
+];
+
+/// One board's settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoardProfile {
+    /// Short name (`pi4`), what `--board` takes.
+    pub name: String,
+    /// The board's full name.
+    pub board: String,
+    /// Cores and clock, for people.
+    pub cpu: String,
+    /// SIMD extensions the CPU has (`neon`, `dotprod`, `fp16`).
+    pub cpu_features: Vec<String>,
+    /// The Rust target triple to build for.
+    pub target: String,
+    /// Memory of the smallest model, MB.
+    pub memory_mb: u32,
+    /// Matrix-product threads.
+    pub threads: usize,
+    /// The bundle variant; `None` takes the bundle's own default.
+    #[serde(default)]
+    pub variant: Option<String>,
+    /// Where the audio comes from.
+    pub audio: AudioProfile,
+    /// What shows the emotion, and how it is wired.
+    pub display: DisplayProfile,
+}
+
+/// The microphone.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudioProfile {
+    /// `listen --source` default (`mic`, `mic:NAME`).
+    pub source: String,
+    /// What to plug in and how to check it.
+    pub hint: String,
+}
+
+/// The displays and their wiring.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisplayProfile {
+    /// `listen --display` default.
+    pub kinds: Vec<DisplayKind>,
+    /// Port of the kiosk page.
+    pub web_port: u16,
+    /// The SSD1306 OLED, when the board has one wired.
+    #[serde(default)]
+    pub oled: Option<OledProfile>,
+    /// The RGB LED, when the board has the PWM channels for one.
+    #[serde(default)]
+    pub led: Option<LedProfile>,
+}
+
+/// Something that shows the emotion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DisplayKind {
+    /// Live bars on the terminal; a line per utterance when not a terminal (the journal).
+    Terminal,
+    /// The kiosk page, served over HTTP with live updates.
+    Web,
+    /// An SSD1306 OLED on I2C.
+    Oled,
+    /// An RGB LED on three PWM channels.
+    Led,
+}
+
+/// An SSD1306 on I2C.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OledProfile {
+    /// `/dev/i2c-BUS`.
+    pub bus: u32,
+    /// 0x3C or 0x3D.
+    pub address: u8,
+}
+
+/// An RGB LED on sysfs PWM, each colour `CHIP:CHANNEL`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedProfile {
+    /// Red output.
+    pub red: String,
+    /// Green output.
+    pub green: String,
+    /// Blue output.
+    pub blue: String,
+    /// The common leg is on 3.3 V.
+    #[serde(default)]
+    pub common_anode: bool,
+}
+
+/// Why a profile could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum BoardError {
+    /// Neither a shipped name nor a file.
+    #[error("no board profile `{0}`: the shipped ones are {names} (or give the path of a .toml file)", names = names().join(", "))]
+    Unknown(String),
+    /// A file that could not be read.
+    #[error("cannot read the board profile {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not a profile.
+    #[error("the board profile {path} is not valid: {detail}")]
+    Invalid {
+        /// The file or name.
+        path: String,
+        /// What is wrong, from the TOML parser or the checks.
+        detail: String,
+    },
+}
+
+/// The names of the shipped profiles.
+pub fn names() -> Vec<&'static str> {
+    BUILT_IN.iter().map(|(name, _)| *name).collect()
+}
+
+/// All shipped profiles, in `names()` order.
+pub fn built_in() -> Vec<BoardProfile> {
+    BUILT_IN
+        .iter()
+        .map(|(name, text)| parse(name, text).expect("shipped board profiles are checked by tests"))
+        .collect()
+}
+
+/// A shipped profile by name, or a profile file by path.
+pub fn load(name_or_path: &str) -> Result<BoardProfile, BoardError> {
+    let (origin, text) = text(name_or_path)?;
+    parse(&origin, &text)
+}
+
+/// The TOML of a shipped profile or a profile file, comments and all, with where it came
+/// from.
+pub fn text(name_or_path: &str) -> Result<(String, String), BoardError> {
+    if let Some((name, text)) = BUILT_IN.iter().find(|(name, _)| *name == name_or_path) {
+        return Ok((name.to_string(), text.to_string()));
+    }
+    let path = Path::new(name_or_path);
+    if !path.is_file() {
+        return Err(BoardError::Unknown(name_or_path.to_string()));
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| BoardError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok((path.display().to_string(), text))
+}
+
+fn parse(origin: &str, text: &str) -> Result<BoardProfile, BoardError> {
+    let invalid = |detail: String| BoardError::Invalid {
+        path: origin.to_string(),
+        detail,
+    };
+    let profile: BoardProfile = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+    if profile.threads == 0 {
+        return Err(invalid("threads must be at least 1".into()));
+    }
+    if profile.display.kinds.contains(&DisplayKind::Oled) && profile.display.oled.is_none() {
+        return Err(invalid(
+            "`oled` is in display.kinds but [display.oled] is missing".into(),
+        ));
+    }
+    if profile.display.kinds.contains(&DisplayKind::Led) && profile.display.led.is_none() {
+        return Err(invalid(
+            "`led` is in display.kinds but [display.led] is missing".into(),
+        ));
+    }
+    Ok(profile)
+}
+
+impl BoardProfile {
+    /// The CPU architecture of the profile's target as Rust names it
+    /// (`std::env::consts::ARCH`): `aarch64`, `arm`.
+    pub fn arch(&self) -> &str {
+        match self.target.split('-').next().unwrap_or_default() {
+            arch if arch.starts_with("armv") => "arm",
+            arch => arch,
+        }
+    }
+
+    /// A note when this binary was built for another CPU than the board's (fine for a
+    /// trial on a PC, worth knowing on a board).
+    pub fn arch_note(&self) -> Option<String> {
+        let here = std::env::consts::ARCH;
+        (self.arch() != here).then(|| {
+            format!(
+                "note: the {} profile is for {} but this emotion-edge is built for {here}",
+                self.name, self.target
+            )
+        })
+    }
+
+    /// One line for `emotion-edge boards`.
+    pub fn summary(&self) -> String {
+        let displays: Vec<String> = self
+            .display
+            .kinds
+            .iter()
+            .map(|k| format!("{k:?}").to_lowercase())
+            .collect();
+        format!(
+            "{:<7} {:<38} {:<31} {:>5} MB  {} threads  variant {:<8} displays {}",
+            self.name,
+            self.board,
+            self.target,
+            self.memory_mb,
+            self.threads,
+            self.variant.as_deref().unwrap_or("default"),
+            displays.join(",")
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shipped_profile_parses_and_is_named_after_its_file() {
+        for (name, text) in BUILT_IN {
+            let profile = parse(name, text).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(profile.name, name);
+            assert!(profile.threads >= 1 && profile.threads <= 4, "{name}");
+            assert!(!profile.display.kinds.is_empty(), "{name}");
+        }
+    }
+
+    #[test]
+    fn the_profiles_say_what_the_issue_asks_of_each_board() {
+        let pi4 = load("pi4").unwrap();
+        assert_eq!(pi4.target, "aarch64-unknown-linux-gnu");
+        assert!(
+            !pi4.cpu_features
+                .iter()
+                .any(|f| f == "dotprod" || f == "fp16")
+        );
+        let pi5 = load("pi5").unwrap();
+        assert!(pi5.cpu_features.iter().any(|f| f == "dotprod"));
+        assert!(pi5.cpu_features.iter().any(|f| f == "fp16"));
+        let zero = load("zero2w").unwrap();
+        assert_eq!(zero.memory_mb, 512);
+        assert_eq!(zero.variant.as_deref(), Some("int8"), "memory is tight");
+        let pi3 = load("pi3").unwrap();
+        assert_eq!(pi3.target, "armv7-unknown-linux-gnueabihf");
+        assert_eq!(pi3.arch(), "arm");
+        assert_eq!(pi4.arch(), "aarch64");
+    }
+
+    #[test]
+    fn a_profile_file_loads_by_path_and_a_typo_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("mine.toml");
+        let text =
+            include_str!("../../boards/pi4.toml").replace("name = \"pi4\"", "name = \"mine\"");
+        std::fs::write(&good, &text).unwrap();
+        assert_eq!(load(good.to_str().unwrap()).unwrap().name, "mine");
+
+        let typo = dir.path().join("typo.toml");
+        std::fs::write(&typo, text.replace("threads = 3", "thread = 3")).unwrap();
+        let error = load(typo.to_str().unwrap()).unwrap_err().to_string();
+        assert!(error.contains("thread"), "{error}");
+
+        let oled_unwired = dir.path().join("unwired.toml");
+        let cut = text.find("[display.oled]").unwrap();
+        std::fs::write(
+            &oled_unwired,
+            text[..cut].replace("[\"web\", \"terminal\"]", "[\"oled\"]"),
+        )
+        .unwrap();
+        let error = load(oled_unwired.to_str().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("[display.oled] is missing"), "{error}");
+    }
+
+    #[test]
+    fn an_unknown_board_lists_the_shipped_ones() {
+        let error = load("pi9").unwrap_err().to_string();
+        for name in names() {
+            assert!(error.contains(name), "{error}");
+        }
+    }
+}
