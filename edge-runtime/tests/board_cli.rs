@@ -167,3 +167,41 @@ fn the_embedded_bundle_is_found_from_the_repository_root() {
     assert_eq!(found["probabilities"], named["probabilities"]);
     assert_eq!(found["emotion"], named["emotion"]);
 }
+
+#[test]
+fn every_profiles_target_has_a_cross_image_and_a_cargo_linker() {
+    let read = |file: &str| -> toml::Table {
+        toml::from_str(&std::fs::read_to_string(workspace().join(file)).unwrap())
+            .unwrap_or_else(|e| panic!("{file}: {e}"))
+    };
+    let cross = read("Cross.toml");
+    let cargo = read(".cargo/config.toml");
+    for profile in edge_runtime::board::built_in() {
+        let target = &profile.target;
+        let pre_build = cross["target"][target.as_str()]["pre-build"]
+            .as_array()
+            .unwrap_or_else(|| panic!("Cross.toml has no pre-build for {target}"));
+        let steps: Vec<&str> = pre_build.iter().filter_map(|s| s.as_str()).collect();
+        assert!(
+            steps
+                .iter()
+                .any(|s| s.contains("libasound2-dev:$CROSS_DEB_ARCH")),
+            "{target}: the microphone needs the target's ALSA in the image: {steps:?}"
+        );
+        let config = &cargo["target"][target.as_str()];
+        assert!(
+            config["linker"]
+                .as_str()
+                .is_some_and(|l| l.ends_with("-gcc")),
+            "{target}"
+        );
+        assert!(
+            config["runner"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("qemu-")),
+            "{target}"
+        );
+        let env_name = format!("PKG_CONFIG_ALLOW_CROSS_{}", target.replace('-', "_"));
+        assert_eq!(cargo["env"][&env_name].as_str(), Some("1"), "{env_name}");
+    }
+}

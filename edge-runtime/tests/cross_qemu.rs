@@ -1,43 +1,96 @@
-//! The board's binary, cross-compiled for aarch64 and run under qemu, classifies like the
-//! host's: same emotions, probabilities within 1e-4, on the embedded demo bundle.
+//! The board's binary, cross-compiled for aarch64 (and armv7) and run under qemu,
+//! classifies like the host's: same emotions, probabilities within 1e-4, on the embedded
+//! demo bundle.
 //!
-//! `.ci/run` builds the aarch64 binary first (`cargo build -p edge-runtime --target
-//! aarch64-unknown-linux-gnu`, Debian's cross gcc as linker). Without it, or without
-//! `qemu-aarch64-static`, the test fails under CI and is skipped (with a message)
-//! elsewhere. `EMOTION_EDGE_CROSS_BIN` names another binary to check.
+//! Each test first brings the cross build up to date (`cargo build -p edge-runtime
+//! --target …` into the same target directory, Debian's cross gcc as linker; quick when
+//! nothing changed), so it never compares a stale binary. Where the cross toolchain or
+//! qemu is missing, the aarch64 test fails under CI (`.ci/run` installs both) and is
+//! skipped with a message elsewhere; the armv7 test (32-bit Pi OS) runs where its
+//! toolchain is installed.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
 
-const TARGET: &str = "aarch64-unknown-linux-gnu";
-const QEMU: &str = "qemu-aarch64-static";
-/// The sysroot qemu loads the dynamic linker and libc from (Debian's cross toolchain).
-const SYSROOT: &str = "/usr/aarch64-linux-gnu";
-/// ELF `e_machine` of AArch64.
-const EM_AARCH64: u16 = 183;
 const TOLERANCE: f64 = 1e-4;
+
+/// A board architecture and how to run its binaries here.
+struct Cross {
+    target: &'static str,
+    qemu: &'static str,
+    /// The sysroot qemu loads the dynamic linker and libc from (Debian's cross toolchain).
+    sysroot: &'static str,
+    /// The cross gcc `.cargo/config.toml` links with.
+    linker: &'static str,
+    /// ELF `e_machine`.
+    machine: u16,
+    /// Whether CI must have it.
+    required_in_ci: bool,
+}
+
+const AARCH64: Cross = Cross {
+    target: "aarch64-unknown-linux-gnu",
+    qemu: "qemu-aarch64-static",
+    sysroot: "/usr/aarch64-linux-gnu",
+    linker: "aarch64-linux-gnu-gcc",
+    machine: 183,
+    required_in_ci: true,
+};
+
+const ARMV7: Cross = Cross {
+    target: "armv7-unknown-linux-gnueabihf",
+    qemu: "qemu-arm-static",
+    sysroot: "/usr/arm-linux-gnueabihf",
+    linker: "arm-linux-gnueabihf-gcc",
+    machine: 40,
+    required_in_ci: false,
+};
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The aarch64 binary: `EMOTION_EDGE_CROSS_BIN`, else the one cargo builds beside the
-/// host's (`TARGET_DIR/aarch64-unknown-linux-gnu/debug/emotion-edge`).
-fn cross_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("EMOTION_EDGE_CROSS_BIN") {
-        return PathBuf::from(path);
-    }
+/// Builds the board's binary for `cross` beside the host's (same target directory and
+/// profile) and returns its path, or why it could not be built.
+fn build(cross: &Cross) -> Result<PathBuf, String> {
     let host = Path::new(env!("CARGO_BIN_EXE_emotion-edge"));
     let profile_dir = host.parent().expect("the binary is in a profile folder");
     let target_dir = profile_dir
         .parent()
         .expect("the profile folder is in the target dir");
-    target_dir
-        .join(TARGET)
-        .join(profile_dir.file_name().expect("a profile name"))
-        .join("emotion-edge")
+    let profile = profile_dir.file_name().expect("a profile name");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(workspace())
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "edge-runtime",
+            "--target",
+            cross.target,
+        ])
+        .arg("--target-dir")
+        .arg(target_dir);
+    if profile == "release" {
+        command.arg("--release");
+    }
+    let output = command
+        .output()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+        return Err(format!("the {} build failed:\n{tail}", cross.target));
+    }
+    Ok(target_dir
+        .join(cross.target)
+        .join(profile)
+        .join("emotion-edge"))
 }
 
 fn on_path(program: &str) -> bool {
@@ -45,12 +98,13 @@ fn on_path(program: &str) -> bool {
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
-/// Fails under CI (where `.ci/run` provides everything), skips elsewhere.
-fn missing(what: &str) {
+/// Fails under CI (where `.ci/run` provides what is required), skips elsewhere.
+fn missing(cross: &Cross, what: &str) {
     let message = format!(
-        "{what}; `bash .ci/run` installs gcc-aarch64-linux-gnu and qemu-user-static and builds it with `cargo build -p edge-runtime --target {TARGET}`"
+        "{what}; see README, \"Building for a Raspberry Pi\": the cross gcc, qemu-user-static and `cargo build -p edge-runtime --target {}`",
+        cross.target
     );
-    if std::env::var_os("CI").is_some() {
+    if cross.required_in_ci && std::env::var_os("CI").is_some() {
         panic!("{message}");
     }
     eprintln!("skipped: {message}");
@@ -121,22 +175,35 @@ fn classify(runner: &[&str], binary: &Path, extra: &[&str], files: &[PathBuf]) -
 
 #[test]
 fn the_aarch64_build_under_qemu_classifies_like_the_host() {
-    let cross = cross_binary();
-    if !cross.is_file() {
-        return missing(&format!("no aarch64 build at {}", cross.display()));
+    compare(&AARCH64);
+}
+
+#[test]
+fn the_armv7_build_under_qemu_classifies_like_the_host() {
+    compare(&ARMV7);
+}
+
+fn compare(cross: &Cross) {
+    // Checked first: without them the build would compile for minutes, then fail to link.
+    for program in [cross.linker, cross.qemu] {
+        if !on_path(program) {
+            return missing(cross, &format!("{program} is not installed"));
+        }
     }
-    if !on_path(QEMU) {
-        return missing(&format!("{QEMU} is not installed"));
-    }
+    let binary = match build(cross) {
+        Ok(binary) => binary,
+        Err(why) => return missing(cross, &why),
+    };
     assert_eq!(
-        elf_machine(&cross),
-        EM_AARCH64,
-        "{} is not an aarch64 binary",
-        cross.display()
+        elf_machine(&binary),
+        cross.machine,
+        "{} is not a {} binary",
+        binary.display(),
+        cross.target
     );
     let host = Path::new(env!("CARGO_BIN_EXE_emotion-edge"));
     let files = corpus_files();
-    let qemu = [QEMU, "-L", SYSROOT];
+    let qemu = [cross.qemu, "-L", cross.sysroot];
 
     // Both heads (fusion with the keyword table, speech alone) and both variants.
     for extra in [
@@ -146,31 +213,31 @@ fn the_aarch64_build_under_qemu_classifies_like_the_host() {
         &["--no-text", "--variant", "int8"][..],
     ] {
         let expected = classify(&[], host, extra, &files);
-        let got = classify(&qemu, &cross, extra, &files);
+        let got = classify(&qemu, &binary, extra, &files);
         assert_eq!(got.len(), files.len(), "{extra:?}");
         let mut worst = 0.0f64;
-        for (x86, arm) in expected.iter().zip(&got) {
-            let file = &x86["file"];
-            assert_eq!(arm["file"], *file);
-            assert_eq!(arm["model"], x86["model"], "{file} {extra:?}");
-            assert_eq!(arm["emotion"], x86["emotion"], "{file} {extra:?}");
-            let (x86_p, arm_p) = (
-                x86["probabilities"].as_object().unwrap(),
-                &arm["probabilities"],
-            );
-            assert_eq!(x86_p.len(), 7);
-            for (emotion, p) in x86_p {
-                let difference = (p.as_f64().unwrap() - arm_p[emotion].as_f64().unwrap()).abs();
+        for (native, emulated) in expected.iter().zip(&got) {
+            let file = &native["file"];
+            assert_eq!(emulated["file"], *file);
+            assert_eq!(emulated["model"], native["model"], "{file} {extra:?}");
+            assert_eq!(emulated["emotion"], native["emotion"], "{file} {extra:?}");
+            let native_p = native["probabilities"].as_object().unwrap();
+            assert_eq!(native_p.len(), 7);
+            for (emotion, p) in native_p {
+                let other = emulated["probabilities"][emotion].as_f64().unwrap();
+                let difference = (p.as_f64().unwrap() - other).abs();
                 assert!(
                     difference <= TOLERANCE,
-                    "{file} {extra:?}: p({emotion}) differs by {difference:.2e} on aarch64"
+                    "{file} {extra:?}: p({emotion}) differs by {difference:.2e} on {}",
+                    cross.target
                 );
                 worst = worst.max(difference);
             }
         }
         eprintln!(
-            "{extra:?}: {} files, same emotions on aarch64 (qemu) and {}, max |Δp| {worst:.2e}",
+            "{extra:?}: {} files, same emotions on {} (qemu) and {}, max |Δp| {worst:.2e}",
             files.len(),
+            cross.target,
             std::env::consts::ARCH
         );
     }

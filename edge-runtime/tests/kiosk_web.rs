@@ -39,6 +39,9 @@ const UTTERANCE: Duration = Duration::from_secs(120);
 const BROWSER: Duration = Duration::from_secs(90);
 /// How long the page loaded before the audio may take to open its event stream.
 const CONNECT: Duration = Duration::from_secs(60);
+/// How long the live page may take, once the JSON line is out, to get the reading,
+/// draw it, close its stream and be dumped.
+const LIVE_DUMP: Duration = Duration::from_secs(30);
 /// The live page's virtual time, in ms: it only runs once the page has closed its
 /// event stream, and then at once (nothing on the page waits on a timer).
 const VIRTUAL_TIME_MS: u32 = 5_000;
@@ -278,10 +281,13 @@ impl Browser {
         }
     }
 
-    /// Waits up to `limit` for a successful exit; its stdout.
-    fn finish(mut self, limit: Duration) -> String {
+    /// Waits up to `limit` for a successful exit; its stdout. `hint` goes with a
+    /// timeout's message.
+    fn finish(mut self, limit: Duration, hint: &str) -> String {
         let stderr = Arc::clone(&self.stderr);
-        let status = self.guard.wait(limit, &|| stderr_log(&stderr));
+        let status = self
+            .guard
+            .wait(limit, &|| format!("{hint}{}", stderr_log(&stderr)));
         assert!(
             status.success(),
             "chromium failed: {status}\n{}",
@@ -305,7 +311,7 @@ fn browse(chromium: &Path, profile: &Path, url: &str, flags: &[String]) -> Strin
     // load event (virtual time would wait on the open stream).
     let mut flags = flags.to_vec();
     flags.push("--timeout=30000".into());
-    Browser::start(chromium, profile, url, &flags).finish(BROWSER)
+    Browser::start(chromium, profile, url, &flags).finish(BROWSER, "")
 }
 
 /// The text of the element that opens with `open` (up to the next tag).
@@ -557,7 +563,11 @@ fn the_kiosk_page_shows_what_listen_heard() {
     );
 
     if let Some(live) = live {
-        let dom = live.finish(BROWSER);
+        let dom = live.finish(
+            LIVE_DUMP,
+            "the live page never closed its event stream: it did not draw a reading \
+             that came over /events\n",
+        );
         eprintln!(
             "kiosk live page dumped {:?} after the audio began",
             fed.elapsed()

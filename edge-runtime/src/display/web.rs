@@ -959,6 +959,9 @@ mod tests {
             assert!(body.contains(id), "no {id}");
         }
         assert!(body.contains("listening…"));
+        // A kiosk on a touchscreen: no pointer, unless the URL asks for it.
+        assert!(body.contains("html { cursor: none; }"), "the pointer shows");
+        assert!(body.contains("html.cursor { cursor: auto; }"));
         assert!(
             !body.contains("@*/") && !body.contains("@-->"),
             "a placeholder is left"
