@@ -151,20 +151,27 @@ impl Provenance {
     /// The provenance as a two-column Markdown table.
     pub fn to_markdown(&self) -> String {
         let mut out = String::from("| field | value |\n|---|---|\n");
-        let seed = self.seed.to_string();
-        let fixed = [
-            ("corpus", self.corpus.as_str()),
-            ("manifest", self.manifest.as_str()),
-            ("splits file", self.splits_file.as_str()),
-            ("splits id", self.splits_id.as_str()),
-            ("seed", seed.as_str()),
-            ("encoders", self.encoders.as_str()),
-        ];
-        let extra = self.extra.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-        for (key, value) in fixed.into_iter().chain(extra) {
-            let _ = writeln!(out, "| {} | {} |", cell(key), cell(value));
+        for (key, value) in self.rows() {
+            let _ = writeln!(out, "| {} | {} |", cell(&key), cell(&value));
         }
         out
+    }
+
+    /// (field, value) pairs in the order the tables show them; `extra` last, by key.
+    pub fn rows(&self) -> Vec<(String, String)> {
+        let fixed = [
+            ("corpus", self.corpus.clone()),
+            ("manifest", self.manifest.clone()),
+            ("splits file", self.splits_file.clone()),
+            ("splits id", self.splits_id.clone()),
+            ("seed", self.seed.to_string()),
+            ("encoders", self.encoders.clone()),
+        ];
+        fixed
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .chain(self.extra.iter().map(|(k, v)| (k.clone(), v.clone())))
+            .collect()
     }
 }
 
@@ -763,7 +770,7 @@ fn percent(fraction: f64) -> String {
 }
 
 /// Text made safe for one Markdown table cell.
-fn cell(text: &str) -> String {
+pub(crate) fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace(['\r', '\n'], " ")
 }
 

@@ -22,6 +22,11 @@
 //! - [`export`]: heads and encoders to a bundle, int8 variant, quantisation report.
 //! - [`head_export`]: trained heads to ONNX (Conv, MaxPool, bidirectional LSTM, attention).
 //! - [`quantize`]: dynamic int8 quantisation of an ONNX graph's weight matrix products.
+//! - [`projection`]: PCA and t-SNE maps to two dimensions, and the silhouette score.
+//! - [`plots`]: the report's figures (plotters), each as PNG and SVG.
+//! - [`representations`]: each trained head's representations, mapped and scored.
+//! - [`probe`]: a linear probe per encoder layer (where emotion lives).
+//! - [`report`]: the HTML and Markdown report that compares the three models.
 
 pub mod bundle_evaluation;
 pub mod corpus;
@@ -39,7 +44,12 @@ pub mod keyword_spotting;
 pub mod manifest;
 pub mod metrics;
 pub mod onnx_graph;
+pub mod plots;
+pub mod probe;
+pub mod projection;
 pub mod quantize;
+pub mod report;
+pub mod representations;
 pub mod runs;
 pub mod splits;
 pub mod tess;

@@ -23,6 +23,9 @@ use host_trainer::heads::ModelKind;
 use host_trainer::hidden_dump::{DumpInput, dump_hidden_states};
 use host_trainer::keyword_spotting;
 use host_trainer::manifest::Manifest;
+use host_trainer::probe::{ProbeConfig, ProbeRequest, run_probe};
+use host_trainer::report::{ReportInputs, write_report};
+use host_trainer::representations::format_score;
 use host_trainer::runs::{evaluate_run, train_run};
 use host_trainer::splits::{SplitConfig, SplitKind, SplitSet};
 use host_trainer::tess::{ScanOptions, scan};
@@ -45,9 +48,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the whole job on the embedded synthetic corpus: scan, split, import the
-    /// encoders, extract features, train the three models, evaluate and compare, train
-    /// the keyword spotter, export a bundle (fp32 and int8) and classify held-out files
-    /// through it.
+    /// encoders, extract features, train the three models, evaluate and compare, probe
+    /// every encoder layer, train the keyword spotter, export a bundle (fp32 and int8),
+    /// classify held-out files through it, and write the report.
     Demo(DemoArgs),
     /// Corpus work: scan a TESS folder into a manifest, split it.
     #[command(subcommand)]
@@ -66,6 +69,13 @@ enum Command {
     Keywords(KeywordArgs),
     /// Evaluate trained models on the test parts of their splits: reports, comparison, metrics.json.
     Evaluate(EvaluateArgs),
+    /// Probe every layer of the encoders with a linear classifier: which layers hold the
+    /// emotion (HuBERT 1–12, BERT's layers), per split; writes probe.json.
+    Probe(ProbeArgs),
+    /// Write the report (HTML, opens offline, and Markdown) that compares the three models:
+    /// comparison table, per-class F1, confusion matrices, training curves, error analysis,
+    /// t-SNE/PCA maps of the representations with silhouettes, the layer probe, provenance.
+    Report(ReportArgs),
     /// Pack the trained heads of one split (and its keyword spotter, when trained) and their
     /// encoders into a bundle for the board (fp32 and int8 variants, measured; the default
     /// variant chosen from the measurements).
@@ -326,6 +336,57 @@ struct ExtractArgs {
 }
 
 #[derive(Args)]
+struct ProbeArgs {
+    /// The manifest written by `data scan`.
+    #[arg(long, default_value = "out/manifest.csv")]
+    manifest: PathBuf,
+    /// The splits file written by `data split`.
+    #[arg(long, default_value = "out/splits.json")]
+    splits: PathBuf,
+    /// The speech encoder's checkpoint folder (HF layout: config.json, model.safetensors),
+    /// e.g. as `fetch` writes it.
+    #[arg(long)]
+    speech_checkpoint: PathBuf,
+    /// The text encoder's checkpoint folder, with its tokenizer.json [default: speech only].
+    #[arg(long)]
+    text_checkpoint: Option<PathBuf>,
+    /// Splits to probe on (trained on train + val, scored on test).
+    #[arg(long = "split", value_delimiter = ',', default_value = DEFAULT_EVALUATION_SPLITS)]
+    split_names: Vec<String>,
+    /// Where probe.json and the all-layer graphs go.
+    #[arg(long, default_value = "out/probe")]
+    out: PathBuf,
+    /// Full-batch Adam steps per layer.
+    #[arg(long, default_value_t = ProbeConfig::default().steps)]
+    steps: usize,
+    /// Worker threads [default: all cores].
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    #[command(flatten)]
+    inputs: RunInputs,
+    /// The evaluation folder written by `evaluate` [default: RUNS/evaluation].
+    #[arg(long)]
+    evaluation: Option<PathBuf>,
+    /// probe.json written by `probe` [default: out/probe/probe.json when it exists].
+    #[arg(long)]
+    probe: Option<PathBuf>,
+    /// Splits whose models' representations are mapped (t-SNE and PCA of every stage).
+    #[arg(
+        long = "representations",
+        value_delimiter = ',',
+        default_value = "random"
+    )]
+    representation_splits: Vec<String>,
+    /// Where report.html, report.md, report.json and figures/ go.
+    #[arg(long, default_value = "out/report")]
+    out: PathBuf,
+}
+
+#[derive(Args)]
 struct DemoArgs {
     /// Where every output goes.
     #[arg(long, default_value = "out/demo")]
@@ -504,6 +565,38 @@ fn run(cli: Cli) -> Result<()> {
             )
         }
         Command::Demo(args) => demo(args),
+        Command::Probe(args) => {
+            let config = ProbeConfig {
+                steps: args.steps,
+                threads: args.threads.unwrap_or(ProbeConfig::default().threads),
+                ..ProbeConfig::default()
+            };
+            probe_layers(
+                &args.manifest,
+                &args.splits,
+                &args.split_names,
+                &args.speech_checkpoint,
+                args.text_checkpoint.as_deref(),
+                &args.out,
+                config,
+            )
+        }
+        Command::Report(args) => {
+            let evaluation = args
+                .evaluation
+                .unwrap_or_else(|| args.inputs.runs.join("evaluation"));
+            let probe = match args.probe {
+                Some(path) => Some(path),
+                None => Some(PathBuf::from("out/probe/probe.json")).filter(|p| p.is_file()),
+            };
+            report(
+                &args.inputs,
+                &evaluation,
+                probe.as_deref(),
+                &args.representation_splits,
+                &args.out,
+            )
+        }
         Command::Data(DataCommand::Scan(args)) => {
             scan_corpus(args.dir, &args.out, args.transcript).map(drop)
         }
@@ -523,21 +616,22 @@ fn run(cli: Cli) -> Result<()> {
 fn demo(args: DemoArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create output folder {}", args.out.display()))?;
-    println!("== 1/8 scan the corpus");
+    println!("== 1/10 scan the corpus");
     let manifest_path = args.out.join("manifest.csv");
     scan_corpus(args.data, &manifest_path, TranscriptTemplate::default())?;
 
-    println!("\n== 2/8 split it");
+    println!("\n== 2/10 split it");
     let config = SplitConfig {
         seed: args.seed,
         ..SplitConfig::default()
     };
     split_manifest(&manifest_path, &args.out.join("splits.json"), config)?;
 
-    println!("\n== 3/8 import the encoders");
-    let encoders = prepare_encoders(args.encoders.as_deref(), &args.out.join("encoders"))?;
+    println!("\n== 3/10 import the encoders");
+    let (encoders, [speech_checkpoint, text_checkpoint]) =
+        prepare_encoders(args.encoders.as_deref(), &args.out.join("encoders"))?;
 
-    println!("\n== 4/8 extract features");
+    println!("\n== 4/10 extract features");
     let text = Some((encoders.text.as_path(), encoders.tokenizer.as_path()));
     extract_features(
         &manifest_path,
@@ -563,7 +657,7 @@ fn demo(args: DemoArgs) -> Result<()> {
         .map(|s| s.name.clone())
         .collect();
     println!(
-        "\n== 5/8 train the three models on {}",
+        "\n== 5/10 train the three models on {}",
         split_names.join(", ")
     );
     train_models(
@@ -575,11 +669,26 @@ fn demo(args: DemoArgs) -> Result<()> {
             ..TrainConfig::default()
         },
     )?;
-    println!("\n== 6/8 evaluate on the test parts\n");
+    println!("\n== 6/10 evaluate on the test parts\n");
     evaluate_models(&inputs, &models, &split_names, &args.out.join("evaluation"))?;
 
+    println!(
+        "\n== 7/10 probe every encoder layer on {}",
+        split_names.join(", ")
+    );
+    let probe = args.out.join("probe");
+    probe_layers(
+        &inputs.manifest,
+        &inputs.splits,
+        &split_names,
+        &speech_checkpoint,
+        Some(&text_checkpoint),
+        &probe,
+        ProbeConfig::default(),
+    )?;
+
     let split = "random".to_string();
-    println!("\n== 7/8 train the keyword spotter on the {split} split");
+    println!("\n== 8/10 train the keyword spotter on the {split} split");
     let config = TrainConfig {
         seed: args.seed,
         ..keyword_spotting::default_config()
@@ -595,7 +704,7 @@ fn demo(args: DemoArgs) -> Result<()> {
         100.0 / run.model.words().len() as f64
     );
 
-    println!("\n== 8/8 export the random split's models to a bundle and classify through it\n");
+    println!("\n== 9/10 export the random split's models to a bundle and classify through it\n");
     let bundle = args.out.join("bundle");
     export(
         &inputs,
@@ -607,6 +716,15 @@ fn demo(args: DemoArgs) -> Result<()> {
         &bundle,
     )?;
     classify_held_out(&inputs, &split, &bundle, 5)?;
+
+    println!("\n== 10/10 write the report");
+    report(
+        &inputs,
+        &args.out.join("evaluation"),
+        Some(&probe.join("probe.json")),
+        &[split],
+        &args.out.join("report"),
+    )?;
     println!("\nEverything is in {}.", args.out.display());
     Ok(())
 }
@@ -866,6 +984,103 @@ fn evaluate_models(
     Ok(())
 }
 
+/// Runs the layer probe and prints its table; probe.json goes to `out`.
+fn probe_layers(
+    manifest: &Path,
+    splits: &Path,
+    split_names: &[String],
+    speech_checkpoint: &Path,
+    text_checkpoint: Option<&Path>,
+    out: &Path,
+    config: ProbeConfig,
+) -> Result<()> {
+    let manifest = Manifest::read_csv(manifest)?;
+    let splits = SplitSet::read_json(splits)?;
+    let chosen = split_names
+        .iter()
+        .map(|name| splits.get(name))
+        .collect::<Result<Vec<_>, _>>()?;
+    let tokenizer = text_checkpoint.map(|dir| dir.join("tokenizer.json"));
+    let request = ProbeRequest {
+        manifest: &manifest,
+        splits: chosen,
+        speech_checkpoint,
+        text_checkpoint: text_checkpoint.zip(tokenizer.as_deref()),
+        work_dir: out,
+        config,
+        progress: std::io::stderr().is_terminal(),
+    };
+    let result = run_probe(&request)?;
+    let path = out.join("probe.json");
+    result.write(&path)?;
+    for probe in &result.probes {
+        let layers: Vec<String> = probe
+            .layers
+            .iter()
+            .map(|l| format!("{}:{:.0}", l.layer, 100.0 * l.accuracy))
+            .collect();
+        let best = probe.best().map_or(String::new(), |b| {
+            format!(" best layer {} ({:.1}%)", b.layer, 100.0 * b.accuracy)
+        });
+        println!(
+            "{:<6} {:<20} test accuracy % per layer {}{best}",
+            probe.modality,
+            probe.split,
+            layers.join(" ")
+        );
+    }
+    println!(
+        "chance {:.1}%; probe results: {}",
+        100.0 * result.chance,
+        path.display()
+    );
+    Ok(())
+}
+
+/// Writes the report and says where it is.
+fn report(
+    inputs: &RunInputs,
+    evaluation: &Path,
+    probe: Option<&Path>,
+    representation_splits: &[String],
+    out: &Path,
+) -> Result<()> {
+    let outcome = write_report(
+        &ReportInputs {
+            manifest: &inputs.manifest,
+            splits: &inputs.splits,
+            features: &inputs.features,
+            runs: &inputs.runs,
+            evaluation,
+            probe,
+            representation_splits,
+            out,
+        },
+        true,
+    )?;
+    for s in &outcome.summary.representations {
+        println!(
+            "{:<7} {:<10} {:<24} silhouette {:>5} (held out {:>5})",
+            s.model,
+            s.stage,
+            s.split,
+            format_score(s.silhouette),
+            format_score(s.silhouette_held_out)
+        );
+    }
+    if probe.is_none() {
+        println!("no layer probe in the report: run `host-trainer probe` first to add one");
+    }
+    println!(
+        "report: {} (opens offline), {}, {} figures in {}",
+        outcome.html.display(),
+        outcome.markdown.display(),
+        outcome.summary.figures.len(),
+        out.join("figures").display()
+    );
+    Ok(())
+}
+
 /// Where results came from: corpus, manifest, splits and encoders.
 fn provenance_of(inputs: &RunInputs, manifest: &Manifest, splits: &SplitSet) -> Provenance {
     Provenance {
@@ -910,8 +1125,9 @@ struct DemoEncoders {
 }
 
 /// Imports the real checkpoints found in `real` (laid out as `fetch` writes them), or
-/// tiny random-weight ones made here, into `dir`.
-fn prepare_encoders(real: Option<&Path>, dir: &Path) -> Result<DemoEncoders> {
+/// tiny random-weight ones made here, into `dir`; also returns the speech and text
+/// checkpoint folders (the probe imports every layer of them).
+fn prepare_encoders(real: Option<&Path>, dir: &Path) -> Result<(DemoEncoders, [PathBuf; 2])> {
     let (speech_checkpoint, text_checkpoint) = match real {
         Some(root) => {
             let pair = (HUBERT_BASE.local_dir(root), BERT_BASE.local_dir(root));
@@ -946,11 +1162,12 @@ fn prepare_encoders(real: Option<&Path>, dir: &Path) -> Result<DemoEncoders> {
     let imported = import(&text_checkpoint, None)?;
     imported.write(&text)?;
     print_import(&imported, &text);
-    Ok(DemoEncoders {
+    let encoders = DemoEncoders {
         speech,
         text,
         tokenizer: text_checkpoint.join("tokenizer.json"),
-    })
+    };
+    Ok((encoders, [speech_checkpoint, text_checkpoint]))
 }
 
 fn scan_corpus(

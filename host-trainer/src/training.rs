@@ -453,6 +453,21 @@ fn infer_logits(
     examples: &[Example],
     device: &Device,
 ) -> Result<Vec<Vec<f32>>, TrainError> {
+    let mut rows = infer_rows(kind, examples, device, 1, |input| {
+        Ok(vec![head.forward(input, None)?])
+    })?;
+    Ok(rows.pop().unwrap_or_default())
+}
+
+/// Runs `outputs` over every example in batches of similar lengths: for each of the
+/// `count` `[B, d]` tensors it returns, one row per example, in the examples' order.
+fn infer_rows(
+    kind: ModelKind,
+    examples: &[Example],
+    device: &Device,
+    count: usize,
+    outputs: impl Fn(&HeadInput) -> Result<Vec<Tensor<2>>, InputError>,
+) -> Result<Vec<Vec<Vec<f32>>>, TrainError> {
     let mut order: Vec<usize> = (0..examples.len()).collect();
     order.sort_by_key(|&i| {
         let e = &examples[i];
@@ -461,13 +476,14 @@ fn infer_logits(
             e.text.as_ref().map_or(0, Features::frames),
         )
     });
-    let mut rows = vec![Vec::new(); examples.len()];
+    let mut rows = vec![vec![Vec::new(); examples.len()]; count];
     for chunk in order.chunks(INFERENCE_BATCH) {
         let batch: Vec<&Example> = chunk.iter().map(|&i| &examples[i]).collect();
         let input = head_input(kind, &batch, device)?;
-        let logits = head.forward(&input, None)?;
-        for (&i, row) in chunk.iter().zip(logits_rows(&logits)) {
-            rows[i] = row;
+        for (tensor, rows) in outputs(&input)?.iter().zip(rows.iter_mut()) {
+            for (&i, row) in chunk.iter().zip(logits_rows(tensor)) {
+                rows[i] = row;
+            }
         }
     }
     Ok(rows)
@@ -675,6 +691,17 @@ impl TrainedModel {
         let kind = self.kind();
         Layouts::check(kind, &self.config, examples)?;
         infer_logits(&self.head, kind, examples, &self.device)
+    }
+
+    /// The head's representations of every example: for each of
+    /// [`EmotionHead::stages`], one vector per example, in order (inference mode).
+    pub fn stage_vectors(&self, examples: &[Example]) -> Result<Vec<Vec<Vec<f32>>>, TrainError> {
+        let kind = self.kind();
+        Layouts::check(kind, &self.config, examples)?;
+        let count = self.head.stages().len();
+        infer_rows(kind, examples, &self.device, count, |input| {
+            self.head.stage_vectors(input)
+        })
     }
 
     /// Softmax probabilities, one row of [`classes`](Self::classes) values per example,

@@ -20,6 +20,8 @@ use host_trainer::feature_cache::FeatureCache;
 use host_trainer::heads::ModelKind;
 use host_trainer::keyword_spotting;
 use host_trainer::manifest::Manifest;
+use host_trainer::probe::{ProbeConfig, ProbeRequest, run_probe};
+use host_trainer::report::{ReportInputs, write_report};
 use host_trainer::runs::{evaluate_run, train_run};
 use host_trainer::splits::{SplitConfig, SplitSet};
 use host_trainer::tess::{ScanOptions, scan};
@@ -133,6 +135,8 @@ fn pipeline_runs_end_to_end_and_the_same_seed_gives_the_same_metrics() {
     let again = train_and_evaluate(&prepared, 7, &prepared.root.join("runs-b"));
     assert_eq!(first, again, "same seed, same metrics.json");
 
+    check_report(&prepared, &prepared.root.join("runs-a"));
+
     let metrics: serde_json::Value = serde_json::from_slice(&first).unwrap();
     for model in ["speech", "text", "fusion"] {
         let random = &metrics["models"][model]["random"];
@@ -152,6 +156,165 @@ fn pipeline_runs_end_to_end_and_the_same_seed_gives_the_same_metrics() {
             prepared.splits.get("random").unwrap().test.len()
         );
     }
+}
+
+/// The layer probe and the report over the runs in `runs`: every figure a valid PNG and
+/// SVG, the HTML self-contained, the numbers in range.
+fn check_report(prepared: &Prepared, runs: &Path) {
+    let splits_path = prepared.root.join("splits.json");
+    prepared.splits.write_json(&splits_path).unwrap();
+    let manifest_path = prepared.root.join("manifest.csv");
+    prepared.manifest.write_csv(&manifest_path).unwrap();
+
+    let probe = run_probe(&ProbeRequest {
+        manifest: &prepared.manifest,
+        splits: vec![prepared.splits.get("random").unwrap()],
+        speech_checkpoint: &prepared.root.join("hubert-tiny-random"),
+        text_checkpoint: Some((
+            &prepared.root.join("bert-tiny-random"),
+            &prepared.root.join("bert-tiny-random/tokenizer.json"),
+        )),
+        work_dir: &prepared.root.join("probe"),
+        config: ProbeConfig {
+            steps: 100,
+            ..ProbeConfig::default()
+        },
+        progress: false,
+    })
+    .unwrap();
+    let layers = |modality: &str| -> Vec<usize> {
+        probe
+            .probes
+            .iter()
+            .find(|p| p.modality == modality)
+            .unwrap()
+            .layers
+            .iter()
+            .map(|l| l.layer)
+            .collect()
+    };
+    assert_eq!(
+        layers("speech"),
+        (1..=12).collect::<Vec<_>>(),
+        "every HuBERT layer"
+    );
+    assert_eq!(
+        layers("text"),
+        (1..=6).collect::<Vec<_>>(),
+        "every BERT layer"
+    );
+    let test_size = prepared.splits.get("random").unwrap().test.len();
+    for p in &probe.probes {
+        assert_eq!(p.test, test_size);
+        for l in &p.layers {
+            assert!(
+                (0.0..=1.0).contains(&l.accuracy),
+                "{} layer {}: {}",
+                p.modality,
+                l.layer,
+                l.accuracy
+            );
+            assert!((0.0..=1.0).contains(&l.macro_f1));
+        }
+    }
+    let probe_path = prepared.root.join("probe/probe.json");
+    probe.write(&probe_path).unwrap();
+
+    let out = prepared.root.join("report");
+    let outcome = write_report(
+        &ReportInputs {
+            manifest: &manifest_path,
+            splits: &splits_path,
+            features: &prepared.root.join("features"),
+            runs,
+            evaluation: &runs.join("evaluation"),
+            probe: Some(&probe_path),
+            representation_splits: &["random".to_string()],
+            out: &out,
+        },
+        false,
+    )
+    .unwrap();
+    let summary = &outcome.summary;
+    assert_eq!(summary.probe.as_ref(), Some(&probe));
+
+    // Every stage of every model, scored in range over all 56 utterances.
+    let stages = |model: &str| -> Vec<&str> {
+        summary
+            .representations
+            .iter()
+            .filter(|s| s.model == model)
+            .map(|s| s.stage.as_str())
+            .collect()
+    };
+    assert_eq!(stages("speech"), ["input", "temporal", "contextual"]);
+    assert_eq!(stages("text"), ["input", "temporal", "contextual"]);
+    assert_eq!(stages("fusion"), ["temporal", "contextual", "fusion"]);
+    for s in &summary.representations {
+        assert_eq!(s.utterances, 56);
+        let score = s
+            .silhouette
+            .unwrap_or_else(|| panic!("{} {}: no silhouette", s.model, s.stage));
+        assert!(
+            (-1.0..=1.0).contains(&score),
+            "{} {}: {score}",
+            s.model,
+            s.stage
+        );
+        assert!(s.tsne.is_ok() && s.pca.is_ok(), "{s:?}");
+    }
+
+    // Figures: the comparison's bars, 3 confusion matrices, 2 curves per model, 2 maps
+    // per stage, the probe; each a real PNG and SVG.
+    assert_eq!(
+        summary.figures.len(),
+        1 + 3 + 6 + 2 * 9 + 1,
+        "{:?}",
+        summary.figures
+    );
+    for stem in &summary.figures {
+        let png = std::fs::read(out.join(format!("{stem}.png"))).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{stem}.png");
+        let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
+        assert!(width >= 600, "{stem}.png is {width} px wide");
+        let svg = std::fs::read_to_string(out.join(format!("{stem}.svg"))).unwrap();
+        assert!(
+            svg.contains("<svg") && svg.trim_end().ends_with("</svg>"),
+            "{stem}.svg"
+        );
+    }
+
+    let html = std::fs::read_to_string(&outcome.html).unwrap();
+    assert_eq!(html.matches("<figure>").count(), summary.figures.len());
+    assert!(
+        !html.contains("<?xml"),
+        "inline SVG keeps no XML declaration"
+    );
+    for external in ["src=\"", "href=\"http", "url(http", "@import"] {
+        assert!(
+            !html.contains(external),
+            "the page must open offline: {external}"
+        );
+    }
+    for section in [
+        "Models compared",
+        "Error analysis",
+        "Representations",
+        "Layer probe",
+        "Provenance",
+    ] {
+        assert!(html.contains(section), "no {section} section");
+    }
+    let markdown = std::fs::read_to_string(&outcome.markdown).unwrap();
+    for stem in &summary.figures {
+        assert!(
+            markdown.contains(&format!("]({stem}.png)")),
+            "{stem} not linked"
+        );
+    }
+    let json: host_trainer::report::ReportSummary =
+        serde_json::from_slice(&std::fs::read(&outcome.json).unwrap()).unwrap();
+    assert_eq!(&json, summary);
 }
 
 /// Trains the three models briefly and exports them (fp32 and int8, with the text

@@ -148,12 +148,10 @@ impl Branch {
         }
     }
 
-    /// Runs the branch over a padded batch.
-    pub fn forward(
-        &self,
-        batch: &SequenceBatch,
-        rng: Option<&mut DropoutRng>,
-    ) -> Result<BranchOutput, InputError> {
+    /// The temporal block alone (layer mix → Conv1d → ReLU → MaxPool1d): `[B, T', C]`
+    /// with each sample's valid frames after pooling. Reports read it as one of the
+    /// head's representations.
+    pub fn temporal(&self, batch: &SequenceBatch) -> Result<(Tensor<3>, Vec<usize>), InputError> {
         check_layout(batch, self.layout())?;
         let x = batch.values.clone();
         let [b, _, frames, dim] = x.dims();
@@ -165,6 +163,16 @@ impl Branch {
         let x = relu(self.conv.forward(x.swap_dims(1, 2)));
         let x = self.pool.forward(x).swap_dims(1, 2);
         let lengths: Vec<usize> = batch.lengths.iter().map(|len| len / POOL).collect();
+        Ok((x, lengths))
+    }
+
+    /// Runs the branch over a padded batch.
+    pub fn forward(
+        &self,
+        batch: &SequenceBatch,
+        rng: Option<&mut DropoutRng>,
+    ) -> Result<BranchOutput, InputError> {
+        let (x, lengths) = self.temporal(batch)?;
         let x = dropout(x, self.dropout, rng);
         let sequence = self.lstm.forward(x, &lengths);
         let pooled = masked_mean(sequence.clone(), &lengths);

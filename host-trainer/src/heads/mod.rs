@@ -513,6 +513,87 @@ impl EmotionHead {
     }
 }
 
+/// Where in a head a representation is read (the report plots each one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// After the temporal block (Conv1d → ReLU → MaxPool1d), averaged over frames.
+    Temporal,
+    /// After the contextual block (the BiLSTM), averaged over frames: what the
+    /// classifier of a single-modality head reads.
+    Contextual,
+    /// The fused vector (speech plus gated, attended text): what the fusion classifier
+    /// reads.
+    Fusion,
+}
+
+impl Stage {
+    /// Lower-case name, used in file names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Temporal => "temporal",
+            Stage::Contextual => "contextual",
+            Stage::Fusion => "fusion",
+        }
+    }
+
+    /// What the vector is, for a caption.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Stage::Temporal => "after conv + max-pool (mean over frames)",
+            Stage::Contextual => "after the BiLSTM (mean over frames)",
+            Stage::Fusion => "fusion output (speech + gated cross-attention)",
+        }
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl EmotionHead {
+    /// The stages [`stage_vectors`](Self::stage_vectors) returns, in order. The fusion
+    /// head's temporal and contextual stages are its speech branch's (the queries).
+    pub fn stages(&self) -> &'static [Stage] {
+        match self {
+            EmotionHead::Speech(_) | EmotionHead::Text(_) => &[Stage::Temporal, Stage::Contextual],
+            EmotionHead::Fusion(_) => &[Stage::Temporal, Stage::Contextual, Stage::Fusion],
+        }
+    }
+
+    /// One `[B, d]` tensor per stage of [`stages`](Self::stages) (inference: no dropout).
+    pub fn stage_vectors(&self, input: &HeadInput) -> Result<Vec<Tensor<2>>, InputError> {
+        let kind = self.kind();
+        let missing = |what| InputError::Missing { model: kind, what };
+        let branch_stages = |branch: &branch::Branch, batch: &SequenceBatch| {
+            let (temporal, lengths) = branch.temporal(batch)?;
+            let contextual = branch.forward(batch, None)?;
+            Ok::<_, InputError>((recurrent::masked_mean(temporal, &lengths), contextual))
+        };
+        match self {
+            EmotionHead::Speech(model) | EmotionHead::Text(model) => {
+                let batch = if kind == ModelKind::Speech {
+                    input.speech.as_ref().ok_or_else(|| missing("speech"))?
+                } else {
+                    input.text.as_ref().ok_or_else(|| missing("text"))?
+                };
+                let (temporal, contextual) = branch_stages(&model.branch, batch)?;
+                Ok(vec![temporal, contextual.pooled])
+            }
+            EmotionHead::Fusion(model) => {
+                let speech = input.speech.as_ref().ok_or_else(|| missing("speech"))?;
+                let text = input.text.as_ref().ok_or_else(|| missing("text"))?;
+                let (temporal, speech_out) = branch_stages(&model.speech, speech)?;
+                let text_out = model.text.forward(text, None)?;
+                let fused = model.fuse(&speech_out, &text_out);
+                Ok(vec![temporal, speech_out.pooled, fused])
+            }
+        }
+    }
+}
+
 /// Checks that a batch has the layout a branch was built for.
 pub(crate) fn check_layout(
     batch: &SequenceBatch,
