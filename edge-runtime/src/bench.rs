@@ -56,6 +56,11 @@ pub struct BenchRow {
     pub real_time_factor: f64,
     /// Peak resident memory of this process so far, MB (`VmHWM`).
     pub peak_rss_mb: Option<f64>,
+    /// Work of the speech encoder on this clip, counted from its graph: GMAC (one
+    /// multiply-accumulate is 2 FLOP).
+    pub encoder_gmac: Option<f64>,
+    /// `2 · encoder_gmac / encoder time`: the arithmetic rate the encoder reached.
+    pub encoder_gflops: Option<f64>,
 }
 
 /// Runs the benchmark; `progress` hears about each thread count as it starts.
@@ -157,13 +162,20 @@ fn measure(
     };
     let audio_seconds = samples[0].audio_seconds;
     let total_ms = median(&|s| s.total);
+    let speech_encoder_ms = median(&|s| s.encoder);
+    let input_samples =
+        (audio_seconds * f64::from(pipeline.frontend().config().target_rate)) as usize;
+    let encoder_gmac = pipeline
+        .speech_encoder()
+        .multiply_accumulates(input_samples)
+        .map(|macs| macs / 1e9);
     Ok(BenchRow {
         variant: pipeline.variant().to_string(),
         threads,
         audio_seconds,
         load_ms,
         frontend_ms: median(&|s| s.frontend),
-        speech_encoder_ms: median(&|s| s.encoder),
+        speech_encoder_ms,
         text_ms: median(&|s| s.text),
         spotter_ms: has_spotter.then(|| median(&|s| s.spotter.unwrap_or_default())),
         heads_ms: models
@@ -182,6 +194,8 @@ fn measure(
         total_ms,
         real_time_factor: total_ms / 1e3 / audio_seconds.max(1e-9),
         peak_rss_mb: peak_rss_mb(),
+        encoder_gmac,
+        encoder_gflops: encoder_gmac.map(|g| 2.0 * g / (speech_encoder_ms / 1e3).max(1e-9)),
     })
 }
 
@@ -255,7 +269,7 @@ pub fn table(rows: &[BenchRow]) -> String {
     for name in &head_names {
         out.push_str(&format!("  {name} ms"));
     }
-    out.push_str("  total ms    RTF  peak RSS MB\n");
+    out.push_str("  total ms    RTF  peak RSS MB  encoder GMAC  GFLOP/s\n");
     for r in rows {
         out.push_str(&format!(
             "{:<7} {:>7} {:>8.2} {:>8.0} {:>13.1} {:>11.1} {:>11}",
@@ -271,10 +285,12 @@ pub fn table(rows: &[BenchRow]) -> String {
             out.push_str(&format!(" {:>w$.2}", head, w = name.len() + 5));
         }
         out.push_str(&format!(
-            " {:>9.1} {:>6.3} {:>12}\n",
+            " {:>9.1} {:>6.3} {:>12} {:>13} {:>8}\n",
             r.total_ms,
             r.real_time_factor,
-            r.peak_rss_mb.map_or("-".into(), |m| format!("{m:.0}"))
+            r.peak_rss_mb.map_or("-".into(), |m| format!("{m:.0}")),
+            r.encoder_gmac.map_or("-".into(), |g| format!("{g:.2}")),
+            r.encoder_gflops.map_or("-".into(), |g| format!("{g:.1}")),
         ));
     }
     out

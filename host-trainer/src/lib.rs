@@ -21,7 +21,8 @@
 //! - [`bundle_evaluation`]: a split's test part classified through an exported bundle.
 //! - [`export`]: heads and encoders to a bundle, int8 variant, quantisation report.
 //! - [`head_export`]: trained heads to ONNX (Conv, MaxPool, bidirectional LSTM, attention).
-//! - [`quantize`]: dynamic int8 quantisation of an ONNX graph's weight matrix products.
+//! - [`quantize`]: int8 quantisation of an ONNX graph's weight matrix products.
+//! - [`calibration`]: activation ranges for fixed-scale int8 activations.
 //! - [`projection`]: PCA and t-SNE maps to two dimensions, and the silhouette score.
 //! - [`plots`]: the report's figures (plotters), each as PNG and SVG.
 //! - [`representations`]: each trained head's representations, mapped and scored.
@@ -29,6 +30,7 @@
 //! - [`report`]: the HTML and Markdown report that compares the three models.
 
 pub mod bundle_evaluation;
+pub mod calibration;
 pub mod corpus;
 pub mod dataset;
 pub mod encoders;

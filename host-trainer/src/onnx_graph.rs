@@ -599,6 +599,171 @@ impl GraphBuilder {
         ))
     }
 
+    /// A strided, unpadded, dense 1-D convolution over **time-major** `x: [1, T, C]`,
+    /// written as one matrix product instead of a `Conv` (weight `[out, C, k]`, optional
+    /// bias `[out]`; returns `[1, T', out]`, `T' = ⌊(T − k) / stride⌋ + 1`).
+    ///
+    /// Why: tract runs a `Conv` as im2col + product on channel-major data, and the
+    /// channel-major normalisation and activations around it are its slow broadcasting
+    /// paths; as a `MatMul` against a constant weight the product is also what
+    /// [`crate::quantize`] turns into int8. How, for `stride ≤ k ≤ 2·stride` (every
+    /// HuBERT/wav2vec2 feature-encoder layer): the rows are zero-padded by `stride`, cut
+    /// into blocks of `stride` rows (`Reshape` to `[1, blocks, stride·C]`), and window `t`
+    /// is block `t` followed by the first `k − stride` rows of block `t + 1` (`Concat`);
+    /// the weight is laid out to match (`W'[j·C + c, o] = W[o, c, j]`). The number of
+    /// windows comes from the input's shape at run time (`Shape`, integer arithmetic,
+    /// `Slice`), so `T` stays symbolic.
+    pub fn conv1d_time_major(
+        &mut self,
+        name: &str,
+        x: &str,
+        weight: FloatArray,
+        bias: Option<FloatArray>,
+        stride: usize,
+    ) -> Result<String, GraphError> {
+        let [out_channels, channels, kernel] = weight.shape[..] else {
+            return Err(GraphError::WeightShape {
+                name: format!("{name}.weight"),
+                expected: "[out, in, kernel]".into(),
+                found: weight.shape.clone(),
+            });
+        };
+        if stride == 0 || kernel < stride || kernel > 2 * stride {
+            return Err(GraphError::WeightShape {
+                name: format!("{name}.weight"),
+                expected: format!("a kernel between stride and 2·stride (stride {stride})"),
+                found: weight.shape.clone(),
+            });
+        }
+        let mut laid_out = vec![0f32; weight.data.len()];
+        for (o, filter) in weight.data.chunks_exact(channels * kernel).enumerate() {
+            for (c, taps) in filter.chunks_exact(kernel).enumerate() {
+                for (j, &w) in taps.iter().enumerate() {
+                    laid_out[(j * channels + c) * out_channels + o] = w;
+                }
+            }
+        }
+        let laid_out = FloatArray::new(vec![kernel * channels, out_channels], laid_out)?;
+
+        // windows = (T − k) / stride + 1, as a [1] tensor.
+        let length = self.node(
+            "Shape",
+            &format!("{name}.length"),
+            &[x],
+            vec![("start", Attr::Int(1)), ("end", Attr::Int(2))],
+        );
+        let k = self.const_i64(&format!("{name}.kernel"), &[kernel as i64]);
+        let s = self.const_i64(&format!("{name}.stride"), &[stride as i64]);
+        let one = self.const_i64(&format!("{name}.one"), &[1]);
+        let past = self.node("Sub", &format!("{name}.past"), &[&length, &k], vec![]);
+        let steps = self.node("Div", &format!("{name}.steps"), &[&past, &s], vec![]);
+        let windows = self.node("Add", &format!("{name}.windows"), &[&steps, &one], vec![]);
+        let blocks = if kernel > stride {
+            self.node("Add", &format!("{name}.blocks"), &[&windows, &one], vec![])
+        } else {
+            windows.clone()
+        };
+        let rows = self.node("Mul", &format!("{name}.rows"), &[&blocks, &s], vec![]);
+
+        let pads = self.const_i64(&format!("{name}.pads"), &[0, 0, 0, 0, stride as i64, 0]);
+        let padded = self.node("Pad", &format!("{name}.padded"), &[x, &pads], vec![]);
+        let zero = self.const_i64(&format!("{name}.zero"), &[0]);
+        let time_axis = self.const_i64(&format!("{name}.time_axis"), &[1]);
+        let cut = self.node(
+            "Slice",
+            &format!("{name}.cut"),
+            &[&padded, &zero, &rows, &time_axis],
+            vec![],
+        );
+        let blocked = self.reshape(
+            &format!("{name}.blocked"),
+            &cut,
+            &[1, -1, (stride * channels) as i64],
+        );
+        let windows_rows = if kernel > stride {
+            let first = self.node(
+                "Slice",
+                &format!("{name}.first"),
+                &[&blocked, &zero, &windows, &time_axis],
+                vec![],
+            );
+            let starts = self.const_i64(&format!("{name}.next_starts"), &[1, 0]);
+            let ends = self.const_i64(
+                &format!("{name}.next_ends"),
+                &[i64::MAX, ((kernel - stride) * channels) as i64],
+            );
+            let axes = self.const_i64(&format!("{name}.next_axes"), &[1, 2]);
+            let next = self.node(
+                "Slice",
+                &format!("{name}.next"),
+                &[&blocked, &starts, &ends, &axes],
+                vec![],
+            );
+            self.node(
+                "Concat",
+                &format!("{name}.windows_rows"),
+                &[&first, &next],
+                vec![("axis", Attr::Int(2))],
+            )
+        } else {
+            blocked
+        };
+        self.linear_in_out(name, &windows_rows, laid_out, bias)
+    }
+
+    /// Per-channel normalisation over time of time-major `x: [1, T, C]` (GroupNorm with one
+    /// group per channel, i.e. `InstanceNormalization` on the channel-major layout), with
+    /// scale `gamma [C]` and shift `beta [C]`.
+    pub fn instance_norm_time_major(
+        &mut self,
+        name: &str,
+        x: &str,
+        gamma: FloatArray,
+        beta: FloatArray,
+        epsilon: f32,
+    ) -> Result<String, GraphError> {
+        if gamma.shape.len() != 1 || gamma.shape != beta.shape {
+            return Err(GraphError::WeightShape {
+                name: format!("{name}.bias"),
+                expected: format!("{:?} (like the weight)", gamma.shape),
+                found: beta.shape.clone(),
+            });
+        }
+        let g = self.initializer(&format!("{name}.weight"), gamma);
+        let b = self.initializer(&format!("{name}.bias"), beta);
+        let eps = self.scalar_f32(&format!("{name}.epsilon"), epsilon);
+        let over_time = || vec![("axes", Attr::Ints(vec![1])), ("keepdims", Attr::Int(1))];
+        // var = E[x²] − E[x]², so that the one full-size pass is `x·scale + shift`, which
+        // tract fuses into a single element-wise chain.
+        let mean = self.node("ReduceMean", &format!("{name}.mean"), &[x], over_time());
+        let square = self.node("Mul", &format!("{name}.square"), &[x, x], vec![]);
+        let mean_square = self.node(
+            "ReduceMean",
+            &format!("{name}.mean_square"),
+            &[&square],
+            over_time(),
+        );
+        let mean_2 = self.node("Mul", &format!("{name}.mean_2"), &[&mean, &mean], vec![]);
+        let var = self.node(
+            "Sub",
+            &format!("{name}.var"),
+            &[&mean_square, &mean_2],
+            vec![],
+        );
+        let var_eps = self.node("Add", &format!("{name}.var_eps"), &[&var, &eps], vec![]);
+        let std = self.node("Sqrt", &format!("{name}.std"), &[&var_eps], vec![]);
+        let scale = self.node("Div", &format!("{name}.scale"), &[&g, &std], vec![]);
+        let mean_scaled = self.node(
+            "Mul",
+            &format!("{name}.mean_scaled"),
+            &[&mean, &scale],
+            vec![],
+        );
+        let shift = self.node("Sub", &format!("{name}.shift"), &[&b, &mean_scaled], vec![]);
+        let scaled = self.node("Mul", &format!("{name}.scaled"), &[x, &scale], vec![]);
+        Ok(self.node("Add", name, &[&scaled, &shift], vec![]))
+    }
+
     /// Unmasked multi-head self-attention over `x: [1, T, hidden]`, as HF computes it:
     /// `softmax(q·kᵀ · 1/√head_dim) · v`, heads merged, then the output projection.
     ///
@@ -810,6 +975,134 @@ mod tests {
                 let z = (w[o * 2] * xs[t * 2] + w[o * 2 + 1] * xs[t * 2 + 1] + b[o]) as f64;
                 let gelu = 0.5 * z * (1.0 + erf(z / 2f64.sqrt()));
                 assert!((out[[0, t, o]] as f64 - gelu).abs() < 1e-5);
+            }
+        }
+        Ok(())
+    }
+
+    /// A value from a fixed pseudo-random sequence in [-1, 1).
+    fn noise(i: usize) -> f32 {
+        let x = (i as u64)
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((x >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+
+    /// The time-major strided conv equals the convolution's definition for every
+    /// feature-encoder geometry, at lengths that leave every remainder of the stride.
+    #[test]
+    fn time_major_conv_matches_the_definition() -> TractResult<()> {
+        for (kernel, stride, channels, out_channels) in [(10, 5, 1, 4), (3, 2, 3, 5), (2, 2, 4, 3)]
+        {
+            let weight: Vec<f32> = (0..out_channels * channels * kernel).map(noise).collect();
+            let bias: Vec<f32> = (0..out_channels).map(|i| noise(1000 + i)).collect();
+            let mut g = GraphBuilder::new("t");
+            let x = g.input(
+                "x",
+                ElemType::F32,
+                &[Dim::Fixed(1), Dim::sym("n"), Dim::Fixed(channels as i64)],
+            );
+            let y = g.conv1d_time_major(
+                "conv",
+                &x,
+                FloatArray::new(vec![out_channels, channels, kernel], weight.clone())?,
+                Some(FloatArray::new(vec![out_channels], bias.clone())?),
+                stride,
+            )?;
+            g.output(
+                "y",
+                &y,
+                ElemType::F32,
+                &[
+                    Dim::Fixed(1),
+                    Dim::sym("t"),
+                    Dim::Fixed(out_channels as i64),
+                ],
+            )?;
+            let bytes = g.into_bytes();
+            for length in [kernel, kernel + 1, 4 * stride + kernel - 1, 23, 24] {
+                let input: Vec<f32> = (0..length * channels).map(|i| noise(5000 + i)).collect();
+                let out = run(&bytes, Tensor::from_shape(&[1, length, channels], &input)?)?;
+                let out = out[0].to_plain_array_view::<f32>()?;
+                let frames = (length - kernel) / stride + 1;
+                assert_eq!(
+                    out.shape(),
+                    &[1, frames, out_channels],
+                    "k {kernel} s {stride} T {length}"
+                );
+                for t in 0..frames {
+                    for o in 0..out_channels {
+                        let mut want = bias[o];
+                        for c in 0..channels {
+                            for j in 0..kernel {
+                                want += weight[(o * channels + c) * kernel + j]
+                                    * input[(t * stride + j) * channels + c];
+                            }
+                        }
+                        assert!(
+                            (out[[0, t, o]] - want).abs() < 1e-5,
+                            "k {kernel} s {stride} T {length} t {t} o {o}"
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn time_major_conv_refuses_what_it_cannot_write() -> Result<(), GraphError> {
+        let mut g = GraphBuilder::new("t");
+        let w = |k| FloatArray::new(vec![2, 1, k], vec![0.0; 2 * k]);
+        assert!(g.conv1d_time_major("c", "x", w(5)?, None, 2).is_err()); // k > 2·stride
+        assert!(g.conv1d_time_major("c", "x", w(1)?, None, 2).is_err()); // k < stride
+        assert!(g.conv1d_time_major("c", "x", w(2)?, None, 0).is_err());
+        Ok(())
+    }
+
+    /// Per-channel normalisation over time, against mean and variance computed directly.
+    #[test]
+    fn time_major_instance_norm_matches_the_definition() -> TractResult<()> {
+        let (length, channels) = (37, 3);
+        let gamma = vec![1.5f32, -0.5, 2.0];
+        let beta = vec![0.1f32, 0.0, -1.0];
+        let mut g = GraphBuilder::new("t");
+        let x = g.input(
+            "x",
+            ElemType::F32,
+            &[Dim::Fixed(1), Dim::sym("n"), Dim::Fixed(3)],
+        );
+        let y = g.instance_norm_time_major(
+            "norm",
+            &x,
+            FloatArray::new(vec![3], gamma.clone())?,
+            FloatArray::new(vec![3], beta.clone())?,
+            1e-5,
+        )?;
+        g.output(
+            "y",
+            &y,
+            ElemType::F32,
+            &[Dim::Fixed(1), Dim::sym("n"), Dim::Fixed(3)],
+        )?;
+        // Channel 2 has an offset of 5: the one-pass variance must still hold there.
+        let input: Vec<f32> = (0..length * channels)
+            .map(|i| noise(i) + if i % channels == 2 { 5.0 } else { 0.0 })
+            .collect();
+        let out = run(
+            &g.into_bytes(),
+            Tensor::from_shape(&[1, length, channels], &input)?,
+        )?;
+        let out = out[0].to_plain_array_view::<f32>()?;
+        for c in 0..channels {
+            let column: Vec<f64> = (0..length)
+                .map(|t| input[t * channels + c] as f64)
+                .collect();
+            let mean = column.iter().sum::<f64>() / length as f64;
+            let var = column.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / length as f64;
+            for (t, v) in column.iter().enumerate() {
+                let want = (v - mean) / (var + 1e-5).sqrt() * gamma[c] as f64 + beta[c] as f64;
+                assert!((out[[0, t, c]] as f64 - want).abs() < 1e-4, "t {t} c {c}");
             }
         }
         Ok(())

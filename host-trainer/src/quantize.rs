@@ -1,4 +1,12 @@
-//! Dynamic int8 quantisation of an ONNX graph's weight matrix products.
+//! int8 quantisation of an ONNX graph's weight matrix products.
+//!
+//! Activations are quantised where their data movement starts: when a product's input
+//! is only cut, padded, reshaped and concatenated from one tensor (the time-major
+//! convolution windows of [`crate::onnx_graph::GraphBuilder::conv1d_time_major`]), that
+//! tensor is quantised and the data movement replayed on its int8 codes
+//! ([`QuantizeSummary::activation_sources`]). A source with a calibrated range
+//! ([`QuantizeOptions::ranges`], [`crate::calibration`]) gets a fixed scale and one
+//! `QuantizeLinear`; the others get a scale computed at run time, as below.
 //!
 //! [`quantize_dynamic`] rewrites every `MatMul` whose second input is a 2-D f32
 //! initializer `W [in, out]` (the projections [`crate::onnx_graph::GraphBuilder::linear`]
@@ -34,9 +42,10 @@
 //!   original output name: the bias `Add` and every other consumer are unchanged, and so
 //!   are the graph's inputs and outputs (a drop-in replacement).
 //!
-//! Left in float: `Conv` (HuBERT's feature encoder and positional conv), `LSTM`, `Gemm`,
-//! `MatMul`s of two activations (attention scores and context), weights with fewer than
-//! [`QuantizeOptions::min_elements`] values ([`DEFAULT_MIN_ELEMENTS`]), weights that are
+//! Left in float: `Conv` (HuBERT's positional conv), `LSTM`, `Gemm`, `MatMul`s of two
+//! activations (attention scores and context), weights with fewer than
+//! [`QuantizeOptions::min_elements`] values ([`DEFAULT_MIN_ELEMENTS`]) or fewer than
+//! [`QuantizeOptions::min_inner`] rows (HuBERT's first conv, over 10 raw samples), weights that are
 //! also graph inputs (overridable at run time), non-finite weights and weights stored as
 //! external data. `MatMul`s inside subgraphs (`If`, `Loop`, `Scan`) are not visited. A
 //! quantised f32 initializer is removed when nothing else reads it. When at least one
@@ -74,7 +83,7 @@
 //! error of the hidden states is 0.83–0.85 % against 0.74–0.76 % with u8, which is
 //! harmless here.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use prost::Message;
 use tract_onnx::pb;
@@ -87,6 +96,9 @@ use tract_onnx::pb::tensor_proto::{DataLocation, DataType};
 /// 1024 the tiny test encoders (hidden 32) are quantised, so the whole path is exercised
 /// end to end by the demo and the tests; real encoders (768 × 768) are far above it.
 pub const DEFAULT_MIN_ELEMENTS: usize = 1024;
+
+/// Default for [`QuantizeOptions::min_inner`] ([`SkipReason::ShortInner`]).
+pub const MIN_INNER: usize = 16;
 
 /// The `metadata_props` key written on a quantised model.
 pub const METADATA_KEY: &str = "quantization";
@@ -103,23 +115,40 @@ pub const METADATA_ACTIVATIONS_KEY: &str = "quantization.activations";
 pub const MIN_OPSET: i64 = 11;
 
 /// What to quantise, and how.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct QuantizeOptions {
     /// Weights with fewer values than this stay in f32 (default [`DEFAULT_MIN_ELEMENTS`]).
     pub min_elements: usize,
-    /// How activations are quantised at run time (default
+    /// Weights with fewer rows (input features) than this stay in f32 (default
+    /// [`MIN_INNER`]).
+    pub min_inner: usize,
+    /// How activations without a calibrated range are quantised at run time (default
     /// [`ActivationQuantization::SymmetricI8`]).
     pub activations: ActivationQuantization,
+    /// Calibrated ranges ([`crate::calibration`]): an activation with one gets a fixed
+    /// scale (one `QuantizeLinear`), the others are quantised at run time.
+    pub ranges: ActivationRanges,
+    /// Products whose node name starts with one of these stay float
+    /// ([`SkipReason::KeptFloat`]).
+    pub keep_float: Vec<String>,
 }
 
 impl Default for QuantizeOptions {
     fn default() -> Self {
         Self {
             min_elements: DEFAULT_MIN_ELEMENTS,
+            min_inner: MIN_INNER,
             activations: ActivationQuantization::default(),
+            ranges: ActivationRanges::default(),
+            keep_float: Vec::new(),
         }
     }
 }
+
+/// The largest absolute value of each activation tensor a quantised product reads, by
+/// tensor name, measured on calibration inputs ([`crate::calibration::activation_ranges`]).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ActivationRanges(pub BTreeMap<String, f32>);
 
 /// How the activation side of each product is quantised (one scale per tensor, at run
 /// time). See the module docs for the trade-off.
@@ -149,6 +178,12 @@ impl ActivationQuantization {
 pub enum SkipReason {
     /// Fewer values than [`QuantizeOptions::min_elements`].
     TooSmall,
+    /// Named in [`QuantizeOptions::keep_float`].
+    KeptFloat,
+    /// Fewer than [`QuantizeOptions::min_inner`] input features: a product over a handful of values
+    /// (HuBERT's first conv reads 10 raw samples) gains nothing from int8, and the raw
+    /// signal would lose most of its resolution.
+    ShortInner,
     /// The weight is not 2-D.
     NotTwoDimensional,
     /// The weight holds a NaN or an infinity.
@@ -176,6 +211,12 @@ pub struct QuantizeSummary {
     pub quantized_nodes: Vec<String>,
     /// Names of the skipped `MatMul` nodes, with the reason.
     pub skipped_nodes: Vec<(String, SkipReason)>,
+    /// The float tensors quantised, in graph order: each product's activation, or the
+    /// tensor it is cut from by data movement only (see [`quantize_dynamic`]). These
+    /// are the tensors [`crate::calibration`] measures.
+    pub activation_sources: Vec<String>,
+    /// How many of them got a calibrated (fixed) scale.
+    pub calibrated: usize,
 }
 
 /// Why a model could not be quantised.
@@ -292,9 +333,16 @@ fn quantize_graph(
     let mut activations: HashMap<String, QuantizedActivation> = HashMap::new();
     let mut constants: Option<SymmetricConstants> = None;
     let mut new_initializers: Vec<pb::TensorProto> = Vec::new();
-    let mut nodes = Vec::with_capacity(graph.node.len());
+    let original = std::mem::take(&mut graph.node);
+    let producers: HashMap<&str, usize> = original
+        .iter()
+        .enumerate()
+        .flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i)))
+        .collect();
+    let mut codes_of: HashMap<String, String> = HashMap::new();
+    let mut nodes = Vec::with_capacity(original.len());
 
-    for node in std::mem::take(&mut graph.node) {
+    for node in original.iter().cloned() {
         let is_matmul = node.op_type == "MatMul"
             && (node.domain.is_empty() || node.domain == "ai.onnx")
             && node.input.len() == 2
@@ -316,6 +364,16 @@ fn quantize_graph(
             continue;
         }
         let label = node_label(&node);
+        if options
+            .keep_float
+            .iter()
+            .any(|p| label.starts_with(p.as_str()))
+        {
+            summary.skipped += 1;
+            summary.skipped_nodes.push((label, SkipReason::KeptFloat));
+            nodes.push(node);
+            continue;
+        }
 
         let plan = match plans.get(&weight) {
             Some(plan) => plan.clone(),
@@ -370,26 +428,57 @@ fn quantize_graph(
 
         let x = node.input[0].clone();
         let y = node.output[0].clone();
-        let xq = match activations.get(&x) {
-            Some(xq) => xq.clone(),
+        let (source, movement) = match trace_data_movement(&x, &original, &producers) {
+            Some(traced) if !initializer_index.contains_key(&traced.0) => traced,
+            _ => (x.clone(), Vec::new()),
+        };
+        let sq = match activations.get(&source) {
+            Some(sq) => sq.clone(),
             None => {
-                let xq = match options.activations {
-                    ActivationQuantization::DynamicU8 => dynamic_u8(&x, &mut names, &mut nodes),
-                    ActivationQuantization::SymmetricI8 => {
-                        let constants = match &constants {
-                            Some(c) => c.clone(),
-                            None => {
-                                let c = SymmetricConstants::new(&mut names, &mut new_initializers);
-                                constants = Some(c.clone());
-                                c
+                let range = options.ranges.0.get(&source).copied();
+                let sq = match (range, options.activations) {
+                    (None, ActivationQuantization::DynamicU8) => {
+                        dynamic_u8(&source, &mut names, &mut nodes)
+                    }
+                    (range, _) => {
+                        let constants = constants
+                            .get_or_insert_with(|| {
+                                SymmetricConstants::new(&mut names, &mut new_initializers)
+                            })
+                            .clone();
+                        match range {
+                            Some(range) => {
+                                summary.calibrated += 1;
+                                calibrated_i8(
+                                    &source,
+                                    range,
+                                    &constants,
+                                    &mut names,
+                                    &mut nodes,
+                                    &mut new_initializers,
+                                )
                             }
-                        };
-                        symmetric_i8(&x, &constants, &mut names, &mut nodes)
+                            None => symmetric_i8(&source, &constants, &mut names, &mut nodes),
+                        }
                     }
                 };
-                activations.insert(x.clone(), xq.clone());
-                xq
+                summary.activation_sources.push(source.clone());
+                codes_of.insert(source.clone(), sq.codes.clone());
+                activations.insert(source.clone(), sq.clone());
+                sq
             }
+        };
+        // The data movement between the quantised tensor and the product, replayed on
+        // the codes (a quarter of the bytes, and the quantiser runs on the smaller tensor).
+        for &i in &movement {
+            replay_on_codes(&original[i], &mut codes_of, &mut names, &mut nodes);
+        }
+        let xq = QuantizedActivation {
+            codes: codes_of
+                .get(&x)
+                .cloned()
+                .unwrap_or_else(|| sq.codes.clone()),
+            ..sq
         };
         let int32 = names.fresh(&format!("{y}.int32"));
         let mut inputs = vec![xq.codes.as_str(), w.codes.as_str()];
@@ -513,6 +602,9 @@ fn plan_weight(
     if len < options.min_elements.max(1) {
         return Ok(Err(SkipReason::TooSmall));
     }
+    if dims[0] < options.min_inner {
+        return Ok(Err(SkipReason::ShortInner));
+    }
     let values = float_values(tensor, len).map_err(bad)?;
     if values.iter().any(|v| !v.is_finite()) {
         return Ok(Err(SkipReason::NonFinite));
@@ -602,10 +694,20 @@ struct SymmetricConstants {
     max_code: String,
     /// The smallest positive normal f32: the scale of an all-zero tensor.
     tiny: String,
+    /// An int8 zero (the zero point of calibrated codes).
+    zero_point: String,
 }
 
 impl SymmetricConstants {
     fn new(names: &mut Names, initializers: &mut Vec<pb::TensorProto>) -> Self {
+        let zero_point = names.fresh("quantize.zero_point");
+        initializers.push(pb::TensorProto {
+            name: zero_point.clone(),
+            dims: vec![],
+            data_type: DataType::Int8 as i32,
+            raw_data: vec![0],
+            ..Default::default()
+        });
         let mut scalar = |name: &str, value: f32| {
             let name = names.fresh(name);
             initializers.push(pb::TensorProto {
@@ -620,6 +722,7 @@ impl SymmetricConstants {
         Self {
             max_code: scalar("quantize.max_code", 127.0),
             tiny: scalar("quantize.tiny_scale", f32::MIN_POSITIVE),
+            zero_point,
         }
     }
 }
@@ -666,6 +769,134 @@ fn symmetric_i8(
         &[&rounded],
         vec![int_attribute("to", DataType::Int8 as i64)],
     );
+    QuantizedActivation {
+        codes,
+        scale,
+        zero_point: None,
+    }
+}
+
+/// The inputs of `node` that carry data, when it only moves data that a zero stays a
+/// zero through (so it commutes with symmetric quantisation): `Reshape`, `Transpose`,
+/// `Squeeze`, `Unsqueeze`, `Flatten`, `Identity`, `Slice`, `Concat` and a `Pad` with
+/// zeros. `None` for any other node.
+fn data_movement_inputs(node: &pb::NodeProto) -> Option<&[String]> {
+    let default_domain = node.domain.is_empty() || node.domain == "ai.onnx";
+    if !default_domain || node.output.len() != 1 || node.input.is_empty() {
+        return None;
+    }
+    match node.op_type.as_str() {
+        "Reshape" | "Transpose" | "Squeeze" | "Unsqueeze" | "Flatten" | "Identity" | "Slice" => {
+            Some(&node.input[..1])
+        }
+        "Concat" => Some(&node.input[..]),
+        "Pad" => {
+            let constant_mode = node
+                .attribute
+                .iter()
+                .find(|a| a.name == "mode")
+                .is_none_or(|a| a.s == b"constant");
+            let zero_fill = node.input.get(2).is_none_or(String::is_empty);
+            (constant_mode && zero_fill).then(|| &node.input[..1])
+        }
+        _ => None,
+    }
+}
+
+/// Follows `x` back through data-movement nodes ([`data_movement_inputs`]) to the one
+/// tensor they all start from; returns it and the nodes in between (indices into
+/// `nodes`, in graph order). `None` when the data comes from more than one tensor.
+fn trace_data_movement(
+    x: &str,
+    nodes: &[pb::NodeProto],
+    producers: &HashMap<&str, usize>,
+) -> Option<(String, Vec<usize>)> {
+    fn walk(
+        tensor: &str,
+        nodes: &[pb::NodeProto],
+        producers: &HashMap<&str, usize>,
+        visited: &mut Vec<usize>,
+        depth: usize,
+    ) -> Option<String> {
+        let movement = producers
+            .get(tensor)
+            .and_then(|&i| Some((i, data_movement_inputs(&nodes[i])?)));
+        let Some((index, inputs)) = movement.filter(|_| depth < 64) else {
+            return Some(tensor.to_string());
+        };
+        let mut source: Option<String> = None;
+        for input in inputs {
+            let found = walk(input, nodes, producers, visited, depth + 1)?;
+            match &source {
+                Some(previous) if *previous != found => return None,
+                _ => source = Some(found),
+            }
+        }
+        if !visited.contains(&index) {
+            visited.push(index);
+        }
+        source
+    }
+    let mut visited = Vec::new();
+    let source = walk(x, nodes, producers, &mut visited, 0)?;
+    visited.sort_unstable();
+    Some((source, visited))
+}
+
+/// Adds a copy of the data-movement `node` that reads and writes codes instead of floats
+/// (`codes_of` maps each float tensor to its codes); done once per node.
+fn replay_on_codes(
+    node: &pb::NodeProto,
+    codes_of: &mut HashMap<String, String>,
+    names: &mut Names,
+    nodes: &mut Vec<pb::NodeProto>,
+) {
+    let output = &node.output[0];
+    if codes_of.contains_key(output) {
+        return;
+    }
+    let data_inputs = data_movement_inputs(node).map_or(0, <[String]>::len);
+    let mut copy = node.clone();
+    for input in copy.input.iter_mut().take(data_inputs) {
+        if let Some(codes) = codes_of.get(input) {
+            *input = codes.clone();
+        }
+    }
+    let codes = names.fresh(&format!("{output}.int8"));
+    copy.output = vec![codes.clone()];
+    copy.name = codes.clone();
+    codes_of.insert(output.clone(), codes);
+    nodes.push(copy);
+}
+
+/// Symmetric int8 codes of `x` with a fixed scale from its calibrated range:
+/// `QuantizeLinear(x, max(range / 127, tiny), 0)`, one element-wise pass (saturating at
+/// ±127 and −128 for values beyond the calibration set's).
+fn calibrated_i8(
+    x: &str,
+    range: f32,
+    constants: &SymmetricConstants,
+    names: &mut Names,
+    nodes: &mut Vec<pb::NodeProto>,
+    initializers: &mut Vec<pb::TensorProto>,
+) -> QuantizedActivation {
+    let scale = names.fresh(&format!("{x}.quant_scale"));
+    let value = (range / 127.0).max(f32::MIN_POSITIVE);
+    initializers.push(pb::TensorProto {
+        name: scale.clone(),
+        dims: vec![],
+        data_type: DataType::Float as i32,
+        raw_data: value.to_le_bytes().to_vec(),
+        ..Default::default()
+    });
+    let codes = names.fresh(&format!("{x}.quant"));
+    nodes.push(new_node(
+        "QuantizeLinear",
+        codes.clone(),
+        &[x, &scale, &constants.zero_point],
+        vec![codes.clone()],
+        vec![],
+    ));
     QuantizedActivation {
         codes,
         scale,
@@ -1214,6 +1445,7 @@ mod tests {
         .map(|form| {
             let options = QuantizeOptions {
                 activations: form,
+                keep_float: vec![crate::export::SPEECH_FLOAT_PREFIX.to_string()],
                 ..Default::default()
             };
             (form, options)
@@ -1252,19 +1484,20 @@ mod tests {
 
         for (form, options) in both_forms() {
             let (quantized, summary) = quantize_dynamic(&encoder.model_bytes, &options)?;
-            // Per layer q, k, v, out, up, down; plus the feature projection.
+            // Per layer q, k, v, out, up, down; plus the feature projection. The 7
+            // feature-encoder products are kept float, as the export keeps them.
             assert_eq!(
                 summary.quantized,
                 6 * encoder.layers_in_graph + 1,
                 "{summary:?}"
             );
-            assert_eq!(summary.skipped, 0, "{summary:?}");
+            assert_eq!(summary.skipped, 7, "{summary:?}");
+            assert!(summary.skipped_nodes.iter().all(|(name, reason)| {
+                name.starts_with("feature_extractor.") && *reason == SkipReason::KeptFloat
+            }));
             let model = pb::ModelProto::decode(&quantized[..])?;
             assert_eq!(count_ops(&model, "MatMulInteger"), summary.quantized);
-            assert!(
-                count_ops(&model, "Conv") >= 8,
-                "feature encoder + positional conv"
-            );
+            assert_eq!(count_ops(&model, "Conv"), 1, "the positional conv");
             println!(
                 "{form:?}: tiny HuBERT {} → {} bytes ({:.1} %), quantised weights {} → {} bytes",
                 encoder.model_bytes.len(),
@@ -1367,6 +1600,7 @@ mod tests {
     fn bad_models_are_typed_errors() {
         let options = QuantizeOptions {
             min_elements: 1,
+            min_inner: 1,
             ..Default::default()
         };
         let old = quantize_dynamic(&one_matmul(10, weight(4, vec![2, 2])), &options);
@@ -1400,5 +1634,109 @@ mod tests {
         assert_eq!(scales, [1.0 / 127.0, 1.0, 2.0]);
         // -0.5 · 127 = -63.5 rounds half to even: -64.
         assert_eq!(codes, [127, 0, -127, -64, 0, 64]);
+    }
+
+    /// `x → Relu → time-major strided conv` (the feature encoder's shape: Pad, Slice,
+    /// Reshape, Concat between the activation and the product).
+    fn relu_then_strided_conv() -> Result<(Vec<u8>, Vec<f32>), Box<dyn Error>> {
+        let (channels, out, kernel) = (64usize, 32usize, 3usize);
+        let weight: Vec<f32> = (0..out * channels * kernel)
+            .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+            .collect();
+        let mut g = GraphBuilder::new("t");
+        let x = g.input(
+            "x",
+            ElemType::F32,
+            &[Dim::Fixed(1), Dim::sym("n"), Dim::Fixed(channels as i64)],
+        );
+        let r = g.node("Relu", "relu", &[&x], vec![]);
+        let y = g.conv1d_time_major(
+            "conv",
+            &r,
+            FloatArray::new(vec![out, channels, kernel], weight)?,
+            None,
+            2,
+        )?;
+        g.output(
+            "y",
+            &y,
+            ElemType::F32,
+            &[Dim::Fixed(1), Dim::sym("t"), Dim::Fixed(out as i64)],
+        )?;
+        let input: Vec<f32> = (0..41 * channels)
+            .map(|i| ((i * 13 % 29) as f32 / 7.0) - 2.0)
+            .collect();
+        Ok((g.into_bytes(), input))
+    }
+
+    /// The activation is quantised where the data movement starts (the Relu's output),
+    /// the Pad/Slice/Reshape/Concat are replayed on the codes, and the result still
+    /// matches the float graph.
+    #[test]
+    fn quantisation_is_hoisted_above_data_movement() -> Result<(), Box<dyn Error>> {
+        let (bytes, input) = relu_then_strided_conv()?;
+        let tensor = || Tensor::from_shape(&[1, 41, 64], &input);
+        let (float, _) = run(&bytes, tensor()?)?;
+        let (quantised, summary) = quantize_dynamic(&bytes, &QuantizeOptions::default())?;
+        assert_eq!(summary.quantized, 1);
+        assert_eq!(summary.activation_sources, ["relu"]);
+        let model = pb::ModelProto::decode(&quantised[..])?;
+        let graph = model.graph.as_ref().expect("graph");
+        let abs = graph
+            .node
+            .iter()
+            .find(|n| n.op_type == "Abs")
+            .expect("quantiser");
+        assert_eq!(abs.input, ["relu"]);
+        let concat = graph.node.iter().filter(|n| n.op_type == "Concat").count();
+        assert_eq!(concat, 2, "the float Concat and its int8 replay");
+        let (q, _) = run(&quantised, tensor()?)?;
+        assert_eq!(q[0].0, float[0].0);
+        let error = max_abs_diff(&q[0].1, &float[0].1);
+        assert!(error < 0.02 * max_abs(&float[0].1), "error {error}");
+        Ok(())
+    }
+
+    /// Calibration measures the hoisted source; with its range the quantiser writes one
+    /// `QuantizeLinear` and no run-time scale, and the result matches the float graph.
+    #[test]
+    fn calibrated_activations_get_a_fixed_scale() -> Result<(), Box<dyn Error>> {
+        let (bytes, input) = relu_then_strided_conv()?;
+        let tensor = || Tensor::from_shape(&[1, 41, 64], &input);
+        let options = QuantizeOptions::default();
+        let ranges = crate::calibration::calibrate(&bytes, &options, &[tensor()?])?;
+        let relu_max = input.iter().fold(0f32, |m, v| m.max(v.max(0.0)));
+        assert_eq!(ranges.0.len(), 1);
+        assert!((ranges.0["relu"] - relu_max).abs() < 1e-6);
+        let options = QuantizeOptions { ranges, ..options };
+        let (quantised, summary) = quantize_dynamic(&bytes, &options)?;
+        assert_eq!(summary.calibrated, 1);
+        let model = pb::ModelProto::decode(&quantised[..])?;
+        assert_eq!(count_ops(&model, "QuantizeLinear"), 1);
+        assert_eq!(count_ops(&model, "Abs"), 0);
+        let (float, _) = run(&bytes, tensor()?)?;
+        let (q, _) = run(&quantised, tensor()?)?;
+        let error = max_abs_diff(&q[0].1, &float[0].1);
+        assert!(error < 0.02 * max_abs(&float[0].1), "error {error}");
+        assert!(crate::calibration::calibrate(&bytes, &options, &[]).is_err());
+        Ok(())
+    }
+
+    /// HuBERT's first conv reads 10 raw samples: too short a product to quantise.
+    #[test]
+    fn products_over_few_inputs_stay_float() -> Result<(), Box<dyn Error>> {
+        let mut g = GraphBuilder::new("t");
+        let x = g.input("x", ElemType::F32, &[Dim::Fixed(4), Dim::Fixed(10)]);
+        let y = g.linear_in_out(
+            "fc",
+            &x,
+            FloatArray::new(vec![10, 512], vec![0.5; 5120])?,
+            None,
+        )?;
+        g.output("y", &y, ElemType::F32, &[Dim::Fixed(4), Dim::Fixed(512)])?;
+        let (_, summary) = quantize_dynamic(&g.into_bytes(), &QuantizeOptions::default())?;
+        assert_eq!(summary.quantized, 0);
+        assert_eq!(summary.skipped_nodes[0].1, SkipReason::ShortInner);
+        Ok(())
     }
 }

@@ -179,7 +179,8 @@ impl EncoderGraph {
             .iter()
             .map(|p| (p.key.clone(), p.value.clone()))
             .collect();
-        let plan = runnable_plan(&proto, threads).map_err(load_error)?;
+        let assertion = (modality == Modality::Speech).then_some(SPEECH_MIN_SAMPLES_ASSERTION);
+        let plan = runnable_plan(&proto, threads, assertion).map_err(load_error)?;
         Ok(Self {
             name: name.to_string(),
             modality,
@@ -207,6 +208,33 @@ impl EncoderGraph {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Multiply-accumulates of one run on an input of `length` (samples or tokens),
+    /// counted from the optimised graph (tract's own cost of every node: matrix
+    /// products and convolutions, int8 or float); `None` when a node's cost cannot be
+    /// evaluated at that length.
+    pub fn multiply_accumulates(&self, length: usize) -> Option<f64> {
+        use tract_onnx::tract_core::ops::Cost;
+        let model = self.plan.model();
+        let symbol = match self.modality {
+            Modality::Speech => "samples",
+            Modality::Text => "tokens",
+        };
+        let mut values = SymbolValues::default();
+        if let Some(s) = model.symbols.get(symbol) {
+            values = values.with(&s, length as i64);
+        }
+        let mut total = 0f64;
+        for node in model.nodes() {
+            let facts = model.node_input_facts(node.id).ok()?;
+            for (cost, count) in node.op.cost(&facts).ok()? {
+                if matches!(cost, Cost::FMA(_)) {
+                    total += count.eval_to_i64(&values).ok()? as f64;
+                }
+            }
+        }
+        Some(total)
+    }
+
     /// Runs the encoder on one input and returns every hidden state it exposes.
     pub fn run(&self, input: EncoderInput<'_>) -> Result<Vec<HiddenState>, EncoderError> {
         let input_error = |problem: String| EncoderError::Input {
@@ -215,8 +243,11 @@ impl EncoderGraph {
         };
         let tensor = match (self.modality, input) {
             (Modality::Speech, EncoderInput::Audio(samples)) => {
-                if samples.is_empty() {
-                    return Err(input_error("no audio samples".into()));
+                if samples.len() < SPEECH_MIN_SAMPLES {
+                    return Err(input_error(format!(
+                        "{} audio samples: at least {SPEECH_MIN_SAMPLES} (25 ms at 16 kHz) are needed for a single frame",
+                        samples.len()
+                    )));
                 }
                 Tensor::from_shape(&[1, samples.len()], samples)
             }
@@ -271,11 +302,23 @@ impl EncoderGraph {
     }
 }
 
+/// The fewest samples a speech encoder accepts: one frame of HuBERT's feature encoder
+/// (its receptive field is 400 samples, 25 ms).
+pub const SPEECH_MIN_SAMPLES: usize = 400;
+
+/// What the optimiser is told about a speech graph's length. Without it tract cannot
+/// prove a `samples`-long tensor holds more than a few values, and keeps its slow
+/// generic path for every element-wise op on one (≈ 4 ns per value instead of a
+/// vectorised loop); [`EncoderGraph::run`] refuses shorter input before it gets there.
+const SPEECH_MIN_SAMPLES_ASSERTION: &str = "samples>=400";
+
 /// Optimises an ONNX model and makes it runnable, its matrix products on `threads`
-/// threads (1 = the calling thread only). Shared by the encoder and head runners.
+/// threads (1 = the calling thread only), with `assertion` (e.g. `samples>=400`) known
+/// about its symbolic dimensions. Shared by the encoder and head runners.
 pub(crate) fn runnable_plan(
     proto: &ModelProto,
     threads: usize,
+    assertion: Option<&str>,
 ) -> Result<Arc<TypedSimplePlan>, String> {
     let options = RunOptions {
         executor: (threads > 1).then(|| multithread::Executor::multithread(threads)),
@@ -283,6 +326,12 @@ pub(crate) fn runnable_plan(
     };
     tract_onnx::onnx()
         .model_for_proto_model(proto)
+        .and_then(|model| {
+            if let Some(assertion) = assertion {
+                model.symbols.add_assertion(assertion)?;
+            }
+            Ok(model)
+        })
         .and_then(|model| model.into_optimized())
         .and_then(|model| model.into_runnable_with_options(&options))
         .map_err(|e| format!("{e:#}"))

@@ -203,7 +203,7 @@ impl ContractGraph {
             .iter()
             .map(|p| (p.key.clone(), p.value.clone()))
             .collect();
-        let plan = crate::encoder::runnable_plan(&proto, threads).map_err(load)?;
+        let plan = crate::encoder::runnable_plan(&proto, threads, None).map_err(load)?;
         Ok(Self {
             name: name.to_string(),
             metadata,

@@ -304,6 +304,11 @@ impl Pipeline {
         &self.bundle
     }
 
+    /// The speech encoder's graph (e.g. to count its work).
+    pub fn speech_encoder(&self) -> &EncoderGraph {
+        &self.speech
+    }
+
     /// The variant loaded.
     pub fn variant(&self) -> &str {
         &self.variant

@@ -1,11 +1,13 @@
 //! The HuBERT / wav2vec 2.0 family as an ONNX graph, computing exactly what HF
 //! transformers computes in eval mode (`output_hidden_states=True`):
 //!
-//! 1. `input_values [1, N]` → `[1, 1, N]`;
-//! 2. conv feature encoder: per layer `Conv1d(k, stride, bias iff conv_bias)`, then
-//!    `group` mode: GroupNorm with one group per channel after layer 0 only (that is ONNX
-//!    `InstanceNormalization`), or `layer` mode: LayerNorm over channels after every layer
-//!    (eps 1e-5 both), then the activation;
+//! 1. `input_values [1, N]` → `[1, N, 1]`: time-major from the start;
+//! 2. conv feature encoder: per layer `Conv1d(k, stride, bias iff conv_bias)` written as
+//!    one matrix product over time-major windows
+//!    ([`GraphBuilder::conv1d_time_major`]: faster in tract than `Conv`, and int8-able),
+//!    then `group` mode: GroupNorm with one group per channel after layer 0 only
+//!    ([`GraphBuilder::instance_norm_time_major`]), or `layer` mode: LayerNorm over
+//!    channels after every layer (eps 1e-5 both), then the activation;
 //! 3. `[1, T, C]`, feature projection: LayerNorm (if `feat_proj_layer_norm`; wav2vec2
 //!    always) → Linear(C → hidden);
 //! 4. positional conv (weight-normed, grouped, padding K/2, the extra last frame of an even
@@ -18,7 +20,7 @@
 //! The graph stops after the last selected layer.
 
 use crate::onnx_graph::{
-    Activation, AttentionWeights, Attr, Conv1dGeometry, Dim, ElemType, GraphBuilder,
+    Activation, AttentionWeights, Conv1dGeometry, Dim, ElemType, GraphBuilder,
 };
 
 use super::checkpoint::Checkpoint;
@@ -220,9 +222,10 @@ pub fn build_graph(
         ElemType::F32,
         &[Dim::Fixed(1), Dim::sym("samples")],
     );
-    let mut h = g.unsqueeze("input_values.channel", &x, &[1]);
+    // Time-major throughout: [1, N] → [1, N, 1] → each conv → [1, T, C].
+    let mut h = g.unsqueeze("input_values.channel", &x, &[2]);
 
-    // Conv feature encoder: [1, 1, N] → [1, C, T].
+    // Conv feature encoder, each layer one matrix product (`conv1d_time_major`).
     let mut in_channels = 1;
     let layers = config
         .conv_dim
@@ -240,32 +243,24 @@ pub fn build_graph(
         } else {
             None
         };
-        let geometry = Conv1dGeometry {
-            stride,
-            pads: [0, 0],
-            groups: 1,
-        };
-        h = g.conv1d(&format!("{p}.conv"), &h, weight, bias, geometry)?;
+        h = g.conv1d_time_major(&format!("{p}.conv"), &h, weight, bias, stride)?;
         match config.feat_extract_norm {
             FeatExtractNorm::Group if i == 0 => {
                 let gamma = checkpoint.tensor(&format!("{p}.layer_norm.weight"), &[channels])?;
                 let beta = checkpoint.tensor(&format!("{p}.layer_norm.bias"), &[channels])?;
-                let gamma = g.initializer(&format!("{p}.layer_norm.weight"), gamma);
-                let beta = g.initializer(&format!("{p}.layer_norm.bias"), beta);
-                h = g.node(
-                    "InstanceNormalization",
+                h = g.instance_norm_time_major(
                     &format!("{p}.layer_norm"),
-                    &[&h, &gamma, &beta],
-                    vec![("epsilon", Attr::Float(CONV_NORM_EPS))],
-                );
+                    &h,
+                    gamma,
+                    beta,
+                    CONV_NORM_EPS,
+                )?;
             }
             FeatExtractNorm::Group => {}
             FeatExtractNorm::Layer => {
                 let gamma = checkpoint.tensor(&format!("{p}.layer_norm.weight"), &[channels])?;
                 let beta = checkpoint.tensor(&format!("{p}.layer_norm.bias"), &[channels])?;
-                let t = g.transpose(&format!("{p}.to_time_major"), &h, &[0, 2, 1]);
-                let t = g.layer_norm(&format!("{p}.layer_norm"), &t, gamma, beta, CONV_NORM_EPS)?;
-                h = g.transpose(&format!("{p}.to_channel_major"), &t, &[0, 2, 1]);
+                h = g.layer_norm(&format!("{p}.layer_norm"), &h, gamma, beta, CONV_NORM_EPS)?;
             }
         }
         h = g.activation(
@@ -277,7 +272,6 @@ pub fn build_graph(
     }
 
     // Feature projection: [1, T, C] → [1, T, hidden].
-    h = g.transpose("feature_extractor.to_time_major", &h, &[0, 2, 1]);
     if config.feat_proj_layer_norm {
         let gamma = checkpoint.tensor("feature_projection.layer_norm.weight", &[in_channels])?;
         let beta = checkpoint.tensor("feature_projection.layer_norm.bias", &[in_channels])?;

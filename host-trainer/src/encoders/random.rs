@@ -242,7 +242,9 @@ impl RandomCheckpoint {
         }
     }
 
-    /// Writes `config.json`, `model.safetensors` (and `tokenizer.json` if given) to `dir`.
+    /// Writes `config.json`, `model.safetensors` and, as `fetch` would, a speech
+    /// model's `preprocessor_config.json` or a text model's `tokenizer.json` (if given)
+    /// to `dir`.
     pub fn write(&self, dir: &Path) -> Result<(), ImportError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
@@ -281,6 +283,21 @@ impl RandomCheckpoint {
         if let (EncoderKind::Bert, Some(tokenizer)) = (self.kind, &self.tokenizer_json) {
             let target = dir.join("tokenizer.json");
             std::fs::copy(tokenizer, &target).map_err(io(tokenizer))?;
+        }
+        if self.kind != EncoderKind::Bert {
+            // What `fetch` brings beside a real speech checkpoint (HF's
+            // Wav2Vec2FeatureExtractor settings), so `demo --encoders` takes this folder.
+            let path = dir.join("preprocessor_config.json");
+            let config = json!({
+                "do_normalize": true,
+                "feature_extractor_type": "Wav2Vec2FeatureExtractor",
+                "feature_size": 1,
+                "padding_side": "right",
+                "padding_value": 0.0,
+                "return_attention_mask": false,
+                "sampling_rate": 16000
+            });
+            std::fs::write(&path, format!("{config:#}\n")).map_err(io(&path))?;
         }
         Ok(())
     }
