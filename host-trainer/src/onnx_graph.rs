@@ -455,15 +455,14 @@ impl GraphBuilder {
         Ok(self.node("Add", &format!("{name}.add"), &[&y, &b], vec![]))
     }
 
-    /// ONNX `LayerNormalization` over the last axis with scale `gamma` and shift `beta`.
-    pub fn layer_norm(
+    /// A normalisation's scale `gamma` and shift `beta` (1-D, the same length) as
+    /// initializers `{name}.weight` and `{name}.bias`.
+    fn norm_parameters(
         &mut self,
         name: &str,
-        x: &str,
         gamma: FloatArray,
         beta: FloatArray,
-        epsilon: f32,
-    ) -> Result<String, GraphError> {
+    ) -> Result<(String, String), GraphError> {
         if gamma.shape.len() != 1 || gamma.shape != beta.shape {
             return Err(GraphError::WeightShape {
                 name: format!("{name}.bias"),
@@ -473,6 +472,19 @@ impl GraphBuilder {
         }
         let g = self.initializer(&format!("{name}.weight"), gamma);
         let b = self.initializer(&format!("{name}.bias"), beta);
+        Ok((g, b))
+    }
+
+    /// ONNX `LayerNormalization` over the last axis with scale `gamma` and shift `beta`.
+    pub fn layer_norm(
+        &mut self,
+        name: &str,
+        x: &str,
+        gamma: FloatArray,
+        beta: FloatArray,
+        epsilon: f32,
+    ) -> Result<String, GraphError> {
+        let (g, b) = self.norm_parameters(name, gamma, beta)?;
         Ok(self.node(
             "LayerNormalization",
             name,
@@ -722,15 +734,7 @@ impl GraphBuilder {
         beta: FloatArray,
         epsilon: f32,
     ) -> Result<String, GraphError> {
-        if gamma.shape.len() != 1 || gamma.shape != beta.shape {
-            return Err(GraphError::WeightShape {
-                name: format!("{name}.bias"),
-                expected: format!("{:?} (like the weight)", gamma.shape),
-                found: beta.shape.clone(),
-            });
-        }
-        let g = self.initializer(&format!("{name}.weight"), gamma);
-        let b = self.initializer(&format!("{name}.bias"), beta);
+        let (g, b) = self.norm_parameters(name, gamma, beta)?;
         let eps = self.scalar_f32(&format!("{name}.epsilon"), epsilon);
         let over_time = || vec![("axes", Attr::Ints(vec![1])), ("keepdims", Attr::Int(1))];
         // var = E[x²] − E[x]², so that the one full-size pass is `x·scale + shift`, which

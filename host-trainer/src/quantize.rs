@@ -701,22 +701,10 @@ struct SymmetricConstants {
 impl SymmetricConstants {
     fn new(names: &mut Names, initializers: &mut Vec<pb::TensorProto>) -> Self {
         let zero_point = names.fresh("quantize.zero_point");
-        initializers.push(pb::TensorProto {
-            name: zero_point.clone(),
-            dims: vec![],
-            data_type: DataType::Int8 as i32,
-            raw_data: vec![0],
-            ..Default::default()
-        });
+        initializers.push(scalar_tensor(&zero_point, DataType::Int8, vec![0]));
         let mut scalar = |name: &str, value: f32| {
             let name = names.fresh(name);
-            initializers.push(pb::TensorProto {
-                name: name.clone(),
-                dims: vec![],
-                data_type: DataType::Float as i32,
-                raw_data: value.to_le_bytes().to_vec(),
-                ..Default::default()
-            });
+            initializers.push(scalar_f32_tensor(&name, value));
             name
         };
         Self {
@@ -882,13 +870,7 @@ fn calibrated_i8(
 ) -> QuantizedActivation {
     let scale = names.fresh(&format!("{x}.quant_scale"));
     let value = (range / 127.0).max(f32::MIN_POSITIVE);
-    initializers.push(pb::TensorProto {
-        name: scale.clone(),
-        dims: vec![],
-        data_type: DataType::Float as i32,
-        raw_data: value.to_le_bytes().to_vec(),
-        ..Default::default()
-    });
+    initializers.push(scalar_f32_tensor(&scale, value));
     let codes = names.fresh(&format!("{x}.quant"));
     nodes.push(new_node(
         "QuantizeLinear",
@@ -902,6 +884,22 @@ fn calibrated_i8(
         scale,
         zero_point: None,
     }
+}
+
+/// A rank-0 initializer of `data_type` holding `raw_data`.
+fn scalar_tensor(name: &str, data_type: DataType, raw_data: Vec<u8>) -> pb::TensorProto {
+    pb::TensorProto {
+        name: name.to_string(),
+        dims: vec![],
+        data_type: data_type as i32,
+        raw_data,
+        ..Default::default()
+    }
+}
+
+/// A rank-0 f32 initializer.
+fn scalar_f32_tensor(name: &str, value: f32) -> pb::TensorProto {
+    scalar_tensor(name, DataType::Float, value.to_le_bytes().to_vec())
 }
 
 fn int_attribute(name: &str, value: i64) -> pb::AttributeProto {
