@@ -24,7 +24,7 @@ use models::pipeline::{Classification, Pipeline, TextInput};
 use serde_json::{Map, json};
 
 use crate::audio::resample::StreamResampler;
-use crate::audio::source::{self, Capture, Pace, ReadOutcome, SourceError, SourceSpec};
+use crate::audio::source::{self, Capture, ReadOutcome, SourceError, SourceSpec};
 use crate::display::{Display, Reading};
 use crate::segmenter::{Segmenter, SegmenterConfig, Utterance};
 
@@ -79,8 +79,8 @@ pub struct Heard {
     pub latency: Duration,
 }
 
-/// What a run did, printed when it ends.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// What a run did, printed when it ends (with `--json`, also as a `{"summary": …}` line).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct ListenSummary {
     /// Utterances the segmenter found.
     pub utterances: u64,
@@ -235,6 +235,9 @@ impl JobQueue {
     }
 }
 
+/// Opens the audio source of a run; called again, with backoff, when a live one is lost.
+pub type Opener<'a> = dyn FnMut() -> Result<Capture, SourceError> + 'a;
+
 /// Listens until the source ends or `stop` is set; shows each utterance on every
 /// display, then hands it to `heard`. Returns what happened.
 pub fn listen(
@@ -244,9 +247,23 @@ pub fn listen(
     stop: Arc<AtomicBool>,
     heard: &mut dyn FnMut(&Heard),
 ) -> anyhow::Result<ListenSummary> {
+    let mut open = || source::open(&options.source, options.ring_seconds);
+    listen_from(pipeline, options, &mut open, displays, stop, heard)
+}
+
+/// [`listen`] with the audio from `open` instead of `options.source` (which then only
+/// names it in errors): how tests inject sources that fail on cue.
+pub fn listen_from(
+    pipeline: Pipeline,
+    options: &ListenOptions,
+    open: &mut Opener<'_>,
+    displays: &mut [Box<dyn Display>],
+    stop: Arc<AtomicBool>,
+    heard: &mut dyn FnMut(&Heard),
+) -> anyhow::Result<ListenSummary> {
     let rate = pipeline.frontend().config().target_rate;
     let prompts = prompt_words(&pipeline, &options.prompt)?;
-    let mut capture = source::open(&options.source, options.ring_seconds)
+    let mut capture = open()
         .with_context(|| format!("cannot open the audio source {}", describe(&options.source)))?;
     let mut resampler = StreamResampler::new(capture.sample_rate(), rate)?;
     let mut segmenter = Segmenter::new(options.segmenter.clone(), rate)
@@ -258,13 +275,7 @@ pub fn listen(
     );
 
     let queue = Arc::new(JobQueue::new(options.queue));
-    let wait_for_room = matches!(
-        options.source,
-        SourceSpec::File {
-            pace: Pace::Fast,
-            ..
-        } | SourceSpec::Stdin { pace: Pace::Fast }
-    );
+    let wait_for_room = capture.waits_for_reader();
     let (done_tx, done_rx) = mpsc::channel::<Done>();
     let worker = {
         let queue = Arc::clone(&queue);
@@ -295,17 +306,11 @@ pub fn listen(
         let ended = match capture.read(&mut native, POLL) {
             Ok(ReadOutcome::Samples(_)) => false,
             Ok(ReadOutcome::Ended) => true,
-            Err(error) if matches!(options.source, SourceSpec::Microphone { .. }) => {
-                summary.overruns += capture.overruns();
-                match reopen(
-                    &options.source,
-                    options.ring_seconds,
-                    &error,
-                    &mut retry,
-                    &stop,
-                    &mut shower,
-                ) {
+            Err(error) if capture.is_live() => {
+                match reopen(open, &error, &mut retry, &stop, &mut shower) {
                     Some(new) => {
+                        // The lost capture's count; the last capture's is added at the end.
+                        summary.overruns += capture.overruns();
                         capture = new;
                         summary.reopened += 1;
                         resampler = StreamResampler::new(capture.sample_rate(), rate)?;
@@ -413,8 +418,7 @@ fn prompt_words(pipeline: &Pipeline, prompt: &Prompt) -> anyhow::Result<Vec<Stri
 
 /// Waits with backoff and reopens the source; `None` when stopped meanwhile.
 fn reopen(
-    spec: &SourceSpec,
-    ring_seconds: f32,
+    open: &mut Opener<'_>,
     error: &SourceError,
     retry: &mut Duration,
     stop: &AtomicBool,
@@ -436,7 +440,7 @@ fn reopen(
             thread::sleep(POLL);
         }
         *retry = (*retry * 2).min(MAX_RETRY);
-        match source::open(spec, ring_seconds) {
+        match open() {
             Ok(capture) => {
                 eprintln!("audio source back: {}", capture.describe());
                 return Some(capture);

@@ -463,6 +463,9 @@ fn listen_command(args: ListenArgs) -> anyhow::Result<ExitCode> {
         edge_runtime::listen::report(heard, json)
     })?;
     eprintln!("{summary}");
+    if json {
+        println!("{}", serde_json::json!({ "summary": summary }));
+    }
     Ok(if summary.interrupted {
         ExitCode::from(130)
     } else {

@@ -2,6 +2,11 @@
 //! every result kept in the [`FeatureCache`]. Files run in parallel (one tract run per
 //! worker, all cores by default); anything already cached is read, not recomputed; a
 //! file that fails is named and the rest go on.
+//!
+//! A killed run loses only the files in flight: every feature is written under a
+//! temporary name and renamed, so a rerun finds the finished ones complete and computes
+//! the rest. It first removes the temporary files the kill left, and a cached file
+//! that no longer decodes (damaged on disk) is computed again rather than trusted.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -215,6 +220,10 @@ pub struct ExtractReport {
     pub text_computed: usize,
     /// Transcripts found in the cache.
     pub text_cached: usize,
+    /// Cached files that did not decode and were computed again (counted as computed).
+    pub repaired: usize,
+    /// Temporary files left by an interrupted run, removed before starting.
+    pub stale_temp_files: usize,
     /// Utterances that failed, with the reason; they are left out of the index.
     pub failures: Vec<(String, String)>,
     /// Seconds of audio computed (not cached).
@@ -245,7 +254,10 @@ pub fn extract(
             })
             .collect::<Result<Vec<_>, _>>()?
     };
-    let mut report = ExtractReport::default();
+    let mut report = ExtractReport {
+        stale_temp_files: cache.remove_stale_temp_files()?,
+        ..ExtractReport::default()
+    };
 
     // Transcripts first: few and shared by many utterances.
     let mut text_of: BTreeMap<&str, (PathBuf, usize)> = BTreeMap::new();
@@ -258,9 +270,17 @@ pub fn extract(
         if text_of.contains_key(transcript) || text_failures.contains_key(transcript) {
             continue;
         }
-        let features = if cache.contains(&path) {
+        let cached = match cached_features(cache, &path) {
+            Cached::Found(features) => Some(features),
+            Cached::Missing => None,
+            Cached::Damaged => {
+                report.repaired += 1;
+                None
+            }
+        };
+        let features = if let Some(cached) = cached {
             report.text_cached += 1;
-            cache.read(&path).map_err(|e| e.to_string())
+            cached
         } else {
             report.text_computed += 1;
             extractor
@@ -340,6 +360,7 @@ pub fn extract(
                 continue;
             }
         };
+        report.repaired += usize::from(speech.repaired);
         if speech.computed {
             report.speech_computed += 1;
             report.audio_seconds += entry.duration_s;
@@ -388,6 +409,29 @@ struct SpeechResult {
     frames: usize,
     dim: usize,
     computed: bool,
+    /// A cached file was there but did not decode.
+    repaired: bool,
+}
+
+/// What the cache holds for one key.
+enum Cached {
+    /// Nothing: compute it.
+    Missing,
+    /// A file that does not decode: compute it again (the new file replaces it).
+    Damaged,
+    /// Features, or why the file could not be read at all (passed on as a failure).
+    Found(Result<Features, String>),
+}
+
+fn cached_features(cache: &FeatureCache, relative: &Path) -> Cached {
+    if !cache.contains(relative) {
+        return Cached::Missing;
+    }
+    match cache.read(relative) {
+        Ok(features) => Cached::Found(Ok(features)),
+        Err(CacheError::Corrupt { .. }) => Cached::Damaged,
+        Err(e) => Cached::Found(Err(e.to_string())),
+    }
 }
 
 /// The speech features of one file: from the cache, or computed and cached.
@@ -398,15 +442,20 @@ fn speech_for(
 ) -> Result<SpeechResult, String> {
     let bytes = std::fs::read(wav).map_err(|e| format!("{}: {e}", wav.display()))?;
     let path = extractor.speech_path(&bytes);
-    if cache.contains(&path) {
-        let features = cache.read(&path).map_err(|e| e.to_string())?;
-        return Ok(SpeechResult {
-            frames: features.frames(),
-            dim: features.dim(),
-            path,
-            computed: false,
-        });
-    }
+    let repaired = match cached_features(cache, &path) {
+        Cached::Found(features) => {
+            let features = features?;
+            return Ok(SpeechResult {
+                frames: features.frames(),
+                dim: features.dim(),
+                path,
+                computed: false,
+                repaired: false,
+            });
+        }
+        Cached::Missing => false,
+        Cached::Damaged => true,
+    };
     let features = extractor.speech_features(&bytes, &wav.display().to_string())?;
     cache
         .write(&path, &features, extractor.settings.dtype)
@@ -416,5 +465,6 @@ fn speech_for(
         dim: features.dim(),
         path,
         computed: true,
+        repaired,
     })
 }

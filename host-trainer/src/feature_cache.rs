@@ -2,13 +2,18 @@
 //! hashes everything they depend on (the audio bytes or transcript, the encoder graph,
 //! the front-end settings, the layer combination, the dtype). A change recomputes only
 //! what it must; a file is written to a temporary name and renamed, so a killed run
-//! never leaves a half-written feature behind.
+//! never leaves a half-written feature behind. What a kill does leave, temporary files
+//! (`.NAME.tmpPID-N`), is removed by the next run
+//! ([`remove_stale_temp_files`](FeatureCache::remove_stale_temp_files)).
 //!
 //! `features.json` (the [`FeatureIndex`]) maps each utterance id to its speech and text
 //! feature files; training reads it.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
@@ -97,7 +102,8 @@ impl FeatureCache {
         self.root.join(relative).is_file()
     }
 
-    /// Writes features atomically.
+    /// Writes features atomically: to a temporary name of its own (two workers may
+    /// write the same features when two files hold the same audio), synced, renamed.
     pub fn write(
         &self,
         relative: &Path,
@@ -109,7 +115,53 @@ impl FeatureCache {
             path: path.clone(),
             detail,
         })?;
-        write_atomically(&path, &bytes).map_err(|source| CacheError::Io { path, source })
+        write_unique_temp_then_rename(&path, &bytes)
+            .map_err(|source| CacheError::Io { path, source })
+    }
+
+    /// Removes the temporary files that killed runs left in the cache (a file whose
+    /// writer is still running is left alone); returns how many went. They are never
+    /// read (no final name), only taking room.
+    pub fn remove_stale_temp_files(&self) -> Result<usize, CacheError> {
+        let mut removed = 0;
+        let mut folders = vec![self.root.clone()];
+        while let Some(folder) = folders.pop() {
+            let entries = match std::fs::read_dir(&folder) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(source) => {
+                    return Err(CacheError::Io {
+                        path: folder,
+                        source,
+                    });
+                }
+            };
+            for entry in entries {
+                let entry = entry.map_err(|source| CacheError::Io {
+                    path: folder.clone(),
+                    source,
+                })?;
+                let path = entry.path();
+                let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+                if is_dir {
+                    folders.push(path);
+                    continue;
+                }
+                let name = entry.file_name();
+                let Some(pid) = name.to_str().and_then(temp_writer) else {
+                    continue;
+                };
+                if writer_is_gone(pid, &path) {
+                    match std::fs::remove_file(&path) {
+                        Ok(()) => removed += 1,
+                        // Renamed or removed meanwhile by its writer: nothing left to do.
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(source) => return Err(CacheError::Io { path, source }),
+                    }
+                }
+            }
+        }
+        Ok(removed)
     }
 
     /// Reads features (f16 files come back as f32).
@@ -121,6 +173,66 @@ impl FeatureCache {
         })?;
         decode(&bytes).map_err(|detail| CacheError::Corrupt { path, detail })
     }
+}
+
+/// Distinguishes the temporary files of one process.
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Writes `bytes` to `.NAME.tmpPID-N` beside `path`, syncs it, and renames it to `path`.
+fn write_unique_temp_then_rename(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir)?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.tmp{}-{n}", std::process::id()));
+    let written = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        // Best effort: a failed write should not leave its temporary file behind.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// The process id in a temporary file name of ours (`.NAME.tmpPID` as written by
+/// `write_atomically`, or `.NAME.tmpPID-N`); `None` for any other name.
+fn temp_writer(name: &str) -> Option<u32> {
+    if !name.starts_with('.') {
+        return None;
+    }
+    let (_, suffix) = name.rsplit_once(".tmp")?;
+    let (pid, counter) = suffix.split_once('-').unwrap_or((suffix, "0"));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !(digits(pid) && digits(counter)) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+/// True when no running process can still be writing the temporary file `path` of
+/// process `pid`: that process is gone (Linux: no `/proc/PID`), or, where that cannot
+/// be told, the file has not changed for an hour.
+fn writer_is_gone(pid: u32, path: &Path) -> bool {
+    if pid == std::process::id() {
+        return false;
+    }
+    let proc = Path::new("/proc");
+    if proc.join("self").exists() {
+        return !proc.join(pid.to_string()).exists();
+    }
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|modified| SystemTime::now().duration_since(modified).ok())
+        .is_some_and(|age| age > Duration::from_secs(3600))
 }
 
 fn encode(features: &Features, dtype: FeatureDtype) -> Result<Vec<u8>, String> {
@@ -320,6 +432,55 @@ mod tests {
             FeatureIndex::read(dir.path()),
             Err(CacheError::NoIndex(_))
         ));
+    }
+
+    #[test]
+    fn temp_files_of_dead_writers_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = FeatureCache::new(dir.path());
+        assert_eq!(cache.remove_stale_temp_files().unwrap(), 0);
+        let rel = FeatureCache::relative_path("speech", "abcdef");
+        cache.write(&rel, &features(), FeatureDtype::F32).unwrap();
+        let folder = dir.path().join(&rel).parent().unwrap().to_path_buf();
+        // No temporary file is left by a write.
+        let names = |folder: &Path| -> Vec<String> {
+            let mut names: Vec<String> = std::fs::read_dir(folder)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(names(&folder), ["abcdef.safetensors"]);
+
+        // Above any pid Linux hands out (pid_max is at most 2^22): no such process.
+        let dead = 4_000_000_000u32;
+        let stale = [
+            folder.join(format!(".abcdef.safetensors.tmp{dead}-3")),
+            dir.path().join(format!(".features.json.tmp{dead}")),
+        ];
+        let alive = folder.join(format!(".ghij.safetensors.tmp{}-0", std::process::id()));
+        let unrelated = [folder.join("ab.tmp1"), folder.join(".hidden")];
+        for path in stale.iter().chain([&alive]).chain(&unrelated) {
+            std::fs::write(path, b"half").unwrap();
+        }
+        let expected = if Path::new("/proc/self").exists() {
+            2
+        } else {
+            0
+        };
+        assert_eq!(cache.remove_stale_temp_files().unwrap(), expected);
+        if expected == 2 {
+            assert!(stale.iter().all(|p| !p.exists()));
+        }
+        assert!(alive.exists() && unrelated.iter().all(|p| p.exists()));
+        assert_eq!(cache.read(&rel).unwrap(), features());
+
+        assert_eq!(temp_writer(".a.safetensors.tmp12-4"), Some(12));
+        assert_eq!(temp_writer(".features.json.tmp7"), Some(7));
+        assert_eq!(temp_writer("a.safetensors.tmp12"), None);
+        assert_eq!(temp_writer(".a.tmp"), None);
+        assert_eq!(temp_writer(".a.tmp1-x"), None);
     }
 
     #[test]

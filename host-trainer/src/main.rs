@@ -26,10 +26,10 @@ use host_trainer::manifest::Manifest;
 use host_trainer::probe::{ProbeConfig, ProbeRequest, run_probe};
 use host_trainer::report::{ReportInputs, write_report};
 use host_trainer::representations::format_score;
-use host_trainer::runs::{evaluate_run, train_run};
+use host_trainer::runs::{evaluate_run, run_dir, train_run};
 use host_trainer::splits::{SplitConfig, SplitKind, SplitSet};
 use host_trainer::tess::{ScanOptions, scan};
-use host_trainer::training::TrainConfig;
+use host_trainer::training::{TrainConfig, remove_checkpoint};
 use models::encoder::EncoderGraph;
 use models::pipeline::{KeywordSource, TextInput};
 use models::{FrontendConfig, Pipeline, PipelineOptions, TranscriptTemplate};
@@ -127,6 +127,10 @@ struct TrainArgs {
     /// Seed of the weights and of the batch order.
     #[arg(long, default_value_t = TrainConfig::default().seed)]
     seed: u64,
+    /// Start from epoch 1: delete the run's checkpoint (RUNS/{model}/{split}/checkpoint)
+    /// instead of resuming from it.
+    #[arg(long)]
+    fresh: bool,
 }
 
 #[derive(Args)]
@@ -464,7 +468,13 @@ fn run(cli: Cli) -> Result<()> {
                 seed: args.seed,
                 ..TrainConfig::default()
             };
-            train_models(&args.inputs, &[args.model], &[args.split], &config).map(drop)
+            train_models(
+                &args.inputs,
+                &[args.model],
+                &[args.split],
+                &config,
+                args.fresh,
+            )
         }
         Command::Keywords(args) => {
             let config = TrainConfig {
@@ -668,6 +678,7 @@ fn demo(args: DemoArgs) -> Result<()> {
             seed: args.seed,
             ..TrainConfig::default()
         },
+        false,
     )?;
     println!("\n== 6/10 evaluate on the test parts\n");
     evaluate_models(&inputs, &models, &split_names, &args.out.join("evaluation"))?;
@@ -915,22 +926,31 @@ fn read_inputs(inputs: &RunInputs) -> Result<(Manifest, SplitSet)> {
     Ok((manifest, splits))
 }
 
-/// Trains every model on every split named.
+/// Trains every model on every split named. Each run checkpoints every epoch into its
+/// folder and resumes from a checkpoint left by a killed run (`fresh`: deletes it
+/// first); the checkpoint is removed once the model is saved.
 fn train_models(
     inputs: &RunInputs,
     models: &[ModelKind],
     split_names: &[String],
     base: &TrainConfig,
+    fresh: bool,
 ) -> Result<()> {
     let (manifest, splits) = read_inputs(inputs)?;
     for name in split_names {
         let split = splits.get(name)?;
         for &model in models {
+            let checkpoint = run_dir(&inputs.runs, model, &split.name).join("checkpoint");
+            if fresh && remove_checkpoint(&checkpoint)? {
+                println!("--fresh: removed the checkpoint {}", checkpoint.display());
+            }
             let config = TrainConfig {
                 model,
+                checkpoint: Some(checkpoint.clone()),
                 ..base.clone()
             };
             train_run(&manifest, split, &inputs.features, &inputs.runs, &config)?;
+            remove_checkpoint(&checkpoint)?;
         }
     }
     Ok(())
@@ -1292,6 +1312,19 @@ fn extract_features(
     let cache = FeatureCache::new(cache_dir);
     let progress = std::io::stderr().is_terminal();
     let (index, report) = extract(&extractor, &manifest, &[], &cache, jobs, progress)?;
+    if report.stale_temp_files > 0 {
+        println!(
+            "removed {} unfinished temporary file(s) left in {} by an interrupted run",
+            report.stale_temp_files,
+            cache_dir.display()
+        );
+    }
+    if report.repaired > 0 {
+        eprintln!(
+            "warning: {} cached feature file(s) did not decode and were computed again",
+            report.repaired
+        );
+    }
     for (id, reason) in &report.failures {
         eprintln!("warning: {id} skipped: {reason}");
     }

@@ -15,19 +15,38 @@
 //! A [`TrainedModel`] predicts probabilities and is saved as `head.json` (the model
 //! configuration, input sizes included) beside `head.bpk` (the weights, burnpack via
 //! burn-store).
+//!
+//! # Checkpoints
+//!
+//! With [`TrainConfig::checkpoint`] set, the state after every epoch is written to that
+//! folder: `epoch-NNNN/` holds the current weights (`model.bpk`), AdamW's moments
+//! (`optimizer.bpk`, burn's `OptimizerRecord`) and the best epoch's weights (`best.bpk`);
+//! `checkpoint.json` names that folder with each file's SHA-256 and holds the curves, the
+//! best epoch and its scores, the patience counter, the batch order and both generators'
+//! positions. The files are written under a temporary name and `checkpoint.json` is
+//! replaced last (temp file + rename), so a kill at any moment leaves the previous
+//! checkpoint whole. A run that finds one resumes after its epoch and ends with exactly
+//! the weights and curves of an uninterrupted run (the `seconds` aside). The checkpoint
+//! records what it belongs to (model, batch size, learning rate, weight decay, seed,
+//! head sizes, classes, and a digest of the features and labels): another training is
+//! refused rather than continued. `max_epochs` and `patience` may change between runs
+//! (to train on for longer). The caller removes the folder ([`remove_checkpoint`]) once
+//! the model is saved.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamWConfig, GradientsParams};
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, OptimizerRecord};
 use burn::store::{BurnpackStore, ModuleSnapshot};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use models::Emotion;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::feature_cache::Features;
 use crate::heads::{
@@ -119,6 +138,11 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Sizes of the model.
     pub head: HeadConfig,
+    /// Folder for a checkpoint after every epoch, resumed from when it is there (see
+    /// [Checkpoints](self#checkpoints)); `None`: no checkpoint. Where to write, not how
+    /// to train: never saved with the settings.
+    #[serde(skip)]
+    pub checkpoint: Option<PathBuf>,
 }
 
 impl Default for TrainConfig {
@@ -132,6 +156,7 @@ impl Default for TrainConfig {
             weight_decay: 1e-2,
             seed: 42,
             head: HeadConfig::default(),
+            checkpoint: None,
         }
     }
 }
@@ -271,6 +296,28 @@ pub enum TrainError {
         /// What is wrong.
         detail: String,
     },
+    /// A checkpoint file that cannot be read, is damaged, or does not fit the model.
+    #[error(
+        "{path}: training checkpoint not usable ({detail}); delete the folder {dir} (or pass --fresh to `host-trainer train`) to train this run from the start"
+    )]
+    Checkpoint {
+        /// The file at fault.
+        path: PathBuf,
+        /// The checkpoint folder.
+        dir: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A checkpoint written by another training (other settings or other data).
+    #[error(
+        "{dir}: this checkpoint belongs to another training ({detail}); delete the folder (or pass --fresh to `host-trainer train`) to start over, or train into another --runs folder"
+    )]
+    CheckpointMismatch {
+        /// The checkpoint folder.
+        dir: PathBuf,
+        /// What differs.
+        detail: String,
+    },
 }
 
 /// Trains `config.model` on `train` to tell the seven emotions apart, choosing the
@@ -286,7 +333,9 @@ pub fn train(
 
 /// Trains `config.model` with one output per class of `classes` (the last layer sized
 /// to them), choosing the epoch by `val` (macro-F1 over the classes); calls `on_epoch`
-/// after each epoch.
+/// after each epoch. With `config.checkpoint` set, resumes from the checkpoint there (its
+/// epochs are passed to `on_epoch` first, so callers see the whole run) and checkpoints
+/// every epoch; see [Checkpoints](self#checkpoints).
 pub fn train_classes(
     config: &TrainConfig,
     classes: &Classes<'_>,
@@ -315,25 +364,73 @@ pub fn train_classes(
 
     let device = Device::flex().autodiff();
     let inference_device = device.clone().without_autodiff();
-    let mut model = head_config.init_seeded(config.seed, &device);
-    let mut optimizer = AdamWConfig::new()
+    let optimizer = AdamWConfig::new()
         .with_weight_decay(config.weight_decay as f32)
         .init();
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
-    // Separate streams for the order of samples and for dropout.
-    let mut shuffle_rng = ChaCha8Rng::seed_from_u64(config.seed);
-    let mut dropout_rng = DropoutRng::seed_from_u64(config.seed ^ 0x5DEE_CE66_D1CE_4E5B);
 
-    let mut order: Vec<usize> = (0..train.len()).collect();
-    let mut curves = Vec::new();
-    let mut best: Option<Best> = None;
-    let mut since_best = 0usize;
-    for epoch in 1..=config.max_epochs {
+    let checkpoint = config.checkpoint.as_ref().map(|dir| Checkpoint {
+        dir: dir.clone(),
+        fingerprint: fingerprint(config, classes, train, &train_labels, val, &val_labels),
+    });
+    let restored = match &checkpoint {
+        Some(checkpoint) => checkpoint.load(
+            &head_config,
+            &device,
+            &inference_device,
+            optimizer.clone(),
+            config.seed,
+            train.len(),
+        )?,
+        None => None,
+    };
+    let mut state = match restored {
+        Some(state) => {
+            let dir = config.checkpoint.as_deref().unwrap_or(Path::new("?"));
+            if state.stopped(config) || state.epoch >= config.max_epochs {
+                println!(
+                    "   checkpoint {}: this training had already finished (epoch {}); its outcome is restored",
+                    dir.display(),
+                    state.epoch
+                );
+            } else {
+                let restored = match state.epoch {
+                    1 => "epoch 1".to_string(),
+                    n => format!("epochs 1-{n}"),
+                };
+                println!(
+                    "   resuming from epoch {} ({restored} restored from the checkpoint {})",
+                    state.epoch + 1,
+                    dir.display(),
+                );
+            }
+            state
+        }
+        None => LoopState {
+            epoch: 0,
+            model: head_config.init_seeded(config.seed, &device),
+            optimizer,
+            // Separate streams for the order of samples and for dropout.
+            shuffle_rng: ChaCha8Rng::seed_from_u64(config.seed),
+            dropout_rng: DropoutRng::seed_from_u64(config.seed ^ DROPOUT_SEED),
+            order: (0..train.len()).collect(),
+            curves: Vec::new(),
+            best: None,
+            since_best: 0,
+        },
+    };
+    // Restored epochs are reported too, so that callers see the whole run.
+    for record in &state.curves {
+        on_epoch(record);
+    }
+
+    while state.epoch < config.max_epochs && !state.stopped(config) {
+        let epoch = state.epoch + 1;
         let start = Instant::now();
-        shuffle(&mut order, &mut shuffle_rng);
+        shuffle(&mut state.order, &mut state.shuffle_rng);
         let mut loss_sum = 0.0f64;
         let mut correct = 0usize;
-        for chunk in order.chunks(config.batch_size) {
+        for chunk in state.order.chunks(config.batch_size) {
             let examples: Vec<&Example> = chunk.iter().map(|&i| &train[i]).collect();
             let labels: Vec<usize> = chunk.iter().map(|&i| train_labels[i]).collect();
             let input = head_input(kind, &examples, &device)?;
@@ -344,15 +441,17 @@ pub fn train_classes(
                 ),
                 &device,
             );
-            let logits = model.forward(&input, Some(&mut dropout_rng))?;
+            let logits = state.model.forward(&input, Some(&mut state.dropout_rng))?;
             correct += count_correct(&logits_rows(&logits), &labels);
             let loss = loss_fn.forward(logits, targets);
             loss_sum += f64::from(loss.clone().into_scalar::<f32>()) * examples.len() as f64;
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optimizer.step(config.learning_rate, model, grads);
+            let grads = GradientsParams::from_grads(loss.backward(), &state.model);
+            state.model = state
+                .optimizer
+                .step(config.learning_rate, state.model, grads);
         }
 
-        let snapshot = model.valid();
+        let snapshot = state.model.valid();
         let scores = score(
             &snapshot,
             kind,
@@ -370,10 +469,7 @@ pub fn train_classes(
             val_macro_f1: scores.macro_f1,
             seconds: start.elapsed().as_secs_f64(),
         };
-        on_epoch(&record);
-        curves.push(record);
-
-        let better = match &best {
+        let better = match &state.best {
             None => true,
             Some(b) => {
                 scores.macro_f1 > b.macro_f1
@@ -381,31 +477,513 @@ pub fn train_classes(
             }
         };
         if better {
-            best = Some(Best {
+            state.best = Some(Best {
                 epoch,
                 macro_f1: scores.macro_f1,
                 loss: scores.loss,
                 head: snapshot,
             });
-            since_best = 0;
+            state.since_best = 0;
         } else {
-            since_best += 1;
-            if since_best >= config.patience {
-                break;
-            }
+            state.since_best += 1;
         }
+        state.epoch = epoch;
+        state.curves.push(record.clone());
+        if let Some(checkpoint) = &checkpoint {
+            checkpoint.save(&state)?;
+        }
+        on_epoch(&record);
     }
-    // At least one epoch ran (max_epochs ≥ 1), and the first one always sets `best`.
-    let best = best.ok_or_else(|| TrainError::InvalidConfig("no epoch ran".into()))?;
+    // At least one epoch ran (max_epochs ≥ 1, and a checkpoint holds at least one), and
+    // the first one always sets `best`.
+    let best = state
+        .best
+        .ok_or_else(|| TrainError::InvalidConfig("no epoch ran".into()))?;
     Ok(TrainOutcome {
         model: TrainedModel {
             config: head_config,
             head: best.head,
             device: inference_device,
         },
-        curves,
+        curves: state.curves,
         best_epoch: best.epoch,
     })
+}
+
+/// Everything the epoch loop carries from one epoch to the next: what a checkpoint saves.
+struct LoopState {
+    /// Epochs done.
+    epoch: usize,
+    model: EmotionHead,
+    optimizer: ModuleOptimizer,
+    shuffle_rng: ChaCha8Rng,
+    dropout_rng: DropoutRng,
+    /// The batch order, shuffled again (in place) every epoch.
+    order: Vec<usize>,
+    curves: Vec<EpochRecord>,
+    best: Option<Best>,
+    /// Epochs since the best one.
+    since_best: usize,
+}
+
+impl LoopState {
+    /// True when early stopping has ended the run: the last epoch was not the best and
+    /// `patience` epochs have passed without a better one.
+    fn stopped(&self, config: &TrainConfig) -> bool {
+        self.since_best > 0 && self.since_best >= config.patience
+    }
+}
+
+/// Version of the checkpoint layout; bumped when `checkpoint.json` or its files change.
+const CHECKPOINT_VERSION: u32 = 1;
+/// The file that commits a checkpoint: written last, atomically.
+const CHECKPOINT_FILE: &str = "checkpoint.json";
+/// Files of one epoch's folder.
+const CURRENT_WEIGHTS: &str = "model.bpk";
+const OPTIMIZER_STATE: &str = "optimizer.bpk";
+const BEST_WEIGHTS: &str = "best.bpk";
+/// Prefix of the per-epoch folders.
+const EPOCH_FOLDER: &str = "epoch-";
+/// Mixed into the seed for the dropout generator, so it is not the shuffling one.
+const DROPOUT_SEED: u64 = 0x5DEE_CE66_D1CE_4E5B;
+
+/// Deletes the checkpoint folder `dir` (nothing to do when it is not there): once the
+/// final model is saved, or to start a run over. Returns whether there was one.
+pub fn remove_checkpoint(dir: &Path) -> Result<bool, TrainError> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(TrainError::Io {
+            path: dir.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// The checkpoint folder of one training, with what the training is.
+struct Checkpoint {
+    dir: PathBuf,
+    /// What a resumed run must share with the run that wrote the checkpoint.
+    fingerprint: BTreeMap<String, serde_json::Value>,
+}
+
+/// `checkpoint.json`. Floats are kept as their bits: exact, and NaN survives.
+#[derive(Serialize, Deserialize)]
+struct CheckpointState {
+    format_version: u32,
+    fingerprint: BTreeMap<String, serde_json::Value>,
+    /// Epochs done.
+    epoch: usize,
+    /// The folder holding this epoch's files, and each file's SHA-256.
+    folder: String,
+    files: BTreeMap<String, String>,
+    curves: Vec<SavedEpoch>,
+    best_epoch: usize,
+    best_macro_f1: u64,
+    best_loss: u64,
+    since_best: usize,
+    order: Vec<usize>,
+    /// Generator positions in 32-bit words (u128, as decimal text).
+    shuffle_rng: String,
+    dropout_rng: String,
+}
+
+/// An [`EpochRecord`] with its floats as bits.
+#[derive(Serialize, Deserialize)]
+struct SavedEpoch {
+    epoch: usize,
+    values: [u64; 6],
+}
+
+impl From<&EpochRecord> for SavedEpoch {
+    fn from(r: &EpochRecord) -> Self {
+        Self {
+            epoch: r.epoch,
+            values: [
+                r.train_loss,
+                r.train_accuracy,
+                r.val_loss,
+                r.val_accuracy,
+                r.val_macro_f1,
+                r.seconds,
+            ]
+            .map(f64::to_bits),
+        }
+    }
+}
+
+impl From<&SavedEpoch> for EpochRecord {
+    fn from(s: &SavedEpoch) -> Self {
+        let [
+            train_loss,
+            train_accuracy,
+            val_loss,
+            val_accuracy,
+            val_macro_f1,
+            seconds,
+        ] = s.values.map(f64::from_bits);
+        Self {
+            epoch: s.epoch,
+            train_loss,
+            train_accuracy,
+            val_loss,
+            val_accuracy,
+            val_macro_f1,
+            seconds,
+        }
+    }
+}
+
+/// What a checkpoint must match: the settings that shape the run (not `max_epochs` or
+/// `patience`, which may change to train on for longer), the classes, and a digest of
+/// the features and labels the model reads.
+fn fingerprint(
+    config: &TrainConfig,
+    classes: &Classes<'_>,
+    train: &[Example],
+    train_labels: &[usize],
+    val: &[Example],
+    val_labels: &[usize],
+) -> BTreeMap<String, serde_json::Value> {
+    let value = |v: serde_json::Result<serde_json::Value>| v.unwrap_or(serde_json::Value::Null);
+    let mut hasher = Sha256::new();
+    for (part, examples, labels) in [("train", train, train_labels), ("val", val, val_labels)] {
+        hasher.update(part.as_bytes());
+        hasher.update((examples.len() as u64).to_le_bytes());
+        for (example, &label) in examples.iter().zip(labels) {
+            hasher.update((example.id.len() as u64).to_le_bytes());
+            hasher.update(example.id.as_bytes());
+            hasher.update((label as u64).to_le_bytes());
+            if config.model.uses_speech() {
+                hash_features(&mut hasher, Some(&example.speech));
+            }
+            if config.model.uses_text() {
+                hash_features(&mut hasher, example.text.as_ref());
+            }
+        }
+    }
+    BTreeMap::from([
+        ("model".into(), value(serde_json::to_value(config.model))),
+        ("batch_size".into(), config.batch_size.into()),
+        ("learning_rate".into(), config.learning_rate.into()),
+        ("weight_decay".into(), config.weight_decay.into()),
+        ("seed".into(), config.seed.into()),
+        ("head".into(), value(serde_json::to_value(&config.head))),
+        ("classes".into(), classes.names.clone().into()),
+        ("train_examples".into(), train.len().into()),
+        ("val_examples".into(), val.len().into()),
+        ("data_sha256".into(), hex(&hasher.finalize()).into()),
+    ])
+}
+
+fn hash_features(hasher: &mut Sha256, features: Option<&Features>) {
+    let Some(features) = features else {
+        hasher.update([0u8]);
+        return;
+    };
+    hasher.update([1u8]);
+    for list in [&features.layers, &features.shape] {
+        hasher.update((list.len() as u64).to_le_bytes());
+        for &n in list.iter() {
+            hasher.update((n as u64).to_le_bytes());
+        }
+    }
+    let bytes: Vec<u8> = features.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    hasher.update(&bytes);
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The entries of two fingerprints that differ, as `key: checkpoint A, now B`.
+fn differences(
+    saved: &BTreeMap<String, serde_json::Value>,
+    now: &BTreeMap<String, serde_json::Value>,
+) -> Vec<String> {
+    let missing = serde_json::Value::Null;
+    let mut keys: Vec<&String> = saved.keys().chain(now.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter_map(|key| {
+            let (a, b) = (
+                saved.get(key).unwrap_or(&missing),
+                now.get(key).unwrap_or(&missing),
+            );
+            (a != b).then(|| {
+                if key == "data_sha256" {
+                    "the features or labels differ (extracted again, or another split?)".into()
+                } else {
+                    format!("{key}: checkpoint {a}, now {b}")
+                }
+            })
+        })
+        .collect()
+}
+
+impl Checkpoint {
+    /// An error about `path` inside this checkpoint.
+    fn unusable(&self, path: &Path, detail: impl Into<String>) -> TrainError {
+        TrainError::Checkpoint {
+            path: path.to_path_buf(),
+            dir: self.dir.clone(),
+            detail: detail.into(),
+        }
+    }
+
+    fn io(&self, path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
+        let path = path.to_path_buf();
+        move |source| TrainError::Io {
+            path: path.clone(),
+            source,
+        }
+    }
+
+    /// Writes the state after `state.epoch`: its files into a temporary folder, renamed
+    /// into place, then `checkpoint.json` (temp file + rename), then older folders go.
+    /// A kill at any point leaves either the previous checkpoint or this one, whole.
+    fn save(&self, state: &LoopState) -> Result<(), TrainError> {
+        let best = state
+            .best
+            .as_ref()
+            .ok_or_else(|| TrainError::InvalidConfig("checkpoint before any epoch".into()))?;
+        let folder = format!("{EPOCH_FOLDER}{:04}", state.epoch);
+        let tmp = self
+            .dir
+            .join(format!(".{folder}.tmp{}", std::process::id()));
+        remove_dir_if_there(&tmp).map_err(self.io(&tmp))?;
+        std::fs::create_dir_all(&tmp).map_err(self.io(&tmp))?;
+        save_weights(&state.model, &tmp.join(CURRENT_WEIGHTS))?;
+        save_weights(&best.head, &tmp.join(BEST_WEIGHTS))?;
+        let optimizer_path = tmp.join(OPTIMIZER_STATE);
+        state
+            .optimizer
+            .to_record()
+            .save(&optimizer_path)
+            .map_err(|e| TrainError::Weights {
+                path: optimizer_path.clone(),
+                detail: e.to_string(),
+            })?;
+        let mut files = BTreeMap::new();
+        for name in [CURRENT_WEIGHTS, OPTIMIZER_STATE, BEST_WEIGHTS] {
+            let path = tmp.join(name);
+            let bytes = std::fs::read(&path).map_err(self.io(&path))?;
+            std::fs::File::open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(self.io(&path))?;
+            files.insert(name.to_string(), hex(&Sha256::digest(&bytes)));
+        }
+        let final_dir = self.dir.join(&folder);
+        remove_dir_if_there(&final_dir).map_err(self.io(&final_dir))?;
+        std::fs::rename(&tmp, &final_dir).map_err(self.io(&final_dir))?;
+
+        let saved = CheckpointState {
+            format_version: CHECKPOINT_VERSION,
+            fingerprint: self.fingerprint.clone(),
+            epoch: state.epoch,
+            folder: folder.clone(),
+            files,
+            curves: state.curves.iter().map(SavedEpoch::from).collect(),
+            best_epoch: best.epoch,
+            best_macro_f1: best.macro_f1.to_bits(),
+            best_loss: best.loss.to_bits(),
+            since_best: state.since_best,
+            order: state.order.clone(),
+            shuffle_rng: state.shuffle_rng.get_word_pos().to_string(),
+            dropout_rng: state.dropout_rng.word_pos().to_string(),
+        };
+        let path = self.dir.join(CHECKPOINT_FILE);
+        let json =
+            serde_json::to_string(&saved).map_err(|e| self.unusable(&path, e.to_string()))?;
+        write_atomically(&path, json.as_bytes()).map_err(self.io(&path))?;
+        self.remove_leftovers(Some(&folder))
+    }
+
+    /// Removes the epoch folders other than `keep`, and temporary ones left by a kill.
+    /// Only names this code writes are touched.
+    fn remove_leftovers(&self, keep: Option<&str>) -> Result<(), TrainError> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => return Err(self.io(&self.dir)(source)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(self.io(&self.dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            let ours = name.starts_with(EPOCH_FOLDER)
+                || name.starts_with(&format!(".{EPOCH_FOLDER}"))
+                || name.starts_with(&format!(".{CHECKPOINT_FILE}.tmp"));
+            if !ours || Some(name.as_str()) == keep {
+                continue;
+            }
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.map_err(self.io(&path))?;
+        }
+        Ok(())
+    }
+
+    /// The state saved in this folder, or `None` when there is no checkpoint. Anything
+    /// damaged, missing or of another training is an error that says so.
+    fn load(
+        &self,
+        head_config: &EmotionHeadConfig,
+        device: &Device,
+        inference_device: &Device,
+        optimizer: ModuleOptimizer,
+        seed: u64,
+        train_len: usize,
+    ) -> Result<Option<LoopState>, TrainError> {
+        let path = self.dir.join(CHECKPOINT_FILE);
+        let json = match std::fs::read_to_string(&path) {
+            Ok(json) => json,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Killed before the first checkpoint was complete: nothing to resume.
+                self.remove_leftovers(None)?;
+                return Ok(None);
+            }
+            Err(e) => return Err(self.unusable(&path, e.to_string())),
+        };
+        let saved: CheckpointState =
+            serde_json::from_str(&json).map_err(|e| self.unusable(&path, e.to_string()))?;
+        if saved.format_version != CHECKPOINT_VERSION {
+            return Err(self.unusable(
+                &path,
+                format!(
+                    "format version {}, this program reads version {CHECKPOINT_VERSION}",
+                    saved.format_version
+                ),
+            ));
+        }
+        let differences = differences(&saved.fingerprint, &self.fingerprint);
+        if !differences.is_empty() {
+            return Err(TrainError::CheckpointMismatch {
+                dir: self.dir.clone(),
+                detail: differences.join("; "),
+            });
+        }
+        self.check(&path, &saved, train_len)?;
+        let shuffle_pos = saved.shuffle_rng.parse::<u128>();
+        let dropout_pos = saved.dropout_rng.parse::<u128>();
+        let (Ok(shuffle_pos), Ok(dropout_pos)) = (shuffle_pos, dropout_pos) else {
+            return Err(self.unusable(&path, "generator positions are not numbers"));
+        };
+
+        let folder = self.dir.join(&saved.folder);
+        let verified = |name: &str| -> Result<PathBuf, TrainError> {
+            let file = folder.join(name);
+            let expected = saved
+                .files
+                .get(name)
+                .ok_or_else(|| self.unusable(&path, format!("no checksum for {name}")))?;
+            let bytes = std::fs::read(&file).map_err(|e| self.unusable(&file, e.to_string()))?;
+            if &hex(&Sha256::digest(&bytes)) != expected {
+                return Err(self.unusable(&file, "its contents changed since it was written"));
+            }
+            Ok(file)
+        };
+        let model_path = verified(CURRENT_WEIGHTS)?;
+        let best_path = verified(BEST_WEIGHTS)?;
+        let optimizer_path = verified(OPTIMIZER_STATE)?;
+        let as_unusable = |e: TrainError| match e {
+            TrainError::Weights { path, detail } => self.unusable(&path, detail),
+            other => other,
+        };
+        // The weights file carries the parameter ids, which the optimizer state is keyed by.
+        let model =
+            load_weights(head_config.init_for_loading(device), &model_path).map_err(as_unusable)?;
+        let best_head = load_weights(head_config.init_for_loading(inference_device), &best_path)
+            .map_err(as_unusable)?;
+        let record = OptimizerRecord::load(&optimizer_path)
+            .map_err(|e| self.unusable(&optimizer_path, e.to_string()))?;
+        let states = record.len();
+        let optimizer = optimizer.load_record(record);
+        if optimizer.to_record().len() != states {
+            return Err(self.unusable(
+                &optimizer_path,
+                "the optimizer state does not fit the model's parameters",
+            ));
+        }
+
+        // The generators of this run's seed, where the saved run had left them.
+        let mut shuffle_rng = ChaCha8Rng::seed_from_u64(seed);
+        shuffle_rng.set_word_pos(shuffle_pos);
+        let mut dropout_rng = DropoutRng::seed_from_u64(seed ^ DROPOUT_SEED);
+        dropout_rng.set_word_pos(dropout_pos);
+        Ok(Some(LoopState {
+            epoch: saved.epoch,
+            model,
+            optimizer,
+            shuffle_rng,
+            dropout_rng,
+            order: saved.order,
+            curves: saved.curves.iter().map(EpochRecord::from).collect(),
+            best: Some(Best {
+                epoch: saved.best_epoch,
+                macro_f1: f64::from_bits(saved.best_macro_f1),
+                loss: f64::from_bits(saved.best_loss),
+                head: best_head,
+            }),
+            since_best: saved.since_best,
+        }))
+    }
+
+    /// Checks that the saved numbers hang together, so that a hand-edited or damaged
+    /// file is an error here and not a panic later.
+    fn check(
+        &self,
+        path: &Path,
+        saved: &CheckpointState,
+        train_len: usize,
+    ) -> Result<(), TrainError> {
+        let bad = |detail: String| Err(self.unusable(path, detail));
+        if saved.epoch == 0 || saved.curves.len() != saved.epoch {
+            return bad(format!(
+                "{} epochs done but {} epoch records",
+                saved.epoch,
+                saved.curves.len()
+            ));
+        }
+        if saved
+            .curves
+            .iter()
+            .enumerate()
+            .any(|(i, r)| r.epoch != i + 1)
+        {
+            return bad("the epoch records are not numbered 1, 2, …".into());
+        }
+        if !(1..=saved.epoch).contains(&saved.best_epoch)
+            || saved.since_best != saved.epoch - saved.best_epoch
+        {
+            return bad(format!(
+                "best epoch {} and {} epochs since it, after {} epochs",
+                saved.best_epoch, saved.since_best, saved.epoch
+            ));
+        }
+        let mut seen = vec![false; train_len];
+        let permutation = saved.order.len() == train_len
+            && saved
+                .order
+                .iter()
+                .all(|&i| i < train_len && !std::mem::replace(&mut seen[i], true));
+        if !permutation {
+            return bad(format!(
+                "the batch order is not an order of the {train_len} training examples"
+            ));
+        }
+        let plain = !saved.folder.is_empty()
+            && saved.folder.starts_with(EPOCH_FOLDER)
+            && Path::new(&saved.folder).file_name() == Some(std::ffi::OsStr::new(&saved.folder));
+        if !plain {
+            return bad(format!("{:?} is not an epoch folder name", saved.folder));
+        }
+        Ok(())
+    }
 }
 
 /// The best epoch so far.
@@ -728,7 +1306,8 @@ impl TrainedModel {
             .collect()
     }
 
-    /// Writes `head.json` and `head.bpk` into `dir` (created if needed; files replaced).
+    /// Writes `head.json` and `head.bpk` into `dir` (created if needed; files replaced,
+    /// each through a temporary name, so a kill never leaves half a file).
     pub fn save(&self, dir: &Path) -> Result<(), TrainError> {
         std::fs::create_dir_all(dir).map_err(|source| TrainError::Io {
             path: dir.to_path_buf(),
@@ -747,16 +1326,7 @@ impl TrainedModel {
             path: config_path,
             source,
         })?;
-        let weights_path = dir.join(WEIGHTS_FILE);
-        let mut store = BurnpackStore::from_file(&weights_path)
-            .auto_extension(false)
-            .overwrite(true);
-        self.head
-            .save_into(&mut store)
-            .map_err(|e| TrainError::Weights {
-                path: weights_path,
-                detail: e.to_string(),
-            })
+        save_weights(&self.head, &dir.join(WEIGHTS_FILE))
     }
 
     /// Reads a model written by [`save`](Self::save).
@@ -787,25 +1357,64 @@ impl TrainedModel {
             });
         }
         let device = Device::flex();
-        let mut head = saved.model.init_for_loading(&device);
-        let mut store = BurnpackStore::from_file(&weights_path).auto_extension(false);
-        let applied = head
-            .load_from(&mut store)
-            .map_err(|e| TrainError::Weights {
-                path: weights_path.clone(),
-                detail: e.to_string(),
-            })?;
-        if !applied.is_success() || !applied.missing.is_empty() {
-            return Err(TrainError::Weights {
-                path: weights_path,
-                detail: applied.to_string(),
-            });
-        }
+        let head = load_weights(saved.model.init_for_loading(&device), &weights_path)?;
         Ok(Self {
             config: saved.model,
             head: head.valid(),
             device,
         })
+    }
+}
+
+/// Writes `head`'s weights (with their parameter ids) to `path` through a temporary
+/// file in the same folder, synced, then renamed.
+fn save_weights(head: &EmotionHead, path: &Path) -> Result<(), TrainError> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("weights");
+    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    let mut store = BurnpackStore::from_file(&tmp)
+        .auto_extension(false)
+        .overwrite(true);
+    head.save_into(&mut store)
+        .map_err(|e| TrainError::Weights {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+    let io = |source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// Loads the weights at `path` into `head` (built for them), every parameter required.
+fn load_weights(mut head: EmotionHead, path: &Path) -> Result<EmotionHead, TrainError> {
+    let mut store = BurnpackStore::from_file(path).auto_extension(false);
+    let applied = head
+        .load_from(&mut store)
+        .map_err(|e| TrainError::Weights {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+    if !applied.is_success() || !applied.missing.is_empty() {
+        return Err(TrainError::Weights {
+            path: path.to_path_buf(),
+            detail: applied.to_string(),
+        });
+    }
+    Ok(head)
+}
+
+/// Removes a folder and what it holds; nothing to do when it is not there.
+fn remove_dir_if_there(dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
     }
 }
 
@@ -919,6 +1528,7 @@ mod tests {
                 dropout: 0.1,
                 attention_dim: 8,
             },
+            checkpoint: None,
         }
     }
 
@@ -1083,6 +1693,156 @@ mod tests {
             Err(TrainError::Features { .. })
         ));
         assert!(outcome.model.predict(&[]).unwrap().is_empty());
+    }
+
+    /// Curves without the wall-clock seconds, which no two runs share.
+    fn without_seconds(curves: &[EpochRecord]) -> Vec<EpochRecord> {
+        curves
+            .iter()
+            .map(|r| EpochRecord {
+                seconds: 0.0,
+                ..r.clone()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_run_stopped_after_epoch_k_and_resumed_ends_as_an_uninterrupted_run() {
+        let train_set = synthetic(21, 3, 6, true);
+        let val = synthetic(22, 2, 6, true);
+        // Fusion has every kind of state (dropout, text, the gate); speech is the default.
+        for kind in [ModelKind::Fusion, ModelKind::Speech] {
+            let config = quick(kind, 5);
+            let whole = run(&config, &train_set, &val);
+
+            let dir = tempfile::tempdir().unwrap();
+            let checkpoint = dir.path().join("checkpoint");
+            // "Killed" after epoch 2: the same run told to stop there.
+            let first = TrainConfig {
+                max_epochs: 2,
+                checkpoint: Some(checkpoint.clone()),
+                ..config.clone()
+            };
+            let stopped = run(&first, &train_set, &val);
+            assert_eq!(stopped.curves.len(), 2);
+            assert!(checkpoint.join(CHECKPOINT_FILE).is_file());
+            assert!(
+                checkpoint
+                    .join("epoch-0002")
+                    .join(OPTIMIZER_STATE)
+                    .is_file()
+            );
+            assert!(!checkpoint.join("epoch-0001").exists(), "older epochs go");
+            // Debris of a kill during the next write, and a file that is not ours.
+            std::fs::create_dir_all(checkpoint.join(".epoch-0003.tmp4242")).unwrap();
+            std::fs::create_dir_all(checkpoint.join("epoch-0003")).unwrap();
+            std::fs::write(checkpoint.join("notes.txt"), "mine").unwrap();
+
+            let resumed = run(
+                &TrainConfig {
+                    checkpoint: Some(checkpoint.clone()),
+                    ..config.clone()
+                },
+                &train_set,
+                &val,
+            );
+            assert_eq!(
+                without_seconds(&resumed.curves),
+                without_seconds(&whole.curves),
+                "{kind}"
+            );
+            // The restored epochs are the checkpoint's, seconds included.
+            assert_eq!(resumed.curves[..2], stopped.curves[..]);
+            assert_eq!(resumed.best_epoch, whole.best_epoch);
+            assert_eq!(
+                resumed.model.predict(&val).unwrap(),
+                whole.model.predict(&val).unwrap(),
+                "{kind}: the resumed model differs"
+            );
+            let last = format!("epoch-{:04}", whole.curves.len());
+            assert!(checkpoint.join(&last).is_dir());
+            assert!(!checkpoint.join(".epoch-0003.tmp4242").exists());
+            assert!(checkpoint.join("notes.txt").is_file());
+
+            // Run again: the checkpoint is of a finished run; nothing more is trained.
+            let again = run(
+                &TrainConfig {
+                    checkpoint: Some(checkpoint.clone()),
+                    ..config.clone()
+                },
+                &train_set,
+                &val,
+            );
+            assert_eq!(again.curves, resumed.curves);
+            assert_eq!(
+                again.model.predict(&val).unwrap(),
+                whole.model.predict(&val).unwrap()
+            );
+            assert!(remove_checkpoint(&checkpoint).unwrap());
+            assert!(!remove_checkpoint(&checkpoint).unwrap());
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_of_another_training_or_damaged_is_refused_with_what_to_do() {
+        let train_set = synthetic(23, 2, 6, false);
+        let val = synthetic(24, 1, 6, false);
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoint = dir.path().join("checkpoint");
+        let config = TrainConfig {
+            max_epochs: 1,
+            checkpoint: Some(checkpoint.clone()),
+            ..quick(ModelKind::Speech, 3)
+        };
+        let mut ignore = |_: &EpochRecord| {};
+        train(&config, &train_set, &val, &mut ignore).unwrap();
+
+        let other_rate = TrainConfig {
+            learning_rate: 5e-3,
+            ..config.clone()
+        };
+        match train(&other_rate, &train_set, &val, &mut ignore) {
+            Err(e @ TrainError::CheckpointMismatch { .. }) => {
+                let message = e.to_string();
+                assert!(message.contains("learning_rate: checkpoint 0.01, now 0.005"));
+                assert!(message.contains("--fresh"), "{message}");
+            }
+            other => panic!("expected a mismatch, got {other:?}"),
+        }
+        let mut other_val = val.clone();
+        other_val[0].speech.data[0] += 1.0;
+        match train(&config, &train_set, &other_val, &mut ignore) {
+            Err(TrainError::CheckpointMismatch { detail, .. }) => {
+                assert!(detail.contains("features or labels differ"), "{detail}");
+            }
+            other => panic!("expected a mismatch, got {other:?}"),
+        }
+
+        // A damaged weights file is named; nothing is trained from it.
+        let best = checkpoint.join("epoch-0001").join(BEST_WEIGHTS);
+        let mut bytes = std::fs::read(&best).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xFF;
+        std::fs::write(&best, &bytes).unwrap();
+        match train(&config, &train_set, &val, &mut ignore) {
+            Err(e @ TrainError::Checkpoint { .. }) => {
+                let message = e.to_string();
+                assert!(message.contains(&best.display().to_string()), "{message}");
+                assert!(message.contains("delete the folder"), "{message}");
+            }
+            other => panic!("expected a damaged checkpoint, got {other:?}"),
+        }
+        // So is a `checkpoint.json` that is not one.
+        let json = checkpoint.join(CHECKPOINT_FILE);
+        std::fs::write(&json, "{\"format_version\": 1, \"epo").unwrap();
+        match train(&config, &train_set, &val, &mut ignore) {
+            Err(TrainError::Checkpoint { path, .. }) => assert_eq!(path, json),
+            other => panic!("expected a damaged checkpoint, got {other:?}"),
+        }
+        // Removed, the run starts over.
+        assert!(remove_checkpoint(&checkpoint).unwrap());
+        let fresh = train(&config, &train_set, &val, &mut ignore).unwrap();
+        assert_eq!(fresh.curves.len(), 1);
     }
 
     #[test]

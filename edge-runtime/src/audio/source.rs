@@ -188,6 +188,8 @@ pub struct Capture {
     worker: Option<JoinHandle<()>>,
     /// Whether Drop may wait for the worker (stdin's may sit in a blocking read).
     join_on_drop: bool,
+    /// Whether the source waits for the reader instead of dropping (file or stdin read fast).
+    waits_for_reader: bool,
     /// A file error already handed to the caller once.
     error_reported: bool,
     /// When samples last arrived (a live device that goes quiet has been lost).
@@ -198,13 +200,8 @@ pub struct Capture {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Kind {
-    #[cfg_attr(not(feature = "mic"), allow(dead_code))]
-    Microphone {
-        device: String,
-    },
-    Stream {
-        name: String,
-    },
+    Microphone { device: String },
+    Stream { name: String },
 }
 
 impl std::fmt::Debug for Capture {
@@ -234,6 +231,12 @@ impl Capture {
     /// Whether this is a live device (whose loss is worth retrying).
     pub fn is_live(&self) -> bool {
         matches!(self.kind, Kind::Microphone { .. })
+    }
+
+    /// Whether the source waits for the reader instead of overrunning (a file or stdin
+    /// read as fast as possible): then nothing downstream needs to drop either.
+    pub fn waits_for_reader(&self) -> bool {
+        self.waits_for_reader
     }
 
     /// Mono samples dropped because the reader fell behind (live and real-time sources).
@@ -333,7 +336,7 @@ pub fn open(spec: &SourceSpec, ring_seconds: f32) -> Result<Capture, SourceError
                 &format!("file {name}"),
                 *pace,
                 ring_seconds,
-                true,
+                Behaves::Stream { join_on_drop: true },
             )
         }
         SourceSpec::Stdin { pace } => {
@@ -344,7 +347,9 @@ pub fn open(spec: &SourceSpec, ring_seconds: f32) -> Result<Capture, SourceError
                 "stdin",
                 *pace,
                 ring_seconds,
-                false,
+                Behaves::Stream {
+                    join_on_drop: false,
+                },
             )
         }
     }
@@ -360,7 +365,29 @@ pub fn open_stream<R: Read + Send + 'static>(
     ring_seconds: f32,
 ) -> Result<Capture, SourceError> {
     check_ring(ring_seconds)?;
-    open_wav(reader, name, name, pace, ring_seconds, true)
+    open_wav(
+        reader,
+        name,
+        name,
+        pace,
+        ring_seconds,
+        Behaves::Stream { join_on_drop: true },
+    )
+}
+
+/// Opens a WAV stream that behaves like a live input device named `name`: samples the
+/// reader has no room for are overrun (counted, never waited for, even at
+/// [`Pace::Fast`]), and the stream's end or failure is the device being lost, which
+/// `listen` answers by reopening with backoff. For fault tests and soak runs: a real
+/// device cannot be made to fail on cue.
+pub fn open_stream_as_device<R: Read + Send + 'static>(
+    reader: R,
+    name: &str,
+    pace: Pace,
+    ring_seconds: f32,
+) -> Result<Capture, SourceError> {
+    check_ring(ring_seconds)?;
+    open_wav(reader, name, name, pace, ring_seconds, Behaves::Device)
 }
 
 /// Lists the input devices (needs the `mic` feature).
@@ -415,6 +442,7 @@ fn open_microphone(device: Option<&str>, ring_seconds: f32) -> Result<Capture, S
             stop: Arc::new(AtomicBool::new(false)),
             worker: None,
             join_on_drop: false,
+            waits_for_reader: false,
             error_reported: false,
             last_samples: Instant::now(),
             _stream: Some(opened.stream),
@@ -427,13 +455,22 @@ fn open_microphone(device: Option<&str>, ring_seconds: f32) -> Result<Capture, S
     }
 }
 
+/// How a WAV stream's capture behaves.
+#[derive(Debug, Clone, Copy)]
+enum Behaves {
+    /// A file or stdin; Drop waits for its thread when `join_on_drop`.
+    Stream { join_on_drop: bool },
+    /// A live device (see [`open_stream_as_device`]).
+    Device,
+}
+
 fn open_wav<R: Read + Send + 'static>(
     reader: R,
     name: &str,
     label: &str,
     pace: Pace,
     ring_seconds: f32,
-    join_on_drop: bool,
+    behaves: Behaves,
 ) -> Result<Capture, SourceError> {
     let wav = WavStream::new(reader).map_err(|source| SourceError::Wav {
         name: name.to_owned(),
@@ -444,25 +481,40 @@ fn open_wav<R: Read + Send + 'static>(
         ring_capacity(ring_seconds, format.sample_rate),
         format.channels,
     );
+    let (kind, join_on_drop, waits_for_reader) = match behaves {
+        Behaves::Stream { join_on_drop } => (
+            Kind::Stream {
+                name: name.to_owned(),
+            },
+            join_on_drop,
+            pace == Pace::Fast,
+        ),
+        Behaves::Device => (
+            Kind::Microphone {
+                device: name.to_owned(),
+            },
+            true,
+            false,
+        ),
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let worker = {
         let stop = Arc::clone(&stop);
         let name = name.to_owned();
         std::thread::Builder::new()
             .name(format!("wav-{name}"))
-            .spawn(move || pump(wav, writer, pace, &stop, &name))
+            .spawn(move || pump(wav, writer, pace, waits_for_reader, &stop, &name))
             .map_err(SourceError::Thread)?
     };
     Ok(Capture {
         reader,
         description: format!("{label} ({}) {}", format.describe(), pace.describe()),
         sample_rate: format.sample_rate,
-        kind: Kind::Stream {
-            name: name.to_owned(),
-        },
+        kind,
         stop,
         worker: Some(worker),
         join_on_drop,
+        waits_for_reader,
         error_reported: false,
         last_samples: Instant::now(),
         #[cfg(feature = "mic")]
@@ -472,11 +524,13 @@ fn open_wav<R: Read + Send + 'static>(
 
 /// The file/stdin thread: decodes 10 ms at a time into the ring until the data ends,
 /// the capture is dropped, or reading fails (the error goes to the shared state).
+/// With `wait`, it waits for room in the ring; otherwise what does not fit is overrun.
 /// Dropping the writer at the end marks the stream ended.
 fn pump<R: Read>(
     mut wav: WavStream<R>,
     mut writer: CaptureWriter,
     pace: Pace,
+    wait: bool,
     stop: &AtomicBool,
     name: &str,
 ) {
@@ -486,7 +540,7 @@ fn pump<R: Read>(
     let start = Instant::now();
     let mut frames_done: u64 = 0;
     while !stop.load(Ordering::Acquire) {
-        if pace == Pace::Fast && !wait_for_room(&writer, chunk, stop) {
+        if wait && !wait_for_room(&writer, chunk, stop) {
             break;
         }
         samples.clear();

@@ -313,6 +313,17 @@ impl DropoutRng {
         }
     }
 
+    /// How far the generator has run, in 32-bit words: a training checkpoint keeps it so
+    /// that a resumed run draws the masks the uninterrupted run would have drawn.
+    pub fn word_pos(&self) -> u128 {
+        self.rng.get_word_pos()
+    }
+
+    /// Continues from a position given by [`word_pos`](Self::word_pos).
+    pub fn set_word_pos(&mut self, pos: u128) {
+        self.rng.set_word_pos(pos);
+    }
+
     /// Zeroes each value of `x` with probability `prob` and scales the others by
     /// `1 / (1 - prob)` (inverted dropout).
     pub fn apply<const D: usize>(&mut self, x: Tensor<D>, prob: f64) -> Tensor<D> {

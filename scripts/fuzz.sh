@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Fuzzes the WAV front-end, the board's WAV stream reader, the bundle manifest parser and
+# the bundle loader with cargo fuzz (libFuzzer, nightly Rust).
+#
+#   bash scripts/fuzz.sh [SECONDS] [TARGET...]     (default: 600 s each, all four)
+#
+# Installs the nightly toolchain and cargo-fuzz when missing. Seeds come from
+# fuzz/seeds/wav (every WAV layout the readers take), the conformance clip, a few corpus
+# files and the demo bundle; the corpus grows in fuzz/corpus/<target>/. A crash leaves its
+# input in fuzz/artifacts/<target>/: fix the cause, then copy the input to
+# fuzz/regressions/<target>/ so `cargo test` replays it on stable.
+#
+# libFuzzer's limits make "allocates whatever a header claims" a crash too: no input may
+# allocate more than 256 MB at once or grow the process past 1 GB.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_EACH=${1:-600}
+shift || true
+TARGETS=("$@")
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(wav_frontend wav_stream bundle_manifest bundle_loader)
+
+rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+cargo +nightly fuzz --version >/dev/null 2>&1 || cargo +nightly install cargo-fuzz --locked
+
+seed() { # target files...
+  local dir=fuzz/corpus/$1
+  shift
+  mkdir -p "$dir"
+  for file in "$@"; do cp -n "$file" "$dir/" 2>/dev/null || true; done
+}
+wavs=(fuzz/seeds/wav/*.wav fixtures/conformance/say-the-word-back-16k.wav)
+while IFS= read -r -d '' file; do wavs+=("$file"); done < <(
+  find data/synthetic-tess -name '*.wav' -print0 | sort -z | awk 'BEGIN{RS=ORS="\0"} NR%40==1')
+seed wav_frontend "${wavs[@]}"
+seed wav_stream "${wavs[@]}"
+seed bundle_manifest data/demo-bundle/manifest.bin data/demo-bundle/manifest.json
+# The loader's input: [manifest length, u16 LE][manifest.bin][keywords.bin] (fuzz/harness.rs).
+mkdir -p fuzz/corpus/bundle_loader
+manifest_len=$(stat -c %s data/demo-bundle/manifest.bin)
+{ printf "\\x$(printf %02x $((manifest_len & 255)))\\x$(printf %02x $((manifest_len >> 8)))"
+  cat data/demo-bundle/manifest.bin data/demo-bundle/keywords.bin; } > fuzz/corpus/bundle_loader/demo-bundle
+
+status=0
+for target in "${TARGETS[@]}"; do
+  echo "== $target for $SECONDS_EACH s"
+  start=$(date +%s)
+  if ! cargo +nightly fuzz run "$target" fuzz/corpus/"$target" -- \
+      -max_total_time="$SECONDS_EACH" -rss_limit_mb=1024 -malloc_limit_mb=256 \
+      -max_len=131072 -print_final_stats=1; then
+    echo "!! $target crashed after $(( $(date +%s) - start )) s: see fuzz/artifacts/$target/"
+    status=1
+  fi
+done
+exit $status

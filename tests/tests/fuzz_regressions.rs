@@ -1,0 +1,128 @@
+//! Replays, on stable Rust, what the fuzz targets (`fuzz/`, cargo fuzz on nightly) do:
+//! every input fuzzing ever crashed on (`fuzz/regressions/<target>/`) and the seeds
+//! `scripts/fuzz.sh` starts from (the fixtures' WAV files and the demo bundle). A crash
+//! fixed in the code under test stays fixed here.
+
+#[path = "../../fuzz/harness.rs"]
+mod harness;
+
+use std::path::{Path, PathBuf};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate sits in the workspace")
+        .to_path_buf()
+}
+
+/// The files fuzzing crashed on for `target`, by name.
+fn regressions(target: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = repo_root().join("fuzz/regressions").join(target);
+    let mut found: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|path| {
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            path.is_file() && name != "README.md" && !name.starts_with('.')
+        })
+        .map(|path| {
+            let bytes = std::fs::read(&path).expect("readable");
+            (path.display().to_string(), bytes)
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// WAV files to start from: every format in `fuzz/seeds/wav`, the conformance clip and a
+/// few corpus files.
+fn wav_seeds() -> Vec<(String, Vec<u8>)> {
+    let root = repo_root();
+    let mut paths = walk(&root.join("fuzz/seeds/wav"));
+    paths.sort();
+    paths.push(root.join("fixtures/conformance/say-the-word-back-16k.wav"));
+    let mut corpus: Vec<PathBuf> = walk(&root.join("data/synthetic-tess"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "wav"))
+        .collect();
+    corpus.sort();
+    paths.extend(corpus.into_iter().step_by(50));
+    paths
+        .into_iter()
+        .map(|p| {
+            (
+                p.display().to_string(),
+                std::fs::read(&p).expect("readable"),
+            )
+        })
+        .collect()
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("readable directory") {
+        let path = entry.expect("an entry").path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// Runs `check` on each input, naming the input that panicked.
+fn replay(target: &str, inputs: Vec<(String, Vec<u8>)>, check: fn(&[u8])) -> usize {
+    let count = inputs.len();
+    for (name, bytes) in inputs {
+        if std::panic::catch_unwind(|| check(&bytes)).is_err() {
+            panic!("fuzz target {target} crashes on {name}");
+        }
+        // Every prefix too: a stream cut anywhere (a header cut short included).
+        for cut in [0, 1, 4, 12, 36, 44, 45, bytes.len() / 2] {
+            let prefix = &bytes[..cut.min(bytes.len())];
+            if std::panic::catch_unwind(|| check(prefix)).is_err() {
+                panic!("fuzz target {target} crashes on the first {cut} bytes of {name}");
+            }
+        }
+    }
+    count
+}
+
+#[test]
+fn wav_inputs_never_crash_the_front_end_or_the_stream_reader() {
+    for (target, check) in [
+        ("wav_frontend", harness::wav_frontend as fn(&[u8])),
+        ("wav_stream", harness::wav_stream),
+    ] {
+        let mut inputs = wav_seeds();
+        inputs.extend(regressions(target));
+        let replayed = replay(target, inputs, check);
+        assert!(replayed > 15, "{target}: only {replayed} inputs");
+    }
+}
+
+#[test]
+fn bundle_inputs_never_crash_the_manifest_parser_or_the_loader() {
+    let bundle = repo_root().join("data/demo-bundle");
+    let manifest = std::fs::read(bundle.join("manifest.bin")).expect("the demo bundle");
+    let json = std::fs::read(bundle.join("manifest.json")).expect("the demo bundle");
+    let keywords = std::fs::read(bundle.join("keywords.bin")).expect("the demo bundle");
+
+    let mut inputs = vec![
+        ("manifest.bin".to_owned(), manifest.clone()),
+        ("manifest.json".to_owned(), json),
+    ];
+    inputs.extend(regressions("bundle_manifest"));
+    replay("bundle_manifest", inputs, harness::bundle_manifest);
+
+    let mut inputs = vec![(
+        "demo bundle".to_owned(),
+        harness::loader_input(&manifest, &keywords),
+    )];
+    inputs.extend(regressions("bundle_loader"));
+    replay("bundle_loader", inputs, harness::bundle_loader);
+}
