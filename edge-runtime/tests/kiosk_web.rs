@@ -20,6 +20,8 @@
 //! the browser half is skipped, unless `CI` is set: then it fails (Debian:
 //! `apt-get install chromium fonts-dejavu-core`).
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -170,22 +172,8 @@ fn wav_stream(path: &Path) -> Vec<u8> {
     samples.extend_from_slice(&speech);
     samples.extend(noise(2.0));
 
-    let mut v = Vec::with_capacity(44 + 2 * samples.len());
-    v.extend_from_slice(b"RIFF");
-    v.extend_from_slice(&u32::MAX.to_le_bytes());
-    v.extend_from_slice(b"WAVEfmt ");
-    v.extend_from_slice(&16u32.to_le_bytes());
-    v.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    v.extend_from_slice(&1u16.to_le_bytes()); // mono
-    v.extend_from_slice(&rate.to_le_bytes());
-    v.extend_from_slice(&(rate * 2).to_le_bytes());
-    v.extend_from_slice(&2u16.to_le_bytes());
-    v.extend_from_slice(&16u16.to_le_bytes());
-    v.extend_from_slice(b"data");
-    v.extend_from_slice(&u32::MAX.to_le_bytes());
-    for s in samples {
-        v.extend_from_slice(&s.to_le_bytes());
-    }
+    let mut v = common::wav_header(rate, None);
+    v.extend(common::le_bytes(&samples));
     v
 }
 

@@ -199,6 +199,47 @@ fn a_lost_device_is_reopened_with_backoff_and_nothing_heard_is_lost() {
     );
 }
 
+/// Gives its bytes, then hangs like a device that stopped delivering (for `hang`).
+struct GoesQuiet(Cursor<Vec<u8>>, Duration);
+
+impl Read for GoesQuiet {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.0.read(buf)? {
+            0 => {
+                std::thread::sleep(self.1);
+                Ok(0)
+            }
+            n => Ok(n),
+        }
+    }
+}
+
+#[test]
+fn a_device_that_goes_quiet_is_reported_lost_and_reopened() {
+    let bytes = device_bytes(&utterances(&spread(2), 1.0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut opened = 0;
+    let (summary, heard, shown) = {
+        let stop_flag = Arc::clone(&stop);
+        let mut open = move || {
+            opened += 1;
+            if opened == 1 {
+                let quiet = GoesQuiet(Cursor::new(bytes.clone()), Duration::from_secs(4));
+                source::open_stream_as_device(quiet, "quiet mic", Pace::Fast, 60.0)
+            } else {
+                gone_for_good(&stop_flag)
+            }
+        };
+        run(4, Arc::clone(&stop), &mut open)
+    };
+    assert_accounted(&summary, &heard);
+    assert_eq!(summary.classified, 2, "{summary}");
+    assert!(
+        shown.iter().any(|m| m.contains("no audio from it for 3 s")),
+        "{shown:?}"
+    );
+}
+
 #[test]
 fn a_reader_behind_the_device_counts_overruns_and_goes_on() {
     let samples = utterances(&spread(3), 1.0);

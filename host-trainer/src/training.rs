@@ -1578,16 +1578,7 @@ mod tests {
         config.max_epochs = 3;
         let a = run(&config, &train_set, &val);
         let b = run(&config, &train_set, &val);
-        let strip = |curves: &[EpochRecord]| -> Vec<EpochRecord> {
-            curves
-                .iter()
-                .map(|r| EpochRecord {
-                    seconds: 0.0,
-                    ..r.clone()
-                })
-                .collect()
-        };
-        assert_eq!(strip(&a.curves), strip(&b.curves));
+        assert_eq!(without_seconds(&a.curves), without_seconds(&b.curves));
         assert_eq!(
             a.model.predict(&val).unwrap(),
             b.model.predict(&val).unwrap()
@@ -1599,7 +1590,7 @@ mod tests {
         }
         config.seed = 8;
         let c = run(&config, &train_set, &val);
-        assert_ne!(strip(&a.curves), strip(&c.curves));
+        assert_ne!(without_seconds(&a.curves), without_seconds(&c.curves));
         assert_ne!(
             a.model.predict(&val).unwrap(),
             c.model.predict(&val).unwrap()

@@ -15,12 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{files_under, host_trainer, host_trainer_ok, text};
+use common::{corpus_and_tiny_encoders, files_under, host_trainer, host_trainer_ok, text};
 
-use host_trainer::corpus::embedded_tokenizer;
 use host_trainer::dataset::load_split;
-use host_trainer::encoders::import;
-use host_trainer::encoders::random::write_tiny_pair;
 use host_trainer::feature_cache::{FeatureCache, FeatureIndex};
 use host_trainer::manifest::Manifest;
 use host_trainer::splits::SplitSet;
@@ -34,17 +31,7 @@ const TRANSCRIPTS: usize = 12;
 /// the `extract` arguments for a cache folder.
 fn prepare(root: &Path) -> impl Fn(&Path) -> Vec<String> {
     let path = |name: &str| root.join(name).display().to_string();
-    host_trainer_ok(&["data", "scan", "--out", &path("manifest.csv")]);
-    host_trainer_ok(&["data", "split", "--manifest", &path("manifest.csv")]);
-    let (hubert, bert) = write_tiny_pair(root, &embedded_tokenizer()).unwrap();
-    import(&hubert, None)
-        .unwrap()
-        .write(&root.join("speech.onnx"))
-        .unwrap();
-    import(&bert, None)
-        .unwrap()
-        .write(&root.join("text.onnx"))
-        .unwrap();
+    let bert = corpus_and_tiny_encoders(root);
     let base = vec![
         "extract".to_string(),
         "--manifest".into(),

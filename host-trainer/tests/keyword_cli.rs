@@ -12,12 +12,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{host_trainer, host_trainer_ok, text};
+use common::{corpus_and_tiny_encoders, host_trainer, host_trainer_ok, text};
 
-use host_trainer::corpus::embedded_tokenizer;
 use host_trainer::dataset::load_split;
-use host_trainer::encoders::import;
-use host_trainer::encoders::random::write_tiny_pair;
 use host_trainer::keyword_spotting::{KeywordModel, keyword_run_dir, vocabulary};
 use host_trainer::manifest::Manifest;
 use host_trainer::splits::SplitSet;
@@ -31,17 +28,7 @@ const TOLERANCE: f32 = 1e-4;
 /// model (the export needs one) in `root`.
 fn prepare(root: &Path) -> Vec<String> {
     let path = |name: &str| root.join(name).display().to_string();
-    host_trainer_ok(&["data", "scan", "--out", &path("manifest.csv")]);
-    host_trainer_ok(&["data", "split", "--manifest", &path("manifest.csv")]);
-    let (hubert, bert) = write_tiny_pair(root, &embedded_tokenizer()).unwrap();
-    import(&hubert, None)
-        .unwrap()
-        .write(&root.join("speech.onnx"))
-        .unwrap();
-    import(&bert, None)
-        .unwrap()
-        .write(&root.join("text.onnx"))
-        .unwrap();
+    let bert = corpus_and_tiny_encoders(root);
     let tokenizer = bert.join("tokenizer.json").display().to_string();
     host_trainer_ok(&[
         "extract",

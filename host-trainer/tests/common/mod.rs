@@ -1,4 +1,4 @@
-//! Helpers shared by the CLI tests: run the binary, list files.
+//! Helpers shared by the CLI tests: run the binary, list files, prepare the corpus.
 
 #![allow(dead_code)]
 
@@ -43,4 +43,27 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// The embedded corpus scanned and split, and the tiny random encoders imported, in
+/// `root` (`manifest.csv`, `splits.json`, `speech.onnx`, `text.onnx`); returns the BERT
+/// checkpoint folder (its `tokenizer.json` is what `extract` needs).
+pub fn corpus_and_tiny_encoders(root: &Path) -> PathBuf {
+    use host_trainer::corpus::embedded_tokenizer;
+    use host_trainer::encoders::import;
+    use host_trainer::encoders::random::write_tiny_pair;
+
+    let path = |name: &str| root.join(name).display().to_string();
+    host_trainer_ok(&["data", "scan", "--out", &path("manifest.csv")]);
+    host_trainer_ok(&["data", "split", "--manifest", &path("manifest.csv")]);
+    let (hubert, bert) = write_tiny_pair(root, &embedded_tokenizer()).unwrap();
+    import(&hubert, None)
+        .unwrap()
+        .write(&root.join("speech.onnx"))
+        .unwrap();
+    import(&bert, None)
+        .unwrap()
+        .write(&root.join("text.onnx"))
+        .unwrap();
+    bert
 }
