@@ -181,8 +181,8 @@ def edge_bench(edge, bundle, variant, threads, seconds, out):
     return json.loads(stdout.strip().splitlines()[-1]), rss
 
 
-def listen(edge, bundle, stream, fast, threads, out, extra=()):
-    command = [edge, "listen", "--source", stream, "--json", "--threads", str(threads), *extra]
+def listen(edge, bundle, stream, fast, threads, out):
+    command = [edge, "listen", "--source", stream, "--json", "--threads", str(threads)]
     if bundle:
         command += ["--bundle", bundle]
     if fast:
@@ -302,9 +302,6 @@ def main():
         say(f"listen in real time, {label}")
         latencies, _, _ = listen(args.edge, bundle, stream, False, 1, out)
         listen_rows[label] = (rss, latencies)
-    # The latency floor is the segmenter's hangover (400 ms of silence ends an utterance).
-    say("listen in real time, default bundle, --hangover-ms 250")
-    short_hangover, _, _ = listen(args.edge, None, stream, False, 1, out, ["--hangover-ms", "250"])
 
     # Work and rates.
     fp32_1, int8_1 = edge_rows[("fp32", 1)], edge_rows[("int8", 1)]
@@ -341,11 +338,6 @@ def main():
                       f"shown, real time: median {statistics.median(latencies):.0f} ms, max {max(latencies):.0f} ms "
                       f"over {len(latencies)} utterances (target ≤ 300 ms).")
         summary[f"listen {label}"] = {"peak_rss_mb": rss, "latencies_ms": latencies}
-    if short_hangover:
-        md.append(f"- `listen`, default bundle, `--hangover-ms 250` (default 400): end of speech → shown, "
-                  f"median {statistics.median(short_hangover):.0f} ms, max {max(short_hangover):.0f} ms "
-                  f"over {len(short_hangover)} utterances.")
-    summary["listen default bundle, hangover 250 ms"] = {"latencies_ms": short_hangover}
     md += ["", "## Work, this CPU's peak, the boards", ""]
     md.append(f"- Speech encoder (HuBERT-base pruned to 9 layers), counted from the graph: "
               f"{gmac_per_s:.2f} GMAC = {2 * gmac_per_s:.1f} GFLOP per second of audio.")

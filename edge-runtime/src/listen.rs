@@ -6,13 +6,16 @@
 //! (mic callback, file/stdin thread)       (this thread)        (bounded)  (pipeline)
 //! ```
 //!
+//! An utterance is classified and shown as soon as its post-roll of silence is complete
+//! (an early answer, see [`Early`]), not after the segmenter's longer hangover.
+//!
 //! The capture side never waits on the rest. Utterances wait in a bounded queue; when
 //! inference falls behind a live source, the oldest waiting utterance is dropped and
 //! counted, so memory stays bounded. A file or stdin read as fast as possible waits for
 //! room instead, so nothing is lost. A microphone that fails is reopened with backoff; a file or
 //! stdin that fails ends the run with its error.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::thread;
@@ -92,6 +95,9 @@ pub struct ListenSummary {
     pub dropped_busy: u64,
     /// Utterances still queued when a signal stopped the run.
     pub dropped_at_stop: u64,
+    /// Early answers withdrawn because the speech went on after the pause (the whole
+    /// utterance was classified when it ended).
+    pub withdrawn: u64,
     /// Bursts too short to be speech.
     pub too_short: u64,
     /// Utterances cut at the maximum length.
@@ -114,13 +120,14 @@ impl std::fmt::Display for ListenSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} utterances in {:.1} s of audio: {} classified, {} failed, {} dropped (busy), {} dropped at stop; {} too short, {} cut at max length; {} samples overrun; source reopened {} times; latency mean {:.0} ms, max {:.0} ms{}",
+            "{} utterances in {:.1} s of audio: {} classified, {} failed, {} dropped (busy), {} dropped at stop; {} early answers withdrawn; {} too short, {} cut at max length; {} samples overrun; source reopened {} times; latency mean {:.0} ms, max {:.0} ms{}",
             self.utterances,
             self.audio_seconds,
             self.classified,
             self.failed,
             self.dropped_busy,
             self.dropped_at_stop,
+            self.withdrawn,
             self.too_short,
             self.cut,
             self.overruns,
@@ -138,14 +145,20 @@ impl std::fmt::Display for ListenSummary {
 
 /// One utterance waiting for the worker.
 struct Job {
+    /// Unique per run (an utterance may have several jobs: previews, then itself).
+    id: u64,
     number: u64,
+    /// A preview: the early answer for an utterance not yet emitted.
+    preview: bool,
     utterance: Utterance,
     prompt: Option<String>,
 }
 
 /// What the worker sends back.
 struct Done {
+    id: u64,
     number: u64,
+    preview: bool,
     start_s: f64,
     end_s: f64,
     speech_seconds: f32,
@@ -163,7 +176,6 @@ struct JobQueue {
 struct QueueState {
     jobs: VecDeque<Job>,
     closed: bool,
-    dropped: u64,
 }
 
 impl JobQueue {
@@ -172,7 +184,6 @@ impl JobQueue {
             state: Mutex::new(QueueState {
                 jobs: VecDeque::new(),
                 closed: false,
-                dropped: 0,
             }),
             ready: Condvar::new(),
             capacity: capacity.max(1),
@@ -185,18 +196,20 @@ impl JobQueue {
     }
 
     /// Adds a job. When full: with `wait`, waits for room (a file read as fast as
-    /// possible must lose nothing); otherwise drops the oldest job and counts it.
-    fn push(&self, job: Job, wait: bool) {
+    /// possible must lose nothing); otherwise drops the oldest job and returns it.
+    fn push(&self, job: Job, wait: bool) -> Option<Job> {
         let mut state = self.lock();
         while wait && state.jobs.len() >= self.capacity && !state.closed {
             state = self.ready.wait(state).unwrap_or_else(|e| e.into_inner());
         }
-        if state.jobs.len() >= self.capacity {
-            state.jobs.pop_front();
-            state.dropped += 1;
-        }
+        let dropped = if state.jobs.len() >= self.capacity {
+            state.jobs.pop_front()
+        } else {
+            None
+        };
         state.jobs.push_back(job);
         self.ready.notify_all();
+        dropped
     }
 
     /// The next job; `None` once closed and empty.
@@ -215,23 +228,117 @@ impl JobQueue {
         }
     }
 
-    /// No more jobs; with `discard`, the waiting ones are dropped (returns how many).
-    fn close(&self, discard: bool) -> u64 {
+    /// No more jobs; with `discard`, the waiting ones are dropped (and returned).
+    fn close(&self, discard: bool) -> Vec<Job> {
         let mut state = self.lock();
         state.closed = true;
         let discarded = if discard {
-            let n = state.jobs.len() as u64;
-            state.jobs.clear();
-            n
+            state.jobs.drain(..).collect()
         } else {
-            0
+            Vec::new()
         };
         self.ready.notify_all();
         discarded
     }
+}
 
-    fn dropped(&self) -> u64 {
-        self.lock().dropped
+/// A preview submitted for classification.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Preview {
+    job: u64,
+    number: u64,
+    start: u64,
+    len: usize,
+}
+
+/// Early answers. The segmenter previews an utterance once its post-roll of silence is
+/// complete ([`Segmenter::take_preview`]), while the hangover still waits to be sure the
+/// speech has ended: `listen` classifies and shows the preview at once, which takes the
+/// hangover out of the latency. When the utterance is then emitted with the same samples,
+/// the early answer is its answer (classified once); when speech resumed, the early
+/// answer is withdrawn and the whole utterance is classified when it ends.
+#[derive(Default)]
+struct Early {
+    /// The latest preview, queued or being classified.
+    latest: Option<Preview>,
+    /// Preview jobs whose utterance was emitted as previewed: their answer counts.
+    confirmed: HashSet<u64>,
+    /// The latest preview's answer, shown, until its utterance is emitted.
+    shown: Option<(Done, Duration)>,
+}
+
+/// What to do with a preview's answer.
+enum EarlyAnswer {
+    /// Its utterance was emitted as previewed: show and count it.
+    Count,
+    /// Its utterance is not emitted yet: show it and wait.
+    Show,
+    /// Withdrawn (speech went on): drop it.
+    Drop,
+}
+
+impl Early {
+    /// A new preview; an earlier one of the same utterance is withdrawn.
+    fn previewed(&mut self, preview: Preview, summary: &mut ListenSummary) {
+        if let Some(old) = self.latest.replace(preview) {
+            self.withdraw(old, summary);
+        }
+    }
+
+    /// Utterance `number` was emitted. `Some` when it is the latest preview, so it needs
+    /// no job: with the answer when that was shown already. `None`: classify it.
+    fn emitted(
+        &mut self,
+        number: u64,
+        utterance: &Utterance,
+        summary: &mut ListenSummary,
+    ) -> Option<Option<(Done, Duration)>> {
+        let latest = self.latest.take()?;
+        let same = latest.number == number
+            && latest.start == utterance.start_sample
+            && latest.len == utterance.samples.len();
+        if !same {
+            self.withdraw(latest, summary);
+            return None;
+        }
+        match self.shown.take() {
+            Some((done, latency)) if done.id == latest.job => Some(Some((done, latency))),
+            other => {
+                self.shown = other;
+                self.confirmed.insert(latest.job);
+                Some(None)
+            }
+        }
+    }
+
+    fn withdraw(&mut self, preview: Preview, summary: &mut ListenSummary) {
+        summary.withdrawn += 1;
+        if self
+            .shown
+            .as_ref()
+            .is_some_and(|(d, _)| d.id == preview.job)
+        {
+            self.shown = None;
+        }
+    }
+
+    fn answered(&mut self, done: &Done) -> EarlyAnswer {
+        if self.confirmed.remove(&done.id) {
+            EarlyAnswer::Count
+        } else if self.latest.is_some_and(|p| p.job == done.id) {
+            EarlyAnswer::Show
+        } else {
+            EarlyAnswer::Drop
+        }
+    }
+
+    /// A preview job that will never run (dropped from a full queue, or at a stop).
+    /// True when its utterance had been emitted: then that utterance is lost with it.
+    fn lost(&mut self, job: u64) -> bool {
+        if self.latest.is_some_and(|p| p.job == job) {
+            self.latest = None;
+        }
+        self.confirmed.remove(&job)
     }
 }
 
@@ -289,6 +396,8 @@ pub fn listen_from(
 
     let mut summary = ListenSummary::default();
     let mut shower = Shower::new(displays, heard);
+    let mut early = Early::default();
+    let mut jobs = 0u64;
     let mut prompt_index = 0usize;
     shower.prompt(prompts.get(prompt_index).map(String::as_str));
     let mut native = Vec::new();
@@ -343,37 +452,72 @@ pub fn listen_from(
         }
         for utterance in utterances.drain(..) {
             summary.utterances += 1;
+            let number = summary.utterances;
             let prompt = prompts.get(prompt_index).cloned();
             if options.prompt == Prompt::Cycle && !prompts.is_empty() {
                 prompt_index = (prompt_index + 1) % prompts.len();
                 shower.prompt(prompts.get(prompt_index).map(String::as_str));
             }
-            queue.push(
-                Job {
-                    number: summary.utterances,
-                    utterance,
-                    prompt,
-                },
-                wait_for_room,
-            );
+            match early.emitted(number, &utterance, &mut summary) {
+                Some(Some((done, latency))) => shower.count(done, latency, &mut summary),
+                Some(None) => {}
+                None => {
+                    jobs += 1;
+                    let job = Job {
+                        id: jobs,
+                        number,
+                        preview: false,
+                        utterance,
+                        prompt,
+                    };
+                    enqueue(&queue, job, wait_for_room, &mut early, &mut summary);
+                }
+            }
+        }
+        if let Some(utterance) = segmenter.take_preview() {
+            jobs += 1;
+            let number = summary.utterances + 1;
+            let preview = Preview {
+                job: jobs,
+                number,
+                start: utterance.start_sample,
+                len: utterance.samples.len(),
+            };
+            early.previewed(preview, &mut summary);
+            let job = Job {
+                id: jobs,
+                number,
+                preview: true,
+                utterance,
+                prompt: prompts.get(prompt_index).cloned(),
+            };
+            enqueue(&queue, job, wait_for_room, &mut early, &mut summary);
         }
         while let Ok(done) = done_rx.try_recv() {
-            shower.show(done, &mut summary);
+            receive(done, &mut shower, &mut early, &mut summary);
         }
         if ended {
             break;
         }
     }
 
-    summary.dropped_at_stop = queue.close(summary.interrupted);
+    for job in queue.close(summary.interrupted) {
+        if !job.preview || early.lost(job.id) {
+            summary.dropped_at_stop += 1;
+        }
+    }
     // The worker finishes what it holds (all of it unless interrupted), then hangs up.
     for done in done_rx.iter() {
-        shower.show(done, &mut summary);
+        receive(done, &mut shower, &mut early, &mut summary);
     }
     if worker.join().is_err() {
         anyhow::bail!("the inference thread panicked");
     }
-    summary.dropped_busy = queue.dropped();
+    // An early answer shown whose utterance the stop left unfinished: it was heard.
+    if let Some((done, latency)) = early.shown.take() {
+        summary.utterances += 1;
+        shower.count(done, latency, &mut summary);
+    }
     summary.overruns += capture.overruns();
     summary.audio_seconds = native_samples as f64 / f64::from(capture.sample_rate().max(1));
     let counts = segmenter.stats();
@@ -386,6 +530,36 @@ pub fn listen_from(
         )));
     }
     Ok(summary)
+}
+
+/// Queues a job; one dropped from a full queue is counted (a preview only when its
+/// utterance was emitted already).
+fn enqueue(queue: &JobQueue, job: Job, wait: bool, early: &mut Early, summary: &mut ListenSummary) {
+    if let Some(dropped) = queue.push(job, wait)
+        && (!dropped.preview || early.lost(dropped.id))
+    {
+        summary.dropped_busy += 1;
+    }
+}
+
+/// Shows (and counts) an answer from the worker; previews as [`Early`] says.
+fn receive(done: Done, shower: &mut Shower<'_>, early: &mut Early, summary: &mut ListenSummary) {
+    let answer = if done.preview {
+        early.answered(&done)
+    } else {
+        EarlyAnswer::Count
+    };
+    match answer {
+        EarlyAnswer::Count => {
+            let latency = shower.draw(&done);
+            shower.count(done, latency, summary);
+        }
+        EarlyAnswer::Show => {
+            let latency = shower.draw(&done);
+            early.shown = Some((done, latency));
+        }
+        EarlyAnswer::Drop => {}
+    }
 }
 
 /// A source as the user named it.
@@ -472,7 +646,9 @@ fn work(
             .classify(&u.samples, text, model)
             .map_err(|e| e.to_string());
         let sent = done.send(Done {
+            id: job.id,
             number: job.number,
+            preview: job.preview,
             start_s: u.start_sample as f64 / rate,
             end_s: (u.start_sample + u.samples.len() as u64) as f64 / rate,
             speech_seconds: (u.speech_end_sample.saturating_sub(u.start_sample)) as f32
@@ -522,7 +698,8 @@ impl<'a> Shower<'a> {
         self.each(|d| d.idle(message));
     }
 
-    fn show(&mut self, done: Done, summary: &mut ListenSummary) {
+    /// Draws an answer on every display; returns the latency it was shown with.
+    fn draw(&mut self, done: &Done) -> Duration {
         if let Ok(result) = &done.result {
             let reading = Reading {
                 emotion: result.emotion,
@@ -536,7 +713,11 @@ impl<'a> Shower<'a> {
             self.each(|d| d.show(&reading));
         }
         // The run's figures include the drawing (an OLED takes milliseconds).
-        let latency = done.end_of_speech.elapsed();
+        done.end_of_speech.elapsed()
+    }
+
+    /// Counts a drawn answer as its utterance's and hands it to `heard`.
+    fn count(&mut self, done: Done, latency: Duration, summary: &mut ListenSummary) {
         if done.result.is_ok() {
             summary.classified += 1;
             self.latency_sum += latency.as_secs_f64();
@@ -590,29 +771,58 @@ pub fn report(heard: &Heard, json: bool) {
 mod tests {
     use super::*;
 
+    fn utterance(start: u64, len: usize) -> Utterance {
+        Utterance {
+            samples: vec![0.0; len],
+            start_sample: start,
+            speech_end_sample: start + len as u64,
+            end_of_speech: Instant::now(),
+            cut: false,
+        }
+    }
+
     fn job(number: u64) -> Job {
         Job {
+            id: number,
             number,
-            utterance: Utterance {
-                samples: vec![0.0; 4],
-                start_sample: 0,
-                speech_end_sample: 4,
-                end_of_speech: Instant::now(),
-                cut: false,
-            },
+            preview: false,
+            utterance: utterance(0, 4),
             prompt: None,
         }
     }
 
-    #[test]
-    fn a_full_queue_drops_the_oldest_and_counts() {
-        let q = JobQueue::new(2);
-        for n in 1..=5 {
-            q.push(job(n), false);
+    fn done(id: u64, number: u64) -> Done {
+        Done {
+            id,
+            number,
+            preview: true,
+            start_s: 0.0,
+            end_s: 0.0,
+            speech_seconds: 0.0,
+            end_of_speech: Instant::now(),
+            result: Err("not classified in this test".into()),
         }
-        assert_eq!(q.dropped(), 3);
+    }
+
+    fn preview(job: u64, number: u64, start: u64, len: usize) -> Preview {
+        Preview {
+            job,
+            number,
+            start,
+            len,
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_the_oldest_and_returns_it() {
+        let q = JobQueue::new(2);
+        let dropped: Vec<u64> = (1..=5)
+            .filter_map(|n| q.push(job(n), false))
+            .map(|j| j.number)
+            .collect();
+        assert_eq!(dropped, [1, 2, 3]);
         assert_eq!(q.pop().map(|j| j.number), Some(4));
-        assert_eq!(q.close(false), 0);
+        assert!(q.close(false).is_empty());
         assert_eq!(q.pop().map(|j| j.number), Some(5));
         assert!(q.pop().is_none(), "closed and empty");
     }
@@ -631,12 +841,10 @@ mod tests {
                 got
             })
         };
-        for n in 1..=20 {
-            q.push(job(n), true);
-        }
+        let dropped = (1..=20).filter(|&n| q.push(job(n), true).is_some()).count();
         q.close(false);
         assert_eq!(consumer.join().unwrap(), (1..=20).collect::<Vec<_>>());
-        assert_eq!(q.dropped(), 0);
+        assert_eq!(dropped, 0);
     }
 
     #[test]
@@ -644,7 +852,73 @@ mod tests {
         let q = JobQueue::new(4);
         q.push(job(1), false);
         q.push(job(2), false);
-        assert_eq!(q.close(true), 2);
+        assert_eq!(q.close(true).len(), 2);
         assert!(q.pop().is_none());
+    }
+
+    #[test]
+    fn an_utterance_emitted_as_previewed_takes_the_early_answer() {
+        let mut summary = ListenSummary::default();
+        // Answer first, then the utterance: the shown answer is handed back to count.
+        let mut early = Early::default();
+        early.previewed(preview(7, 1, 100, 50), &mut summary);
+        assert!(matches!(early.answered(&done(7, 1)), EarlyAnswer::Show));
+        early.shown = Some((done(7, 1), Duration::ZERO));
+        let taken = early.emitted(1, &utterance(100, 50), &mut summary);
+        assert!(matches!(taken, Some(Some((d, _))) if d.id == 7));
+        // The utterance first, then the answer: it counts when it arrives.
+        let mut early = Early::default();
+        early.previewed(preview(8, 2, 300, 60), &mut summary);
+        assert!(matches!(
+            early.emitted(2, &utterance(300, 60), &mut summary),
+            Some(None)
+        ));
+        assert!(matches!(early.answered(&done(8, 2)), EarlyAnswer::Count));
+        assert_eq!(summary.withdrawn, 0);
+    }
+
+    #[test]
+    fn speech_going_on_withdraws_the_early_answer() {
+        let mut summary = ListenSummary::default();
+        let mut early = Early::default();
+        early.previewed(preview(1, 1, 100, 50), &mut summary);
+        early.shown = Some((done(1, 1), Duration::ZERO));
+        // A second pause in the same utterance: the first preview is withdrawn.
+        early.previewed(preview(2, 1, 100, 90), &mut summary);
+        assert_eq!(summary.withdrawn, 1);
+        assert!(
+            early.shown.is_none(),
+            "the withdrawn answer no longer waits"
+        );
+        assert!(matches!(early.answered(&done(1, 1)), EarlyAnswer::Drop));
+        // Emitted longer than the last preview (speech went on again): classify it.
+        assert!(
+            early
+                .emitted(1, &utterance(100, 120), &mut summary)
+                .is_none()
+        );
+        assert_eq!(summary.withdrawn, 2);
+        assert!(matches!(early.answered(&done(2, 1)), EarlyAnswer::Drop));
+    }
+
+    #[test]
+    fn a_lost_preview_loses_its_utterance_only_once_emitted() {
+        let mut summary = ListenSummary::default();
+        let mut early = Early::default();
+        early.previewed(preview(1, 1, 0, 10), &mut summary);
+        assert!(
+            !early.lost(1),
+            "not emitted yet: its utterance gets a job of its own"
+        );
+        assert!(early.emitted(1, &utterance(0, 10), &mut summary).is_none());
+        early.previewed(preview(2, 2, 50, 10), &mut summary);
+        assert!(matches!(
+            early.emitted(2, &utterance(50, 10), &mut summary),
+            Some(None)
+        ));
+        assert!(
+            early.lost(2),
+            "emitted as previewed: the utterance goes with it"
+        );
     }
 }

@@ -246,6 +246,8 @@ struct Active {
     silence: usize,
     /// The quietest frame level in it, in dB.
     quietest_db: f64,
+    /// Whether [`Segmenter::take_preview`] gave this pause's preview already.
+    previewed: bool,
 }
 
 /// Cuts a mono stream into utterances. See the module documentation.
@@ -372,6 +374,31 @@ impl Segmenter {
         }
     }
 
+    /// The utterance in progress exactly as it will be emitted if no speech follows:
+    /// once its post-roll of silence is complete, before the hangover confirms the end
+    /// (at most once per pause). `listen` classifies and shows it early, which takes the
+    /// hangover's wait out of the latency; if speech resumes, a later preview or the
+    /// emitted utterance supersedes it.
+    pub fn take_preview(&mut self) -> Option<Utterance> {
+        let post_roll = self.post_roll_len.max(1);
+        let min_len = self.min_len;
+        let active = self.active.as_mut()?;
+        let voiced_len = active.last_voiced_end.saturating_sub(active.first_voiced);
+        if active.previewed || active.silence < post_roll || voiced_len < min_len {
+            return None;
+        }
+        active.previewed = true;
+        let end = active.last_voiced_end + self.post_roll_len as u64;
+        let keep = (end.saturating_sub(active.start) as usize).min(active.samples.len());
+        Some(Utterance {
+            samples: active.samples[..keep].to_vec(),
+            start_sample: active.start,
+            speech_end_sample: active.last_voiced_end,
+            end_of_speech: active.end_of_speech,
+            cut: false,
+        })
+    }
+
     /// Ends the stream: an utterance in progress is emitted if it is long enough (with
     /// whatever post-roll there is). The next `push` starts afresh, at a later index.
     pub fn finish(&mut self, out: &mut Vec<Utterance>) {
@@ -423,6 +450,7 @@ impl Segmenter {
                     active.last_voiced_end = frame_end;
                     active.end_of_speech = arrived;
                     active.silence = 0;
+                    active.previewed = false;
                 } else {
                     active.silence += self.frame_len;
                 }
@@ -469,6 +497,7 @@ impl Segmenter {
             end_of_speech: arrived,
             silence: 0,
             quietest_db: level,
+            previewed: false,
         });
     }
 
@@ -590,6 +619,74 @@ mod tests {
             actual.abs_diff(expected as u64) <= tolerance,
             "{what}: {actual} vs {expected} (±{tolerance})"
         );
+    }
+
+    /// Utterances with the stream position at which each came out.
+    type Timed = Vec<(u64, Utterance)>;
+
+    /// Pushes `input` 10 ms at a time; returns each preview and each emitted utterance.
+    fn previews_and_utterances(input: &[f32]) -> (Timed, Timed) {
+        let mut segmenter = Segmenter::new(SegmenterConfig::default(), RATE).expect("valid");
+        let (mut previews, mut emitted, mut out) = (Vec::new(), Vec::new(), Vec::new());
+        for piece in input.chunks(ms(10.0)) {
+            segmenter.push(piece, Instant::now(), &mut out);
+            let at = segmenter.position();
+            emitted.extend(out.drain(..).map(|u| (at, u)));
+            previews.extend(segmenter.take_preview().map(|u| (at, u)));
+        }
+        (previews, emitted)
+    }
+
+    #[test]
+    fn a_preview_after_the_post_roll_is_the_utterance_the_hangover_then_emits() {
+        let input = signal(&[(500.0, 0.0), (800.0, 0.3), (1_000.0, 0.0)], 0.001);
+        let (previews, emitted) = previews_and_utterances(&input);
+        assert_eq!((previews.len(), emitted.len()), (1, 1));
+        let (preview_at, preview) = &previews[0];
+        let (emitted_at, utterance) = &emitted[0];
+        assert_eq!(
+            preview.samples, utterance.samples,
+            "same audio, so the same answer"
+        );
+        assert_eq!(preview.start_sample, utterance.start_sample);
+        // Out after the post-roll (200 ms), the hangover's 200 ms earlier.
+        let speech_end = utterance.speech_end_sample;
+        close_to(
+            preview_at - speech_end,
+            ms(200.0),
+            1,
+            "preview after the end of speech",
+        );
+        close_to(
+            emitted_at - preview_at,
+            ms(200.0),
+            1,
+            "emitted after the preview",
+        );
+    }
+
+    #[test]
+    fn speech_resuming_after_a_preview_gives_a_new_preview_and_the_whole_utterance() {
+        // A 300 ms pause: past the post-roll (200), within the hangover (400).
+        let input = signal(
+            &[
+                (500.0, 0.0),
+                (600.0, 0.3),
+                (300.0, 0.0),
+                (600.0, 0.3),
+                (1_000.0, 0.0),
+            ],
+            0.001,
+        );
+        let (previews, emitted) = previews_and_utterances(&input);
+        assert_eq!(emitted.len(), 1, "one utterance across the pause");
+        assert_eq!(previews.len(), 2, "one preview per pause");
+        let whole = &emitted[0].1;
+        assert!(
+            previews[0].1.samples.len() < whole.samples.len(),
+            "the first was partial"
+        );
+        assert_eq!(previews[1].1.samples, whole.samples);
     }
 
     #[test]

@@ -99,6 +99,8 @@ pub struct WavStream<R> {
     bytes: Vec<u8>,
     filled: usize,
     ended: bool,
+    /// Frames handed out so far (for messages).
+    frames_read: u64,
 }
 
 impl<R: Read> WavStream<R> {
@@ -112,6 +114,7 @@ impl<R: Read> WavStream<R> {
             bytes: Vec::new(),
             filled: 0,
             ended: false,
+            frames_read: 0,
         })
     }
 
@@ -158,7 +161,21 @@ impl<R: Read> WavStream<R> {
         let frames = self.filled / block;
         let used = frames * block;
         out.reserve(used / usize::from(self.format.container.max(1)));
+        let first = out.len();
         decode(&self.format, &self.bytes[..used], out);
+        // Float data can hold NaN or infinity: not audio, and it would poison every
+        // frame after it. The file front-end refuses it too (AudioError::NonFinite).
+        if let Some(at) = out[first..].iter().position(|s| !s.is_finite()) {
+            out.truncate(first);
+            let frame = self.frames_read + (at / usize::from(self.format.channels)) as u64;
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "frame {frame} holds a sample that is not a finite number (NaN or infinity): not audio"
+                ),
+            ));
+        }
+        self.frames_read += frames as u64;
         self.bytes.copy_within(used..self.filled, 0);
         self.filled -= used;
         Ok(frames)
@@ -501,6 +518,23 @@ mod tests {
         bytes.extend_from_slice(&plain[36..]);
         let out = read_all(&mut WavStream::new(bytes.as_slice()).expect("header"), 8);
         assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn a_nan_or_infinite_float_sample_is_an_error_not_audio() {
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let data: Vec<u8> = [0.25f32, -0.5, bad, 0.1]
+                .iter()
+                .flat_map(|s| s.to_le_bytes())
+                .collect();
+            let bytes = wav_bytes(3, 2, 16_000, 32, data.len() as u32, &data);
+            let mut stream = WavStream::new(io::Cursor::new(bytes)).expect("header");
+            let mut out = Vec::new();
+            let error = stream.read_frames(&mut out, 10).expect_err("not audio");
+            assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+            assert!(error.to_string().contains("frame 1"), "{error}");
+            assert!(out.is_empty(), "nothing of the bad chunk is handed out");
+        }
     }
 
     #[test]
