@@ -115,6 +115,22 @@ fn gone_for_good(stop: &AtomicBool) -> Result<Capture, SourceError> {
     ))
 }
 
+/// Runs `listen` on one capture from `first`; when it is lost, the device is gone for
+/// good.
+fn run_one_device(
+    queue: usize,
+    first: impl FnOnce() -> Result<Capture, SourceError>,
+) -> (ListenSummary, Vec<Heard>, Vec<String>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_flag = Arc::clone(&stop);
+    let mut first = Some(first);
+    let mut open = move || match first.take() {
+        Some(open_first) => open_first(),
+        None => gone_for_good(&stop_flag),
+    };
+    run(queue, stop, &mut open)
+}
+
 #[test]
 fn a_lost_device_is_reopened_with_backoff_and_nothing_heard_is_lost() {
     let files = spread(5);
@@ -217,21 +233,10 @@ impl Read for GoesQuiet {
 #[test]
 fn a_device_that_goes_quiet_is_reported_lost_and_reopened() {
     let bytes = device_bytes(&utterances(&spread(2), 1.0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut opened = 0;
-    let (summary, heard, shown) = {
-        let stop_flag = Arc::clone(&stop);
-        let mut open = move || {
-            opened += 1;
-            if opened == 1 {
-                let quiet = GoesQuiet(Cursor::new(bytes.clone()), Duration::from_secs(4));
-                source::open_stream_as_device(quiet, "quiet mic", Pace::Fast, 60.0)
-            } else {
-                gone_for_good(&stop_flag)
-            }
-        };
-        run(4, Arc::clone(&stop), &mut open)
-    };
+    let (summary, heard, shown) = run_one_device(4, || {
+        let quiet = GoesQuiet(Cursor::new(bytes), Duration::from_secs(4));
+        source::open_stream_as_device(quiet, "quiet mic", Pace::Fast, 60.0)
+    });
     assert_accounted(&summary, &heard);
     assert_eq!(summary.classified, 2, "{summary}");
     assert!(
@@ -243,28 +248,12 @@ fn a_device_that_goes_quiet_is_reported_lost_and_reopened() {
 #[test]
 fn a_reader_behind_the_device_counts_overruns_and_goes_on() {
     let samples = utterances(&spread(3), 1.0);
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut opened = 0;
-    let (summary, heard, _) = {
-        let stop_flag = Arc::clone(&stop);
-        let bytes = device_bytes(&samples);
-        let mut open = move || {
-            opened += 1;
-            if opened == 1 {
-                // The smallest ring, filled as fast as the file decodes: most of it
-                // cannot fit while the loop is busy elsewhere.
-                source::open_stream_as_device(
-                    Cursor::new(bytes.clone()),
-                    "fast mic",
-                    Pace::Fast,
-                    MIN_RING_SECONDS,
-                )
-            } else {
-                gone_for_good(&stop_flag)
-            }
-        };
-        run(4, Arc::clone(&stop), &mut open)
-    };
+    let bytes = device_bytes(&samples);
+    // The smallest ring, filled as fast as the file decodes: most of it cannot fit while
+    // the loop is busy elsewhere.
+    let (summary, heard, _) = run_one_device(4, || {
+        source::open_stream_as_device(Cursor::new(bytes), "fast mic", Pace::Fast, MIN_RING_SECONDS)
+    });
     assert_accounted(&summary, &heard);
     assert!(summary.overruns > 0, "{summary}");
     // Every sample the device produced was either read or counted as overrun.
@@ -276,29 +265,14 @@ fn a_reader_behind_the_device_counts_overruns_and_goes_on() {
 fn when_inference_falls_behind_the_oldest_utterances_are_dropped_and_counted() {
     let files = spread(16);
     let bytes = device_bytes(&utterances(&files, 1.0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut opened = 0;
-    let (summary, heard, _) = {
-        let stop_flag = Arc::clone(&stop);
-        let mut open = move || {
-            opened += 1;
-            if opened == 1 {
-                let capture = source::open_stream_as_device(
-                    Cursor::new(bytes.clone()),
-                    "burst mic",
-                    Pace::Fast,
-                    60.0,
-                );
-                // Let the whole stream land in the ring: the loop then finds all sixteen
-                // utterances at once, far faster than one worker classifies them.
-                std::thread::sleep(Duration::from_millis(300));
-                capture
-            } else {
-                gone_for_good(&stop_flag)
-            }
-        };
-        run(1, Arc::clone(&stop), &mut open)
-    };
+    let (summary, heard, _) = run_one_device(1, || {
+        let capture =
+            source::open_stream_as_device(Cursor::new(bytes), "burst mic", Pace::Fast, 60.0);
+        // Let the whole stream land in the ring: the loop then finds all sixteen
+        // utterances at once, far faster than one worker classifies them.
+        std::thread::sleep(Duration::from_millis(300));
+        capture
+    });
     assert_accounted(&summary, &heard);
     assert_eq!(summary.utterances, 16, "{summary}");
     assert!(

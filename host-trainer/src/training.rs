@@ -1729,14 +1729,11 @@ mod tests {
             std::fs::create_dir_all(checkpoint.join("epoch-0003")).unwrap();
             std::fs::write(checkpoint.join("notes.txt"), "mine").unwrap();
 
-            let resumed = run(
-                &TrainConfig {
-                    checkpoint: Some(checkpoint.clone()),
-                    ..config.clone()
-                },
-                &train_set,
-                &val,
-            );
+            let checkpointed = TrainConfig {
+                checkpoint: Some(checkpoint.clone()),
+                ..config.clone()
+            };
+            let resumed = run(&checkpointed, &train_set, &val);
             assert_eq!(
                 without_seconds(&resumed.curves),
                 without_seconds(&whole.curves),
@@ -1756,14 +1753,7 @@ mod tests {
             assert!(checkpoint.join("notes.txt").is_file());
 
             // Run again: the checkpoint is of a finished run; nothing more is trained.
-            let again = run(
-                &TrainConfig {
-                    checkpoint: Some(checkpoint.clone()),
-                    ..config.clone()
-                },
-                &train_set,
-                &val,
-            );
+            let again = run(&checkpointed, &train_set, &val);
             assert_eq!(again.curves, resumed.curves);
             assert_eq!(
                 again.model.predict(&val).unwrap(),

@@ -165,7 +165,10 @@ impl<R: Read> WavStream<R> {
         decode(&self.format, &self.bytes[..used], out);
         // Float data can hold NaN or infinity: not audio, and it would poison every
         // frame after it. The file front-end refuses it too (AudioError::NonFinite).
-        if let Some(at) = out[first..].iter().position(|s| !s.is_finite()) {
+        // (Integers always decode to finite samples: no scan for them.)
+        if self.format.encoding == SampleFormat::Float
+            && let Some(at) = out[first..].iter().position(|s| !s.is_finite())
+        {
             out.truncate(first);
             let frame = self.frames_read + (at / usize::from(self.format.channels)) as u64;
             return Err(io::Error::new(
