@@ -18,7 +18,10 @@ use host_trainer::export::{
 };
 use host_trainer::extract::{ExtractSettings, Extractor, extract};
 use host_trainer::feature_cache::{FeatureCache, FeatureDtype, FeatureIndex, LayerCombination};
-use host_trainer::fetch::{BERT_BASE, FetchOptions, HUBERT_BASE, fetch};
+use host_trainer::fetch::{
+    BERT_BASE, DEFAULT_ENDPOINT, FetchError, FetchOptions, HUBERT_BASE, KNOWN_MODELS, RemoteModel,
+    fetch,
+};
 use host_trainer::heads::ModelKind;
 use host_trainer::hidden_dump::{DumpInput, dump_hidden_states};
 use host_trainer::keyword_spotting;
@@ -55,7 +58,26 @@ enum Command {
     /// Corpus work: scan a TESS folder into a manifest, split it.
     #[command(subcommand)]
     Data(DataCommand),
-    /// Download the reference encoders (HuBERT-base, BERT-base) from the Hugging Face Hub.
+    /// Download the reference encoders (HuBERT-base, BERT-base) from the Hugging Face Hub,
+    /// or check a copy made by hand (--from).
+    ///
+    /// Each model goes to CACHE/owner--name/: its config.json, its
+    /// preprocessor_config.json or tokenizer.json, and the weights as the revision has
+    /// them: model.safetensors when there is one, else pytorch_model.bin (both import).
+    /// facebook/hubert-base-ls960 has only pytorch_model.bin on main; its model.safetensors
+    /// is on `--revision refs/pr/2`.
+    ///
+    /// Downloads go to FILE.part and resume where they stopped (also in a later run); a
+    /// file is put in place only once its size and, where the Hub publishes one, its
+    /// SHA-256 match, and what was fetched is recorded in fetch.json beside the files.
+    /// A later run re-checks the files against fetch.json and does not download again.
+    /// HF_TOKEN is sent when set (private or gated repositories).
+    ///
+    /// Offline: copy the folder a `fetch` wrote on a machine with network (or the
+    /// Hugging Face cache, models--owner--name/snapshots/...) and run `fetch --from COPY`:
+    /// each file is checked against the copy's fetch.json where there is one, the weights
+    /// for completeness in any case. Without network, the error lists the exact files of
+    /// the revision, their URLs and where to put them.
     Fetch(FetchArgs),
     /// Encoder graphs: import an HF checkpoint, run a graph, make random checkpoints.
     #[command(subcommand)]
@@ -216,27 +238,69 @@ struct ExportArgs {
 
 #[derive(Args)]
 struct FetchArgs {
+    /// The models to fetch, as owner/name [default: facebook/hubert-base-ls960 and
+    /// google-bert/bert-base-uncased].
+    #[arg(value_name = "MODEL")]
+    models: Vec<String>,
     /// Where the models go (one sub-folder each) [default: $EMOTION_ENCODERS, else ~/.cache/emotion-edge/hf].
     #[arg(long)]
     cache: Option<PathBuf>,
+    /// Branch, tag, commit or pull-request ref (e.g. refs/pr/2) of the MODELs named
+    /// [default: what the folder holds, else main].
+    #[arg(long)]
+    revision: Option<String>,
     /// Hub URL [default: $HF_ENDPOINT, else https://huggingface.co].
     #[arg(long)]
     endpoint: Option<String>,
+    /// Take the files from this folder (copied by hand from a machine with network)
+    /// instead of the network: FROM/owner--name/ as `fetch` writes it, or the Hugging Face
+    /// cache (FROM/models--owner--name/). Checked, then copied into the cache.
+    #[arg(long, value_name = "DIR")]
+    from: Option<PathBuf>,
     /// Download again even when the files are there.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "from")]
     force: bool,
 }
 
 #[derive(Subcommand)]
 enum EncodersCommand {
-    /// Import an HF checkpoint folder (config.json + model.safetensors) as a pruned ONNX
-    /// graph that outputs the selected hidden states and holds no later layer.
+    /// Import an HF checkpoint folder (config.json + model.safetensors or pytorch_model.bin)
+    /// as a pruned ONNX graph that outputs the selected hidden states and holds no later
+    /// layer.
     Import(ImportArgs),
     /// Write a random-weight checkpoint in the HF layout (for tests and benchmarks).
     Random(RandomArgs),
     /// Run an encoder graph on one input and write every hidden state it exposes
     /// (`hidden_states.{i}`, [1, T, H], f32, plus the input) as safetensors.
     Run(RunArgs),
+    /// Time speech encoder graphs with tract on synthetic speech: median ms per second
+    /// of audio, fp32 and (with --int8) the int8 variant a bundle ships.
+    Cost(CostArgs),
+}
+
+#[derive(Args)]
+struct CostArgs {
+    /// Speech encoder graphs (.onnx, from `encoders import`).
+    #[arg(required = true)]
+    graphs: Vec<PathBuf>,
+    /// Clip lengths in seconds.
+    #[arg(long, value_delimiter = ',', default_value = "2,4")]
+    seconds: Vec<f64>,
+    /// tract threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Timed runs per clip (the median is reported).
+    #[arg(long, default_value_t = 7)]
+    repeats: usize,
+    /// Untimed runs first, per clip.
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// Also measure the int8 variant (calibrated on synthetic speech, as the export does).
+    #[arg(long)]
+    int8: bool,
+    /// One JSON object per row instead of the table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -247,7 +311,8 @@ struct ImportArgs {
     #[arg(long)]
     out: PathBuf,
     /// Hidden states to output, HF numbering (0 = embeddings), e.g. 5..9
-    /// [default: 5..9 for HuBERT/wav2vec2, 1..6 for BERT].
+    /// [default: 5..9 for HuBERT/wav2vec2/WavLM, 1..6 for BERT; every layer, 1..N, for
+    /// a model with fewer layers, e.g. DistilHuBERT's 1..2].
     #[arg(long, value_parser = parse_layers)]
     layers: Option<RangeInclusive<usize>>,
 }
@@ -257,7 +322,9 @@ struct RandomArgs {
     /// Architecture.
     #[arg(long, value_enum)]
     kind: KindArg,
-    /// Size preset: tiny (hidden 32, for tests) or base (the real HuBERT-base / BERT-base shape).
+    /// Size preset: tiny (hidden 32, for tests), base (the real HuBERT-base /
+    /// WavLM-base-plus / BERT-base shape) or distil (DistilHuBERT, ntu-spml/distilhubert:
+    /// base widths, 2 layers, no feature-projection LayerNorm; speech only).
     #[arg(long, value_enum, default_value = "tiny")]
     size: SizeArg,
     /// Transformer layers [default: the preset's].
@@ -281,6 +348,7 @@ struct RandomArgs {
 enum KindArg {
     Hubert,
     Wav2vec2,
+    Wavlm,
     Bert,
 }
 
@@ -288,6 +356,7 @@ enum KindArg {
 enum SizeArg {
     Tiny,
     Base,
+    Distil,
 }
 
 #[derive(Args)]
@@ -347,7 +416,8 @@ struct ProbeArgs {
     /// The splits file written by `data split`.
     #[arg(long, default_value = "out/splits.json")]
     splits: PathBuf,
-    /// The speech encoder's checkpoint folder (HF layout: config.json, model.safetensors),
+    /// The speech encoder's checkpoint folder (HF layout: config.json, model.safetensors or
+    /// pytorch_model.bin),
     /// e.g. as `fetch` writes it.
     #[arg(long)]
     speech_checkpoint: PathBuf,
@@ -405,6 +475,15 @@ struct DemoArgs {
     /// encoders made on the spot].
     #[arg(long)]
     encoders: Option<PathBuf>,
+    /// A speech checkpoint folder (HF layout: config.json and the weights; HuBERT or
+    /// wav2vec2), used instead of the speech encoder of --encoders or the tiny random one.
+    #[arg(long, value_name = "DIR")]
+    speech_encoder: Option<PathBuf>,
+    /// A text checkpoint folder (HF layout: config.json, the weights and tokenizer.json;
+    /// BERT, e.g. all-MiniLM-L6-v2 as `scripts/fetch-real-models.sh` unpacks it), used
+    /// instead of the text encoder of --encoders or the tiny random one.
+    #[arg(long, value_name = "DIR")]
+    text_encoder: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -521,6 +600,7 @@ fn run(cli: Cli) -> Result<()> {
             .map(drop)
         }
         Command::Encoders(EncodersCommand::Run(args)) => run_encoder(args),
+        Command::Encoders(EncodersCommand::Cost(args)) => encoder_cost(args),
         Command::Encoders(EncodersCommand::Import(args)) => {
             let imported = import(&args.checkpoint, args.layers)?;
             imported.write(&args.out)?;
@@ -531,11 +611,17 @@ fn run(cli: Cli) -> Result<()> {
             let kind = match args.kind {
                 KindArg::Hubert => EncoderKind::Hubert,
                 KindArg::Wav2vec2 => EncoderKind::Wav2Vec2,
+                KindArg::Wavlm => EncoderKind::WavLm,
                 KindArg::Bert => EncoderKind::Bert,
             };
             let preset = match args.size {
                 SizeArg::Tiny => Preset::Tiny,
                 SizeArg::Base => Preset::Base,
+                SizeArg::Distil if kind.is_speech() => Preset::Distil,
+                SizeArg::Distil => anyhow::bail!(
+                    "--size distil is DistilHuBERT's layout, a speech encoder: use it with \
+                     --kind hubert (or wav2vec2, wavlm)"
+                ),
             };
             let mut checkpoint = RandomCheckpoint::new(kind, preset)
                 .with_seed(args.seed)
@@ -638,8 +724,13 @@ fn demo(args: DemoArgs) -> Result<()> {
     split_manifest(&manifest_path, &args.out.join("splits.json"), config)?;
 
     println!("\n== 3/10 import the encoders");
+    let choice = EncoderChoice {
+        real: args.encoders.as_deref(),
+        speech: args.speech_encoder.as_deref(),
+        text: args.text_encoder.as_deref(),
+    };
     let (encoders, [speech_checkpoint, text_checkpoint]) =
-        prepare_encoders(args.encoders.as_deref(), &args.out.join("encoders"))?;
+        prepare_encoders(&choice, &args.out.join("encoders"))?;
 
     println!("\n== 4/10 extract features");
     let text = Some((encoders.text.as_path(), encoders.tokenizer.as_path()));
@@ -1137,6 +1228,17 @@ fn short(digest: &str) -> &str {
     &digest[..digest.len().min(12)]
 }
 
+/// Which encoder checkpoints the demo imports: `real` laid out as `fetch` writes them
+/// (else tiny random-weight ones), each modality overridden by its own folder when given.
+struct EncoderChoice<'a> {
+    /// `--encoders`: the root `fetch` writes into.
+    real: Option<&'a Path>,
+    /// `--speech-encoder`: a speech checkpoint folder.
+    speech: Option<&'a Path>,
+    /// `--text-encoder`: a text checkpoint folder, with its tokenizer.json.
+    text: Option<&'a Path>,
+}
+
 /// The encoder graphs the demo uses.
 struct DemoEncoders {
     speech: PathBuf,
@@ -1144,10 +1246,18 @@ struct DemoEncoders {
     tokenizer: PathBuf,
 }
 
-/// Imports the real checkpoints found in `real` (laid out as `fetch` writes them), or
-/// tiny random-weight ones made here, into `dir`; also returns the speech and text
-/// checkpoint folders (the probe imports every layer of them).
-fn prepare_encoders(real: Option<&Path>, dir: &Path) -> Result<(DemoEncoders, [PathBuf; 2])> {
+/// Imports the real checkpoints found in `choice.real` (laid out as `fetch` writes them),
+/// or tiny random-weight ones made here, into `dir`, with the speech or text checkpoint
+/// replaced by `choice.speech` / `choice.text` when given; also returns the speech and
+/// text checkpoint folders (the probe imports every layer of them).
+fn prepare_encoders(
+    choice: &EncoderChoice<'_>,
+    dir: &Path,
+) -> Result<(DemoEncoders, [PathBuf; 2])> {
+    // With both folders given, nothing of --encoders is used (nor checked).
+    let real = choice
+        .real
+        .filter(|_| choice.speech.is_none() || choice.text.is_none());
     let (speech_checkpoint, text_checkpoint) = match real {
         Some(root) => {
             let pair = (HUBERT_BASE.local_dir(root), BERT_BASE.local_dir(root));
@@ -1155,7 +1265,7 @@ fn prepare_encoders(real: Option<&Path>, dir: &Path) -> Result<(DemoEncoders, [P
                 let missing = model.missing_files(dir);
                 if !missing.is_empty() {
                     anyhow::bail!(
-                        "{} lacks {} for {}: run `host-trainer fetch --cache {}` or put the files there by hand",
+                        "{} lacks {} for {}: run `host-trainer fetch --cache {}`, or put the files there by hand (see `host-trainer fetch --help`, --from)",
                         dir.display(),
                         missing.join(", "),
                         model.repo_id(),
@@ -1165,21 +1275,57 @@ fn prepare_encoders(real: Option<&Path>, dir: &Path) -> Result<(DemoEncoders, [P
             }
             pair
         }
-        None => {
-            let pair = write_tiny_pair(dir, &embedded_tokenizer())?;
-            println!(
-                "random-weight tiny checkpoints (real layout, not trained) in {}",
-                dir.display()
-            );
-            pair
-        }
+        None => match (choice.speech, choice.text) {
+            (Some(speech), Some(text)) => (speech.to_path_buf(), text.to_path_buf()),
+            _ => {
+                let pair = write_tiny_pair(dir, &embedded_tokenizer())?;
+                println!(
+                    "random-weight tiny checkpoints (real layout, not trained) in {}",
+                    dir.display()
+                );
+                pair
+            }
+        },
     };
+    let speech_checkpoint = choice.speech.map_or(speech_checkpoint, Path::to_path_buf);
+    let text_checkpoint = choice.text.map_or(text_checkpoint, Path::to_path_buf);
+    if !text_checkpoint.join("tokenizer.json").is_file() {
+        anyhow::bail!(
+            "{} holds no tokenizer.json: the text encoder needs the tokenizer it was trained with (HF's tokenizer.json, as `save_pretrained` writes it)",
+            text_checkpoint.display()
+        );
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let speech = dir.join("speech.onnx");
-    let imported = import(&speech_checkpoint, None)?;
+    let imported = import(&speech_checkpoint, None).with_context(|| {
+        format!(
+            "cannot import the speech encoder {}",
+            speech_checkpoint.display()
+        )
+    })?;
+    if !imported.kind.is_speech() {
+        anyhow::bail!(
+            "{} is a {} checkpoint, not a speech encoder (HuBERT or wav2vec2): pass it as --text-encoder",
+            speech_checkpoint.display(),
+            imported.kind.as_str()
+        );
+    }
     imported.write(&speech)?;
     print_import(&imported, &speech);
     let text = dir.join("text.onnx");
-    let imported = import(&text_checkpoint, None)?;
+    let imported = import(&text_checkpoint, None).with_context(|| {
+        format!(
+            "cannot import the text encoder {}",
+            text_checkpoint.display()
+        )
+    })?;
+    if imported.kind.is_speech() {
+        anyhow::bail!(
+            "{} is a {} checkpoint, not a text encoder (BERT): pass it as --speech-encoder",
+            text_checkpoint.display(),
+            imported.kind.as_str()
+        );
+    }
     imported.write(&text)?;
     print_import(&imported, &text);
     let encoders = DemoEncoders {
@@ -1257,15 +1403,79 @@ fn split_manifest(manifest_path: &Path, out: &Path, config: SplitConfig) -> Resu
 
 fn fetch_encoders(args: FetchArgs) -> Result<()> {
     let cache = args.cache.unwrap_or_else(default_encoder_cache);
-    let options = FetchOptions {
-        endpoint: args.endpoint,
-        force: args.force,
+    let known = || {
+        KNOWN_MODELS
+            .iter()
+            .map(RemoteModel::repo_id)
+            .collect::<Vec<_>>()
+            .join(", ")
     };
-    for model in [HUBERT_BASE, BERT_BASE] {
-        let dir = fetch(&model, &cache, &options)?;
-        println!("{}: {}", model.repo_id(), dir.display());
+    let models: Vec<RemoteModel> = if args.models.is_empty() {
+        if let Some(revision) = &args.revision {
+            anyhow::bail!(
+                "--revision {revision} names a revision of one repository: name the model too, \
+                 e.g. `host-trainer fetch {} --revision {revision}`",
+                HUBERT_BASE.repo_id()
+            );
+        }
+        KNOWN_MODELS.to_vec()
+    } else {
+        args.models
+            .iter()
+            .map(|id| {
+                RemoteModel::find(id).with_context(|| {
+                    format!("`fetch` knows {}, not {id}", known())
+                })
+            })
+            .collect::<Result<_>>()?
+    };
+    let endpoint = args
+        .endpoint
+        .or_else(|| std::env::var("HF_ENDPOINT").ok().filter(|e| !e.is_empty()))
+        .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
+    let options = FetchOptions {
+        endpoint,
+        token: std::env::var("HF_TOKEN").ok().filter(|t| !t.is_empty()),
+        revision: args.revision,
+        from: args.from,
+        force: args.force,
+        progress: std::io::stderr().is_terminal(),
+        ..FetchOptions::default()
+    };
+    // Every model is tried, so that one message lists everything to fetch by hand.
+    let mut failures: Vec<FetchError> = Vec::new();
+    for model in models {
+        match fetch(&model, &cache, &options) {
+            Ok(fetched) => {
+                let record = &fetched.record;
+                let checked: Vec<String> = record
+                    .files
+                    .iter()
+                    .map(|f| format!("{} ({})", f.name, f.checked.describe()))
+                    .collect();
+                println!(
+                    "{} at {}{}: {} — {}",
+                    record.repo,
+                    record.revision.as_deref().unwrap_or("an unknown revision"),
+                    record
+                        .commit
+                        .as_deref()
+                        .map_or(String::new(), |c| format!(" ({})", short(c))),
+                    fetched.dir.display(),
+                    checked.join(", ")
+                );
+            }
+            Err(e) => failures.push(e),
+        }
     }
-    Ok(())
+    match failures.len() {
+        0 => Ok(()),
+        1 => Err(failures.remove(0).into()),
+        _ => {
+            let text: Vec<String> = failures.iter().map(ToString::to_string).collect();
+            anyhow::bail!("{}", text.join("\n\n"))
+        }
+    }
 }
 
 /// `$EMOTION_ENCODERS`, else `$XDG_CACHE_HOME/emotion-edge/hf`, else `~/.cache/emotion-edge/hf`.
@@ -1354,7 +1564,68 @@ fn extract_features(
     Ok(())
 }
 
+/// `encoders cost`: each graph (and its int8 variant) timed on each clip length.
+fn encoder_cost(args: CostArgs) -> Result<()> {
+    use host_trainer::encoders::cost::{CostOptions, graph_facts, int8_variant, measure};
+    let options = CostOptions {
+        seconds: args.seconds,
+        threads: args.threads,
+        warmup: args.warmup,
+        repeats: args.repeats,
+    };
+    if !args.json {
+        println!(
+            "| graph | encoder | hidden states | M params | ONNX MB | variant | threads | audio s | median ms | ms per s of audio | GMAC per s |"
+        );
+        println!("|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|");
+    }
+    for path in &args.graphs {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let name = path.display().to_string();
+        let mut variants = vec![("fp32", bytes.clone())];
+        if args.int8 {
+            let int8 = int8_variant(&bytes).with_context(|| format!("{name}: int8 variant"))?;
+            variants.push(("int8", int8));
+        }
+        for (variant, onnx) in &variants {
+            let facts = graph_facts(onnx)?;
+            let rows = measure(onnx, &name, variant, &options)?;
+            for row in rows {
+                if args.json {
+                    let line = serde_json::json!({
+                        "graph": name,
+                        "facts": facts,
+                        "row": row,
+                    });
+                    println!("{line}");
+                } else {
+                    println!(
+                        "| {name} | {} | {} | {:.1} | {:.1} | {} | {} | {:.2} | {:.1} | {:.1} | {} |",
+                        facts.encoder,
+                        facts.hidden_states,
+                        facts.parameters as f64 / 1e6,
+                        facts.onnx_bytes as f64 / 1e6,
+                        row.variant,
+                        row.threads,
+                        row.audio_seconds,
+                        row.median_ms,
+                        row.ms_per_audio_second,
+                        row
+                            .gmac_per_audio_second
+                            .map_or_else(|| "-".to_string(), |g| format!("{g:.2}")),
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn print_import(imported: &ImportedEncoder, out: &Path) {
+    if let Some(note) = &imported.layer_note {
+        eprintln!("note: {note}");
+    }
     println!(
         "{} ({}): {} of {} layers kept, outputs {} (hidden {}), {:.1} MB -> {}",
         imported.kind.as_str(),

@@ -779,6 +779,20 @@ impl GraphBuilder {
         x: &str,
         weights: AttentionWeights,
     ) -> Result<String, GraphError> {
+        self.self_attention_with_bias(name, x, weights, None)
+    }
+
+    /// [`GraphBuilder::self_attention`] with an additive bias on the scaled scores before
+    /// the softmax (`bias`: a tensor that broadcasts to `[1, heads, T, T]`, e.g. WavLM's
+    /// gated relative position bias), as PyTorch's `multi_head_attention_forward` adds a
+    /// float `attn_mask`.
+    pub fn self_attention_with_bias(
+        &mut self,
+        name: &str,
+        x: &str,
+        weights: AttentionWeights,
+        bias: Option<&str>,
+    ) -> Result<String, GraphError> {
         let hidden = weights.query.weight.shape.first().copied().unwrap_or(0);
         let heads = weights.heads;
         if heads == 0 || hidden % heads != 0 {
@@ -807,7 +821,10 @@ impl GraphBuilder {
             &format!("{name}.scale"),
             (1.0 / (head_dim as f64).sqrt()) as f32,
         );
-        let scores = self.node("Mul", &format!("{name}.scaled"), &[&scores, &scale], vec![]);
+        let mut scores = self.node("Mul", &format!("{name}.scaled"), &[&scores, &scale], vec![]);
+        if let Some(bias) = bias {
+            scores = self.node("Add", &format!("{name}.biased"), &[&scores, bias], vec![]);
+        }
         let probs = self.node(
             "Softmax",
             &format!("{name}.softmax"),

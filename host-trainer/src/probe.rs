@@ -16,7 +16,7 @@ use models::Emotion;
 use models::features::LayerCombination;
 use serde::{Deserialize, Serialize};
 
-use crate::encoders::{Checkpoint, ImportError, import};
+use crate::encoders::{HfConfig, ImportError, import};
 use crate::extract::{ExtractError, ExtractSettings, Extractor};
 use crate::manifest::{Manifest, ManifestEntry, write_atomically};
 use crate::metrics::ClassificationReport;
@@ -293,8 +293,7 @@ pub fn run_probe(request: &ProbeRequest) -> Result<ProbeFile, ProbeError> {
 
 /// Imports hidden states 1..=N of a checkpoint into `graph`; returns its source name.
 fn import_all_layers(checkpoint: &Path, graph: &Path) -> Result<String, ProbeError> {
-    let layers = Checkpoint::open(checkpoint)?
-        .config()
+    let layers = HfConfig::read(checkpoint)?
         .num_hidden_layers
         .ok_or_else(|| ProbeError::NoLayerCount(checkpoint.to_path_buf()))?;
     let imported = import(checkpoint, Some(1..=layers))?;

@@ -131,11 +131,13 @@ fn ids_input(ids: &[i64]) -> Tensor {
         .into_tensor()
 }
 
+/// The largest |a - b|; NaN anywhere makes it infinite, so a NaN never passes.
 fn max_abs_error(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "lengths differ");
     a.iter()
         .zip(b)
         .map(|(x, y)| (x - y).abs())
+        .map(|d| if d.is_nan() { f32::INFINITY } else { d })
         .fold(0.0, f32::max)
 }
 
@@ -823,7 +825,10 @@ fn stable_layer_norm_layout_matches_the_reference() {
         values
             .chunks(32)
             .map(|f| (f.iter().sum::<f32>() / 32.0).abs())
-            .fold(0.0, f32::max)
+            .fold(
+                0.0,
+                |m: f32, x| if x.is_nan() { f32::NAN } else { m.max(x) },
+            )
     };
     assert!(frame_means(&outputs[4].1) < 0.05);
     assert!(frame_means(&outputs[3].1) > frame_means(&outputs[4].1));
@@ -1034,26 +1039,18 @@ fn wrong_shape_is_named() {
 }
 
 #[test]
-fn pytorch_only_checkpoint_says_how_to_convert() {
+fn a_folder_without_weights_names_both_files() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = broken_copy(tmp.path(), "pytorch");
-    std::fs::rename(dir.join("model.safetensors"), dir.join("pytorch_model.bin")).expect("mv");
-    let error = import(&dir, None).expect_err("must fail");
-    println!("{error}");
-    assert!(
-        matches!(error, ImportError::PytorchOnly { .. }),
-        "{error:?}"
-    );
-    let message = error.to_string();
-    assert!(message.contains("save_pretrained"), "{message}");
-    assert!(message.contains("safe_serialization=True"), "{message}");
-
-    std::fs::remove_file(dir.join("pytorch_model.bin")).expect("rm");
+    let dir = broken_copy(tmp.path(), "no-weights");
+    std::fs::remove_file(dir.join("model.safetensors")).expect("rm");
     let error = import(&dir, None).expect_err("must fail");
     assert!(
         matches!(error, ImportError::MissingWeights { .. }),
         "{error:?}"
     );
+    let message = error.to_string();
+    assert!(message.contains("model.safetensors"), "{message}");
+    assert!(message.contains("pytorch_model.bin"), "{message}");
 }
 
 #[test]
@@ -1124,4 +1121,308 @@ fn layers_out_of_range_name_both() {
         import(Path::new("/no/such/checkpoint"), None),
         Err(ImportError::Io { .. })
     ));
+}
+
+// ----- PyTorch checkpoints (`pytorch_model.bin`) ----------------------------------------
+
+/// The fixture folders whose `pytorch_model.bin` holds the same weights as their
+/// `model.safetensors` (both written by transformers from one model; see
+/// scripts/conformance/make_fixtures.py).
+const BIN_LAYOUTS: &[&str] = &[
+    "hubert-tiny",
+    "hubert-stable-ln-tiny",
+    "hubert-legacy-weight-norm-tiny",
+    "wav2vec2-tiny",
+    "distilhubert-tiny",
+    "wavlm-tiny",
+    "bert-tiny",
+    "bert-prefixed-tiny",
+];
+
+/// A copy of fixture `layout` under `root/only-{weights}/{layout}` holding `weights` as
+/// its only weights file (the folder name is kept: it is part of `emotion.source`).
+fn with_only(root: &Path, layout: &str, weights: &str) -> PathBuf {
+    let dir = root.join(format!("only-{weights}")).join(layout);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    for entry in std::fs::read_dir(fixture(layout)).expect("read dir") {
+        let entry = entry.expect("entry");
+        let name = entry.file_name();
+        let other_weights = ["model.safetensors", "pytorch_model.bin"]
+            .iter()
+            .any(|w| name == *w && *w != weights);
+        if !other_weights {
+            std::fs::copy(entry.path(), dir.join(&name)).expect("copy");
+        }
+    }
+    dir
+}
+
+/// The model without what names its weights file (`emotion.source`, the doc strings).
+fn without_provenance(encoder: &ImportedEncoder) -> pb::ModelProto {
+    let mut model = model_proto(encoder);
+    model.metadata_props.retain(|e| e.key != "emotion.source");
+    model.doc_string.clear();
+    if let Some(graph) = model.graph.as_mut() {
+        graph.doc_string.clear();
+    }
+    model
+}
+
+/// Every hidden state of `encoder` against the HF reference `expected` (speech vectors
+/// hold `input_values`, text vectors `text{k}.input_ids`).
+fn check_against_reference(label: &str, encoder: &ImportedEncoder, expected: &Path) {
+    let expected = read_safetensors(expected);
+    let state = |prefix: String, i: usize| {
+        let (s, v) = f32_of(&expected[&format!("{prefix}hidden_states.{i}")]);
+        (s.to_vec(), v.to_vec())
+    };
+    if let Some(input) = expected.get("input_values") {
+        let outputs = run(&encoder.model_bytes, speech_input(f32_of(input).1));
+        compare(label, encoder, &outputs, |i| state(String::new(), i));
+        return;
+    }
+    let mut texts = 0;
+    while let Some(Stored::I64(_, ids)) = expected.get(&format!("text{texts}.input_ids")) {
+        let outputs = run(&encoder.model_bytes, ids_input(ids));
+        compare(&format!("{label} text{texts}"), encoder, &outputs, |i| {
+            state(format!("text{texts}."), i)
+        });
+        texts += 1;
+    }
+    assert!(texts > 0, "{label}: the reference holds no input");
+}
+
+/// The reference vectors of a layout (the legacy weight-norm folder holds hubert-tiny's
+/// weights under other names, so it shares hubert-tiny's).
+fn reference_of(layout: &str) -> PathBuf {
+    let own = fixture(layout).join("expected.safetensors");
+    if own.is_file() {
+        own
+    } else {
+        fixture("hubert-tiny/expected.safetensors")
+    }
+}
+
+#[test]
+fn pytorch_bin_imports_equal_safetensors_imports_bit_for_bit_and_match_transformers() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for layout in BIN_LAYOUTS {
+        let layers = read_config(&fixture(layout))["num_hidden_layers"]
+            .as_u64()
+            .expect("num_hidden_layers") as usize;
+        let from_bin = import(
+            &with_only(tmp.path(), layout, "pytorch_model.bin"),
+            Some(0..=layers),
+        )
+        .unwrap_or_else(|e| panic!("{layout}: import of pytorch_model.bin: {e}"));
+        let from_safetensors = import(
+            &with_only(tmp.path(), layout, "model.safetensors"),
+            Some(0..=layers),
+        )
+        .unwrap_or_else(|e| panic!("{layout}: import of model.safetensors: {e}"));
+        assert!(
+            without_provenance(&from_bin) == without_provenance(&from_safetensors),
+            "{layout}: the .bin and the safetensors imports differ"
+        );
+        // The provenance names the file that was read.
+        assert_ne!(from_bin.source, from_safetensors.source, "{layout}");
+        assert!(from_bin.source.starts_with(&format!("{layout}@sha256:")));
+        check_against_reference(
+            &format!("{layout} (pytorch_model.bin)"),
+            &from_bin,
+            &reference_of(layout),
+        );
+    }
+}
+
+#[test]
+fn both_weight_norm_namings_load_from_pytorch_bin() {
+    // One folder per naming, each with the same hubert-tiny weights.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let names = |layout: &str| -> Vec<String> {
+        let dir = with_only(tmp.path(), layout, "pytorch_model.bin");
+        let checkpoint = host_trainer::encoders::Checkpoint::open(&dir).expect("open");
+        checkpoint
+            .names()
+            .filter(|n| n.starts_with("encoder.pos_conv_embed.conv."))
+            .map(String::from)
+            .collect()
+    };
+    let mut seen: Vec<Vec<String>> = ["hubert-tiny", "hubert-legacy-weight-norm-tiny"]
+        .iter()
+        .map(|layout| names(layout))
+        .collect();
+    seen.sort();
+    let joined = format!("{seen:?}");
+    assert!(joined.contains("weight_g"), "{joined}");
+    assert!(
+        joined.contains("parametrizations.weight.original0"),
+        "{joined}"
+    );
+}
+
+/// `fixtures/pytorch/`: files exercising the format itself (dtypes, shared storages with
+/// offsets, strided views, the legacy container), each with its values in
+/// `{stem}.expected.safetensors`.
+#[test]
+fn pytorch_format_cases_read_exactly() {
+    use host_trainer::encoders::pytorch;
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/pytorch");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&folder).expect("fixtures/pytorch") {
+        let path = entry.expect("entry").path();
+        let stem = path
+            .file_stem()
+            .expect("stem")
+            .to_string_lossy()
+            .into_owned();
+        let expected_path = folder.join(format!("{stem}.expected.safetensors"));
+        if path.extension().is_none_or(|e| e != "bin") || !expected_path.is_file() {
+            continue;
+        }
+        let weights = pytorch::read(std::fs::read(&path).expect("read"))
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let expected_bytes = std::fs::read(&expected_path).expect("read expected");
+        let expected = SafeTensors::deserialize(&expected_bytes).expect("expected");
+        let mut names: Vec<String> = weights.tensors.iter().map(|t| t.name.clone()).collect();
+        let mut want: Vec<String> = expected.names().into_iter().cloned().collect();
+        names.sort();
+        want.sort();
+        assert_eq!(names, want, "{stem}: tensor names");
+        for tensor in &weights.tensors {
+            let view = expected.tensor(&tensor.name).expect("expected tensor");
+            assert_eq!(tensor.shape, view.shape(), "{stem}/{}: shape", tensor.name);
+            let ours: Vec<u8> = tensor
+                .element_bytes(&weights.buffers[tensor.buffer])
+                .unwrap_or_else(|| panic!("{stem}/{}: outside its buffer", tensor.name))
+                .concat();
+            let as_f32 = |bytes: &[u8], dtype: &str| -> Vec<f32> {
+                match dtype {
+                    "F16" => bytes
+                        .chunks_exact(2)
+                        .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                        .collect(),
+                    "BF16" => bytes
+                        .chunks_exact(2)
+                        .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                        .collect(),
+                    "F32" => bytes
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect(),
+                    other => panic!("{stem}/{}: no f32 view of {other}", tensor.name),
+                }
+            };
+            if tensor.dtype.name() == view.dtype().to_string() {
+                assert_eq!(ours, view.data(), "{stem}/{}: bytes", tensor.name);
+            } else {
+                let ours = as_f32(&ours, tensor.dtype.name());
+                let want = as_f32(view.data(), &view.dtype().to_string());
+                let same = ours
+                    .iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(
+                    same && ours.len() == want.len(),
+                    "{stem}/{}: values",
+                    tensor.name
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 8,
+        "only {checked} tensors checked in fixtures/pytorch"
+    );
+}
+
+/// Hostile and damaged files: each refused with an error naming the file (and the global
+/// or storage at fault), never a panic, never anything executed.
+#[test]
+fn damaged_and_hostile_pytorch_files_are_refused_with_the_file_named() {
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/pytorch");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        ("foreign-global.bin", "global `os.getcwd`"),
+        ("foreign-global-eval.bin", "global `builtins.eval`"),
+        ("whole-module.bin", "global `torch.nn.modules.linear.Linear`"),
+        ("truncated.bin", "damaged zip archive"),
+        ("not-a-zip.bin", "git-lfs pointer"),
+        ("empty.bin", "empty"),
+        ("missing-storage.bin", "missing from the archive"),
+        ("short-storage.bin", "tensor `weight`"),
+    ];
+    for (file, says) in cases {
+        let dir = tmp.path().join(file);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::copy(fixture("hubert-tiny/config.json"), dir.join("config.json")).expect("config");
+        std::fs::copy(folder.join(file), dir.join("pytorch_model.bin")).expect("copy");
+        let error = import(&dir, None).expect_err(file);
+        let message = error.to_string();
+        println!("{file}: {message}");
+        assert!(
+            matches!(error, ImportError::Pytorch { .. }),
+            "{file}: {error:?}"
+        );
+        assert!(message.contains("pytorch_model.bin"), "{file}: {message}");
+        assert!(message.contains(says), "{file}: {message}");
+    }
+}
+
+/// A real `.bin` cut at many lengths and with bytes flipped all over: every result is an
+/// error or a checkpoint, never a panic.
+#[test]
+fn mutated_pytorch_files_never_panic() {
+    use host_trainer::encoders::pytorch;
+    let bytes = std::fs::read(fixture("hubert-tiny/pytorch_model.bin")).expect("read");
+    let mut refused = 0;
+    for cut in (0..bytes.len()).step_by(bytes.len() / 200 + 1) {
+        refused += usize::from(pytorch::read(bytes[..cut].to_vec()).is_err());
+    }
+    assert!(refused >= 190, "only {refused} truncations refused");
+    // Flips in the zip directory, the pickle and the storages (a flip in a storage is
+    // caught by the entry's CRC).
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut damaged_refused = 0;
+    for _ in 0..400 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let mut copy = bytes.clone();
+        let at = (state % copy.len() as u64) as usize;
+        copy[at] ^= 1 << (state >> 60) as u8 % 8;
+        damaged_refused += usize::from(pytorch::read(copy).is_err());
+    }
+    println!("{damaged_refused}/400 single-bit flips refused");
+    assert!(damaged_refused > 300, "{damaged_refused}/400 flips refused");
+}
+
+/// The wrong-shape and missing-tensor errors name `pytorch_model.bin` and the tensor.
+#[test]
+fn missing_and_misshapen_tensors_in_a_bin_are_named() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = with_only(tmp.path(), "hubert-tiny", "pytorch_model.bin");
+    edit_config(&dir, |c| c["num_hidden_layers"] = 5.into());
+    match import(&dir, Some(0..=5)).expect_err("layer 4 is not stored") {
+        ImportError::MissingTensor { path, name } => {
+            assert!(path.ends_with("pytorch_model.bin"), "{}", path.display());
+            assert!(name.starts_with("encoder.layers.4."), "{name}");
+        }
+        other => panic!("wrong error: {other:?}"),
+    }
+    edit_config(&dir, |c| {
+        c["num_hidden_layers"] = 4.into();
+        c["intermediate_size"] = 48.into();
+    });
+    match import(&dir, Some(0..=1)).expect_err("wrong width") {
+        ImportError::TensorShape { path, name, .. } => {
+            assert!(path.ends_with("pytorch_model.bin"), "{}", path.display());
+            assert_eq!(
+                name,
+                "encoder.layers.0.feed_forward.intermediate_dense.weight"
+            );
+        }
+        other => panic!("wrong error: {other:?}"),
+    }
 }

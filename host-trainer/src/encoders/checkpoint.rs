@@ -1,7 +1,10 @@
-//! Reading a Hugging Face checkpoint folder: `config.json` and `model.safetensors`.
+//! Reading a Hugging Face checkpoint folder: `config.json` and its weights, either
+//! `model.safetensors` or PyTorch's `pytorch_model.bin` (read natively by [`super::pytorch`];
+//! safetensors is preferred when both are there). Every reader of a checkpoint (import,
+//! probe, demo) comes through [`Checkpoint::open`].
 //!
 //! Tensor names are normalised so one importer reads every export of an architecture:
-//! a leading `hubert.`, `wav2vec2.`, `bert.` or `model.` is dropped (task-head checkpoints
+//! a leading `hubert.`, `wav2vec2.`, `wavlm.`, `bert.` or `model.` is dropped (task-head checkpoints
 //! nest the encoder under one), and old BERT names `LayerNorm.gamma`/`LayerNorm.beta`
 //! become `LayerNorm.weight`/`LayerNorm.bias`. Weights are read as f32 (f16, bf16 and f64
 //! are converted), each checked against the shape the config implies.
@@ -19,6 +22,8 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::error::ImportError;
+use super::pickle::StorageDtype;
+use super::pytorch::{self, StoredTensor, contiguous_strides};
 use crate::onnx_graph::{FloatArray, LinearWeights};
 
 /// The fields of an HF `config.json` that the importers read (all optional here: each
@@ -71,14 +76,26 @@ pub struct HfConfig {
     pub position_embedding_type: Option<String>,
 }
 
-/// Where a tensor sits in the weights file.
+/// A tensor's place in the weights file, under its normalised name.
 #[derive(Debug, Clone)]
 struct TensorEntry {
-    original_name: String,
-    dtype: Dtype,
-    shape: Vec<usize>,
-    start: usize,
-    end: usize,
+    /// Where its elements are.
+    stored: StoredTensor,
+    /// Its element type, when it is one the loader knows.
+    dtype: Option<StorageDtype>,
+    /// The element type's name, for messages.
+    dtype_name: String,
+}
+
+/// The weights files a checkpoint folder may hold, in order of preference.
+pub const WEIGHTS_FILES: [&str; 2] = ["model.safetensors", "pytorch_model.bin"];
+
+/// The weights file of `dir`: `model.safetensors` if present, else `pytorch_model.bin`.
+pub fn weights_file(dir: &Path) -> Option<PathBuf> {
+    WEIGHTS_FILES
+        .iter()
+        .map(|name| dir.join(name))
+        .find(|path| path.is_file())
 }
 
 /// An opened checkpoint: its parsed config and its (not yet converted) weights.
@@ -88,24 +105,16 @@ pub struct Checkpoint {
     config_path: PathBuf,
     weights_path: PathBuf,
     config: HfConfig,
-    bytes: Vec<u8>,
+    /// Buffer 0 is the weights file; a `.bin` may add storages it had to decompress.
+    buffers: Vec<Vec<u8>>,
     index: BTreeMap<String, TensorEntry>,
     sha256: String,
-}
-
-/// The command that turns a `pytorch_model.bin` checkpoint into `model.safetensors`.
-pub fn conversion_command(dir: &Path) -> String {
-    let dir = dir.display();
-    format!(
-        "python -c \"from transformers import AutoModel; \
-         AutoModel.from_pretrained('{dir}').save_pretrained('{dir}', safe_serialization=True)\""
-    )
 }
 
 /// The normalised form of a stored tensor name (see the module docs).
 pub fn normalise_name(raw: &str) -> String {
     let mut name = raw;
-    for prefix in ["hubert.", "wav2vec2.", "bert.", "model."] {
+    for prefix in ["hubert.", "wav2vec2.", "wavlm.", "bert.", "model."] {
         if let Some(rest) = name.strip_prefix(prefix) {
             name = rest;
             break;
@@ -120,11 +129,26 @@ pub fn normalise_name(raw: &str) -> String {
     name.to_string()
 }
 
-impl Checkpoint {
-    /// Opens `dir`: parses `config.json`, reads `model.safetensors` and indexes its tensors.
-    pub fn open(dir: &Path) -> Result<Self, ImportError> {
+impl HfConfig {
+    /// Reads and parses `dir/config.json` (without touching the weights).
+    pub fn read(dir: &Path) -> Result<Self, ImportError> {
         let config_path = dir.join("config.json");
-        let weights_path = dir.join("model.safetensors");
+        let config_text =
+            std::fs::read_to_string(&config_path).map_err(|source| ImportError::Io {
+                path: config_path.clone(),
+                source,
+            })?;
+        serde_json::from_str(&config_text).map_err(|source| ImportError::ConfigParse {
+            path: config_path,
+            source,
+        })
+    }
+}
+
+impl Checkpoint {
+    /// Opens `dir`: parses `config.json`, reads the weights (`model.safetensors`, else
+    /// `pytorch_model.bin`) and indexes their tensors.
+    pub fn open(dir: &Path) -> Result<Self, ImportError> {
         if !dir.is_dir() {
             return Err(ImportError::Io {
                 path: dir.to_path_buf(),
@@ -134,73 +158,56 @@ impl Checkpoint {
                 ),
             });
         }
-        let config_text =
-            std::fs::read_to_string(&config_path).map_err(|source| ImportError::Io {
-                path: config_path.clone(),
-                source,
-            })?;
-        let config: HfConfig =
-            serde_json::from_str(&config_text).map_err(|source| ImportError::ConfigParse {
-                path: config_path.clone(),
-                source,
-            })?;
-
-        if !weights_path.is_file() {
-            if dir.join("pytorch_model.bin").is_file() {
-                return Err(ImportError::PytorchOnly {
-                    dir: dir.to_path_buf(),
-                    command: conversion_command(dir),
-                });
-            }
-            return Err(ImportError::MissingWeights {
-                dir: dir.to_path_buf(),
-            });
-        }
+        let config = HfConfig::read(dir)?;
+        let weights_path = weights_file(dir).ok_or_else(|| ImportError::MissingWeights {
+            dir: dir.to_path_buf(),
+        })?;
         let bytes = std::fs::read(&weights_path).map_err(|source| ImportError::Io {
             path: weights_path.clone(),
             source,
         })?;
-        let invalid = |reason: String| ImportError::Safetensors {
-            path: weights_path.clone(),
-            reason,
+        let sha256 = hex_sha256(&bytes);
+        let (buffers, tensors) = if weights_path.extension().is_some_and(|e| e == "bin") {
+            let weights = pytorch::read(bytes).map_err(|e| ImportError::Pytorch {
+                path: weights_path.clone(),
+                reason: e.to_string(),
+            })?;
+            let tensors = weights
+                .tensors
+                .into_iter()
+                .map(|stored| TensorEntry {
+                    dtype: Some(stored.dtype),
+                    dtype_name: stored.dtype.name().to_string(),
+                    stored,
+                })
+                .collect();
+            (weights.buffers, tensors)
+        } else {
+            let tensors =
+                safetensors_entries(&bytes).map_err(|reason| ImportError::Safetensors {
+                    path: weights_path.clone(),
+                    reason,
+                })?;
+            (vec![bytes], tensors)
         };
-        let (header_len, metadata) =
-            SafeTensors::read_metadata(&bytes).map_err(|e| invalid(e.to_string()))?;
-        // read_metadata checked that every tensor lies inside the buffer.
-        let data_start = header_len + 8;
-        let mut raw: Vec<_> = metadata.tensors().into_iter().collect();
-        raw.sort_by(|a, b| a.0.cmp(&b.0));
         let mut index: BTreeMap<String, TensorEntry> = BTreeMap::new();
-        for (original_name, info) in raw {
-            let (begin, end) = info.data_offsets;
-            let entry = TensorEntry {
-                original_name: original_name.clone(),
-                dtype: info.dtype,
-                shape: info.shape.clone(),
-                start: data_start + begin,
-                end: data_start + end,
-            };
+        for entry in tensors {
             // An unprefixed name wins over a prefixed duplicate; otherwise first come.
-            let key = normalise_name(&original_name);
+            let key = normalise_name(&entry.stored.name);
             let replace = match index.get(&key) {
                 None => true,
-                Some(existing) => existing.original_name != key && original_name == key,
+                Some(existing) => existing.stored.name != key && entry.stored.name == key,
             };
             if replace {
                 index.insert(key, entry);
             }
         }
-        let digest = Sha256::digest(&bytes);
-        let mut sha256 = String::with_capacity(64);
-        for b in digest.iter() {
-            let _ = write!(sha256, "{b:02x}");
-        }
         Ok(Self {
             dir: dir.to_path_buf(),
-            config_path,
+            config_path: dir.join("config.json"),
             weights_path,
             config,
-            bytes,
+            buffers,
             index,
             sha256,
         })
@@ -216,7 +223,7 @@ impl Checkpoint {
         &self.config_path
     }
 
-    /// Its `model.safetensors`.
+    /// Its weights file (`model.safetensors` or `pytorch_model.bin`).
     pub fn weights_path(&self) -> &Path {
         &self.weights_path
     }
@@ -226,7 +233,7 @@ impl Checkpoint {
         &self.config
     }
 
-    /// Lower-case hex SHA-256 of `model.safetensors`.
+    /// Lower-case hex SHA-256 of the weights file.
     pub fn sha256(&self) -> &str {
         &self.sha256
     }
@@ -243,7 +250,7 @@ impl Checkpoint {
 
     /// The stored shape of a tensor, if present.
     pub fn shape(&self, name: &str) -> Option<&[usize]> {
-        self.index.get(name).map(|e| e.shape.as_slice())
+        self.index.get(name).map(|e| e.stored.shape.as_slice())
     }
 
     /// A tensor as f32, checked to have shape `expected`.
@@ -255,53 +262,46 @@ impl Checkpoint {
                 path: self.weights_path.clone(),
                 name: name.to_string(),
             })?;
-        if entry.shape != expected {
+        if entry.stored.shape != expected {
             return Err(ImportError::TensorShape {
                 path: self.weights_path.clone(),
                 name: name.to_string(),
                 expected: expected.to_vec(),
-                found: entry.shape.clone(),
+                found: entry.stored.shape.clone(),
             });
         }
-        let bytes =
-            self.bytes
-                .get(entry.start..entry.end)
-                .ok_or_else(|| ImportError::Safetensors {
-                    path: self.weights_path.clone(),
-                    reason: format!("tensor `{}` lies outside the file", entry.original_name),
-                })?;
-        let values: Vec<f32> = match entry.dtype {
-            Dtype::F32 => bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            Dtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => bytes
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            Dtype::F64 => bytes
-                .chunks_exact(8)
-                .map(|c| {
-                    let mut a = [0u8; 8];
-                    a.copy_from_slice(c);
-                    f64::from_le_bytes(a) as f32
-                })
-                .collect(),
-            other => {
-                return Err(ImportError::UnsupportedDtype {
-                    path: self.weights_path.clone(),
-                    name: name.to_string(),
-                    dtype: other.to_string(),
-                });
-            }
+        let unsupported = || ImportError::UnsupportedDtype {
+            path: self.weights_path.clone(),
+            name: name.to_string(),
+            dtype: entry.dtype_name.clone(),
         };
+        let dtype = entry.dtype.ok_or_else(unsupported)?;
+        let convert: fn(&[u8]) -> f32 = match dtype {
+            StorageDtype::F32 => |c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]),
+            StorageDtype::F16 => |c| half::f16::from_le_bytes([c[0], c[1]]).to_f32(),
+            StorageDtype::BF16 => |c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32(),
+            StorageDtype::F64 => |c| {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(c);
+                f64::from_le_bytes(a) as f32
+            },
+            _ => return Err(unsupported()),
+        };
+        let outside = || ImportError::Safetensors {
+            path: self.weights_path.clone(),
+            reason: format!("tensor `{}` lies outside the file", entry.stored.name),
+        };
+        let buffer = self.buffers.get(entry.stored.buffer).ok_or_else(outside)?;
+        let values = entry
+            .stored
+            .element_bytes(buffer)
+            .ok_or_else(outside)?
+            .into_iter()
+            .map(convert)
+            .collect();
         FloatArray::new(expected.to_vec(), values).map_err(|e| ImportError::Safetensors {
             path: self.weights_path.clone(),
-            reason: format!("tensor `{}`: {e}", entry.original_name),
+            reason: format!("tensor `{}`: {e}", entry.stored.name),
         })
     }
 
@@ -374,6 +374,48 @@ impl Checkpoint {
             found: v.shape().to_vec(),
         })
     }
+}
+
+/// Lower-case hex SHA-256 of `bytes`.
+fn hex_sha256(bytes: &[u8]) -> String {
+    let mut hex = String::with_capacity(64);
+    for b in Sha256::digest(bytes).iter() {
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
+}
+
+/// The tensors of a safetensors file, as contiguous views of its bytes.
+fn safetensors_entries(bytes: &[u8]) -> Result<Vec<TensorEntry>, String> {
+    let (header_len, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
+    // read_metadata checked that every tensor lies inside the buffer.
+    let data_start = header_len + 8;
+    let mut raw: Vec<_> = metadata.tensors().into_iter().collect();
+    raw.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(raw
+        .into_iter()
+        .map(|(name, info)| {
+            let dtype = match info.dtype {
+                Dtype::F32 => Some(StorageDtype::F32),
+                Dtype::F16 => Some(StorageDtype::F16),
+                Dtype::BF16 => Some(StorageDtype::BF16),
+                Dtype::F64 => Some(StorageDtype::F64),
+                _ => None,
+            };
+            TensorEntry {
+                stored: StoredTensor {
+                    name,
+                    dtype: dtype.unwrap_or(StorageDtype::U8),
+                    strides: contiguous_strides(&info.shape),
+                    shape: info.shape.clone(),
+                    buffer: 0,
+                    byte_offset: data_start + info.data_offsets.0,
+                },
+                dtype,
+                dtype_name: info.dtype.to_string(),
+            }
+        })
+        .collect())
 }
 
 /// `g · v / ‖v‖` with the norm over every axis of `v` except `dim` (in f64); `None` if the

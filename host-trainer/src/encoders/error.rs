@@ -37,7 +37,7 @@ pub enum ImportError {
     },
     /// `model_type` names an architecture this importer does not build.
     #[error(
-        "{path}: model_type `{model_type}` is not supported (supported: hubert, wav2vec2, bert)"
+        "{path}: model_type `{model_type}` is not supported (supported: hubert, wav2vec2, wavlm, bert)"
     )]
     UnsupportedModelType {
         /// The config file.
@@ -71,20 +71,22 @@ pub enum ImportError {
         reason: String,
     },
     /// The folder has no `model.safetensors` and no `pytorch_model.bin` either.
-    #[error("{dir}: no model.safetensors (single-file safetensors weights are required)")]
+    #[error(
+        "{dir}: no weights file: put the model's model.safetensors or pytorch_model.bin there \
+         (single-file checkpoints; `host-trainer fetch` downloads them)"
+    )]
     MissingWeights {
         /// The checkpoint folder.
         dir: PathBuf,
     },
-    /// The folder has only PyTorch pickle weights, which this importer does not read.
-    #[error(
-        "{dir}: only pytorch_model.bin is present; convert it to model.safetensors first:\n  {command}"
-    )]
-    PytorchOnly {
-        /// The checkpoint folder.
-        dir: PathBuf,
-        /// A command that converts it (needs Python with transformers).
-        command: String,
+    /// `pytorch_model.bin` is not a readable PyTorch checkpoint, or asks for more than
+    /// tensors (a foreign pickle global).
+    #[error("{path}: {reason}")]
+    Pytorch {
+        /// The weights file.
+        path: PathBuf,
+        /// What is wrong, naming the tensor or the global where there is one.
+        reason: String,
     },
     /// `model.safetensors` is not a valid safetensors file.
     #[error("{path}: not a valid safetensors file: {reason}")]

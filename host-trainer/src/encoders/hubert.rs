@@ -18,6 +18,11 @@
 //!    `hidden_states.{num_hidden_layers}` is normed).
 //!
 //! The graph stops after the last selected layer.
+//!
+//! [`build_speech_graph`] is that whole skeleton with the attention block left to the
+//! caller: [`build_graph`] puts HF's plain self-attention in it, and
+//! [`super::wavlm`] its attention with a gated relative position bias (WavLM shares
+//! everything else with this family).
 
 use crate::onnx_graph::{
     Activation, AttentionWeights, Conv1dGeometry, Dim, ElemType, GraphBuilder,
@@ -41,10 +46,11 @@ pub enum FeatExtractNorm {
     Layer,
 }
 
-/// A HuBERT/wav2vec2 config with HF's defaults filled in and checked.
+/// A HuBERT/wav2vec2/WavLM config with HF's defaults filled in and checked (WavLM's
+/// relative position settings: [`super::wavlm::RelativePositions`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpeechConfig {
-    /// HuBERT or wav2vec2.
+    /// HuBERT, wav2vec2 or WavLM.
     pub kind: EncoderKind,
     /// Transformer width.
     pub hidden_size: usize,
@@ -195,7 +201,8 @@ impl SpeechConfig {
             conv_stride,
             conv_bias: c.conv_bias.unwrap_or(false),
             feat_extract_norm,
-            // wav2vec2 has no such option: its projection is always layer-normed.
+            // wav2vec2 and WavLM have no such option: their projection is always
+            // layer-normed.
             feat_proj_layer_norm: match kind {
                 EncoderKind::Hubert => c.feat_proj_layer_norm.unwrap_or(true),
                 _ => true,
@@ -212,6 +219,28 @@ pub fn build_graph(
     checkpoint: &Checkpoint,
     config: &SpeechConfig,
     indices: &[usize],
+) -> Result<GraphBuilder, ImportError> {
+    build_speech_graph(checkpoint, config, indices, &mut |g, _layer, prefix, x| {
+        let p = format!("{prefix}.attention");
+        let weights = attention_weights(checkpoint, config, &p)?;
+        Ok(g.self_attention(&p, x, weights)?)
+    })
+}
+
+/// Builds one transformer layer's attention block: given the graph, the layer's index
+/// (0-based, called in order), its tensor prefix (`encoder.layers.{i}`) and the block's
+/// input `[1, frames, hidden]` (already normed in the pre-LN layout), returns its output.
+pub(crate) type AttentionBlock<'a> =
+    dyn FnMut(&mut GraphBuilder, usize, &str, &str) -> Result<String, ImportError> + 'a;
+
+/// The graph of the HuBERT / wav2vec2 / WavLM family for hidden states `indices`
+/// (ascending, each ≤ `num_hidden_layers`): everything in the module docs, with each
+/// layer's attention block built by `attention`.
+pub(crate) fn build_speech_graph(
+    checkpoint: &Checkpoint,
+    config: &SpeechConfig,
+    indices: &[usize],
+    attention: &mut AttentionBlock<'_>,
 ) -> Result<GraphBuilder, ImportError> {
     let last = indices.last().copied().unwrap_or(0);
     let hidden = config.hidden_size;
@@ -336,7 +365,7 @@ pub fn build_graph(
                 hidden,
                 eps,
             )?;
-            let a = attention(checkpoint, &mut g, config, &p, &normed)?;
+            let a = attention(&mut g, layer, &p, &normed)?;
             h = g.node("Add", &format!("{p}.attention.residual"), &[&h, &a], vec![]);
             let normed = layer_norm(
                 checkpoint,
@@ -354,7 +383,7 @@ pub fn build_graph(
                 vec![],
             );
         } else {
-            let a = attention(checkpoint, &mut g, config, &p, &h)?;
+            let a = attention(&mut g, layer, &p, &h)?;
             let sum = g.node("Add", &format!("{p}.attention.residual"), &[&h, &a], vec![]);
             h = layer_norm(
                 checkpoint,
@@ -394,24 +423,21 @@ pub fn build_graph(
     Ok(g)
 }
 
-/// `{layer}.attention`: q/k/v/out projections with biases.
-fn attention(
+/// The q/k/v/out projections (with biases) of the attention module `p`
+/// (`encoder.layers.{i}.attention`).
+pub(crate) fn attention_weights(
     checkpoint: &Checkpoint,
-    g: &mut GraphBuilder,
     config: &SpeechConfig,
-    layer: &str,
-    x: &str,
-) -> Result<String, ImportError> {
-    let p = format!("{layer}.attention");
+    p: &str,
+) -> Result<AttentionWeights, ImportError> {
     let hidden = config.hidden_size;
-    let weights = AttentionWeights {
+    Ok(AttentionWeights {
         query: checkpoint.linear_weights(&format!("{p}.q_proj"), hidden, hidden)?,
         key: checkpoint.linear_weights(&format!("{p}.k_proj"), hidden, hidden)?,
         value: checkpoint.linear_weights(&format!("{p}.v_proj"), hidden, hidden)?,
         output: checkpoint.linear_weights(&format!("{p}.out_proj"), hidden, hidden)?,
         heads: config.num_attention_heads,
-    };
-    Ok(g.self_attention(&p, x, weights)?)
+    })
 }
 
 /// `{layer}.feed_forward`: intermediate_dense → activation → output_dense.

@@ -1,12 +1,16 @@
 //! Frozen encoders: an HF checkpoint folder becomes a pruned ONNX graph that tract runs on
 //! the host and on the board alike.
 //!
-//! - [`checkpoint`]: reading `config.json` + `model.safetensors` (names normalised,
-//!   f16/bf16 converted, weight norm folded).
+//! - [`checkpoint`]: reading `config.json` + `model.safetensors` or `pytorch_model.bin`
+//!   (names normalised, f16/bf16 converted, weight norm folded).
+//! - [`pytorch`] and [`pickle`]: `pytorch_model.bin` read natively (zip or legacy
+//!   container, a pickle machine that runs no Python and refuses foreign globals).
 //! - [`hubert`]: the HuBERT / wav2vec2 family (conv feature encoder, positional conv,
-//!   post-LN "base" or pre-LN "large" transformer).
+//!   post-LN "base" or pre-LN "large" transformer); DistilHuBERT is a 2-layer HuBERT.
+//! - [`wavlm`]: WavLM, the same family with a gated relative position bias in attention.
 //! - [`bert`]: BERT (embeddings, post-LN transformer).
 //! - [`random`]: random-weight checkpoints in the real HF layout, for tests and benchmarks.
+//! - [`cost`]: what a speech graph costs per second of audio in tract (fp32 and int8).
 //! - [`error`]: what can go wrong, as one [`ImportError`].
 //!
 //! # The graph contract
@@ -20,15 +24,19 @@
 //!   `output_hidden_states=True` numbers them;
 //! - the time/token axes are symbolic (`samples`, `frames`, `tokens`);
 //! - the graph stops after the last selected layer: later layers are not in it;
-//! - `metadata_props`: `emotion.encoder` (`hubert`|`wav2vec2`|`bert`),
+//! - `metadata_props`: `emotion.encoder` (`hubert`|`wav2vec2`|`wavlm`|`bert`),
 //!   `emotion.hidden_states` (`"5,6,7,8,9"`), `emotion.layers_in_graph`,
-//!   `emotion.hidden_size`, `emotion.source` (`<folder name>@sha256:<model.safetensors>`).
+//!   `emotion.hidden_size`, `emotion.source` (`<folder name>@sha256:<weights file>`).
 
 pub mod bert;
 pub mod checkpoint;
+pub mod cost;
 pub mod error;
 pub mod hubert;
+pub mod pickle;
+pub mod pytorch;
 pub mod random;
+pub mod wavlm;
 
 use std::ops::RangeInclusive;
 use std::path::Path;
@@ -45,6 +53,9 @@ pub enum EncoderKind {
     Hubert,
     /// wav2vec 2.0 (`model_type: "wav2vec2"`): speech, same graph family as HuBERT.
     Wav2Vec2,
+    /// WavLM (`model_type: "wavlm"`): speech, HuBERT's graph family with a gated relative
+    /// position bias in every attention block.
+    WavLm,
     /// BERT (`model_type: "bert"`): text.
     Bert,
 }
@@ -55,6 +66,7 @@ impl EncoderKind {
         match self {
             EncoderKind::Hubert => "hubert",
             EncoderKind::Wav2Vec2 => "wav2vec2",
+            EncoderKind::WavLm => "wavlm",
             EncoderKind::Bert => "bert",
         }
     }
@@ -64,6 +76,7 @@ impl EncoderKind {
         match model_type {
             "hubert" => Some(EncoderKind::Hubert),
             "wav2vec2" => Some(EncoderKind::Wav2Vec2),
+            "wavlm" => Some(EncoderKind::WavLm),
             "bert" => Some(EncoderKind::Bert),
             _ => None,
         }
@@ -83,10 +96,28 @@ impl EncoderKind {
         }
     }
 
-    /// The hidden states kept when none are asked for: HuBERT/wav2vec2 5..=9 (the layers
-    /// that carry the most paralinguistic information), BERT 1..=6.
+    /// The hidden states kept when none are asked for, for a model deep enough:
+    /// HuBERT/wav2vec2/WavLM 5..=9 (the layers of a 12-layer base model that carry the
+    /// most paralinguistic information), BERT 1..=6. See
+    /// [`EncoderKind::default_layers_for`] for shallower models.
     pub fn default_layers(self) -> RangeInclusive<usize> {
         if self.is_speech() { 5..=9 } else { 1..=6 }
+    }
+
+    /// The hidden states kept when none are asked for, for a model with
+    /// `num_hidden_layers` layers: [`EncoderKind::default_layers`] when the model has
+    /// them all, else every layer's output, `1..=num_hidden_layers` (a distilled model
+    /// such as DistilHuBERT has 2; its layers are all "upper" layers), or `0..=0` for a
+    /// model without layers.
+    pub fn default_layers_for(self, num_hidden_layers: usize) -> RangeInclusive<usize> {
+        let default = self.default_layers();
+        if *default.end() <= num_hidden_layers {
+            default
+        } else if num_hidden_layers == 0 {
+            0..=0
+        } else {
+            1..=num_hidden_layers
+        }
     }
 }
 
@@ -105,8 +136,12 @@ pub struct ImportedEncoder {
     pub num_hidden_layers: usize,
     /// Width of every hidden state.
     pub hidden_size: usize,
-    /// `<folder name>@sha256:<hex of model.safetensors>`.
+    /// `<folder name>@sha256:<hex of the weights file>`.
     pub source: String,
+    /// Set when no layers were asked for and the model is too shallow for
+    /// [`EncoderKind::default_layers`]: which layers were kept instead, and why (for
+    /// the user to read).
+    pub layer_note: Option<String>,
 }
 
 impl ImportedEncoder {
@@ -144,8 +179,12 @@ pub fn hidden_state_name(i: usize) -> String {
 }
 
 /// Imports the checkpoint in `checkpoint_dir` (an HF folder with `config.json` and
-/// `model.safetensors`) as an ONNX graph that outputs hidden states `layers` (default:
-/// [`EncoderKind::default_layers`]) and holds no layer after the last of them.
+/// `model.safetensors` or `pytorch_model.bin`) as an ONNX graph that outputs hidden
+/// states `layers` (default:
+/// [`EncoderKind::default_layers_for`] the checkpoint's depth, noted in
+/// [`ImportedEncoder::layer_note`] when it is not [`EncoderKind::default_layers`]) and
+/// holds no layer after the last of them. Asked-for layers beyond the model's are an
+/// error.
 pub fn import(
     checkpoint_dir: &Path,
     layers: Option<RangeInclusive<usize>>,
@@ -177,17 +216,44 @@ pub fn import(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "checkpoint".into());
     let source = format!("{folder}@sha256:{}", checkpoint.sha256());
-    let requested = layers.unwrap_or_else(|| kind.default_layers());
+    let mut layer_note = None;
+    let mut choose = |available: usize| match &layers {
+        Some(requested) => requested.clone(),
+        None => {
+            let chosen = kind.default_layers_for(available);
+            let default = kind.default_layers();
+            if chosen != default {
+                layer_note = Some(format!(
+                    "no layers asked for: the default hidden states {}..={} need {} layers, \
+                     but this {} checkpoint has {available}; keeping hidden states {}..={} \
+                     (choose others with --layers)",
+                    default.start(),
+                    default.end(),
+                    default.end(),
+                    kind.as_str(),
+                    chosen.start(),
+                    chosen.end()
+                ));
+            }
+            chosen
+        }
+    };
 
     let (mut graph, num_hidden_layers, hidden_size, hidden_indices) = match kind {
-        EncoderKind::Hubert | EncoderKind::Wav2Vec2 => {
+        EncoderKind::Hubert | EncoderKind::Wav2Vec2 | EncoderKind::WavLm => {
             let config = hubert::SpeechConfig::from_checkpoint(&checkpoint, kind)?;
+            let requested = choose(config.num_hidden_layers);
             let indices = select_layers(&requested, config.num_hidden_layers, &config_path)?;
-            let graph = hubert::build_graph(&checkpoint, &config, &indices)?;
+            let graph = if kind == EncoderKind::WavLm {
+                wavlm::build_graph(&checkpoint, &config, &indices)?
+            } else {
+                hubert::build_graph(&checkpoint, &config, &indices)?
+            };
             (graph, config.num_hidden_layers, config.hidden_size, indices)
         }
         EncoderKind::Bert => {
             let config = bert::TextConfig::from_checkpoint(&checkpoint)?;
+            let requested = choose(config.num_hidden_layers);
             let indices = select_layers(&requested, config.num_hidden_layers, &config_path)?;
             let graph = bert::build_graph(&checkpoint, &config, &indices)?;
             (graph, config.num_hidden_layers, config.hidden_size, indices)
@@ -216,6 +282,7 @@ pub fn import(
         num_hidden_layers,
         hidden_size,
         source,
+        layer_note,
     })
 }
 

@@ -4,11 +4,14 @@
 //! not care whether weights were trained.
 //!
 //! Presets: [`Preset::Tiny`] (hidden 32, 4 layers, 32-channel convs: fast enough for
-//! unit tests) and [`Preset::Base`] (HuBERT-base: 7×512-channel convs, hidden 768, 12
-//! layers, 12 heads, ffn 3072, positional conv 128/16 groups; BERT-base: 768/12/12/3072,
-//! vocab 30522). Every size can be changed after choosing a preset. Options: the
-//! "large"-style stable layer norm (pre-LN, `feat_extract_norm = "layer"`, conv biases)
-//! and the naming of the positional conv's weight norm.
+//! unit tests), [`Preset::Base`] (HuBERT-base: 7×512-channel convs, hidden 768, 12
+//! layers, 12 heads, ffn 3072, positional conv 128/16 groups; with [`EncoderKind::WavLm`]
+//! the same sizes are WavLM-base-plus, plus its relative position bias: 320 buckets, max
+//! distance 800; BERT-base: 768/12/12/3072, vocab 30522) and [`Preset::Distil`]
+//! (DistilHuBERT, `ntu-spml/distilhubert`: HuBERT-base's sizes with 2 layers and no
+//! LayerNorm before the feature projection). Every size can be changed after choosing a
+//! preset. Options: the "large"-style stable layer norm (pre-LN, `feat_extract_norm =
+//! "layer"`, conv biases) and the naming of the positional conv's weight norm.
 //!
 //! Values are seeded (ChaCha8): the same settings and seed give the same bytes. They are
 //! uniform with the spread of HF's initialisation (std 0.02 for linear layers and
@@ -31,8 +34,12 @@ pub enum Preset {
     /// Tiny: hidden 32, 4 layers, 4 heads, ffn 64, 7×32-channel convs, positional conv
     /// 16/4 groups (the shape of the conformance fixtures).
     Tiny,
-    /// The real base size (HuBERT-base / BERT-base).
+    /// The real base size (HuBERT-base / WavLM-base-plus / BERT-base).
     Base,
+    /// DistilHuBERT (`ntu-spml/distilhubert`): the base sizes with 2 transformer layers
+    /// and, for HuBERT, no LayerNorm before the feature projection
+    /// (`feat_proj_layer_norm: false`). A speech layout.
+    Distil,
 }
 
 /// How the positional conv's weight norm is stored.
@@ -74,6 +81,13 @@ pub struct RandomCheckpoint {
     pub stable_layer_norm: bool,
     /// Speech: names of the weight-norm tensors.
     pub weight_norm_names: WeightNormNames,
+    /// HuBERT: LayerNorm before the feature projection (`feat_proj_layer_norm`; wav2vec2
+    /// and WavLM always have one).
+    pub feat_proj_layer_norm: bool,
+    /// WavLM: relative position buckets (`num_buckets`).
+    pub num_buckets: usize,
+    /// WavLM: where the logarithmic buckets end (`max_bucket_distance`).
+    pub max_bucket_distance: usize,
     /// Text: vocabulary size.
     pub vocab_size: usize,
     /// Text: position table rows.
@@ -107,6 +121,7 @@ impl RandomCheckpoint {
         let (hidden, layers, heads, ffn, conv, pos, groups) = match preset {
             Preset::Tiny => (32, 4, 4, 64, 32, 16, 4),
             Preset::Base => (768, 12, 12, 3072, 512, 128, 16),
+            Preset::Distil => (768, 2, 12, 3072, 512, 128, 16),
         };
         Self {
             kind,
@@ -122,6 +137,9 @@ impl RandomCheckpoint {
             num_conv_pos_embedding_groups: groups,
             stable_layer_norm: false,
             weight_norm_names: WeightNormNames::Legacy,
+            feat_proj_layer_norm: preset != Preset::Distil,
+            num_buckets: super::wavlm::DEFAULT_NUM_BUCKETS,
+            max_bucket_distance: super::wavlm::DEFAULT_MAX_BUCKET_DISTANCE,
             vocab_size: 30522,
             max_position_embeddings: 512,
             tokenizer_json: None,
@@ -189,7 +207,7 @@ impl RandomCheckpoint {
                 "use_cache": true,
                 "vocab_size": self.vocab_size,
             }),
-            EncoderKind::Hubert | EncoderKind::Wav2Vec2 => {
+            EncoderKind::Hubert | EncoderKind::Wav2Vec2 | EncoderKind::WavLm => {
                 let stable = self.stable_layer_norm;
                 let mut config = json!({
                     "activation_dropout": 0.1,
@@ -229,9 +247,20 @@ impl RandomCheckpoint {
                 if let Some(map) = config.as_object_mut() {
                     let arch = match self.kind {
                         EncoderKind::Hubert => {
-                            map.insert("feat_proj_layer_norm".into(), json!(true));
+                            map.insert(
+                                "feat_proj_layer_norm".into(),
+                                json!(self.feat_proj_layer_norm),
+                            );
                             map.insert("conv_pos_batch_norm".into(), json!(false));
                             "HubertModel"
+                        }
+                        EncoderKind::WavLm => {
+                            map.insert("num_buckets".into(), json!(self.num_buckets));
+                            map.insert(
+                                "max_bucket_distance".into(),
+                                json!(self.max_bucket_distance),
+                            );
+                            "WavLMModel"
                         }
                         _ => "Wav2Vec2Model",
                     };
@@ -334,7 +363,9 @@ impl RandomCheckpoint {
             }
             in_channels = c;
         }
-        s.layer_norm("feature_projection.layer_norm", in_channels);
+        if self.kind != EncoderKind::Hubert || self.feat_proj_layer_norm {
+            s.layer_norm("feature_projection.layer_norm", in_channels);
+        }
         s.linear("feature_projection.projection", h, in_channels);
         let (k, groups) = (
             self.num_conv_pos_embeddings,
@@ -364,6 +395,23 @@ impl RandomCheckpoint {
             let p = format!("encoder.layers.{l}");
             for proj in ["q_proj", "k_proj", "v_proj", "out_proj"] {
                 s.linear(&format!("{p}.attention.{proj}"), h, h);
+            }
+            if self.kind == EncoderKind::WavLm {
+                let heads = self.num_attention_heads.max(1);
+                // HF initialises the constant to ones: 1 ± 0.1 makes a dropped one show.
+                s.push(
+                    &format!("{p}.attention.gru_rel_pos_const"),
+                    &[1, heads, 1, 1],
+                    Init::LayerNormWeight,
+                );
+                s.linear(&format!("{p}.attention.gru_rel_pos_linear"), 8, h / heads);
+                if l == 0 {
+                    s.push(
+                        &format!("{p}.attention.rel_attn_embed.weight"),
+                        &[self.num_buckets, heads],
+                        Init::Normal,
+                    );
+                }
             }
             s.layer_norm(&format!("{p}.layer_norm"), h);
             s.linear(&format!("{p}.feed_forward.intermediate_dense"), ffn, h);
@@ -558,6 +606,21 @@ mod tests {
         let hubert = RandomCheckpoint::new(EncoderKind::Hubert, Preset::Base);
         let params = hubert.parameter_count();
         assert!((94_000_000..95_000_000).contains(&params), "{params}");
+        // ntu-spml/distilhubert: 23.5 M.
+        let distil = RandomCheckpoint::new(EncoderKind::Hubert, Preset::Distil);
+        let params = distil.parameter_count();
+        assert!((23_000_000..24_000_000).contains(&params), "{params}");
+        assert_eq!(distil.config_json()["feat_proj_layer_norm"], false);
+        assert_eq!(distil.config_json()["num_hidden_layers"], 2);
+        // microsoft/wavlm-base-plus: 94.4 M, HuBERT-base's plus the relative position
+        // bias (12 × (8 × 64 + 8 + 12) + 320 × 12).
+        let wavlm = RandomCheckpoint::new(EncoderKind::WavLm, Preset::Base);
+        assert_eq!(
+            wavlm.parameter_count(),
+            hubert.parameter_count() + 12 * (8 * 64 + 8 + 12) + 320 * 12
+        );
+        assert_eq!(wavlm.config_json()["model_type"], "wavlm");
+        assert_eq!(wavlm.config_json()["num_buckets"], 320);
         let bert = RandomCheckpoint::new(EncoderKind::Bert, Preset::Base);
         let params = bert.parameter_count();
         // bert-base-uncased: 109.5 M with the pooler.
