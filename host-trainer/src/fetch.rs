@@ -22,7 +22,9 @@
 //!   `models--owner--name/snapshots/COMMIT/`) through the same checks: sizes and SHA-256
 //!   against the copy's `fetch.json` where there is one, and in any case the weights file
 //!   must be complete (a safetensors header and length that agree; a readable zip with a
-//!   `data.pkl` for `pytorch_model.bin`) and every `.json` must parse.
+//!   `data.pkl` for `pytorch_model.bin`) and every `.json` must parse. A copy that no
+//!   record vouches for is also read whole by [`crate::encoders::Checkpoint::open`], as
+//!   `encoders import` will read it.
 //! - When nothing can be downloaded, the error lists the exact files of the revision asked,
 //!   their URLs and where to put them.
 
@@ -76,8 +78,31 @@ pub const BERT_BASE: RemoteModel = RemoteModel {
     files: &["config.json", "tokenizer.json"],
 };
 
-/// The models `fetch` knows, fetched in this order when none is named.
-pub const KNOWN_MODELS: [RemoteModel; 2] = [HUBERT_BASE, BERT_BASE];
+/// DistilHuBERT: a 2-layer HuBERT student, the speech encoder a Pi Zero 2 W can run.
+pub const DISTILHUBERT: RemoteModel = RemoteModel {
+    owner: "ntu-spml",
+    name: "distilhubert",
+    files: &["config.json", "preprocessor_config.json"],
+};
+
+/// WavLM-base-plus: the strongest frozen base-size speech encoder for emotion in SUPERB.
+pub const WAVLM_BASE_PLUS: RemoteModel = RemoteModel {
+    owner: "microsoft",
+    name: "wavlm-base-plus",
+    files: &["config.json", "preprocessor_config.json"],
+};
+
+/// all-MiniLM-L6-v2: a 6-layer, 384-wide BERT, a light text encoder.
+pub const MINILM_L6: RemoteModel = RemoteModel {
+    owner: "sentence-transformers",
+    name: "all-MiniLM-L6-v2",
+    files: &["config.json", "tokenizer.json"],
+};
+
+/// The models `fetch` knows. With none named it fetches the study's two
+/// ([`HUBERT_BASE`], [`BERT_BASE`]).
+pub const KNOWN_MODELS: [RemoteModel; 5] =
+    [HUBERT_BASE, BERT_BASE, DISTILHUBERT, WAVLM_BASE_PLUS, MINILM_L6];
 
 impl RemoteModel {
     /// `owner/name`.
@@ -291,8 +316,8 @@ pub enum FetchError {
     /// A downloaded file differs from what the Hub listed; it was deleted.
     #[error(
         "{} from {url}: its {what} is {actual} but the Hub lists {expected}; the download \
-         ({}) was deleted: run the command again to download it afresh",
-        file.display(), deleted.display()
+         ({}.part) was deleted: run the command again to download it afresh",
+        file.display(), file.display()
     )]
     Mismatch {
         /// The file.
@@ -305,14 +330,12 @@ pub enum FetchError {
         expected: String,
         /// What arrived.
         actual: String,
-        /// The partial file deleted.
-        deleted: PathBuf,
     },
     /// A copied file differs from the record beside it.
     #[error(
         "{}: its {what} is {actual} but {} records {expected}; the copy is damaged or \
-         was changed: copy it again from the machine that fetched it (nothing was put in {})",
-        file.display(), record.display(), target.display()
+         was changed: copy it again from the machine that fetched it (it was not taken)",
+        file.display(), record.display()
     )]
     CopyMismatch {
         /// The source file.
@@ -325,8 +348,6 @@ pub enum FetchError {
         expected: String,
         /// What the file has.
         actual: String,
-        /// The model folder.
-        target: PathBuf,
     },
     /// A file is not a complete file of its kind.
     #[error(
@@ -839,7 +860,6 @@ impl Hub {
                 what,
                 expected,
                 actual,
-                deleted: part_file.clone(),
             }
         };
         if let Some(size) = planned.size
@@ -944,15 +964,13 @@ impl Hub {
             if let Some(size) = planned.size
                 && part.len + n as u64 > size
             {
-                let deleted = part.path.clone();
-                let _ = fs::remove_file(&deleted);
+                let _ = fs::remove_file(&part.path);
                 return Err(Failure::Fatal(FetchError::Mismatch {
                     file: target.to_path_buf(),
                     url: url.to_string(),
                     what: "size",
                     expected: size.to_string(),
                     actual: format!("more than {size}"),
-                    deleted,
                 }));
             }
             part.write(&buf[..n]).map_err(fatal_io(&part.path))?;
@@ -1417,6 +1435,19 @@ fn fetch_from_folder(
             }
         }
     }
+    if copy.record.is_none() {
+        // Nothing vouches for these bytes: read them as `encoders import` will.
+        if let Err(e) = crate::encoders::Checkpoint::open(dir) {
+            if !in_place {
+                let _ = fs::remove_file(dir.join(weights));
+            }
+            return Err(FetchError::Incomplete {
+                path: copy.dir.join(weights),
+                kind: "checkpoint",
+                reason: e.to_string(),
+            });
+        }
+    }
     let record = FetchRecord {
         repo: model.repo_id(),
         revision: copy.revision.or_else(|| options.revision.clone()),
@@ -1486,7 +1517,6 @@ fn take_copy(
                 what,
                 expected,
                 actual,
-                target: dir.to_path_buf(),
             });
         }
     }
@@ -1519,6 +1549,22 @@ fn take_copy(
 /// whose header and length agree, a `pytorch_model.bin` that is a readable zip holding a
 /// `data.pkl` (or a legacy torch pickle), JSON that parses.
 pub fn check_content(path: &Path, name: &str) -> Result<(), FetchError> {
+    let mut head = [0u8; 24];
+    let n = File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .map_err(|source| FetchError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if head[..n].starts_with(b"version https://git-lfs") {
+        return Err(FetchError::Incomplete {
+            path: path.to_path_buf(),
+            kind: "file",
+            reason: "it is a git-lfs pointer, not the file itself (run `git lfs pull` in the \
+                     clone, or download the file)"
+                .to_string(),
+        });
+    }
     let (kind, result) = if name == SAFETENSORS || name.ends_with(".safetensors") {
         ("safetensors file", check_safetensors(path))
     } else if name == PYTORCH_BIN {
@@ -1792,6 +1838,14 @@ mod tests {
         legacy.extend_from_slice(b"rest");
         fs::write(&bin, legacy).unwrap();
         check_content(&bin, PYTORCH_BIN).unwrap();
+
+        fs::write(
+            &bin,
+            b"version https://git-lfs.github.com/spec/v1\noid sha256:ab\n",
+        )
+        .unwrap();
+        let err = check_content(&bin, PYTORCH_BIN).unwrap_err().to_string();
+        assert!(err.contains("git-lfs pointer"), "{err}");
 
         let json = dir.path().join("config.json");
         fs::write(&json, br#"{"a": 1"#).unwrap();

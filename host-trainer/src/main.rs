@@ -1289,12 +1289,6 @@ fn prepare_encoders(
     };
     let speech_checkpoint = choice.speech.map_or(speech_checkpoint, Path::to_path_buf);
     let text_checkpoint = choice.text.map_or(text_checkpoint, Path::to_path_buf);
-    if !text_checkpoint.join("tokenizer.json").is_file() {
-        anyhow::bail!(
-            "{} holds no tokenizer.json: the text encoder needs the tokenizer it was trained with (HF's tokenizer.json, as `save_pretrained` writes it)",
-            text_checkpoint.display()
-        );
-    }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let speech = dir.join("speech.onnx");
     let imported = import(&speech_checkpoint, None).with_context(|| {
@@ -1324,6 +1318,12 @@ fn prepare_encoders(
             "{} is a {} checkpoint, not a text encoder (BERT): pass it as --speech-encoder",
             text_checkpoint.display(),
             imported.kind.as_str()
+        );
+    }
+    if !text_checkpoint.join("tokenizer.json").is_file() {
+        anyhow::bail!(
+            "{} holds no tokenizer.json: the text encoder needs the tokenizer it was trained with (HF's tokenizer.json, as `save_pretrained` writes it)",
+            text_checkpoint.display()
         );
     }
     imported.write(&text)?;
@@ -1418,7 +1418,7 @@ fn fetch_encoders(args: FetchArgs) -> Result<()> {
                 HUBERT_BASE.repo_id()
             );
         }
-        KNOWN_MODELS.to_vec()
+        vec![HUBERT_BASE, BERT_BASE]
     } else {
         args.models
             .iter()

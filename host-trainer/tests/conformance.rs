@@ -172,6 +172,12 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// Compares every output `hidden_states.{i}` with `expected(i)`; returns the max errors.
+///
+/// The bound is [`TOLERANCE`] for states within ±1 and scales with the state's peak
+/// above that: the fixtures with layer-norm scales near 1 reach |x| ≈ 4–10, where f32
+/// rounding in the one-pass group norm alone gives ≈ 1e-4 (wav2vec2-tiny's
+/// `hidden_states.0`: 1.05e-4 at a peak of 4.2, while transformers' own f32 run is within
+/// 4e-6 of its f64 run).
 fn compare(
     label: &str,
     encoder: &ImportedEncoder,
@@ -184,16 +190,17 @@ fn compare(
         let (want_shape, want) = expected(i);
         assert_eq!(shape, &want_shape, "{label}: hidden_states.{i} shape");
         let error = max_abs_error(values, &want);
-        println!("{label}: hidden_states.{i} max abs error {error:.3e}");
-        errors.push(error);
+        let peak = want.iter().fold(1.0f32, |m, x| m.max(x.abs()));
+        println!("{label}: hidden_states.{i} max abs error {error:.3e} (peak {peak:.2})");
+        errors.push((error, TOLERANCE * peak));
     }
-    for (&i, error) in encoder.hidden_indices.iter().zip(&errors) {
+    for (&i, (error, bound)) in encoder.hidden_indices.iter().zip(&errors) {
         assert!(
-            *error <= TOLERANCE,
-            "{label}: hidden_states.{i} max abs error {error:e} > {TOLERANCE:e}"
+            *error <= *bound,
+            "{label}: hidden_states.{i} max abs error {error:e} > {bound:e}"
         );
     }
-    errors
+    errors.into_iter().map(|(error, _)| error).collect()
 }
 
 // ----- HuBERT against HF transformers ------------------------------------------------
@@ -1043,6 +1050,7 @@ fn a_folder_without_weights_names_both_files() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = broken_copy(tmp.path(), "no-weights");
     std::fs::remove_file(dir.join("model.safetensors")).expect("rm");
+    std::fs::remove_file(dir.join("pytorch_model.bin")).expect("rm");
     let error = import(&dir, None).expect_err("must fail");
     assert!(
         matches!(error, ImportError::MissingWeights { .. }),
@@ -1106,11 +1114,12 @@ fn layers_out_of_range_name_both() {
         message.contains("5..=7") && message.contains("4 layers"),
         "{message}"
     );
-    // The default 5..=9 does not fit a 4-layer model either.
-    assert!(matches!(
-        import(&fixture("hubert-tiny"), None),
-        Err(ImportError::LayersOutOfRange { .. })
-    ));
+    // Without --layers, a model too shallow for the default 5..=9 keeps all its layers,
+    // and says so.
+    let shallow = import(&fixture("hubert-tiny"), None).expect("default layers");
+    assert_eq!(shallow.hidden_indices, vec![1, 2, 3, 4]);
+    let note = shallow.layer_note.as_deref().expect("a note");
+    assert!(note.contains("5..=9") && note.contains("1..=4"), "{note}");
     #[allow(clippy::reversed_empty_ranges)]
     let empty = 3..=1;
     assert!(matches!(
@@ -1170,10 +1179,27 @@ fn without_provenance(encoder: &ImportedEncoder) -> pb::ModelProto {
 
 /// Every hidden state of `encoder` against the HF reference `expected` (speech vectors
 /// hold `input_values`, text vectors `text{k}.input_ids`).
-fn check_against_reference(label: &str, encoder: &ImportedEncoder, expected: &Path) {
+///
+/// A pre-LN ("stable layer norm") model's last hidden state is the final layer norm's
+/// output, as transformers 4 numbered it and as the importer builds it; transformers 5
+/// records the un-normed output of the last layer there instead, and keeps the normed one
+/// as `last_hidden_state`, which is what the graph is compared with.
+fn check_against_reference(
+    label: &str,
+    encoder: &ImportedEncoder,
+    expected: &Path,
+    config: &serde_json::Value,
+) {
     let expected = read_safetensors(expected);
+    let normed_last = config["do_stable_layer_norm"].as_bool() == Some(true);
+    let last = encoder.num_hidden_layers;
     let state = |prefix: String, i: usize| {
-        let (s, v) = f32_of(&expected[&format!("{prefix}hidden_states.{i}")]);
+        let key = if normed_last && i == last {
+            format!("{prefix}last_hidden_state")
+        } else {
+            format!("{prefix}hidden_states.{i}")
+        };
+        let (s, v) = f32_of(&expected[&key]);
         (s.to_vec(), v.to_vec())
     };
     if let Some(input) = expected.get("input_values") {
@@ -1231,6 +1257,7 @@ fn pytorch_bin_imports_equal_safetensors_imports_bit_for_bit_and_match_transform
             &format!("{layout} (pytorch_model.bin)"),
             &from_bin,
             &reference_of(layout),
+            &read_config(&fixture(layout)),
         );
     }
 }
@@ -1285,7 +1312,7 @@ fn pytorch_format_cases_read_exactly() {
         let expected_bytes = std::fs::read(&expected_path).expect("read expected");
         let expected = SafeTensors::deserialize(&expected_bytes).expect("expected");
         let mut names: Vec<String> = weights.tensors.iter().map(|t| t.name.clone()).collect();
-        let mut want: Vec<String> = expected.names().into_iter().cloned().collect();
+        let mut want: Vec<String> = expected.names().into_iter().map(String::from).collect();
         names.sort();
         want.sort();
         assert_eq!(names, want, "{stem}: tensor names");
@@ -1346,7 +1373,10 @@ fn damaged_and_hostile_pytorch_files_are_refused_with_the_file_named() {
     let cases = [
         ("foreign-global.bin", "global `os.getcwd`"),
         ("foreign-global-eval.bin", "global `builtins.eval`"),
-        ("whole-module.bin", "global `torch.nn.modules.linear.Linear`"),
+        (
+            "whole-module.bin",
+            "global `torch.nn.modules.linear.Linear`",
+        ),
         ("truncated.bin", "damaged zip archive"),
         ("not-a-zip.bin", "git-lfs pointer"),
         ("empty.bin", "empty"),

@@ -115,12 +115,14 @@ fn metadata(model: &pb::ModelProto) -> HashMap<String, String> {
 }
 
 /// Imports `dir` with `layers`, runs it on the input of `dir/{vectors}` and checks every
-/// output against transformers' hidden states there; returns the largest error.
+/// output against transformers' hidden states there, each within `tolerance(max |value|)`;
+/// returns the largest error.
 fn check_vectors(
     dir: &Path,
     vectors: &str,
     label: &str,
     layers: std::ops::RangeInclusive<usize>,
+    tolerance: impl Fn(f32) -> f32,
 ) -> (ImportedEncoder, f32) {
     let expected = read_f32_tensors(&dir.join(vectors));
     let (_, input) = &expected["input_values"];
@@ -137,10 +139,14 @@ fn check_vectors(
         let (want_shape, want) = &expected[&format!("hidden_states.{i}")];
         assert_eq!(shape, want_shape, "{label}: hidden_states.{i} shape");
         let error = max_abs_error(values, want);
-        println!("{label}: hidden_states.{i} {shape:?} max abs error {error:.3e}");
+        let peak = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        println!(
+            "{label}: hidden_states.{i} {shape:?} max abs error {error:.3e} (max |value| {peak:.2})"
+        );
+        let tolerance = tolerance(peak);
         assert!(
-            error <= TOLERANCE,
-            "{label}: hidden_states.{i} max abs error {error:e} > {TOLERANCE:e}"
+            error <= tolerance,
+            "{label}: hidden_states.{i} max abs error {error:e} > {tolerance:e}"
         );
         worst = worst.max(error);
     }
@@ -159,7 +165,7 @@ fn check_against_transformers(
     label: &str,
     layers: std::ops::RangeInclusive<usize>,
 ) -> (ImportedEncoder, f32) {
-    check_vectors(dir, "expected.safetensors", label, layers)
+    check_vectors(dir, "expected.safetensors", label, layers, |_| TOLERANCE)
 }
 
 /// The graph holds no layer after `last` and the metadata the board reads.
@@ -223,6 +229,13 @@ fn wavlm_tiny_matches_transformers() {
 
 /// A longer clip (`expected-long.safetensors`, about 3.8 s, 191 frames): relative
 /// distances up to 190 frames, well into the logarithmic buckets.
+///
+/// Within 1e-4 relative to each state's largest value (these reach 3.9): the feature
+/// encoder's first GroupNorm averages over 12,293 positions here, and tract's f32 sums
+/// leave a relative error of about 1.5e-5 there (measured against transformers in f64;
+/// transformers in f32 is within 3e-6), which reaches 1.01e-4 absolute in hidden state 0.
+/// The shared HuBERT front-end, not the position bias: the states after the WavLM layers
+/// are closer (3e-5 to 8e-5).
 #[test]
 fn wavlm_tiny_long_input_matches_transformers() {
     let dir = fixture("wavlm-tiny");
@@ -232,6 +245,7 @@ fn wavlm_tiny_long_input_matches_transformers() {
         "expected-long.safetensors",
         "wavlm-tiny (long)",
         0..=layers,
+        |peak| TOLERANCE * peak.max(1.0),
     );
     println!("wavlm-tiny long: max abs error {worst:.3e}");
 }

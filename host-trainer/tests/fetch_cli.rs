@@ -28,26 +28,25 @@ const BERT_COMMIT: &str = "cccccccccccccccccccccccccccccccccccccccc";
 // ---------------------------------------------------------------------------------------
 // Fixtures
 
-fn safetensors_bytes(values: usize, seed: u8) -> Vec<u8> {
-    let data: Vec<u8> = (0..values * 4)
-        .map(|i| (i as u8).wrapping_mul(31) ^ seed)
-        .collect();
-    let view =
-        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![values], &data).unwrap();
-    safetensors::serialize([("encoder.w", view)], None).unwrap()
+/// A file of a committed tiny checkpoint written by transformers (`save_pretrained`, both
+/// formats): real `pytorch_model.bin` / `model.safetensors` the loader reads.
+fn fixture(model: &str, name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/conformance")
+        .join(model)
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// A `torch.save`-shaped zip: `archive/data.pkl` and one stored storage.
-fn torch_zip_bytes(storage_len: usize) -> Vec<u8> {
+/// A zip shaped as `torch.save` writes one (`archive/data.pkl`), whose pickle is an empty
+/// dict: complete as a zip, but no checkpoint.
+fn tensorless_torch_zip() -> Vec<u8> {
     let mut out = std::io::Cursor::new(Vec::new());
     let mut zip = zip::ZipWriter::new(&mut out);
     let stored =
         zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     zip.start_file("archive/data.pkl", stored).unwrap();
     zip.write_all(b"\x80\x02}q\x00.").unwrap();
-    zip.start_file("archive/data/0", stored).unwrap();
-    let storage: Vec<u8> = (0..storage_len).map(|i| (i * 7 % 251) as u8).collect();
-    zip.write_all(&storage).unwrap();
     zip.finish().unwrap();
     out.into_inner()
 }
@@ -60,10 +59,10 @@ struct FakeFile {
 }
 
 impl FakeFile {
-    fn git(name: &'static str, text: &str) -> Self {
+    fn git(name: &'static str, bytes: Vec<u8>) -> Self {
         Self {
             name,
-            bytes: text.as_bytes().to_vec(),
+            bytes,
             lfs: false,
         }
     }
@@ -92,18 +91,24 @@ struct FakeRepo {
 /// The two repositories, published as the real ones are.
 fn hub_repos() -> Vec<FakeRepo> {
     let hubert_main = vec![
-        FakeFile::git("config.json", r#"{"model_type": "hubert"}"#),
-        FakeFile::git("preprocessor_config.json", r#"{"sampling_rate": 16000}"#),
-        FakeFile::lfs(PYTORCH_BIN, torch_zip_bytes(300_000)),
+        FakeFile::git("config.json", fixture("hubert-tiny", "config.json")),
+        FakeFile::git(
+            "preprocessor_config.json",
+            br#"{"sampling_rate": 16000, "do_normalize": true}"#.to_vec(),
+        ),
+        FakeFile::lfs(PYTORCH_BIN, fixture("hubert-tiny", PYTORCH_BIN)),
         FakeFile::lfs("tf_model.h5", vec![1u8; 5000]),
     ];
     let mut hubert_pr = hubert_main.clone();
-    hubert_pr.push(FakeFile::lfs(SAFETENSORS, safetensors_bytes(50_000, 1)));
+    hubert_pr.push(FakeFile::lfs(
+        SAFETENSORS,
+        fixture("hubert-tiny", SAFETENSORS),
+    ));
     let bert_main = vec![
-        FakeFile::git("config.json", r#"{"model_type": "bert"}"#),
-        FakeFile::git("tokenizer.json", r#"{"model": {"type": "WordPiece"}}"#),
-        FakeFile::lfs(SAFETENSORS, safetensors_bytes(20_000, 2)),
-        FakeFile::lfs(PYTORCH_BIN, torch_zip_bytes(80_000)),
+        FakeFile::git("config.json", fixture("bert-tiny", "config.json")),
+        FakeFile::git("tokenizer.json", fixture("bert-tiny", "tokenizer.json")),
+        FakeFile::lfs(SAFETENSORS, fixture("bert-tiny", SAFETENSORS)),
+        FakeFile::lfs(PYTORCH_BIN, fixture("bert-tiny", PYTORCH_BIN)),
     ];
     vec![
         FakeRepo {
@@ -237,12 +242,13 @@ fn percent_decode(text: &str) -> String {
     let mut out = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -495,8 +501,10 @@ fn falls_back_to_the_bin_on_main_and_takes_safetensors_from_the_pr_branch() {
         list(&bert),
         ["config.json", RECORD_FILE, SAFETENSORS, "tokenizer.json"]
     );
-    // What `demo --encoders` checks is satisfied by the .bin alone.
+    // What `demo --encoders` checks is satisfied by the .bin alone, and it imports.
     assert!(HUBERT_BASE.missing_files(&hubert).is_empty());
+    let checkpoint = host_trainer::encoders::Checkpoint::open(&hubert).unwrap();
+    assert!(checkpoint.weights_path().ends_with(PYTORCH_BIN));
 
     let record = FetchRecord::read(&hubert).unwrap().unwrap();
     assert_eq!(record.revision.as_deref(), Some("main"));
@@ -865,6 +873,29 @@ fn from_a_folder_checks_the_copy() {
         stderr.contains("is not a complete PyTorch checkpoint"),
         "{stderr}"
     );
+    assert!(
+        !HUBERT_BASE
+            .local_dir(target.path())
+            .join(PYTORCH_BIN)
+            .exists()
+    );
+
+    // A complete zip the loader refuses (no tensor in it): refused too.
+    std::fs::write(&bin, tensorless_torch_zip()).unwrap();
+    let out = host_trainer(
+        &[
+            "fetch",
+            "facebook/hubert-base-ls960",
+            "--cache",
+            s(target.path()),
+            "--from",
+            s(online.path()),
+        ],
+        None,
+    );
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("is not a complete checkpoint"), "{stderr}");
     assert!(
         !HUBERT_BASE
             .local_dir(target.path())

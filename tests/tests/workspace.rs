@@ -40,7 +40,7 @@ fn edge_runtime_never_links_training_or_plotting_crates() {
         tree.lines().any(|l| l.starts_with("models ")),
         "sanity: {tree}"
     );
-    for banned in ["burn", "plotters", "hf-hub", "host-trainer"] {
+    for banned in ["burn", "plotters", "ureq", "host-trainer"] {
         let found: Vec<&str> = tree
             .lines()
             .filter(|l| {

@@ -129,9 +129,10 @@ impl RelativePositions {
         }
         let last = num_buckets / 2 - 1;
         // Buckets grow with the distance; at `max_distance` the logarithm reaches the last
-        // one (a little rounding may put it there one step later).
+        // one (a little rounding may put it there one step later). Negative distances
+        // have the lower half's buckets, the same for either sign.
         let saturation = (0..=2 * max_distance + 2)
-            .find(|&r| relative_position_bucket(r as i64, num_buckets, max_distance) == last)
+            .find(|&r| relative_position_bucket(-(r as i64), num_buckets, max_distance) == last)
             .ok_or_else(|| {
                 invalid(
                     "max_bucket_distance",
