@@ -49,6 +49,8 @@ GRAPHS="$OUT/graphs"
 
 echo "== timing (1 thread, fp32 and int8)"
 JSONL="$OUT/encoder-cost.jsonl"
+# Other work on the machine moves the figures: the load before and after is recorded.
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 COMMAND="host-trainer encoders cost --int8 --threads 1 --seconds 2,4 --repeats $REPEATS --warmup 2 --json"
 : >"$JSONL"
 for name in distilhubert hubert-base wavlm-base-plus; do
@@ -56,11 +58,13 @@ for name in distilhubert hubert-base wavlm-base-plus; do
   $HOST ${COMMAND#host-trainer } "$GRAPHS/$name.onnx" | tee -a "$JSONL"
 done
 
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
 echo "== $MD"
-python3 - "$JSONL" "$MD" "$COMMAND" "$REPEATS" <<'EOF'
+python3 - "$JSONL" "$MD" "$COMMAND" "$REPEATS" "$LOAD_BEFORE" "$LOAD_AFTER" <<'EOF'
 import datetime, json, re, sys
 
-jsonl, md, command, repeats = sys.argv[1:5]
+jsonl, md, command, repeats, load_before, load_after = sys.argv[1:7]
 rows = [json.loads(line) for line in open(jsonl) if line.strip()]
 
 cpu = {}
@@ -109,6 +113,9 @@ w("")
 w(f"- CPU: {cpu.get('model name', '?')}, {mhz:.0f} MHz (`/proc/cpuinfo`), "
   "SIMD flags: " + " ".join(f"`{f}`" for f in simd))
 w(f"- command per graph: `{command} GRAPH`")
+w(f"- load average (1, 5, 15 min) before timing {load_before}, after {load_after}; "
+  "each figure is a median, and the spread between runs is in the JSON lines "
+  "(`runs_ms`) the script leaves beside its checkpoints")
 w("- int8: the variant a bundle ships (transformer products int8 with calibrated "
   "activation scales; conv feature encoder and positional conv float); calibrated here "
   "on synthetic speech.")

@@ -101,8 +101,13 @@ pub const MINILM_L6: RemoteModel = RemoteModel {
 
 /// The models `fetch` knows. With none named it fetches the study's two
 /// ([`HUBERT_BASE`], [`BERT_BASE`]).
-pub const KNOWN_MODELS: [RemoteModel; 5] =
-    [HUBERT_BASE, BERT_BASE, DISTILHUBERT, WAVLM_BASE_PLUS, MINILM_L6];
+pub const KNOWN_MODELS: [RemoteModel; 5] = [
+    HUBERT_BASE,
+    BERT_BASE,
+    DISTILHUBERT,
+    WAVLM_BASE_PLUS,
+    MINILM_L6,
+];
 
 impl RemoteModel {
     /// `owner/name`.

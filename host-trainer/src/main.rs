@@ -475,8 +475,9 @@ struct DemoArgs {
     /// encoders made on the spot].
     #[arg(long)]
     encoders: Option<PathBuf>,
-    /// A speech checkpoint folder (HF layout: config.json and the weights; HuBERT or
-    /// wav2vec2), used instead of the speech encoder of --encoders or the tiny random one.
+    /// A speech checkpoint folder (HF layout: config.json and the weights; HuBERT,
+    /// DistilHuBERT, wav2vec2 or WavLM), used instead of the speech encoder of --encoders
+    /// or the tiny random one.
     #[arg(long, value_name = "DIR")]
     speech_encoder: Option<PathBuf>,
     /// A text checkpoint folder (HF layout: config.json, the weights and tokenizer.json;
@@ -1299,7 +1300,7 @@ fn prepare_encoders(
     })?;
     if !imported.kind.is_speech() {
         anyhow::bail!(
-            "{} is a {} checkpoint, not a speech encoder (HuBERT or wav2vec2): pass it as --text-encoder",
+            "{} is a {} checkpoint, not a speech encoder (HuBERT, DistilHuBERT, wav2vec2 or WavLM): pass it as --text-encoder",
             speech_checkpoint.display(),
             imported.kind.as_str()
         );
@@ -1423,9 +1424,8 @@ fn fetch_encoders(args: FetchArgs) -> Result<()> {
         args.models
             .iter()
             .map(|id| {
-                RemoteModel::find(id).with_context(|| {
-                    format!("`fetch` knows {}, not {id}", known())
-                })
+                RemoteModel::find(id)
+                    .with_context(|| format!("`fetch` knows {}, not {id}", known()))
             })
             .collect::<Result<_>>()?
     };
@@ -1611,8 +1611,7 @@ fn encoder_cost(args: CostArgs) -> Result<()> {
                         row.audio_seconds,
                         row.median_ms,
                         row.ms_per_audio_second,
-                        row
-                            .gmac_per_audio_second
+                        row.gmac_per_audio_second
                             .map_or_else(|| "-".to_string(), |g| format!("{g:.2}")),
                     );
                 }

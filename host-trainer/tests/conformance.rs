@@ -10,13 +10,17 @@
 //! old BERT names), pruning (the layers after the last selected one are not in the graph),
 //! and the errors a broken checkpoint gives.
 
-use std::collections::{BTreeMap, HashMap};
+mod common;
+
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use common::graphs::{
+    count_ops, ids_input, max_abs_error, metadata, model_proto, run, speech_input,
+};
 use host_trainer::encoders::random::{Preset, RandomCheckpoint, WeightNormNames};
 use host_trainer::encoders::{EncoderKind, ImportError, ImportedEncoder, import};
-use prost::Message;
 use safetensors::SafeTensors;
 use safetensors::tensor::{Dtype, TensorView};
 use tract_onnx::pb;
@@ -98,69 +102,9 @@ fn f32_of(t: &Stored) -> (&[usize], &[f32]) {
     }
 }
 
-/// Loads ONNX bytes in tract (the same stages the runner uses) and runs one input.
-fn run(model_bytes: &[u8], input: Tensor) -> Vec<(Vec<usize>, Vec<f32>)> {
-    let model = tract_onnx::onnx()
-        .model_for_read(&mut &model_bytes[..])
-        .expect("tract reads the model")
-        .into_optimized()
-        .expect("tract optimises the model")
-        .into_runnable()
-        .expect("runnable");
-    let outputs = model
-        .run(tvec!(input.into()))
-        .expect("tract runs the model");
-    outputs
-        .iter()
-        .map(|t| {
-            let view = t.to_plain_array_view::<f32>().expect("f32 output");
-            (view.shape().to_vec(), view.iter().copied().collect())
-        })
-        .collect()
-}
-
-fn speech_input(samples: &[f32]) -> Tensor {
-    tract_ndarray::Array2::from_shape_vec((1, samples.len()), samples.to_vec())
-        .expect("shape")
-        .into_tensor()
-}
-
-fn ids_input(ids: &[i64]) -> Tensor {
-    tract_ndarray::Array2::from_shape_vec((1, ids.len()), ids.to_vec())
-        .expect("shape")
-        .into_tensor()
-}
-
-/// The largest |a - b|; NaN anywhere makes it infinite, so a NaN never passes.
-fn max_abs_error(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "lengths differ");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .map(|d| if d.is_nan() { f32::INFINITY } else { d })
-        .fold(0.0, f32::max)
-}
-
-fn model_proto(encoder: &ImportedEncoder) -> pb::ModelProto {
-    pb::ModelProto::decode(&encoder.model_bytes[..]).expect("valid protobuf")
-}
-
-fn count_ops(model: &pb::ModelProto, op: &str) -> usize {
-    let graph = model.graph.as_ref().expect("graph");
-    graph.node.iter().filter(|n| n.op_type == op).count()
-}
-
 fn output_names(model: &pb::ModelProto) -> Vec<String> {
     let graph = model.graph.as_ref().expect("graph");
     graph.output.iter().map(|o| o.name.clone()).collect()
-}
-
-fn metadata(model: &pb::ModelProto) -> HashMap<String, String> {
-    model
-        .metadata_props
-        .iter()
-        .map(|e| (e.key.clone(), e.value.clone()))
-        .collect()
 }
 
 fn copy_dir(from: &Path, to: &Path) {

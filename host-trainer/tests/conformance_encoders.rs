@@ -9,16 +9,17 @@
 //! last selected layer, the metadata the board reads, and the layer defaults for models
 //! shallower than the default selection.
 
-use std::collections::{BTreeMap, HashMap};
+mod common;
+
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use common::graphs::{count_ops, max_abs_error, metadata, model_proto, run, speech_input};
 use host_trainer::encoders::random::{Preset, RandomCheckpoint};
 use host_trainer::encoders::{EncoderKind, ImportError, ImportedEncoder, import};
-use prost::Message;
 use safetensors::SafeTensors;
 use safetensors::tensor::Dtype;
 use tract_onnx::pb;
-use tract_onnx::prelude::*;
 
 const TOLERANCE: f32 = 1e-4;
 
@@ -60,58 +61,9 @@ fn layers_of(dir: &Path) -> usize {
         .expect("num_hidden_layers") as usize
 }
 
-/// Loads ONNX bytes in tract (optimised, as the runner does) and runs one input.
-fn run(model_bytes: &[u8], samples: &[f32]) -> Vec<(Vec<usize>, Vec<f32>)> {
-    let model = tract_onnx::onnx()
-        .model_for_read(&mut &model_bytes[..])
-        .expect("tract reads the model")
-        .into_optimized()
-        .expect("tract optimises the model")
-        .into_runnable()
-        .expect("runnable");
-    let input = tract_ndarray::Array2::from_shape_vec((1, samples.len()), samples.to_vec())
-        .expect("shape")
-        .into_tensor();
-    let outputs = model
-        .run(tvec!(input.into()))
-        .expect("tract runs the model");
-    outputs
-        .iter()
-        .map(|t| {
-            let view = t.to_plain_array_view::<f32>().expect("f32 output");
-            (view.shape().to_vec(), view.iter().copied().collect())
-        })
-        .collect()
-}
-
-fn max_abs_error(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "lengths differ");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
-fn model_proto(encoder: &ImportedEncoder) -> pb::ModelProto {
-    pb::ModelProto::decode(&encoder.model_bytes[..]).expect("valid protobuf")
-}
-
-fn count_ops(model: &pb::ModelProto, op: &str) -> usize {
-    let graph = model.graph.as_ref().expect("graph");
-    graph.node.iter().filter(|n| n.op_type == op).count()
-}
-
 fn has_initializer(model: &pb::ModelProto, prefix: &str) -> bool {
     let graph = model.graph.as_ref().expect("graph");
     graph.initializer.iter().any(|t| t.name.starts_with(prefix))
-}
-
-fn metadata(model: &pb::ModelProto) -> HashMap<String, String> {
-    model
-        .metadata_props
-        .iter()
-        .map(|e| (e.key.clone(), e.value.clone()))
-        .collect()
 }
 
 /// Imports `dir` with `layers`, runs it on the input of `dir/{vectors}` and checks every
@@ -132,7 +84,7 @@ fn check_vectors(
         layers.clone().collect::<Vec<_>>(),
         "{label}"
     );
-    let outputs = run(&encoder.model_bytes, input);
+    let outputs = run(&encoder.model_bytes, speech_input(input));
     assert_eq!(outputs.len(), encoder.hidden_indices.len(), "{label}");
     let mut worst = 0f32;
     for (&i, (shape, values)) in encoder.hidden_indices.iter().zip(&outputs) {
@@ -317,7 +269,7 @@ fn wavlm_random_layouts_and_broken_checkpoints() {
         let encoder = import(&dir, Some(0..=3)).expect("import");
         assert_eq!(encoder.kind, EncoderKind::WavLm);
         let samples: Vec<f32> = (0..8000).map(|i| (i as f32 * 0.05).sin()).collect();
-        let outputs = run(&encoder.model_bytes, &samples);
+        let outputs = run(&encoder.model_bytes, speech_input(&samples));
         assert_eq!(outputs.len(), 4);
         for (shape, values) in &outputs {
             assert_eq!(shape, &[1, 24, 32]);
@@ -399,7 +351,10 @@ fn distilhubert_default_and_explicit_layers() {
         "{note}"
     );
     let expected = read_f32_tensors(&dir.join("expected.safetensors"));
-    let outputs = run(&encoder.model_bytes, &expected["input_values"].1);
+    let outputs = run(
+        &encoder.model_bytes,
+        speech_input(&expected["input_values"].1),
+    );
     for (&i, (_, values)) in encoder.hidden_indices.iter().zip(&outputs) {
         let error = max_abs_error(values, &expected[&format!("hidden_states.{i}")].1);
         assert!(error <= TOLERANCE, "hidden_states.{i}: {error:e}");
