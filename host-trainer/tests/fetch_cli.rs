@@ -427,6 +427,15 @@ fn host_trainer(args: &[&str], token: Option<&str>) -> Output {
     command.output().unwrap()
 }
 
+/// Runs `host-trainer fetch EXTRA... --endpoint ENDPOINT --cache CACHE` (no token).
+fn fetch_cli(endpoint: &str, cache: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["fetch"];
+    args.extend_from_slice(extra);
+    args.extend(["--endpoint", endpoint, "--cache", cache]);
+    host_trainer(&args, None)
+}
+
+/// stdout and stderr, lossy UTF-8.
 fn text(output: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -553,23 +562,15 @@ fn falls_back_to_the_bin_on_main_and_takes_safetensors_from_the_pr_branch() {
 
     // Again: checked against fetch.json, nothing asked of the Hub.
     let before = hub.seen().len();
-    let out = host_trainer(&["fetch", "--endpoint", &hub.url, "--cache", c], None);
+    let out = fetch_cli(&hub.url, c, &[]);
     assert!(out.status.success(), "{:?}", text(&out));
     assert_eq!(hub.seen().len(), before, "{:?}", hub.paths());
 
     // The pull-request branch: its safetensors, the .bin of main removed.
-    let out = host_trainer(
-        &[
-            "fetch",
-            "facebook/hubert-base-ls960",
-            "--revision",
-            "refs/pr/2",
-            "--endpoint",
-            &hub.url,
-            "--cache",
-            c,
-        ],
-        None,
+    let out = fetch_cli(
+        &hub.url,
+        c,
+        &["facebook/hubert-base-ls960", "--revision", "refs/pr/2"],
     );
     assert!(out.status.success(), "{:?}", text(&out));
     let paths = hub.paths()[before..].to_vec();
@@ -598,34 +599,15 @@ fn falls_back_to_the_bin_on_main_and_takes_safetensors_from_the_pr_branch() {
     assert_eq!(record.weights(), Some(SAFETENSORS));
 
     // A revision that does not exist, and --revision without the model named.
-    let out = host_trainer(
-        &[
-            "fetch",
-            "facebook/hubert-base-ls960",
-            "--revision",
-            "refs/pr/9",
-            "--endpoint",
-            &hub.url,
-            "--cache",
-            c,
-        ],
-        None,
+    let out = fetch_cli(
+        &hub.url,
+        c,
+        &["facebook/hubert-base-ls960", "--revision", "refs/pr/9"],
     );
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
     assert!(stderr.contains("has no revision `refs/pr/9`"), "{stderr}");
-    let out = host_trainer(
-        &[
-            "fetch",
-            "--revision",
-            "refs/pr/2",
-            "--endpoint",
-            &hub.url,
-            "--cache",
-            c,
-        ],
-        None,
-    );
+    let out = fetch_cli(&hub.url, c, &["--revision", "refs/pr/2"]);
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
     assert!(
@@ -688,17 +670,7 @@ fn a_cut_download_resumes_with_a_range_request() {
         },
     );
     let cache = tempfile::tempdir().unwrap();
-    let out = host_trainer(
-        &[
-            "fetch",
-            "facebook/hubert-base-ls960",
-            "--endpoint",
-            &hub.url,
-            "--cache",
-            s(cache.path()),
-        ],
-        None,
-    );
+    let out = fetch_cli(&hub.url, s(cache.path()), &["facebook/hubert-base-ls960"]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(
@@ -726,16 +698,10 @@ fn a_file_whose_checksum_differs_is_refused_and_deleted() {
         },
     );
     let cache = tempfile::tempdir().unwrap();
-    let out = host_trainer(
-        &[
-            "fetch",
-            "google-bert/bert-base-uncased",
-            "--endpoint",
-            &hub.url,
-            "--cache",
-            s(cache.path()),
-        ],
-        None,
+    let out = fetch_cli(
+        &hub.url,
+        s(cache.path()),
+        &["google-bert/bert-base-uncased"],
     );
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
@@ -758,10 +724,7 @@ fn from_a_folder_checks_the_copy() {
     let online = tempfile::tempdir().unwrap();
     {
         let hub = FakeHub::start(hub_repos(), Quirks::default());
-        let out = host_trainer(
-            &["fetch", "--endpoint", &hub.url, "--cache", s(online.path())],
-            None,
-        );
+        let out = fetch_cli(&hub.url, s(online.path()), &[]);
         assert!(out.status.success(), "{:?}", text(&out));
     }
     let dead = closed_port();
@@ -972,10 +935,7 @@ fn from_the_hugging_face_cache_follows_its_links() {
 fn without_network_the_error_lists_the_files_to_put_by_hand() {
     let dead = closed_port();
     let cache = tempfile::tempdir().unwrap();
-    let out = host_trainer(
-        &["fetch", "--endpoint", &dead, "--cache", s(cache.path())],
-        None,
-    );
+    let out = fetch_cli(&dead, s(cache.path()), &[]);
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
     for (model, files) in [
@@ -1000,18 +960,10 @@ fn without_network_the_error_lists_the_files_to_put_by_hand() {
     assert!(list(&HUBERT_BASE.local_dir(cache.path())).is_empty());
 
     // For a revision: its URLs, encoded.
-    let out = host_trainer(
-        &[
-            "fetch",
-            "facebook/hubert-base-ls960",
-            "--revision",
-            "refs/pr/2",
-            "--endpoint",
-            &dead,
-            "--cache",
-            s(cache.path()),
-        ],
-        None,
+    let out = fetch_cli(
+        &dead,
+        s(cache.path()),
+        &["facebook/hubert-base-ls960", "--revision", "refs/pr/2"],
     );
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
