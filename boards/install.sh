@@ -92,7 +92,8 @@ done
 
 # --- The board ----------------------------------------------------------------------
 # The shipped profiles (boards/NAME.toml, compiled into the binary): the target triple
-# the binary must be built for, and the memory of the board's smallest model (MB).
+# the binary must be built for, the memory of the board's smallest model (MB), and the
+# service's memory cap (memory_max_mb: the profile's expected peak plus headroom).
 # A profile next to this script (boards/NAME.toml in the repository) is read first.
 declare -A board_target=(
   [pi4]=aarch64-unknown-linux-gnu
@@ -101,6 +102,7 @@ declare -A board_target=(
   [pi3]=armv7-unknown-linux-gnueabihf
 )
 declare -A board_memory=([pi4]=1024 [pi5]=2048 [zero2w]=512 [pi3]=1024)
+declare -A board_memory_max=([pi4]=640 [pi5]=1280 [zero2w]=320 [pi3]=640)
 declare -A board_displays=([pi4]='web,terminal' [pi5]='web,terminal' [zero2w]='oled,terminal' [pi3]='web,terminal')
 profile_value() { # KEY FILE: the value of a top-level `KEY = "x"` or `KEY = 1` line
   sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*\"\{0,1\}\([^\"#]*\)\"\{0,1\}[[:space:]]*\(#.*\)\{0,1\}\$/\1/p" "$2" |
@@ -108,9 +110,12 @@ profile_value() { # KEY FILE: the value of a top-level `KEY = "x"` or `KEY = 1` 
 }
 [[ $board =~ ^[a-z0-9][a-z0-9_-]*$ ]] || die "unknown board '$board': give a profile name such as pi4, pi5, zero2w, pi3"
 target=${board_target[$board]:-} memory_mb=${board_memory[$board]:-} displays=${board_displays[$board]:-}
+memory_max_mb=${board_memory_max[$board]:-}
 if [[ -f $here/$board.toml ]]; then
   value=$(profile_value target "$here/$board.toml") && [[ -n $value ]] && target=$value
   value=$(profile_value memory_mb "$here/$board.toml") && [[ $value =~ ^[0-9]+$ ]] && memory_mb=$value
+  memory_max_mb=''
+  value=$(profile_value memory_max_mb "$here/$board.toml") && [[ $value =~ ^[0-9]+$ ]] && memory_max_mb=$value
   # [display] kinds = ["web", "terminal"]: what `listen --board` shows by default.
   value=$(sed -n 's/^[[:space:]]*kinds[[:space:]]*=[[:space:]]*\[\([^]]*\)\].*/\1/p' "$here/$board.toml" |
     head -n 1 | tr -d '" ') && [[ -n $value ]] && displays=$value
@@ -123,6 +128,11 @@ elif [[ -z $target ]]; then
   die "unknown board '$board': the profiles are ${known% } (boards/NAME.toml)"
 fi
 memory_mb=${memory_mb:-512}
+# A profile without memory_max_mb (written before it existed): 5/8 of the board's memory.
+memory_max_mb=${memory_max_mb:-$((memory_mb * 5 / 8))}
+((memory_max_mb >= 1 && memory_max_mb <= memory_mb)) ||
+  die "board $board: memory_max_mb ($memory_max_mb) must be between 1 and its memory_mb ($memory_mb): fix $board.toml"
+memory_high_mb=$((memory_max_mb * 4 / 5))
 
 # The kiosk shows the web display: add it when the profile's displays lack it.
 args=''
@@ -228,6 +238,12 @@ else
   find "$dest.new" -type f -exec chmod 0644 {} +
   ((live)) && chown -R root:root "$dest.new"
   [[ -f $dest.new/manifest.bin ]] || die "copying the bundle failed ($dest.new has no manifest.bin)"
+  # A variant measurement made on this board (`emotion-edge bench --choose`) is kept: the
+  # program itself ignores it if it was made for another bundle.
+  if [[ -f $dest/variant-choice.json && ! -e $dest.new/variant-choice.json ]]; then
+    cp -p -- "$dest/variant-choice.json" "$dest.new/variant-choice.json"
+    say "kept the variant measurement /var/lib/emotion-edge/bundle/variant-choice.json"
+  fi
   [[ -e $dest ]] && mv -- "$dest" "$dest.old"
   mv -- "$dest.new" "$dest"
   rm -rf "$dest.old"
@@ -280,20 +296,23 @@ else
 fi
 
 # The service, and its memory limits for this board (the unit's own are the Pi Zero 2
-# W's): half the smallest model's memory before the kernel reclaims hard, 5/8 at most.
+# W's): the profile's memory_max_mb, sized from its measured peak (expected_memory_mb)
+# with at least 15 % headroom, and MemoryHigh at 4/5 of it.
 units=$root/etc/systemd/system
 put 0644 "$here/systemd/emotion-edge.service" /etc/systemd/system/emotion-edge.service
 mkdir -p "$units/emotion-edge.service.d"
 cat >"$units/emotion-edge.service.d/10-board.conf" <<EOF
-# Written by install.sh for board $board (smallest model: $memory_mb MB of memory).
+# Written by install.sh for board $board (smallest model: $memory_mb MB of memory) from
+# its profile's memory_max_mb, which leaves headroom above the profile's measured peak
+# (expected_memory_mb; "emotion-edge bench --board $board" checks it on the board).
 # Above MemoryHigh the kernel reclaims hard; at MemoryMax the OOM killer stops the
 # service (and Restart= starts it again).
 [Service]
-MemoryHigh=$((memory_mb / 2))M
-MemoryMax=$((memory_mb * 5 / 8))M
+MemoryHigh=${memory_high_mb}M
+MemoryMax=${memory_max_mb}M
 EOF
 chmod 0644 "$units/emotion-edge.service.d/10-board.conf"
-say "installed /etc/systemd/system/emotion-edge.service.d/10-board.conf (MemoryMax=$((memory_mb * 5 / 8))M)"
+say "installed /etc/systemd/system/emotion-edge.service.d/10-board.conf (MemoryHigh=${memory_high_mb}M, MemoryMax=${memory_max_mb}M)"
 
 # --- The kiosk ----------------------------------------------------------------------
 # An Xcursor file with one 1x1 transparent image (little-endian): a pointer nobody sees.

@@ -9,11 +9,19 @@
 # 3. runs the host job on them over the embedded corpus (`host-trainer demo --encoders`:
 #    import, extract, train, export the fp32 and calibrated int8 bundle with its
 #    quantisation report), unless OUT/demo/bundle exists;
-# 4. installs the Python peers in a virtual environment (onnxruntime, PyTorch,
-#    transformers from PyPI; BENCH_VENV to reuse one) - peers of the benchmark only;
-# 5. runs scripts/bench.py: writes OUT/bench.md and OUT/bench.json.
+# 4. installs the Python peers in a virtual environment (onnxruntime with onnx and sympy
+#    for its quantisation tools, PyTorch, transformers from PyPI; BENCH_VENV to reuse
+#    one) - peers of the benchmark only, never part of the product;
+# 5. runs scripts/bench.py: onnxruntime's own int8 of both encoder graphs (made once,
+#    cached in OUT/ort-int8), then every row in BENCH_RUNS separate processes (default
+#    3) of BENCH_REPEATS timed runs (default 7) after BENCH_WARMUP (default 2); writes
+#    OUT/bench.{md,json} and docs/results/bench-YYYY-MM-DD.{md,json};
+# 6. scripts/bench_table.py puts the newest docs/results/bench-*.json into README.md
+#    (between the bench-table markers).
 #
-# About 15 minutes on a 2-core machine once built (the demo on base encoders takes ~7).
+# TRACT_CPU_ISA is removed from every child but the emulated-CPU-class rows, which set
+# it themselves. About 30 minutes on a 2-core machine once built (the demo on base
+# encoders takes ~7, the ORT quantisation ~3 the first time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-out/bench}
@@ -42,9 +50,18 @@ echo "== the host job on them (import, extract, train, export fp32 + int8)"
 
 echo "== Python peers in $VENV"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-"$VENV/bin/python" -c "import onnxruntime, torch, transformers" 2>/dev/null ||
-  "$VENV/bin/pip" install --quiet onnxruntime torch transformers numpy
+"$VENV/bin/python" -c "import onnxruntime, onnx, sympy, torch, transformers" 2>/dev/null ||
+  "$VENV/bin/pip" install --quiet onnxruntime onnx sympy torch transformers numpy
 
 echo "== measuring"
+COMMAND="bash scripts/bench.sh $*"
+for var in BENCH_RUNS BENCH_REPEATS BENCH_WARMUP; do
+  [ -z "${!var:-}" ] || COMMAND="$var=${!var} $COMMAND"
+done
 "$VENV/bin/python" scripts/bench.py --out "$OUT" --edge "$EDGE" \
-  --bundle "$OUT/demo/bundle" --encoders "$ENCODERS"
+  --bundle "$OUT/demo/bundle" --encoders "$ENCODERS" --command "$COMMAND" \
+  ${BENCH_RUNS:+--runs "$BENCH_RUNS"} ${BENCH_REPEATS:+--repeats "$BENCH_REPEATS"} \
+  ${BENCH_WARMUP:+--warmup "$BENCH_WARMUP"}
+
+echo "== the README's performance table"
+"$VENV/bin/python" scripts/bench_table.py

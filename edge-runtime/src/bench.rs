@@ -1,14 +1,21 @@
 //! `emotion-edge bench`: how long each stage of the pipeline takes on this machine, the
-//! real-time factor, and the peak memory, for 1..N threads. It prints figures; it
-//! asserts nothing.
+//! real-time factor, and the peak memory, for 1..N threads, each row stamped with the CPU
+//! it ran on. It prints figures; it asserts nothing. `bench --choose` measures every
+//! variant of the bundle and records the fastest for [`crate::variant_choice`].
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
+use models::bundle::{Bundle, BundleManifest, MANIFEST_FILE, sha256_hex};
 use models::heads::ModelKind;
 use models::pipeline::{Pipeline, PipelineOptions, TextInput};
 use serde::Serialize;
+
+use crate::cpu::{self, CpuInfo};
+use crate::variant_choice::{
+    BundleIdentity, ChoiceRecord, RECORD_FORMAT, VariantTiming, fastest_qualified, utc_timestamp,
+};
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -32,6 +39,9 @@ pub struct BenchOptions {
 /// Medians of one thread count.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchRow {
+    /// The CPU it ran on: model, SIMD features (after `TRACT_CPU_ISA`), class, and
+    /// `TRACT_CPU_ISA` when set.
+    pub cpu: CpuInfo,
     /// The variant measured.
     pub variant: String,
     /// tract threads.
@@ -52,6 +62,9 @@ pub struct BenchRow {
     pub heads_ms: Vec<(String, f64)>,
     /// Front-end, encoder, text and the default head with text (fusion when present), ms.
     pub total_ms: f64,
+    /// The same without the front-end (which is the same for every variant): speech
+    /// encoder, text and default head, ms. What `bench --choose` compares.
+    pub inference_ms: f64,
     /// `total / audio`: below 1 keeps up with real time.
     pub real_time_factor: f64,
     /// Peak resident memory of this process so far, MB (`VmHWM`).
@@ -85,9 +98,16 @@ pub fn run(
             ),
         ),
     };
+    let cpu = cpu::detect();
     let mut rows = Vec::new();
     for &threads in &options.threads {
-        progress(&format!("{threads} thread(s), {name}"));
+        progress(&format!(
+            "{}, {threads} thread(s), {name}",
+            options
+                .variant
+                .as_deref()
+                .unwrap_or("the bundle's default variant")
+        ));
         let start = Instant::now();
         let pipeline = Pipeline::load(
             bundle,
@@ -97,9 +117,87 @@ pub fn run(
             },
         )?;
         let load_ms = ms(start.elapsed());
-        rows.push(measure(&pipeline, &wav, &name, threads, load_ms, options)?);
+        rows.push(measure(
+            &pipeline, &wav, &name, threads, load_ms, options, &cpu,
+        )?);
     }
     Ok(rows)
+}
+
+/// `bench --choose`: every variant of the bundle at `threads` threads (`options.variant`
+/// and `options.threads` are ignored), one row each in the bundle's order. The peak
+/// memory is reset before each variant where Linux allows it, so each row's is its own.
+pub fn run_each_variant(
+    bundle: &Path,
+    options: &BenchOptions,
+    threads: usize,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<Vec<BenchRow>> {
+    let opened = Bundle::open(bundle)?;
+    let mut rows = Vec::new();
+    for variant in &opened.manifest().variants {
+        reset_peak_rss();
+        let each = BenchOptions {
+            variant: Some(variant.name.clone()),
+            threads: vec![threads],
+            ..options.clone()
+        };
+        rows.extend(run(bundle, &each, progress)?);
+    }
+    Ok(rows)
+}
+
+/// SHA-256 of the bundle's `manifest.bin`: what a record of it is keyed on.
+pub fn manifest_digest(bundle: &Path) -> anyhow::Result<String> {
+    let path = bundle.join(MANIFEST_FILE);
+    let bytes = std::fs::read(&path).with_context(|| {
+        format!(
+            "cannot read {} (is {} a bundle?)",
+            path.display(),
+            bundle.display()
+        )
+    })?;
+    Ok(sha256_hex(&bytes))
+}
+
+/// The record `bench --choose` writes from its rows (one per variant).
+pub fn choice_record(
+    bundle: &Path,
+    manifest: &BundleManifest,
+    rows: &[BenchRow],
+    repeats: usize,
+) -> anyhow::Result<ChoiceRecord> {
+    let first = rows.first().context("no variant was measured")?;
+    let variants: Vec<VariantTiming> = rows
+        .iter()
+        .map(|r| VariantTiming {
+            variant: r.variant.clone(),
+            median_ms: r.inference_ms,
+            speech_encoder_ms: r.speech_encoder_ms,
+            peak_rss_mb: r.peak_rss_mb,
+        })
+        .collect();
+    let fastest = fastest_qualified(&variants, manifest)
+        .context("no measured variant passes the accuracy bar of the bundle's quantisation report: pick one with --variant")?
+        .variant
+        .clone();
+    Ok(ChoiceRecord {
+        format: RECORD_FORMAT,
+        created_by: format!("emotion-edge {}", env!("CARGO_PKG_VERSION")),
+        date: utc_timestamp(SystemTime::now()),
+        cpu: first.cpu.clone(),
+        bundle: BundleIdentity {
+            dir: bundle.display().to_string(),
+            manifest_sha256: manifest_digest(bundle)?,
+            created_by: manifest.created_by.clone(),
+            default_variant: manifest.default_variant.clone(),
+        },
+        threads: first.threads,
+        audio_seconds: first.audio_seconds,
+        repeats,
+        variants,
+        fastest,
+    })
 }
 
 fn measure(
@@ -109,6 +207,7 @@ fn measure(
     threads: usize,
     load_ms: f64,
     options: &BenchOptions,
+    cpu: &CpuInfo,
 ) -> anyhow::Result<BenchRow> {
     let models = pipeline.models();
     let word = pipeline
@@ -170,6 +269,7 @@ fn measure(
         .multiply_accumulates(input_samples)
         .map(|macs| macs / 1e9);
     Ok(BenchRow {
+        cpu: cpu.clone(),
         variant: pipeline.variant().to_string(),
         threads,
         audio_seconds,
@@ -192,6 +292,7 @@ fn measure(
             })
             .collect(),
         total_ms,
+        inference_ms: median(&|s| s.total.saturating_sub(s.frontend)),
         real_time_factor: total_ms / 1e3 / audio_seconds.max(1e-9),
         peak_rss_mb: peak_rss_mb(),
         encoder_gmac,
@@ -220,6 +321,12 @@ pub fn peak_rss_mb() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
+}
+
+/// Resets the peak resident memory (`VmHWM`) to the current one, where the kernel
+/// allows it (`/proc/self/clear_refs`, Linux 4.0+); silently nothing elsewhere.
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 /// A deterministic speech-like clip: a voiced tone with harmonics and a syllable-rate
@@ -258,9 +365,12 @@ pub fn synthetic_wav(seconds: f32, rate: u32) -> anyhow::Result<Vec<u8>> {
     Ok(bytes.into_inner())
 }
 
-/// The rows as an aligned table.
+/// The rows as an aligned table, under a line naming the CPU they ran on.
 pub fn table(rows: &[BenchRow]) -> String {
     let mut out = String::new();
+    if let Some(first) = rows.first() {
+        out.push_str(&format!("cpu {}\n", first.cpu.summary()));
+    }
     let head_names: Vec<&str> = rows
         .first()
         .map(|r| r.heads_ms.iter().map(|(n, _)| n.as_str()).collect())
@@ -314,6 +424,47 @@ mod tests {
         assert!(peak > 3_000, "audible: {peak}");
         assert!(synthetic_wav(0.0, 16_000).is_err());
         assert!(synthetic_wav(f32::NAN, 16_000).is_err());
+    }
+
+    #[test]
+    fn the_table_and_the_json_name_the_cpu() {
+        let cpu = CpuInfo::from_cpuinfo(
+            "model name : Test CPU\nflags : avx avx2 fma f16c\n",
+            "x86_64",
+            Some("-fma"),
+        );
+        let row = BenchRow {
+            cpu,
+            variant: "int8".into(),
+            threads: 1,
+            audio_seconds: 2.0,
+            load_ms: 1.0,
+            frontend_ms: 1.0,
+            speech_encoder_ms: 1.0,
+            text_ms: 0.1,
+            spotter_ms: None,
+            heads_ms: vec![("speech".into(), 0.5)],
+            total_ms: 2.6,
+            inference_ms: 1.6,
+            real_time_factor: 0.0013,
+            peak_rss_mb: Some(50.0),
+            encoder_gmac: None,
+            encoder_gflops: None,
+        };
+        let table = table(std::slice::from_ref(&row));
+        let first = table.lines().next().unwrap();
+        assert_eq!(
+            first,
+            "cpu Test CPU (x86_64); SIMD avx,avx2,f16c; class other; TRACT_CPU_ISA=-fma"
+        );
+        let json: serde_json::Value = serde_json::to_value(&row).unwrap();
+        assert_eq!(json["cpu"]["model"], "Test CPU");
+        assert_eq!(
+            json["cpu"]["features"],
+            serde_json::json!(["avx", "avx2", "f16c"])
+        );
+        assert_eq!(json["cpu"]["tract_cpu_isa"], "-fma");
+        assert_eq!(json["cpu"]["class"], "other");
     }
 
     #[test]

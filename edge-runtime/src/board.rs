@@ -9,6 +9,12 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+/// The `variant` that leaves the choice to the machine (see [`crate::variant_choice`]).
+pub const AUTO_VARIANT: &str = "auto";
+
+/// The share of `memory_max_mb` a profile's `expected_memory_mb` may take: 15 % stays free.
+pub const MAX_MEMORY_SHARE: f64 = 0.85;
+
 /// The profiles shipped in `boards/`, by name.
 const BUILT_IN: [(&str, &str); 4] = [
     ("pi4", include_str!("../../boards/pi4.toml")),
@@ -33,9 +39,17 @@ pub struct BoardProfile {
     pub target: String,
     /// Memory of the smallest model, MB.
     pub memory_mb: u32,
+    /// Peak resident memory of `emotion-edge listen` with this profile's variant and
+    /// threads, MB (measured with `emotion-edge bench --board NAME`).
+    pub expected_memory_mb: u32,
+    /// The service's `MemoryMax`, MB (install.sh writes it, and `MemoryHigh` at 4/5 of
+    /// it); at most `memory_mb`.
+    pub memory_max_mb: u32,
     /// Matrix-product threads.
     pub threads: usize,
-    /// The bundle variant; `None` takes the bundle's own default.
+    /// The bundle variant (`int8`, `fp32`), or `auto` (the default): a `bench --choose`
+    /// measurement of this machine, else the rule for its CPU class (see
+    /// [`crate::variant_choice`]).
     #[serde(default)]
     pub variant: Option<String>,
     /// Where the audio comes from.
@@ -178,6 +192,17 @@ fn parse(origin: &str, text: &str) -> Result<BoardProfile, BoardError> {
     if profile.threads == 0 {
         return Err(invalid("threads must be at least 1".into()));
     }
+    if profile.memory_max_mb == 0 || profile.memory_max_mb > profile.memory_mb {
+        return Err(invalid(format!(
+            "memory_max_mb ({}) must be between 1 and the board's memory_mb ({})",
+            profile.memory_max_mb, profile.memory_mb
+        )));
+    }
+    if profile.variant.as_deref().is_some_and(str::is_empty) {
+        return Err(invalid(
+            "variant is empty: name one (int8, fp32) or write \"auto\"".into(),
+        ));
+    }
     if profile.display.kinds.contains(&DisplayKind::Oled) && profile.display.oled.is_none() {
         return Err(invalid(
             "`oled` is in display.kinds but [display.oled] is missing".into(),
@@ -213,6 +238,41 @@ impl BoardProfile {
         })
     }
 
+    /// The variant the profile pins, `None` for `auto` (or no `variant`).
+    pub fn pinned_variant(&self) -> Option<&str> {
+        self.variant
+            .as_deref()
+            .filter(|v| !v.eq_ignore_ascii_case(AUTO_VARIANT))
+    }
+
+    /// Whether a process that peaked at `peak_rss_mb` fits under this board's
+    /// `MemoryMax`, and with how much room, in one line.
+    pub fn memory_fit(&self, peak_rss_mb: f64) -> String {
+        let max = f64::from(self.memory_max_mb);
+        let room = max - peak_rss_mb;
+        let share = 100.0 * room / max;
+        let expected = format!(
+            "the profile's expected_memory_mb is {} MB",
+            self.expected_memory_mb
+        );
+        if room < 0.0 {
+            format!(
+                "memory: peak RSS {peak_rss_mb:.0} MB does NOT fit the {} profile's MemoryMax of {} MB ({:.0} MB over; {expected}): the service would be stopped by the OOM killer; use a smaller variant (--variant int8) or bundle, fewer --threads, or raise memory_max_mb if the board has the memory",
+                self.name, self.memory_max_mb, -room
+            )
+        } else if share < 100.0 * (1.0 - MAX_MEMORY_SHARE) {
+            format!(
+                "memory: peak RSS {peak_rss_mb:.0} MB fits the {} profile's MemoryMax of {} MB, but with only {room:.0} MB ({share:.0} %) headroom, under the 15 % the profiles keep ({expected})",
+                self.name, self.memory_max_mb
+            )
+        } else {
+            format!(
+                "memory: peak RSS {peak_rss_mb:.0} MB fits the {} profile's MemoryMax of {} MB with {room:.0} MB ({share:.0} %) headroom ({expected})",
+                self.name, self.memory_max_mb
+            )
+        }
+    }
+
     /// One line for `emotion-edge boards`.
     pub fn summary(&self) -> String {
         let displays: Vec<String> = self
@@ -222,13 +282,14 @@ impl BoardProfile {
             .map(|k| format!("{k:?}").to_lowercase())
             .collect();
         format!(
-            "{:<7} {:<38} {:<31} {:>5} MB  {} threads  variant {:<8} displays {}",
+            "{:<7} {:<38} {:<31} {:>5} MB (service max {:>4} MB)  {} threads  variant {:<5} displays {}",
             self.name,
             self.board,
             self.target,
             self.memory_mb,
+            self.memory_max_mb,
             self.threads,
-            self.variant.as_deref().unwrap_or("default"),
+            self.pinned_variant().unwrap_or(AUTO_VARIANT),
             displays.join(",")
         )
     }
@@ -262,11 +323,57 @@ mod tests {
         assert!(pi5.cpu_features.iter().any(|f| f == "fp16"));
         let zero = load("zero2w").unwrap();
         assert_eq!(zero.memory_mb, 512);
-        assert_eq!(zero.variant.as_deref(), Some("int8"), "memory is tight");
+        assert_eq!(zero.pinned_variant(), Some("int8"), "memory is tight");
+        assert_eq!(pi4.pinned_variant(), None, "measured or the CPU rule");
+        assert_eq!(pi5.pinned_variant(), None, "measured or the CPU rule");
         let pi3 = load("pi3").unwrap();
         assert_eq!(pi3.target, "armv7-unknown-linux-gnueabihf");
         assert_eq!(pi3.arch(), "arm");
         assert_eq!(pi4.arch(), "aarch64");
+    }
+
+    #[test]
+    fn every_shipped_profile_states_its_variant_and_memory() {
+        for (name, text) in BUILT_IN {
+            let profile = parse(name, text).unwrap();
+            assert!(
+                profile.variant.is_some(),
+                "{name}: state `variant` (a name, or \"auto\")"
+            );
+            assert!(
+                text.contains("to be measured") || text.contains("measured on"),
+                "{name}: say where expected_memory_mb comes from"
+            );
+            let (expected, max, board) = (
+                f64::from(profile.expected_memory_mb),
+                f64::from(profile.memory_max_mb),
+                profile.memory_mb,
+            );
+            assert!(expected > 0.0, "{name}");
+            assert!(
+                expected <= MAX_MEMORY_SHARE * max,
+                "{name}: expected_memory_mb {expected} leaves under 15 % of memory_max_mb {max}"
+            );
+            assert!(
+                profile.memory_max_mb <= board,
+                "{name}: memory_max_mb {max} is more than the board's {board} MB"
+            );
+        }
+    }
+
+    #[test]
+    fn the_memory_fit_says_whether_the_peak_fits_and_what_to_do() {
+        let pi4 = load("pi4").unwrap();
+        let max = pi4.memory_max_mb as f64;
+        let fits = pi4.memory_fit(56.0);
+        assert!(fits.contains("fits the pi4 profile's MemoryMax"), "{fits}");
+        assert!(fits.contains(&format!("{:.0} MB", max - 56.0)), "{fits}");
+        let tight = pi4.memory_fit(max * 0.9);
+        assert!(tight.contains("but with only"), "{tight}");
+        let over = pi4.memory_fit(max + 10.0);
+        assert!(over.contains("does NOT fit"), "{over}");
+        assert!(over.contains("10 MB over"), "{over}");
+        assert!(over.contains("--variant int8"), "{over}");
     }
 
     #[test]
@@ -294,6 +401,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("[display.oled] is missing"), "{error}");
+
+        let too_much = dir.path().join("too_much.toml");
+        std::fs::write(
+            &too_much,
+            text.replace("memory_max_mb = 640", "memory_max_mb = 4096"),
+        )
+        .unwrap();
+        let error = load(too_much.to_str().unwrap()).unwrap_err().to_string();
+        assert!(error.contains("memory_max_mb (4096)"), "{error}");
     }
 
     #[test]

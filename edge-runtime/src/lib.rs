@@ -4,6 +4,8 @@
 //! - [`classify`]: WAV files through the bundle's pipeline.
 //! - [`listen`]: the live loop: source, segmenter, inference thread, displays.
 //! - [`bench`]: per-stage latency, real-time factor and memory of a bundle.
+//! - [`cpu`]: this machine's CPU as tract sees it (from `models`, re-exported here).
+//! - [`variant_choice`]: which bundle variant this machine runs, and why.
 //! - [`inspect`]: run the shared front-end over WAV files and describe what it saw.
 //! - [`locate`]: where the bundle is when none is named; [`output`]: result formats.
 //! - [`audio`]: microphone, file and stdin sources, the capture ring, resampling.
@@ -15,9 +17,11 @@ pub mod audio;
 pub mod bench;
 pub mod board;
 pub mod classify;
+pub use models::cpu;
 pub mod display;
 pub mod inspect;
 pub mod listen;
 pub mod locate;
 pub mod output;
 pub mod segmenter;
+pub mod variant_choice;

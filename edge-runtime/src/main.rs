@@ -1,6 +1,6 @@
 //! `emotion-edge`: the board's command line, a thin layer over the library.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,6 +11,7 @@ use edge_runtime::audio::source::{self, Pace, SourceSpec};
 use edge_runtime::bench::{self, BenchOptions};
 use edge_runtime::board::{self, BoardProfile, DisplayKind};
 use edge_runtime::classify::{TextChoice, classify_file, wav_files};
+use edge_runtime::cpu;
 use edge_runtime::display::Display;
 use edge_runtime::display::terminal::TerminalDisplay;
 use edge_runtime::display::web::WebDisplay;
@@ -19,6 +20,8 @@ use edge_runtime::listen::{ListenOptions, Prompt, listen};
 use edge_runtime::locate::bundle_dir;
 use edge_runtime::output;
 use edge_runtime::segmenter::SegmenterConfig;
+use edge_runtime::variant_choice::{self, Choice, ChoiceInputs, ChoiceSource};
+use models::bundle::Bundle;
 use models::heads::ModelKind;
 use models::{Frontend, FrontendConfig, Pipeline, PipelineOptions};
 use serde_json::{Map, json};
@@ -33,6 +36,11 @@ use serde_json::{Map, json};
 ///
 /// On a Raspberry Pi, `--board pi4` (pi5, zero2w, pi3; see `emotion-edge boards`) sets
 /// the threads, variant, microphone and displays that suit it; flags given win.
+///
+/// The variant (fp32, int8) is picked on this machine, never from the bundle's default
+/// (which the export machine chose partly from its own timing): --variant, else the
+/// board profile's, else the fastest measured here by `emotion-edge bench --choose`, else
+/// a rule for this CPU's class. `classify` and `listen` say on stderr which and why.
 #[derive(Parser)]
 #[command(version, propagate_version = true)]
 struct Cli {
@@ -69,10 +77,21 @@ enum Command {
         /// A profile to show in full (its TOML, with the wiring comments).
         name: Option<String>,
     },
-    /// Per-stage latency, real-time factor and peak memory of a bundle, 1..N threads.
+    /// Per-stage latency, real-time factor and peak memory of a bundle, 1..N threads,
+    /// on this CPU (named above the table and in each JSON row). With --board, also
+    /// whether the peak memory fits that board's service limit.
+    ///
+    /// With --choose: measure every variant of the bundle instead, at the board's
+    /// threads (or --threads), and record the fastest in the choice file, which
+    /// `listen` and `classify` then follow on this machine (unless --variant or a board
+    /// profile pins a variant).
     Bench {
         #[command(flatten)]
         bundle: BundleArgs,
+        /// Measure each variant and record the fastest for this CPU and bundle (in
+        /// --choice-file, default variant-choice.json in the bundle directory).
+        #[arg(long, conflicts_with_all = ["variant", "threads_list"])]
+        choose: bool,
         /// Thread counts to measure (default: 1 up to the number of cores).
         #[arg(long = "threads-list", value_delimiter = ',')]
         threads_list: Vec<usize>,
@@ -85,9 +104,10 @@ enum Command {
         /// Sample rate of the synthetic clip (a microphone's rate, so resampling counts).
         #[arg(long, default_value_t = 48_000)]
         rate: u32,
-        /// Timed runs per thread count (the median is shown).
-        #[arg(long, default_value_t = 10)]
-        repeats: usize,
+        /// Timed runs per thread count or variant (the median is shown) [default: 10;
+        /// 5 with --choose].
+        #[arg(long)]
+        repeats: Option<usize>,
         /// Untimed runs first.
         #[arg(long, default_value_t = 2)]
         warmup: usize,
@@ -120,12 +140,18 @@ struct BundleArgs {
     /// The bundle directory (see the top-level help for where it is looked for).
     #[arg(long)]
     bundle: Option<PathBuf>,
-    /// The variant (fp32, int8, …); the board's, else the bundle's default when absent.
+    /// The variant (fp32, int8, …) [default: the board's, else the fastest measured
+    /// here by `bench --choose`, else the rule for this CPU's class; never the bundle's
+    /// default].
     #[arg(long)]
     variant: Option<String>,
     /// Threads for the matrix products [default: the board's, else the cores up to 4].
     #[arg(long)]
     threads: Option<usize>,
+    /// The variant measurement `bench --choose` writes and the others read [default:
+    /// variant-choice.json in the bundle directory].
+    #[arg(long, value_name = "PATH")]
+    choice_file: Option<PathBuf>,
 }
 
 impl BundleArgs {
@@ -142,19 +168,49 @@ impl BundleArgs {
         Ok(Some(profile))
     }
 
-    /// Flags first, then the board, then the built-in defaults.
-    fn options(&self, board: Option<&BoardProfile>) -> PipelineOptions {
-        PipelineOptions {
-            variant: self
-                .variant
-                .clone()
-                .or_else(|| board.and_then(|b| b.variant.clone())),
-            threads: self
-                .threads
-                .or(board.map(|b| b.threads))
-                .unwrap_or_else(default_threads)
-                .max(1),
+    /// Threads: the flag, then the board, then the cores up to 4.
+    fn threads(&self, board: Option<&BoardProfile>) -> usize {
+        self.threads
+            .or(board.map(|b| b.threads))
+            .unwrap_or_else(default_threads)
+            .max(1)
+    }
+
+    /// The variant for the bundle in `dir` on this machine, and why (see
+    /// `edge_runtime::variant_choice`).
+    fn choose_variant(&self, dir: &Path, board: Option<&BoardProfile>) -> anyhow::Result<Choice> {
+        let cpu = cpu::detect();
+        if let Some(fatal) = cpu.fatal_isa() {
+            anyhow::bail!("{fatal}");
         }
+        for note in &cpu.notes {
+            eprintln!("note: {note}");
+        }
+        let bundle = Bundle::open(dir)
+            .with_context(|| format!("cannot load the bundle {}", dir.display()))?;
+        let digest = bench::manifest_digest(dir)?;
+        let record = variant_choice::read_record(&variant_choice::record_path(
+            dir,
+            self.choice_file.as_deref(),
+        ));
+        Ok(variant_choice::choose(&ChoiceInputs {
+            flag: self.variant.as_deref(),
+            board: board.map(|b| (b.name.as_str(), b.variant.as_deref())),
+            cpu: &cpu,
+            manifest: bundle.manifest(),
+            manifest_sha256: &digest,
+            record: &record,
+        })?)
+    }
+
+    /// The variant (said on stderr, with why) and threads to load the bundle in `dir` with.
+    fn options(&self, dir: &Path, board: Option<&BoardProfile>) -> anyhow::Result<PipelineOptions> {
+        let choice = self.choose_variant(dir, board)?;
+        eprintln!("{}", choice.line());
+        Ok(PipelineOptions {
+            variant: Some(choice.variant),
+            threads: self.threads(board),
+        })
     }
 }
 
@@ -294,6 +350,12 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // Every large block a graph load frees goes back to the system at once, rather than
+    // staying resident in the heap (docs/results/memory-levers.md). A threshold the
+    // user set for glibc (`MALLOC_MMAP_THRESHOLD_`) wins.
+    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+        models::memory::release_large_blocks();
+    }
     let cli = Cli::parse();
     match run(cli.command) {
         Ok(code) => code,
@@ -325,6 +387,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Boards { name } => boards(name.as_deref()),
         Command::Bench {
             bundle,
+            choose,
             threads_list,
             file,
             seconds,
@@ -332,34 +395,21 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             repeats,
             warmup,
             json,
-        } => {
-            let threads = if threads_list.is_empty() {
-                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-                (1..=cores).collect()
-            } else {
-                threads_list
-            };
-            let dir = bundle_dir(bundle.bundle.as_deref()).map_err(anyhow::Error::msg)?;
-            let options = BenchOptions {
-                variant: bundle.options(bundle.board()?.as_ref()).variant,
-                threads,
+        } => bench_command(
+            &bundle,
+            choose,
+            threads_list,
+            BenchOptions {
+                variant: None,
+                threads: Vec::new(),
                 file,
                 seconds,
                 rate,
                 warmup,
-                repeats,
-            };
-            let rows = bench::run(&dir, &options, &mut |what| eprintln!("measuring {what}…"))?;
-            if json {
-                for row in &rows {
-                    println!("{}", serde_json::to_string(row)?);
-                }
-            } else {
-                println!("bundle {}", dir.display());
-                print!("{}", bench::table(&rows));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+                repeats: repeats.unwrap_or(if choose { 5 } else { 10 }),
+            },
+            json,
+        ),
         Command::Inspect {
             files,
             json,
@@ -370,8 +420,113 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
 
 fn load(args: &BundleArgs, board: Option<&BoardProfile>) -> anyhow::Result<Pipeline> {
     let dir = bundle_dir(args.bundle.as_deref()).map_err(anyhow::Error::msg)?;
-    Pipeline::load(&dir, &args.options(board))
+    Pipeline::load(&dir, &args.options(&dir, board)?)
         .with_context(|| format!("cannot load the bundle {}", dir.display()))
+}
+
+/// `emotion-edge bench`: the chosen variant at each thread count, or with `choose` every
+/// variant at one thread count, recorded; then, with --board, whether the memory fits.
+fn bench_command(
+    args: &BundleArgs,
+    choose: bool,
+    threads_list: Vec<usize>,
+    mut options: BenchOptions,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let board = args.board()?;
+    let dir = bundle_dir(args.bundle.as_deref()).map_err(anyhow::Error::msg)?;
+    let progress = &mut |what: &str| eprintln!("measuring {what}…");
+    let mut chosen = None;
+    let rows = if choose {
+        let path = variant_choice::record_path(&dir, args.choice_file.as_deref());
+        variant_choice::check_writable(&path)?;
+        let threads = args.threads(board.as_ref());
+        let rows = bench::run_each_variant(&dir, &options, threads, progress)?;
+        let manifest = Bundle::open(&dir)
+            .with_context(|| format!("cannot load the bundle {}", dir.display()))?
+            .manifest()
+            .clone();
+        let record = bench::choice_record(&dir, &manifest, &rows, options.repeats)?;
+        variant_choice::write_record(&path, &record)?;
+        let medians: Vec<String> = record
+            .variants
+            .iter()
+            .map(|t| format!("{} {:.1} ms", t.variant, t.median_ms))
+            .collect();
+        chosen = Some((
+            format!(
+                "{} ({}: medians of encoder, text and head)",
+                record.fastest,
+                medians.join(", ")
+            ),
+            path,
+        ));
+        rows
+    } else {
+        options.threads = if threads_list.is_empty() {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            (1..=cores).collect()
+        } else {
+            threads_list
+        };
+        options.variant = args.options(&dir, board.as_ref())?.variant;
+        bench::run(&dir, &options, progress)?
+    };
+    // Lines after the table go to stderr with --json, so stdout stays JSON Lines.
+    let mut after: Vec<String> = Vec::new();
+    if json {
+        for row in &rows {
+            println!("{}", serde_json::to_string(row)?);
+        }
+    } else {
+        println!("bundle {}", dir.display());
+        print!("{}", bench::table(&rows));
+    }
+    let mut loaded: Option<String> = None;
+    if let Some((fastest, path)) = &chosen {
+        after.push(format!(
+            "fastest here: {fastest}; recorded in {} for this CPU and bundle",
+            path.display()
+        ));
+        // What `listen` and `classify` will now load, with the same flags.
+        let picked = args.choose_variant(&dir, board.as_ref())?;
+        loaded = Some(picked.variant.clone());
+        match &picked.source {
+            ChoiceSource::Measured(_) => after.push(format!(
+                "`listen` and `classify` load {} here from now on{}",
+                picked.variant,
+                if args.choice_file.is_some() {
+                    " when given the same --choice-file"
+                } else {
+                    ""
+                }
+            )),
+            _ => after.push(picked.line()),
+        }
+    }
+    if let Some(board) = &board {
+        // The variant the board will run when `--choose` measured several, else them all.
+        let runs = |r: &&bench::BenchRow| loaded.as_ref().is_none_or(|v| &r.variant == v);
+        let peak = rows
+            .iter()
+            .filter(runs)
+            .filter_map(|r| r.peak_rss_mb)
+            .fold(None, |max: Option<f64>, mb| {
+                Some(max.map_or(mb, |m| m.max(mb)))
+            });
+        after.push(match peak {
+            Some(peak) => board.memory_fit(peak),
+            None => "memory: the peak RSS could not be read here (no /proc/self/status)".into(),
+        });
+    }
+    for line in after {
+        if json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// SIGINT and SIGTERM set the returned flag; the loops look at it.

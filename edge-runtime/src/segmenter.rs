@@ -18,9 +18,13 @@
 //! the room, the higher the threshold and the longer the pauses look. Streamed with
 //! background noise, a 300 ms hangover split utterances once the floor reached -42 dBFS
 //! and 200 ms at -48, while 400 ms kept all 168 whole; so 400 ms, and one second of
-//! silence still separates two utterances. Pre- and post-roll (200 ms) are about the
-//! silence the corpus files carry before and after the speech, so a segment looks like
-//! a file.
+//! silence still separates two utterances. The pre-roll (200 ms) is about the silence the
+//! corpus files carry before the speech. The post-roll is 100 ms, the bundles' front-end
+//! trim margin: the front-end cuts every clip to its speech plus 100 ms (padding with
+//! zeros where the clip is shorter), so a longer post-roll would change nothing the
+//! encoder sees and only hold the answer back (`listen` shows an utterance once its
+//! post-roll is complete: 200 ms of post-roll made 200 of the 371 ms from end of speech
+//! to shown with a base-size bundle).
 //!
 //! Frames sit at fixed stream positions, so how the stream is cut into `push` calls
 //! does not change the utterances. Memory is bounded: the pre-roll is a ring, and an
@@ -72,7 +76,7 @@ impl Default for SegmenterConfig {
             attack_frames: 2,
             hangover_ms: 400.0,
             pre_roll_ms: 200.0,
-            post_roll_ms: 200.0,
+            post_roll_ms: 100.0,
             min_utterance_ms: 250.0,
             max_utterance_ms: 8_000.0,
             floor_fall_ms: 100.0,
@@ -649,17 +653,18 @@ mod tests {
             "same audio, so the same answer"
         );
         assert_eq!(preview.start_sample, utterance.start_sample);
-        // Out after the post-roll (200 ms), the hangover's 200 ms earlier.
+        // Out once the post-roll is complete, before the hangover ends.
+        let config = SegmenterConfig::default();
         let speech_end = utterance.speech_end_sample;
         close_to(
             preview_at - speech_end,
-            ms(200.0),
+            ms(f64::from(config.post_roll_ms)),
             1,
             "preview after the end of speech",
         );
         close_to(
             emitted_at - preview_at,
-            ms(200.0),
+            ms(f64::from(config.hangover_ms - config.post_roll_ms)),
             1,
             "emitted after the preview",
         );
@@ -667,7 +672,7 @@ mod tests {
 
     #[test]
     fn speech_resuming_after_a_preview_gives_a_new_preview_and_the_whole_utterance() {
-        // A 300 ms pause: past the post-roll (200), within the hangover (400).
+        // A 300 ms pause: past the post-roll (100), within the hangover (400).
         let input = signal(
             &[
                 (500.0, 0.0),
@@ -708,9 +713,19 @@ mod tests {
             .iter()
             .zip([(1_000.0, 1_800.0), (2_800.0, 4_300.0)])
         {
-            close_to(u.start_sample, ms(onset - 200.0), 1, "start");
+            close_to(
+                u.start_sample,
+                ms(onset - f64::from(config.pre_roll_ms)),
+                1,
+                "start",
+            );
             close_to(u.speech_end_sample, ms(end), 1, "speech end");
-            close_to(u.end_sample(), ms(end + 200.0), 1, "end");
+            close_to(
+                u.end_sample(),
+                ms(end + f64::from(config.post_roll_ms)),
+                1,
+                "end",
+            );
             assert_eq!(u.samples.len() as u64, u.end_sample() - u.start_sample);
             assert_eq!(
                 u.samples[..],

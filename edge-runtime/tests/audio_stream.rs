@@ -194,7 +194,7 @@ fn check_one_utterance_per_file(files: &[PathBuf], noise: f64) {
             utterance.end_sample()
         );
         // The whole utterance: at least 80 % of the file's length (files carry 0.35 s
-        // of silence; the segment adds 0.4 s of pre/post-roll).
+        // of silence; the segment adds 0.3 s of pre/post-roll).
         let length = utterance.end_sample() - utterance.start_sample;
         assert!(
             length * 10 >= (file_end - file_start) * 8,

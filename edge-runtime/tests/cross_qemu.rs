@@ -99,6 +99,19 @@ fn on_path(program: &str) -> bool {
 }
 
 /// Fails under CI (where `.ci/run` provides what is required), skips elsewhere.
+/// The board's binary for `cross`, built; `None` (after [`missing`]) when the cross
+/// tools are not here or the build fails.
+fn emulated_binary(cross: &Cross) -> Option<PathBuf> {
+    // Checked first: without them the build would compile for minutes, then fail to link.
+    for program in [cross.linker, cross.qemu] {
+        if !on_path(program) {
+            missing(cross, &format!("{program} is not installed"));
+            return None;
+        }
+    }
+    build(cross).map_err(|why| missing(cross, &why)).ok()
+}
+
 fn missing(cross: &Cross, what: &str) {
     let message = format!(
         "{what}; see README, \"Building for a Raspberry Pi\": the cross gcc, qemu-user-static and `cargo build -p edge-runtime --target {}`",
@@ -138,6 +151,18 @@ fn corpus_files() -> Vec<PathBuf> {
 /// `emotion-edge classify --json` through `runner` (empty: run directly), one object per
 /// file.
 fn classify(runner: &[&str], binary: &Path, extra: &[&str], files: &[PathBuf]) -> Vec<Value> {
+    classify_with_env(runner, binary, extra, files, &[])
+}
+
+/// As [`classify`], with environment variables set for the child (`QEMU_CPU` picks the
+/// emulated core, `TRACT_CPU_ISA` edits the features tract picks its kernels from).
+fn classify_with_env(
+    runner: &[&str],
+    binary: &Path,
+    extra: &[&str],
+    files: &[PathBuf],
+    env: &[(&str, &str)],
+) -> Vec<Value> {
     let (program, prefix) = match runner {
         [] => (binary.as_os_str().to_owned(), Vec::new()),
         [program, args @ ..] => {
@@ -158,6 +183,7 @@ fn classify(runner: &[&str], binary: &Path, extra: &[&str], files: &[PathBuf]) -
         .args(["--threads", "1"])
         .args(extra)
         .args(files)
+        .envs(env.iter().copied())
         .output()
         .expect("emotion-edge runs");
     assert!(
@@ -183,16 +209,100 @@ fn the_armv7_build_under_qemu_classifies_like_the_host() {
     compare(&ARMV7);
 }
 
-fn compare(cross: &Cross) {
-    // Checked first: without them the build would compile for minutes, then fail to link.
-    for program in [cross.linker, cross.qemu] {
-        if !on_path(program) {
-            return missing(cross, &format!("{program} is not installed"));
+/// Each CPU class the board supports runs its own int8 kernels (tract picks them from
+/// the features the CPU reports): the same emotions and probabilities within the
+/// tolerance on every one. aarch64 under qemu as a Cortex-A53 (Zero 2 W) and a Cortex-A72
+/// (Pi 4): ARMv8.0 NEON, int8 products widened to 16 bits; as a Cortex-A76 (Pi 5):
+/// ARMv8.2 dot product (SDOT). x86: this machine's own kernels and, through tract's
+/// `TRACT_CPU_ISA`, those of an AVX2 + FMA CPU without AVX-512 or VNNI. The int8 runs
+/// force integer kernels (`EMOTION_EDGE_INT8=integer`): the demo bundle's products are
+/// small enough to compute in float everywhere otherwise.
+#[test]
+fn every_cpu_class_computes_the_same_int8_and_fp32_answers() {
+    let cross = &AARCH64;
+    let Some(binary) = emulated_binary(cross) else {
+        return;
+    };
+    let host = Path::new(env!("CARGO_BIN_EXE_emotion-edge"));
+    let files: Vec<PathBuf> = corpus_files().into_iter().step_by(2).collect();
+    let qemu = [cross.qemu, "-L", cross.sysroot];
+    for variant in ["int8", "fp32"] {
+        let extra = ["--keyword-from-name", "--variant", variant];
+        let compute: &[(&str, &str)] = match variant {
+            "int8" => &[(models::int8::INT8_COMPUTE_ENV, "integer")],
+            _ => &[],
+        };
+        let expected = classify_with_env(&[], host, &extra, &files, compute);
+        let classes: [(&str, &[&str], &Path, &[(&str, &str)]); 4] = [
+            (
+                "x86-64 AVX2 + FMA (TRACT_CPU_ISA)",
+                &[],
+                host,
+                &[(
+                    "TRACT_CPU_ISA",
+                    "-avx512f,-avx512vnni,-avxvnni,-avx512fp16,-amx-int8,-amx-bf16",
+                )],
+            ),
+            (
+                "aarch64 Cortex-A53 (Zero 2 W)",
+                &qemu,
+                &binary,
+                &[("QEMU_CPU", "cortex-a53")],
+            ),
+            (
+                "aarch64 Cortex-A72 (Pi 4)",
+                &qemu,
+                &binary,
+                &[("QEMU_CPU", "cortex-a72")],
+            ),
+            (
+                "aarch64 Cortex-A76 (Pi 5)",
+                &qemu,
+                &binary,
+                &[("QEMU_CPU", "cortex-a76")],
+            ),
+        ];
+        for (class, runner, program, env) in classes {
+            let env: Vec<(&str, &str)> = env.iter().chain(compute).copied().collect();
+            let got = classify_with_env(runner, program, &extra, &files, &env);
+            let worst = worst_difference(&expected, &got, &format!("{class} {variant}"));
+            eprintln!(
+                "{variant} on {class}: {} files, same emotions as native {}, max |Δp| {worst:.2e}",
+                files.len(),
+                std::env::consts::ARCH
+            );
         }
     }
-    let binary = match build(cross) {
-        Ok(binary) => binary,
-        Err(why) => return missing(cross, &why),
+}
+
+/// The largest probability difference between two runs over the same files; panics
+/// when an emotion, a head or a probability (beyond [`TOLERANCE`]) differs.
+fn worst_difference(expected: &[Value], got: &[Value], what: &str) -> f64 {
+    assert_eq!(got.len(), expected.len(), "{what}");
+    let mut worst = 0.0f64;
+    for (native, other) in expected.iter().zip(got) {
+        let file = &native["file"];
+        assert_eq!(other["file"], *file);
+        assert_eq!(other["model"], native["model"], "{file} {what}");
+        assert_eq!(other["emotion"], native["emotion"], "{file} {what}");
+        let native_p = native["probabilities"].as_object().unwrap();
+        assert_eq!(native_p.len(), 7);
+        for (emotion, p) in native_p {
+            let q = other["probabilities"][emotion].as_f64().unwrap_or(f64::NAN);
+            let difference = (p.as_f64().unwrap_or(f64::NAN) - q).abs();
+            assert!(
+                difference <= TOLERANCE,
+                "{file} {what}: p({emotion}) differs by {difference:.2e}"
+            );
+            worst = worst.max(difference);
+        }
+    }
+    worst
+}
+
+fn compare(cross: &Cross) {
+    let Some(binary) = emulated_binary(cross) else {
+        return;
     };
     assert_eq!(
         elf_machine(&binary),
@@ -214,26 +324,7 @@ fn compare(cross: &Cross) {
     ] {
         let expected = classify(&[], host, extra, &files);
         let got = classify(&qemu, &binary, extra, &files);
-        assert_eq!(got.len(), files.len(), "{extra:?}");
-        let mut worst = 0.0f64;
-        for (native, emulated) in expected.iter().zip(&got) {
-            let file = &native["file"];
-            assert_eq!(emulated["file"], *file);
-            assert_eq!(emulated["model"], native["model"], "{file} {extra:?}");
-            assert_eq!(emulated["emotion"], native["emotion"], "{file} {extra:?}");
-            let native_p = native["probabilities"].as_object().unwrap();
-            assert_eq!(native_p.len(), 7);
-            for (emotion, p) in native_p {
-                let other = emulated["probabilities"][emotion].as_f64().unwrap();
-                let difference = (p.as_f64().unwrap() - other).abs();
-                assert!(
-                    difference <= TOLERANCE,
-                    "{file} {extra:?}: p({emotion}) differs by {difference:.2e} on {}",
-                    cross.target
-                );
-                worst = worst.max(difference);
-            }
-        }
+        let worst = worst_difference(&expected, &got, &format!("{extra:?} on {}", cross.target));
         eprintln!(
             "{extra:?}: {} files, same emotions on {} (qemu) and {}, max |Δp| {worst:.2e}",
             files.len(),

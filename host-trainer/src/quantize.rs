@@ -85,6 +85,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use models::int8::{PRODUCTS_KEY, QuantizedProduct};
 use prost::Message;
 use tract_onnx::pb;
 use tract_onnx::pb::tensor_proto::{DataLocation, DataType};
@@ -217,6 +218,9 @@ pub struct QuantizeSummary {
     pub activation_sources: Vec<String>,
     /// How many of them got a calibrated (fixed) scale.
     pub calibrated: usize,
+    /// Every product rewritten, as the graph's [`models::int8::PRODUCTS_KEY`] entry lists
+    /// it (so a board without fast int8 kernels can compute it in float).
+    pub products: Vec<QuantizedProduct>,
 }
 
 /// Why a model could not be quantised.
@@ -277,6 +281,9 @@ pub fn quantize_dynamic(
             METADATA_ACTIVATIONS_KEY,
             options.activations.as_str(),
         );
+        let products =
+            serde_json::to_string(&summary.products).expect("a list of names serialises");
+        set_metadata(&mut model, PRODUCTS_KEY, &products);
     }
     Ok((model.encode_to_vec(), summary))
 }
@@ -518,11 +525,17 @@ fn quantize_graph(
             "Mul",
             final_name,
             &[&as_float, &scale],
-            vec![y],
+            vec![y.clone()],
             vec![],
         ));
         summary.quantized += 1;
         summary.quantized_nodes.push(label);
+        summary.products.push(QuantizedProduct {
+            input: x,
+            weight: w.codes.clone(),
+            scale: w.scales.clone(),
+            output: y,
+        });
     }
     graph.node = nodes;
     graph.initializer.extend(new_initializers);
@@ -1315,13 +1328,20 @@ mod tests {
             .map(|e| (e.key.as_str(), e.value.as_str()))
             .collect();
         assert_eq!(
-            metadata,
+            metadata[..3],
             [
                 ("k", "v"),
                 (METADATA_KEY, METADATA_VALUE),
                 (METADATA_ACTIVATIONS_KEY, form.as_str())
             ]
         );
+        assert_eq!(metadata[3].0, PRODUCTS_KEY);
+        let listed = models::int8::quantized_products(&after)?;
+        assert_eq!(listed, summary.products);
+        let outputs: Vec<&str> = listed.iter().map(|p| p.output.as_str()).collect();
+        assert_eq!(outputs, ["fc1.matmul", "fc2.matmul", "side.matmul"]);
+        assert_eq!(listed[0].input, "x");
+        assert_eq!(listed[0].weight, "fc1.weight.int8");
 
         // Numbers: both graphs in tract on the same input.
         let mut rng = Rng(7);
@@ -1380,6 +1400,52 @@ mod tests {
             // operands (measured 0.8–1.6 %).
             assert!(relative < 0.04, "{name}: relative error {relative}");
         }
+
+        // The same graph computed in float from its int8 weights (a CPU without fast
+        // int8 kernels): tract runs the float graph's ops, and only the weights' rounding
+        // is left, within half a step of each weight's column.
+        let mut in_float = after.clone();
+        assert_eq!(
+            models::int8::products_in_float(&mut in_float, usize::MAX)?,
+            3
+        );
+        let (dequantised, dequantised_ops) =
+            run(&in_float.encode_to_vec(), input()?.into_tensor())?;
+        assert_eq!(dequantised_ops, float_ops, "no integer op is left");
+        let weight_bound = |x: &[f32], k: usize, w: &[f32], n: usize| -> Vec<f64> {
+            let rows = x.len() / k;
+            let half_step: Vec<f64> = (0..n)
+                .map(|j| (0..k).fold(0f64, |m, i| m.max(w[i * n + j].abs() as f64)) / 127.0 / 2.0)
+                .collect();
+            (0..rows * n)
+                .map(|o| {
+                    let (r, j) = (o / n, o % n);
+                    let l1: f64 = x[r * k..(r + 1) * k].iter().map(|v| v.abs() as f64).sum();
+                    l1 * half_step[j] * (1.0 + 1e-5) + 1e-6
+                })
+                .collect()
+        };
+        for (name, f, q, bound) in [
+            (
+                "pre",
+                pre,
+                &dequantised[0],
+                weight_bound(&x, K, &toy.w1, HIDDEN),
+            ),
+            (
+                "side",
+                side,
+                &dequantised[3],
+                weight_bound(&x, K, &toy.w_side, K),
+            ),
+        ] {
+            for (i, ((a, b), e)) in f.1.iter().zip(&q.1).zip(&bound).enumerate() {
+                let err = (*a as f64 - *b as f64).abs();
+                assert!(err <= *e, "{name}[{i}] in float: error {err} over {e}");
+            }
+        }
+        let relative = max_abs_diff(&y.1, &dequantised[2].1) / max_abs(&y.1);
+        assert!(relative < 0.02, "y in float: relative error {relative}");
         Ok(())
     }
 

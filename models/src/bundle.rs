@@ -9,6 +9,7 @@
 //!   head_speech.fp32.onnx, head_fusion.fp32.onnx, ...   heads, one per model and variant
 //!   tokenizer.json, keywords.bin                          text side: tokenizer, keyword table
 //!   text_encoder.onnx     optional: BERT, for transcripts outside the keyword table
+//!   text_encoder.int8.onnx  optional (format 3): the int8 variant's own, quantised BERT
 //! ```
 //!
 //! The manifest records the labels, the front-end settings, the transcript template,
@@ -25,6 +26,7 @@ pub mod error;
 pub mod keywords;
 pub mod writer;
 
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -40,8 +42,13 @@ pub use keywords::{KeywordEntry, KeywordTable};
 pub use writer::BundleWriter;
 
 /// The bundle format this program writes and the newest it reads.
-/// Format 2 added the keyword-spotting head.
-pub const FORMAT_VERSION: u32 = 2;
+/// Format 2 added the keyword-spotting head; format 3 a text encoder per variant
+/// ([`Variant::text_encoder`], the int8 variant's quantised BERT).
+pub const FORMAT_VERSION: u32 = 3;
+/// The oldest bundle format this program reads: a format-2 bundle loads as it is (every
+/// variant uses the manifest's text encoder), and a format-2 manifest is written back
+/// in format 2.
+pub const OLDEST_FORMAT: u32 = 2;
 /// The manifest, binary (authoritative).
 pub const MANIFEST_FILE: &str = "manifest.bin";
 /// The manifest, readable copy.
@@ -70,7 +77,8 @@ pub struct BundleManifest {
     pub tokenizer: String,
     /// The keyword table file.
     pub keywords: String,
-    /// The text encoder file, if open transcripts are supported.
+    /// The text encoder file, if open transcripts are supported (the variants without
+    /// their own [`Variant::text_encoder`] use it).
     pub text_encoder: Option<String>,
     /// The keyword-spotting head's words and threshold, if the bundle has one.
     pub keyword_spotter: Option<KeywordSpotterSpec>,
@@ -110,6 +118,21 @@ pub struct Variant {
     pub heads: Vec<HeadFile>,
     /// The keyword-spotting head file (present when the manifest has a spotter).
     pub keyword_spotter: Option<String>,
+    /// The variant's own text encoder file (format 3), e.g. the int8 variant's
+    /// quantised BERT; `None`: the manifest's [`BundleManifest::text_encoder`], if any.
+    /// Absent from a format-2 JSON copy.
+    #[serde(default)]
+    pub text_encoder: Option<String>,
+}
+
+impl Variant {
+    /// The text encoder this variant runs on open transcripts: its own, else the
+    /// manifest's, else none.
+    pub fn text_encoder<'a>(&'a self, manifest: &'a BundleManifest) -> Option<&'a str> {
+        self.text_encoder
+            .as_deref()
+            .or(manifest.text_encoder.as_deref())
+    }
 }
 
 /// The keyword-spotting head: a head over the speech features whose outputs are the
@@ -198,6 +221,43 @@ pub struct VariantReport {
     pub macro_f1: f64,
 }
 
+/// Agreement with fp32, for every model, a quantised variant needs to be picked
+/// automatically (the export's default, the board's choice).
+pub const MIN_AGREEMENT: f64 = 0.99;
+/// Macro-F1 a quantised variant may lose against fp32 and still be picked automatically.
+pub const MAX_MACRO_F1_LOSS: f64 = 0.01;
+
+/// How the variant `name` misses the accuracy bar ([`MIN_AGREEMENT`],
+/// [`MAX_MACRO_F1_LOSS`]) against fp32 in these report rows; empty when it passes or
+/// nothing is recorded for it.
+pub fn accuracy_problems(rows: &[VariantReport], name: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    for row in rows.iter().filter(|r| r.name == name && name != "fp32") {
+        let Some(reference) = rows
+            .iter()
+            .find(|r| r.name == "fp32" && r.model == row.model)
+        else {
+            continue;
+        };
+        if row.agreement_with_fp32 < MIN_AGREEMENT {
+            problems.push(format!(
+                "{} agrees with fp32 on {:.1}% (< {:.0}%)",
+                row.model,
+                100.0 * row.agreement_with_fp32,
+                100.0 * MIN_AGREEMENT
+            ));
+        }
+        if row.macro_f1 < reference.macro_f1 - MAX_MACRO_F1_LOSS {
+            problems.push(format!(
+                "{} loses {:.1} points of macro-F1",
+                row.model,
+                100.0 * (reference.macro_f1 - row.macro_f1)
+            ));
+        }
+    }
+    problems
+}
+
 impl BundleManifest {
     /// The variant called `name`, or the default one.
     pub fn variant(&self, name: Option<&str>) -> Result<&Variant, BundleError> {
@@ -236,6 +296,9 @@ impl BundleManifest {
             if let Some(file) = &v.keyword_spotter {
                 files.push((file.as_str(), format!("the {} keyword spotter", v.name)));
             }
+            if let Some(file) = &v.text_encoder {
+                files.push((file.as_str(), format!("the {} text encoder", v.name)));
+            }
         }
         files
     }
@@ -244,8 +307,12 @@ impl BundleManifest {
     pub fn to_bytes(&self) -> Result<Vec<u8>, BundleError> {
         let mut bytes = MAGIC.to_vec();
         bytes.extend_from_slice(&self.format.to_le_bytes());
-        let payload =
-            postcard::to_stdvec(self).map_err(|e| BundleError::Write(format!("manifest: {e}")))?;
+        let payload = if self.format >= 3 {
+            postcard::to_stdvec(self)
+        } else {
+            postcard::to_stdvec(&legacy::ManifestV2::try_from(self)?)
+        }
+        .map_err(|e| BundleError::Write(format!("manifest: {e}")))?;
         bytes.extend_from_slice(&payload);
         Ok(bytes)
     }
@@ -273,7 +340,7 @@ impl BundleManifest {
                 supported: FORMAT_VERSION,
             });
         }
-        if version < FORMAT_VERSION {
+        if version < OLDEST_FORMAT {
             return Err(BundleError::OlderFormat {
                 path: path.to_path_buf(),
                 found: version,
@@ -284,8 +351,12 @@ impl BundleManifest {
             path: path.to_path_buf(),
             detail,
         };
-        let manifest: BundleManifest = postcard::from_bytes(payload)
-            .map_err(|e| corrupt(format!("the manifest does not decode ({e})")))?;
+        let manifest: BundleManifest = if version >= 3 {
+            postcard::from_bytes(payload)
+        } else {
+            postcard::from_bytes::<legacy::ManifestV2>(payload).map(BundleManifest::from)
+        }
+        .map_err(|e| corrupt(format!("the manifest does not decode ({e})")))?;
         if manifest.format != version {
             return Err(corrupt(format!(
                 "the header says format {version}, the manifest {}",
@@ -293,6 +364,124 @@ impl BundleManifest {
             )));
         }
         Ok(manifest)
+    }
+}
+
+/// Format 2, as postcard lays it out: the format-3 manifest without
+/// [`Variant::text_encoder`] (postcard writes fields in order, unnamed, so a field more
+/// is another layout).
+mod legacy {
+    use serde::{Deserialize, Serialize};
+
+    use super::{
+        BundleError, BundleManifest, BundleProvenance, EncoderSpec, FileEntry, HeadFile,
+        KeywordSpotterSpec, Variant,
+    };
+    use crate::FrontendConfig;
+
+    #[derive(Serialize, Deserialize)]
+    pub(super) struct ManifestV2 {
+        format: u32,
+        created_by: String,
+        labels: Vec<String>,
+        frontend: FrontendConfig,
+        transcript_template: String,
+        speech: EncoderSpec,
+        text: EncoderSpec,
+        tokenizer: String,
+        keywords: String,
+        text_encoder: Option<String>,
+        keyword_spotter: Option<KeywordSpotterSpec>,
+        variants: Vec<VariantV2>,
+        default_variant: String,
+        default_reason: String,
+        files: Vec<FileEntry>,
+        provenance: BundleProvenance,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct VariantV2 {
+        name: String,
+        description: String,
+        speech_encoder: String,
+        heads: Vec<HeadFile>,
+        keyword_spotter: Option<String>,
+    }
+
+    impl From<ManifestV2> for BundleManifest {
+        fn from(m: ManifestV2) -> Self {
+            BundleManifest {
+                format: m.format,
+                created_by: m.created_by,
+                labels: m.labels,
+                frontend: m.frontend,
+                transcript_template: m.transcript_template,
+                speech: m.speech,
+                text: m.text,
+                tokenizer: m.tokenizer,
+                keywords: m.keywords,
+                text_encoder: m.text_encoder,
+                keyword_spotter: m.keyword_spotter,
+                variants: m
+                    .variants
+                    .into_iter()
+                    .map(|v| Variant {
+                        name: v.name,
+                        description: v.description,
+                        speech_encoder: v.speech_encoder,
+                        heads: v.heads,
+                        keyword_spotter: v.keyword_spotter,
+                        text_encoder: None,
+                    })
+                    .collect(),
+                default_variant: m.default_variant,
+                default_reason: m.default_reason,
+                files: m.files,
+                provenance: m.provenance,
+            }
+        }
+    }
+
+    impl TryFrom<&BundleManifest> for ManifestV2 {
+        type Error = BundleError;
+
+        fn try_from(m: &BundleManifest) -> Result<Self, BundleError> {
+            let mut variants = Vec::with_capacity(m.variants.len());
+            for v in &m.variants {
+                if v.text_encoder.is_some() {
+                    return Err(BundleError::Write(format!(
+                        "variant `{}` has its own text encoder, which bundle format {} cannot hold (format 3 can)",
+                        v.name, m.format
+                    )));
+                }
+                variants.push(VariantV2 {
+                    name: v.name.clone(),
+                    description: v.description.clone(),
+                    speech_encoder: v.speech_encoder.clone(),
+                    heads: v.heads.clone(),
+                    keyword_spotter: v.keyword_spotter.clone(),
+                });
+            }
+            let m = m.clone();
+            Ok(ManifestV2 {
+                format: m.format,
+                created_by: m.created_by,
+                labels: m.labels,
+                frontend: m.frontend,
+                transcript_template: m.transcript_template,
+                speech: m.speech,
+                text: m.text,
+                tokenizer: m.tokenizer,
+                keywords: m.keywords,
+                text_encoder: m.text_encoder,
+                keyword_spotter: m.keyword_spotter,
+                variants,
+                default_variant: m.default_variant,
+                default_reason: m.default_reason,
+                files: m.files,
+                provenance: m.provenance,
+            })
+        }
     }
 }
 
@@ -412,6 +601,19 @@ impl Bundle {
 
     /// Reads a listed file and checks its size and SHA-256.
     pub fn read(&self, file: &str) -> Result<Vec<u8>, BundleError> {
+        let mut checked = self.open_file(file)?;
+        let mut bytes = Vec::with_capacity(usize::try_from(checked.len()).unwrap_or(0));
+        if let Err(source) = checked.read_to_end(&mut bytes) {
+            return Err(checked.io_error(source));
+        }
+        checked.finish()?;
+        Ok(bytes)
+    }
+
+    /// Opens a listed file to be read as a stream (a graph decoded as it is read, so
+    /// that its bytes are never held whole); [`CheckedFile::finish`] checks its size and
+    /// SHA-256 once it has been read, as [`Bundle::read`] does.
+    pub fn open_file(&self, file: &str) -> Result<CheckedFile, BundleError> {
         let manifest_path = self.dir.join(MANIFEST_FILE);
         let entry = self
             .manifest
@@ -424,21 +626,15 @@ impl Bundle {
             path: manifest_path,
             detail: format!("file name `{file}` leaves the bundle directory"),
         })?;
-        let bytes = read_file(&path, "")?;
-        let found = sha256_hex(&bytes);
-        if bytes.len() as u64 != entry.bytes || found != entry.sha256 {
-            return Err(BundleError::Tampered {
-                path,
-                detail: format!(
-                    "{} bytes with SHA-256 {}…, the manifest says {} bytes with {}…",
-                    bytes.len(),
-                    &found[..12],
-                    entry.bytes,
-                    entry.sha256.get(..12).unwrap_or(&entry.sha256)
-                ),
-            });
-        }
-        Ok(bytes)
+        let handle = std::fs::File::open(&path).map_err(|source| file_error(&path, "", source))?;
+        Ok(CheckedFile {
+            path,
+            file: handle,
+            hasher: Sha256::new(),
+            read: 0,
+            expected_bytes: entry.bytes,
+            expected_sha256: entry.sha256.clone(),
+        })
     }
 
     /// Hashes every listed file (what [`Bundle::read`] does, for all of them).
@@ -503,19 +699,100 @@ fn safe_join(dir: &Path, name: &str) -> Option<PathBuf> {
 }
 
 fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, BundleError> {
-    std::fs::read(path).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::NotFound {
-            BundleError::Missing {
-                path: path.to_path_buf(),
-                what: what.to_string(),
-            }
-        } else {
-            BundleError::Io {
-                path: path.to_path_buf(),
-                source,
+    std::fs::read(path).map_err(|source| file_error(path, what, source))
+}
+
+fn file_error(path: &Path, what: &str, source: std::io::Error) -> BundleError {
+    if source.kind() == std::io::ErrorKind::NotFound {
+        BundleError::Missing {
+            path: path.to_path_buf(),
+            what: what.to_string(),
+        }
+    } else {
+        BundleError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// A listed file of a bundle opened for reading ([`Bundle::open_file`]): what is read
+/// through it is hashed, and [`CheckedFile::finish`] compares size and SHA-256 with the
+/// manifest. Nothing read through it may be trusted before `finish` says so.
+#[derive(Debug)]
+pub struct CheckedFile {
+    path: PathBuf,
+    file: std::fs::File,
+    hasher: Sha256,
+    read: u64,
+    expected_bytes: u64,
+    expected_sha256: String,
+}
+
+impl CheckedFile {
+    /// The size the manifest records (the file's size when the bundle was opened).
+    pub fn len(&self) -> u64 {
+        self.expected_bytes
+    }
+
+    /// True for an empty file.
+    pub fn is_empty(&self) -> bool {
+        self.expected_bytes == 0
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A read failure of this file as a bundle error.
+    pub fn io_error(&self, source: std::io::Error) -> BundleError {
+        file_error(&self.path, "", source)
+    }
+
+    /// Reads what is left of the file and checks its size and SHA-256 against the
+    /// manifest ([`BundleError::Tampered`] when they differ).
+    pub fn finish(mut self) -> Result<(), BundleError> {
+        let mut rest = [0u8; 64 * 1024];
+        loop {
+            match self.read(&mut rest) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(source) => return Err(self.io_error(source)),
             }
         }
-    })
+        let found: String = self
+            .hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if self.read != self.expected_bytes || found != self.expected_sha256 {
+            return Err(BundleError::Tampered {
+                path: self.path,
+                detail: format!(
+                    "{} bytes with SHA-256 {}…, the manifest says {} bytes with {}…",
+                    self.read,
+                    &found[..12],
+                    self.expected_bytes,
+                    self.expected_sha256
+                        .get(..12)
+                        .unwrap_or(&self.expected_sha256)
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl std::io::Read for CheckedFile {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.read += n as u64;
+        Ok(n)
+    }
 }
 
 #[cfg(test)]
@@ -553,6 +830,7 @@ mod tests {
                     file: "head_speech.onnx".into(),
                 }],
                 keyword_spotter: None,
+                text_encoder: None,
             }],
             default_variant: "fp32".into(),
             default_reason: "only one".into(),
@@ -727,11 +1005,11 @@ mod tests {
         assert!(err.to_string().contains("update emotion-edge"));
 
         let mut older = good.clone();
-        older[8..12].copy_from_slice(&(FORMAT_VERSION - 1).to_le_bytes());
+        older[8..12].copy_from_slice(&(OLDEST_FORMAT - 1).to_le_bytes());
         std::fs::write(&path, &older).unwrap();
         let err = Bundle::open(&dir).unwrap_err();
         assert!(
-            matches!(err, BundleError::OlderFormat { found, .. } if found == FORMAT_VERSION - 1)
+            matches!(err, BundleError::OlderFormat { found, .. } if found == OLDEST_FORMAT - 1)
         );
         assert!(err.to_string().contains("export the bundle again"), "{err}");
     }

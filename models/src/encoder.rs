@@ -10,8 +10,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tract_onnx::pb::ModelProto;
 use tract_onnx::prelude::*;
+
+use crate::graph_load::OnnxModel;
 
 /// Which kind of input an encoder reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,13 +102,31 @@ pub struct EncoderGraph {
 }
 
 impl EncoderGraph {
-    /// Loads and optimises the graph in `path`.
+    /// Loads and optimises the graph in `path`, to run on one thread. The file is
+    /// decoded as it is read (its bytes are never held whole).
     pub fn load(path: &Path) -> Result<Self, EncoderError> {
-        let bytes = std::fs::read(path).map_err(|source| EncoderError::Io {
+        Self::load_with_threads(path, 1)
+    }
+
+    /// As [`EncoderGraph::load`], with tract's matrix products spread over `threads`
+    /// threads (1 = the calling thread only).
+    pub fn load_with_threads(path: &Path, threads: usize) -> Result<Self, EncoderError> {
+        use crate::graph_load::{DecodeFailure, decode_model};
+        let io = |source: std::io::Error| EncoderError::Io {
             path: path.to_path_buf(),
             source,
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        let name = path.display().to_string();
+        let proto = decode_model(file, len).map_err(|failure| match failure {
+            DecodeFailure::Io(source) => io(source),
+            DecodeFailure::Decode(detail) => EncoderError::Load {
+                name: name.clone(),
+                detail,
+            },
         })?;
-        Self::from_bytes(&bytes, &path.display().to_string())
+        Self::from_proto(proto, &name, threads)
     }
 
     /// Loads and optimises a graph held in memory, to run on one thread; `name` is
@@ -123,6 +142,21 @@ impl EncoderGraph {
         name: &str,
         threads: usize,
     ) -> Result<Self, EncoderError> {
+        let proto =
+            crate::graph_load::decode_model_bytes(bytes).map_err(|detail| EncoderError::Load {
+                name: name.to_string(),
+                detail,
+            })?;
+        Self::from_proto(proto, name, threads)
+    }
+
+    /// As [`EncoderGraph::from_bytes_with_threads`], from a decoded graph, which is
+    /// consumed (its weights are freed as tract's tensors are made).
+    pub(crate) fn from_proto(
+        model: OnnxModel,
+        name: &str,
+        threads: usize,
+    ) -> Result<Self, EncoderError> {
         let load_error = |detail: String| EncoderError::Load {
             name: name.to_string(),
             detail,
@@ -131,20 +165,16 @@ impl EncoderGraph {
             name: name.to_string(),
             problem,
         };
-        let onnx = tract_onnx::onnx();
-        let proto: ModelProto = onnx
-            .proto_model_for_read(&mut &bytes[..])
-            .map_err(|e| load_error(format!("{e:#}")))?;
-        let graph = proto
+        let graph = model
+            .proto
             .graph
             .as_ref()
             .ok_or_else(|| contract("the model has no graph".into()))?;
-        let initializers: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
         let inputs: Vec<&str> = graph
             .input
             .iter()
             .map(|i| i.name.as_str())
-            .filter(|n| !initializers.contains(n))
+            .filter(|n| !model.is_weight(n))
             .collect();
         let modality = match inputs[..] {
             ["input_values"] => Modality::Speech,
@@ -174,13 +204,15 @@ impl EncoderGraph {
                 "outputs must be hidden states in increasing layer order, found {hidden_indices:?}"
             )));
         }
-        let metadata = proto
+        let metadata = model
+            .proto
             .metadata_props
             .iter()
             .map(|p| (p.key.clone(), p.value.clone()))
             .collect();
         let assertion = (modality == Modality::Speech).then_some(SPEECH_MIN_SAMPLES_ASSERTION);
-        let plan = runnable_plan(&proto, threads, assertion).map_err(load_error)?;
+        let plan =
+            crate::graph_load::runnable_plan(model, threads, assertion).map_err(load_error)?;
         Ok(Self {
             name: name.to_string(),
             modality,
@@ -311,28 +343,3 @@ pub const SPEECH_MIN_SAMPLES: usize = 400;
 /// generic path for every element-wise op on one (≈ 4 ns per value instead of a
 /// vectorised loop); [`EncoderGraph::run`] refuses shorter input before it gets there.
 const SPEECH_MIN_SAMPLES_ASSERTION: &str = "samples>=400";
-
-/// Optimises an ONNX model and makes it runnable, its matrix products on `threads`
-/// threads (1 = the calling thread only), with `assertion` (e.g. `samples>=400`) known
-/// about its symbolic dimensions. Shared by the encoder and head runners.
-pub(crate) fn runnable_plan(
-    proto: &ModelProto,
-    threads: usize,
-    assertion: Option<&str>,
-) -> Result<Arc<TypedSimplePlan>, String> {
-    let options = RunOptions {
-        executor: (threads > 1).then(|| multithread::Executor::multithread(threads)),
-        ..RunOptions::default()
-    };
-    tract_onnx::onnx()
-        .model_for_proto_model(proto)
-        .and_then(|model| {
-            if let Some(assertion) = assertion {
-                model.symbols.add_assertion(assertion)?;
-            }
-            Ok(model)
-        })
-        .and_then(|model| model.into_optimized())
-        .and_then(|model| model.into_runnable_with_options(&options))
-        .map_err(|e| format!("{e:#}"))
-}

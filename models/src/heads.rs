@@ -173,21 +173,14 @@ impl ContractGraph {
             name: name.to_string(),
             detail,
         };
-        let onnx = tract_onnx::onnx();
-        let proto = onnx
-            .proto_model_for_read(&mut &bytes[..])
-            .map_err(|e| load(format!("{e:#}")))?;
-        let graph = proto
+        let model = crate::graph_load::decode_model_bytes(bytes).map_err(load)?;
+        let graph = model
+            .proto
             .graph
             .as_ref()
             .ok_or_else(|| load("no graph".into()))?;
-        let initializers: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
         let mut inputs = Vec::new();
-        for input in graph
-            .input
-            .iter()
-            .filter(|i| !initializers.contains(&i.name.as_str()))
-        {
+        for input in graph.input.iter().filter(|i| !model.is_weight(&i.name)) {
             match input.name.as_str() {
                 SPEECH_INPUT => inputs.push(true),
                 TEXT_INPUT => inputs.push(false),
@@ -198,12 +191,13 @@ impl ContractGraph {
             [output] if output.name == LOGITS_OUTPUT => {}
             _ => return Err(load(format!("the only output must be `{LOGITS_OUTPUT}`"))),
         }
-        let metadata = proto
+        let metadata = model
+            .proto
             .metadata_props
             .iter()
             .map(|p| (p.key.clone(), p.value.clone()))
             .collect();
-        let plan = crate::encoder::runnable_plan(&proto, threads, None).map_err(load)?;
+        let plan = crate::graph_load::runnable_plan(model, threads, None).map_err(load)?;
         Ok(Self {
             name: name.to_string(),
             metadata,

@@ -7,20 +7,29 @@
 //! - [`frontend`]: WAV decoding, mono mix-down, resampling to 16 kHz, normalisation.
 //! - [`transcript`]: the template that turns a spoken word into the text the text encoder reads.
 //! - [`tokenizer`]: one transcript to token ids, with padding and truncation off.
+//! - [`cpu`]: this machine's CPU model, SIMD features and class, as tract sees them.
+//! - [`int8`]: whether an int8 graph's products run on integer kernels or in float here.
 //! - [`encoder`]: runs an exported encoder graph (pruned HuBERT, BERT) with tract.
+//! - `graph_load`: ONNX graph to tract plan without holding the graph twice; one thread
+//!   pool per thread count for every graph of the process.
 //! - [`features`]: hidden states to the feature sequence a head reads (layer mean or stack).
 //! - [`heads`]: the models (speech, text, fusion), the head-graph contract, running a head.
 //! - [`keyword_spotter`]: which vocabulary word was said, from the speech features.
 //! - [`bundle`]: the model bundle: manifest, files, checksums, format version, keyword table.
+//! - [`memory`]: the C allocator's share of the board program's memory.
 //! - [`pipeline`]: a bundle loaded for inference: samples (and text) to seven probabilities.
 
 pub mod bundle;
+pub mod cpu;
 pub mod encoder;
 pub mod features;
 pub mod frontend;
+mod graph_load;
 pub mod heads;
+pub mod int8;
 pub mod keyword_spotter;
 pub mod labels;
+pub mod memory;
 pub mod pipeline;
 pub mod tokenizer;
 pub mod transcript;

@@ -15,11 +15,13 @@
 //! answered, where the keyword and the text came from, so a fallback is never silent.
 
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::bundle::{Bundle, BundleError, KeywordTable};
 use crate::encoder::{EncoderError, EncoderGraph, EncoderInput, Modality};
 use crate::features::{Features, combine_layers};
+use crate::graph_load::{DecodeFailure, OnnxModel, decode_model};
 use crate::heads::{HeadError, HeadGraph, ModelKind, softmax};
 use crate::keyword_spotter::{KeywordSpotter, Spotted, argmax};
 use crate::tokenizer::{TokenizerError, TranscriptTokenizer};
@@ -195,6 +197,11 @@ pub enum PipelineError {
     /// The head asked for needs text, and none was given.
     #[error("the {0} head needs a keyword or a transcript")]
     NeedsText(ModelKind),
+    /// The bundle's text encoder, loaded at the first transcript outside the keyword
+    /// table, cannot be loaded (reported again for every such transcript; the pipeline
+    /// does not read the files a second time).
+    #[error("the bundle's text encoder cannot be loaded: {0}")]
+    TextEncoder(Arc<BundleError>),
 }
 
 /// A bundle loaded for inference.
@@ -207,9 +214,25 @@ pub struct Pipeline {
     heads: Vec<HeadGraph>,
     keywords: KeywordTable,
     template: TranscriptTemplate,
-    text_encoder: Option<(TranscriptTokenizer, EncoderGraph)>,
+    /// The text encoder, when the bundle has one: loaded at first use.
+    text_encoder: Option<LazyTextEncoder>,
     /// The keyword spotter and the confidence it needs.
     spotter: Option<(KeywordSpotter, f32)>,
+}
+
+/// A tokenizer and text encoder graph, loaded.
+type TextEncoder = (TranscriptTokenizer, EncoderGraph);
+
+/// The bundle's text encoder, loaded the first time a transcript outside the keyword
+/// table needs it (a base-size BERT is most of a pipeline's memory, and a board that
+/// only hears the corpus words never needs it). Clones of the pipeline share the slot,
+/// so it is loaded once per process; a failed load is kept and reported each time.
+#[derive(Debug, Clone)]
+struct LazyTextEncoder {
+    /// The graph file.
+    file: String,
+    threads: usize,
+    slot: Arc<OnceLock<Result<Arc<TextEncoder>, Arc<BundleError>>>>,
 }
 
 /// The text of one utterance once the fallback chain has run.
@@ -271,21 +294,11 @@ impl Pipeline {
             )),
             _ => None,
         };
-        let text_encoder = match &manifest.text_encoder {
-            Some(file) => {
-                let tokenizer_bytes = bundle.read(&manifest.tokenizer)?;
-                let tokenizer =
-                    TranscriptTokenizer::from_bytes(&tokenizer_bytes, &manifest.tokenizer)
-                        .map_err(|e| BundleError::Corrupt {
-                            path: dir.join(&manifest.tokenizer),
-                            detail: e.to_string(),
-                        })?;
-                let graph = load_encoder(&bundle, file, Modality::Text, threads)?;
-                check_layers(&bundle, file, &graph, &manifest.text.layers)?;
-                Some((tokenizer, graph))
-            }
-            None => None,
-        };
+        let text_encoder = variant.text_encoder(&manifest).map(|file| LazyTextEncoder {
+            file: file.to_string(),
+            threads,
+            slot: Arc::default(),
+        });
         Ok(Self {
             frontend: Frontend::new(manifest.frontend.clone()),
             variant: variant.name,
@@ -338,6 +351,40 @@ impl Pipeline {
     /// when the bundle has a text encoder).
     pub fn knows_text(&self, text: &str) -> bool {
         self.text_encoder.is_some() || self.keywords.lookup(text).is_some()
+    }
+
+    /// Loads the bundle's text encoder and its tokenizer now, instead of at the first
+    /// transcript outside the keyword table (to check them up front, or to keep the
+    /// load out of an utterance's latency). Without a text encoder: nothing to do.
+    pub fn load_text_encoder(&self) -> Result<(), PipelineError> {
+        match &self.text_encoder {
+            Some(lazy) => self.loaded_text_encoder(lazy).map(drop),
+            None => Ok(()),
+        }
+    }
+
+    /// True once the text encoder is loaded (by [`Pipeline::load_text_encoder`] or a
+    /// transcript outside the keyword table, in this pipeline or a clone of it).
+    pub fn text_encoder_loaded(&self) -> bool {
+        self.text_encoder
+            .as_ref()
+            .and_then(|lazy| lazy.slot.get())
+            .is_some_and(Result::is_ok)
+    }
+
+    /// The text encoder, loaded on first call (other threads wait for that load).
+    fn loaded_text_encoder(
+        &self,
+        lazy: &LazyTextEncoder,
+    ) -> Result<Arc<TextEncoder>, PipelineError> {
+        lazy.slot
+            .get_or_init(|| {
+                load_text_encoder(&self.bundle, &lazy.file, lazy.threads)
+                    .map(Arc::new)
+                    .map_err(Arc::new)
+            })
+            .clone()
+            .map_err(PipelineError::TextEncoder)
     }
 
     /// The head that answers when none is asked for: fusion when there is text and the
@@ -604,7 +651,7 @@ impl Pipeline {
                 TextSource::KeywordTable,
             ));
         }
-        let Some((tokenizer, graph)) = &self.text_encoder else {
+        let Some(lazy) = &self.text_encoder else {
             let examples: Vec<&str> = self.keywords.words().take(4).collect();
             return Err(PipelineError::UnknownText {
                 text: given.to_string(),
@@ -612,11 +659,51 @@ impl Pipeline {
                 examples: examples.join(", "),
             });
         };
+        let loaded = self.loaded_text_encoder(lazy)?;
+        let (tokenizer, graph) = &*loaded;
         let ids = tokenizer.encode(&transcript)?;
         let states = graph.run(EncoderInput::TokenIds(&ids))?;
         let features = combine_layers(&states, self.bundle.manifest().text.combination);
         Ok((Some(transcript), Some(features), TextSource::TextEncoder))
     }
+}
+
+/// The tokenizer and the text encoder graph `file`, checked against the manifest.
+fn load_text_encoder(
+    bundle: &Bundle,
+    file: &str,
+    threads: usize,
+) -> Result<TextEncoder, BundleError> {
+    let manifest = bundle.manifest();
+    let tokenizer_bytes = bundle.read(&manifest.tokenizer)?;
+    let tokenizer = TranscriptTokenizer::from_bytes(&tokenizer_bytes, &manifest.tokenizer)
+        .map_err(|e| BundleError::Corrupt {
+            path: bundle.dir().join(&manifest.tokenizer),
+            detail: e.to_string(),
+        })?;
+    drop(tokenizer_bytes);
+    let graph = load_encoder(bundle, file, Modality::Text, threads)?;
+    check_layers(bundle, file, &graph, &manifest.text.layers)?;
+    Ok((tokenizer, graph))
+}
+
+/// Decodes the graph `file` of the bundle as it is read (its bytes are never held
+/// whole), and checks its size and SHA-256 before anything is built from it. The inner
+/// error is the decoder's, for a file that is intact but not an ONNX graph.
+fn read_graph(bundle: &Bundle, file: &str) -> Result<Result<OnnxModel, String>, BundleError> {
+    let mut checked = bundle.open_file(file)?;
+    let len = checked.len();
+    let decoded = match decode_model(&mut checked, len) {
+        Ok(proto) => Ok(proto),
+        Err(DecodeFailure::Decode(detail)) => Err(detail),
+        // A file shorter than recorded: the size check below says so.
+        Err(DecodeFailure::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Err(e.to_string())
+        }
+        Err(DecodeFailure::Io(e)) => return Err(checked.io_error(e)),
+    };
+    checked.finish()?;
+    Ok(decoded)
 }
 
 fn load_encoder(
@@ -625,14 +712,18 @@ fn load_encoder(
     modality: Modality,
     threads: usize,
 ) -> Result<EncoderGraph, BundleError> {
-    let bytes = bundle.read(file)?;
     let path = bundle.dir().join(file);
-    let graph = EncoderGraph::from_bytes_with_threads(&bytes, file, threads).map_err(|e| {
-        BundleError::Corrupt {
-            path: path.clone(),
-            detail: e.to_string(),
-        }
-    })?;
+    let corrupt = |e: EncoderError| BundleError::Corrupt {
+        path: path.clone(),
+        detail: e.to_string(),
+    };
+    let graph = read_graph(bundle, file)?
+        .map_err(|detail| EncoderError::Load {
+            name: file.to_string(),
+            detail,
+        })
+        .and_then(|proto| EncoderGraph::from_proto(proto, file, threads))
+        .map_err(corrupt)?;
     if graph.modality() != modality {
         return Err(BundleError::Mismatch {
             path,

@@ -1,4 +1,4 @@
-//! Helpers shared by the fault and soak tests: the committed demo bundle, the embedded
+//! Helpers shared by the board's CLI, fault and soak tests: the committed demo bundle, the embedded
 //! corpus, and WAV streams made of corpus utterances with silence between them.
 #![allow(dead_code)]
 
@@ -16,6 +16,21 @@ pub fn workspace() -> PathBuf {
 
 pub fn demo_bundle() -> PathBuf {
     workspace().join("data/demo-bundle")
+}
+
+/// One corpus file (OAF, "back", angry).
+pub fn corpus_file() -> PathBuf {
+    workspace().join(
+        "data/synthetic-tess/TESS Toronto emotional speech set data/OAF_angry/OAF_back_angry.wav",
+    )
+}
+
+/// A finished command's stdout and stderr, as text.
+pub fn output_text(out: &std::process::Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Every corpus WAV, sorted (by speaker and emotion folder).
