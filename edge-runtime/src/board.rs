@@ -341,8 +341,8 @@ mod tests {
                 "{name}: state `variant` (a name, or \"auto\")"
             );
             assert!(
-                text.contains("to be measured") || text.contains("measured on"),
-                "{name}: say where expected_memory_mb comes from"
+                text.contains("docs/results/memory-levers.md"),
+                "{name}: say which measurement expected_memory_mb comes from"
             );
             let (expected, max, board) = (
                 f64::from(profile.expected_memory_mb),
