@@ -25,6 +25,7 @@ unless `--results` says where.
 """
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -294,7 +295,9 @@ def peer_ort_quantise(source, pre, outputs):
     done, quant_input = "none: quant_pre_process failed on this graph, quantised as exported", source
     for label, kwargs in attempts:
         try:
-            quant_pre_process(source, pre, **kwargs)
+            # It leaves temporary graphs in the working directory when it fails.
+            with contextlib.chdir(Path(pre).resolve().parent):
+                quant_pre_process(str(Path(source).resolve()), str(Path(pre).resolve()), **kwargs)
             done, quant_input = label, pre
             break
         except Exception as error:  # noqa: BLE001  (any failure: try the next, say so)

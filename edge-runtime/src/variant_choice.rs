@@ -402,7 +402,7 @@ pub fn choose(inputs: &ChoiceInputs<'_>) -> Result<Choice, ChoiceError> {
     }
     if variant != manifest.default_variant {
         notes.push(format!(
-            "the bundle's default is {} (chosen at export partly from the export machine's timing; not used here)",
+            "the bundle's default is {} (chosen at export from accuracy and size; which runs fastest is this machine's to say)",
             manifest.default_variant
         ));
     }

@@ -1,7 +1,8 @@
 //! The text encoder of a bundle: loaded at the first transcript outside the keyword
 //! table (never for keywords), shared by clones, a broken one an error at each use and
 //! never a panic; the int8 variant's own text encoder (bundle format 3); format-2
-//! bundles (the committed demo bundle) still load.
+//! bundles still load (fixtures/bundle/format-2-manifest.bin: the demo bundle's manifest
+//! as the format-2 program wrote it).
 //!
 //! The bundles are the committed demo bundle with a text encoder added: a graph of the
 //! encoder contract built here (token embeddings gathered, one per layer), so no
@@ -344,16 +345,26 @@ fn the_int8_variant_runs_its_own_text_encoder() {
 
 #[test]
 fn format_2_bundles_still_load_and_are_written_back_as_format_2() {
-    let demo = Bundle::open(&demo_bundle()).unwrap();
-    assert_eq!(demo.manifest().format, 2, "the committed demo bundle");
+    // A manifest the format-2 program wrote reads and writes back byte for byte.
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/bundle/format-2-manifest.bin");
+    let written = std::fs::read(&fixture).unwrap();
+    let old = BundleManifest::from_bytes(&written, &fixture).unwrap();
+    assert_eq!(old.format, OLDEST_FORMAT);
+    assert!(old.variants.iter().all(|v| v.text_encoder.is_none()));
+    assert_eq!(old.to_bytes().unwrap(), written);
+
+    // A format-2 bundle loads and runs; without a text encoder, the old message.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = bundle_with(&tmp.path().join("v2"), &[], |m| m.format = OLDEST_FORMAT);
+    let demo = Bundle::open(&dir).unwrap();
+    assert_eq!(demo.manifest().format, OLDEST_FORMAT);
     demo.verify().unwrap();
     let samples = samples();
     for variant in ["fp32", "int8"] {
-        let pipeline = load(&demo_bundle(), variant);
+        let pipeline = load(&dir, variant);
         pipeline
             .classify(&samples, TextInput::Auto { prompt: None }, None)
             .unwrap();
-        // No text encoder in this bundle: the old message.
         let err = pipeline
             .classify(&samples, TextInput::Transcript("open text"), None)
             .unwrap_err();
@@ -361,20 +372,16 @@ fn format_2_bundles_still_load_and_are_written_back_as_format_2() {
         assert!(!pipeline.knows_text("open text"));
         pipeline.load_text_encoder().unwrap();
     }
-    // Written back unchanged: the binary manifest is byte for byte the committed one.
-    let bytes = demo.manifest().to_bytes().unwrap();
-    assert_eq!(
-        bytes,
-        std::fs::read(demo_bundle().join(MANIFEST_FILE)).unwrap()
-    );
-    let tmp = tempfile::tempdir().unwrap();
     let copy = bundle_with(
         &tmp.path().join("b"),
         &[("text_encoder.onnx", demo_text_encoder(6))],
-        |m| m.text_encoder = Some("text_encoder.onnx".into()),
+        |m| {
+            m.format = OLDEST_FORMAT;
+            m.text_encoder = Some("text_encoder.onnx".into())
+        },
     );
     let reopened = Bundle::open(&copy).unwrap();
-    assert_eq!(reopened.manifest().format, 2);
+    assert_eq!(reopened.manifest().format, OLDEST_FORMAT);
     assert!(
         reopened
             .manifest()
