@@ -346,7 +346,8 @@ fn the_int8_variant_runs_its_own_text_encoder() {
 #[test]
 fn format_2_bundles_still_load_and_are_written_back_as_format_2() {
     // A manifest the format-2 program wrote reads and writes back byte for byte.
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/bundle/format-2-manifest.bin");
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/bundle/format-2-manifest.bin");
     let written = std::fs::read(&fixture).unwrap();
     let old = BundleManifest::from_bytes(&written, &fixture).unwrap();
     assert_eq!(old.format, OLDEST_FORMAT);
