@@ -36,9 +36,9 @@ pub fn class_preference(class: CpuClass) -> &'static [&'static str] {
     match class {
         // AVX2 + FMA: tract's int8 kernels ran HuBERT-base at half fp32's speed; an int8
         // graph computes its products in float here (`models::int8`), so int8 is as fast
-        // as fp32 (323 vs 294 ms per 2 s) with a quarter of the weight memory.
+        // as fp32 (342 vs 341 ms per 2 s) with a quarter of the weight memory.
         CpuClass::X86Avx2 => &["int8", "fp32"],
-        // Native int8 dot products (VNNI): int8 214 ms vs fp32 244 ms per 2 s.
+        // Native int8 dot products (VNNI): int8 263 ms vs fp32 283 ms per 2 s.
         CpuClass::X86Avx512Vnni => &["int8", "fp32"],
         // Pi 4 and Zero 2 W: no SDOT; tract's int8 path widens to 16 bits (twice the lanes
         // of f32 NEON). Not yet timed on a board; int8 also quarters the weights.
