@@ -199,6 +199,8 @@ pub(crate) fn runnable_plan(
     assertion: Option<&str>,
 ) -> Result<Arc<TypedSimplePlan>, String> {
     let err = |e: TractError| format!("{e:#}");
+    // What the load frees goes back (and the heap is trimmed) as it ends.
+    let _loading = crate::memory::Loading::start();
     let compute = crate::int8::Int8Compute::from_env()?;
     crate::int8::rewrite_products(&mut model, compute.min_integer_weight_values())?;
     let onnx = tract_onnx::onnx();
@@ -259,8 +261,6 @@ pub(crate) fn runnable_plan(
         .into_optimized()
         .and_then(|model| model.into_runnable_with_options(&options))
         .map_err(err);
-    // What the load freed into the heap would otherwise stay resident.
-    crate::memory::trim();
     plan
 }
 

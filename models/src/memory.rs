@@ -7,29 +7,67 @@
 //! on the blocks tract allocates while optimising a graph come from the heap, and what
 //! it frees there stays resident. Measured on the base-size bundle (int8 speech encoder,
 //! 100 MB): loading it left 187 MB resident with the moving threshold, 126 MB with a
-//! fixed one; `emotion-edge listen` peaked at 262 MB and 184 MB
-//! (docs/results/memory-levers.md).
+//! fixed one; `emotion-edge listen` peaked at 262 MB and 184 MB (helper measurement,
+//! 2026-12-02; the levers as they stand: docs/results/memory-levers.md).
 //!
 //! [`trim`] runs after every graph load (returns the heap's free pages, whatever the
-//! threshold). [`release_large_blocks`] fixes the threshold for the whole process: the
-//! board program should call it first thing (or its service set
-//! `MALLOC_MMAP_THRESHOLD_=131072`, which does the same), since a library should not
-//! change the allocator's policy behind its program's back.
+//! threshold). [`release_large_blocks`] is the program's opt-in (the board program
+//! calls it first thing, since a library should not change the allocator's policy
+//! behind its program's back): from then on every graph load runs with the threshold
+//! fixed at [`MMAP_THRESHOLD`], so each large block it frees goes back at once, and
+//! between loads the threshold is [`INFERENCE_MMAP_THRESHOLD`], glibc's own upper bound,
+//! so that the tensors of each run come from (and stay in) the heap. Kept low during
+//! inference too, every run mapped its large tensors afresh and faulted their pages in:
+//! the base-size encoder took 340–370 ms instead of 232 on 2 s.
 
-/// The size from which glibc maps a block of its own (its default starting value).
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// The size from which glibc maps a block of its own while a graph loads (its default
+/// starting value).
 pub const MMAP_THRESHOLD: usize = 128 * 1024;
 
-/// Fixes glibc's mmap threshold at [`MMAP_THRESHOLD`] for the rest of the process
-/// (which also stops it from moving), so that every large block freed goes back to the
-/// system at once. True when the allocator took it (glibc), false elsewhere.
+/// The threshold between loads: glibc's largest moving threshold (32 MB on 64-bit).
+pub const INFERENCE_MMAP_THRESHOLD: usize = 4 * 1024 * 1024 * std::mem::size_of::<usize>();
+
+/// Whether the program opted in ([`release_large_blocks`]).
+static OPTED_IN: AtomicBool = AtomicBool::new(false);
+/// Graph loads under way.
+static LOADING: AtomicUsize = AtomicUsize::new(0);
+
+/// Opts the process in: graph loads from now on return what they free at once (see the
+/// module's doc). True when the allocator takes the setting (glibc), false elsewhere.
 pub fn release_large_blocks() -> bool {
-    imp::release_large_blocks()
+    let applied = imp::set_mmap_threshold(INFERENCE_MMAP_THRESHOLD);
+    OPTED_IN.store(applied, Ordering::SeqCst);
+    applied
 }
 
 /// Returns the free pages of the allocator's heaps to the system (glibc's
 /// `malloc_trim(0)`); a no-op elsewhere. Costs a few milliseconds.
 pub fn trim() {
     imp::trim()
+}
+
+/// A graph load under way: the low threshold while it lives (when the program opted
+/// in); on drop, the heap trimmed and, once no load is left, the inference threshold.
+pub(crate) struct Loading(());
+
+impl Loading {
+    pub(crate) fn start() -> Loading {
+        if LOADING.fetch_add(1, Ordering::SeqCst) == 0 && OPTED_IN.load(Ordering::SeqCst) {
+            imp::set_mmap_threshold(MMAP_THRESHOLD);
+        }
+        Loading(())
+    }
+}
+
+impl Drop for Loading {
+    fn drop(&mut self) {
+        trim();
+        if LOADING.fetch_sub(1, Ordering::SeqCst) == 1 && OPTED_IN.load(Ordering::SeqCst) {
+            imp::set_mmap_threshold(INFERENCE_MMAP_THRESHOLD);
+        }
+    }
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -41,13 +79,24 @@ mod imp {
         fn malloc_trim(pad: usize) -> c_int;
     }
 
-    /// glibc's `M_MMAP_THRESHOLD` (malloc.h).
+    /// glibc's `M_TRIM_THRESHOLD` and `M_MMAP_THRESHOLD` (malloc.h).
+    const M_TRIM_THRESHOLD: c_int = -1;
     const M_MMAP_THRESHOLD: c_int = -3;
 
-    pub(super) fn release_large_blocks() -> bool {
+    /// Fixes the mmap threshold at `bytes`, and the heap's trim threshold at twice that
+    /// (as glibc's own moving threshold does), so freed heap blocks below it are kept
+    /// for reuse. True when glibc took it.
+    pub(super) fn set_mmap_threshold(bytes: usize) -> bool {
+        let value = c_int::try_from(bytes).unwrap_or(c_int::MAX);
         // SAFETY: mallopt only sets a tunable of the allocator; any value is accepted
         // or refused (returns 0) without other effect.
-        unsafe { mallopt(M_MMAP_THRESHOLD, super::MMAP_THRESHOLD as c_int) == 1 }
+        unsafe {
+            let taken = mallopt(M_MMAP_THRESHOLD, value) == 1;
+            if taken {
+                mallopt(M_TRIM_THRESHOLD, value.saturating_mul(2));
+            }
+            taken
+        }
     }
 
     pub(super) fn trim() {
@@ -60,7 +109,7 @@ mod imp {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 mod imp {
-    pub(super) fn release_large_blocks() -> bool {
+    pub(super) fn set_mmap_threshold(_bytes: usize) -> bool {
         false
     }
 
@@ -80,5 +129,10 @@ mod tests {
         );
         super::trim();
         super::trim();
+        // Loads nest and end in any order without a panic.
+        let (a, b) = (super::Loading::start(), super::Loading::start());
+        drop(a);
+        drop(b);
+        assert_eq!(super::LOADING.load(std::sync::atomic::Ordering::SeqCst), 0);
     }
 }
