@@ -95,7 +95,8 @@ def main():
     moved = child_env()
     moved["MALLOC_MMAP_THRESHOLD_"] = MOVED_THRESHOLD
     _, rss, command = listen(args.edge, args.bundle, stream, out, "int8", env=moved)
-    row("listen, int8, 1 thread, large blocks left in the heap", rss,
+    row("listen, int8, 1 thread, no low mmap threshold while loading (MALLOC_MMAP_THRESHOLD_ "
+        "set: the program then leaves glibc's settings alone)", rss,
         ["MALLOC_MMAP_THRESHOLD_=" + MOVED_THRESHOLD, *command])
     for variant in ("int8", "fp32"):
         rss, command = classify(args.edge, args.bundle, clip, out, variant,
