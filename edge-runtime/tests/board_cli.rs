@@ -6,7 +6,9 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 mod common;
-use common::{corpus_file, demo_bundle as bundle, output_text as text, workspace};
+use common::{
+    corpus_file, demo_bundle as bundle, output_text as text, quick_bench_args, workspace,
+};
 
 fn run(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_emotion-edge"))
@@ -20,20 +22,9 @@ fn run(args: &[&str], cwd: &Path) -> Output {
 /// `bench --json` rows: they name the variant and threads the pipeline ran with.
 fn bench_rows(extra: &[&str]) -> Vec<Value> {
     let bundle = bundle();
-    let mut args = vec![
-        "bench",
-        "--bundle",
-        bundle.to_str().unwrap(),
-        "--threads-list",
-        "1",
-        "--repeats",
-        "1",
-        "--warmup",
-        "0",
-        "--seconds",
-        "0.5",
-        "--json",
-    ];
+    let quick = quick_bench_args(&bundle);
+    let mut args: Vec<&str> = quick.iter().map(String::as_str).collect();
+    args.push("--json");
     args.extend_from_slice(extra);
     let out = run(&args, &workspace());
     let (stdout, stderr) = text(&out);

@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 mod common;
-use common::{corpus_file, demo_bundle, output_text as text, workspace};
+use common::{corpus_file, demo_bundle, output_text as text, quick_bench_args, workspace};
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_emotion-edge"));
@@ -271,20 +271,9 @@ fn the_record_defaults_to_the_bundle_directory() {
 #[test]
 fn bench_rows_name_the_cpu_and_the_board_check_says_whether_memory_fits() {
     let bundle = demo_bundle();
-    let common = [
-        "bench",
-        "--bundle",
-        bundle.to_str().unwrap(),
-        "--threads-list",
-        "1",
-        "--repeats",
-        "1",
-        "--warmup",
-        "0",
-        "--seconds",
-        "0.5",
-    ];
-    let mut args = common.to_vec();
+    let common = quick_bench_args(&bundle);
+    let common: Vec<&str> = common.iter().map(String::as_str).collect();
+    let mut args = common.clone();
     args.extend(["--json", "--board", "pi4"]);
     let out = run(&args, &[("TRACT_CPU_ISA", "")]);
     let (stdout, stderr) = text(&out);

@@ -25,6 +25,25 @@ pub fn corpus_file() -> PathBuf {
     )
 }
 
+/// `emotion-edge bench` on `bundle` at its quickest: 1 thread, one run of 0.5 s.
+pub fn quick_bench_args(bundle: &Path) -> Vec<String> {
+    [
+        "bench",
+        "--bundle",
+        bundle.to_str().expect("a UTF-8 path"),
+        "--threads-list",
+        "1",
+        "--repeats",
+        "1",
+        "--warmup",
+        "0",
+        "--seconds",
+        "0.5",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// A finished command's stdout and stderr, as text.
 pub fn output_text(out: &std::process::Output) -> (String, String) {
     (
