@@ -27,17 +27,17 @@ use models::pipeline::TextInput;
 use models::{Emotion, Pipeline, PipelineOptions};
 
 use crate::bundle_evaluation::{BundlePredictions, predict_through_bundle};
-use crate::calibration::calibrate;
 use crate::dataset::{SplitData, load_split};
 use crate::feature_cache::{FeatureCache, FeatureIndex, digest};
 use crate::head_export::{export_head, export_keyword_spotter};
 use crate::heads::ModelKind;
 use crate::keyword_spotting::{KeywordEvaluation, KeywordModel, evaluate, keyword_run_dir};
 use crate::manifest::Manifest;
-use crate::quantize::{ActivationRanges, QuantizeOptions, quantize_dynamic};
 use crate::runs::run_dir;
 use crate::splits::Split;
 use crate::training::{TrainedModel, argmax, softmax};
+use onnx_build::calibration::calibrate;
+use onnx_build::quantize::{ActivationRanges, QuantizeOptions, quantize_dynamic};
 
 use models::bundle::{MAX_MACRO_F1_LOSS, accuracy_problems};
 
@@ -51,7 +51,7 @@ pub enum Precision {
     /// Everything in 32-bit float, as trained.
     Fp32,
     /// Weight matrix products (encoder transformer, head projections) in int8 with
-    /// per-run symmetric activation quantisation ([`crate::quantize`]); convolutions and
+    /// per-run symmetric activation quantisation ([`onnx_build::quantize`]); convolutions and
     /// LSTMs stay float.
     Int8,
 }
@@ -912,7 +912,7 @@ fn spotter_markdown(spotter: Option<&SpotterExport>) -> String {
 pub const SPEECH_FLOAT_PREFIX: &str = "feature_extractor.";
 
 /// Utterances of the training part the int8 speech encoder's activation ranges are
-/// measured on ([`crate::calibration`]).
+/// measured on ([`onnx_build::calibration`]).
 pub const CALIBRATION_UTTERANCES: usize = 32;
 
 /// The activation ranges of the speech encoder over up to [`CALIBRATION_UTTERANCES`]

@@ -64,7 +64,7 @@ use crate::heads::classifier::BranchClassifier;
 use crate::heads::fusion::{CrossAttention, FusionHead};
 use crate::heads::recurrent::MaskedBiLstm;
 use crate::heads::{CLASSES, EmotionHead, MIN_FRAMES};
-use crate::onnx_graph::{
+use onnx_build::graph::{
     Attr, Conv1dGeometry, Dim, ElemType, FloatArray, GraphBuilder, GraphError,
 };
 

@@ -4,7 +4,6 @@
 //! - [`tess`]: scanning a TESS download into a manifest.
 //! - [`manifest`]: the manifest (one row per utterance) and its count table.
 //! - [`splits`]: seeded random, speaker-independent and word-disjoint splits.
-//! - [`onnx_graph`]: a small builder for ONNX graphs (`tract_onnx::pb`), used by every export.
 //! - [`encoders`]: HF checkpoints (HuBERT/wav2vec2, BERT) to pruned ONNX encoder graphs.
 //! - [`fetch`]: downloading the reference checkpoints from the Hugging Face Hub.
 //! - [`feature_cache`]: encoder outputs on disk, keyed by what they depend on.
@@ -21,8 +20,6 @@
 //! - [`bundle_evaluation`]: a split's test part classified through an exported bundle.
 //! - [`export`]: heads and encoders to a bundle, int8 variant, quantisation report.
 //! - [`head_export`]: trained heads to ONNX (Conv, MaxPool, bidirectional LSTM, attention).
-//! - [`quantize`]: int8 quantisation of an ONNX graph's weight matrix products.
-//! - [`calibration`]: activation ranges for fixed-scale int8 activations.
 //! - [`projection`]: PCA and t-SNE maps to two dimensions, and the silhouette score.
 //! - [`plots`]: the report's figures (plotters), each as PNG and SVG.
 //! - [`representations`]: each trained head's representations, mapped and scored.
@@ -30,7 +27,6 @@
 //! - [`report`]: the HTML and Markdown report that compares the three models.
 
 pub mod bundle_evaluation;
-pub mod calibration;
 pub mod corpus;
 pub mod dataset;
 pub mod encoders;
@@ -45,11 +41,9 @@ pub mod hidden_dump;
 pub mod keyword_spotting;
 pub mod manifest;
 pub mod metrics;
-pub mod onnx_graph;
 pub mod plots;
 pub mod probe;
 pub mod projection;
-pub mod quantize;
 pub mod report;
 pub mod representations;
 pub mod runs;

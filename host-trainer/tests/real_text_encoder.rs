@@ -37,14 +37,14 @@ use std::time::{Instant, SystemTime};
 
 use common::{host_trainer, host_trainer_ok, text};
 use host_trainer::manifest::Manifest;
-use host_trainer::quantize::{
-    ActivationQuantization, QuantizeOptions, QuantizeSummary, quantize_dynamic,
-};
 use host_trainer::splits::SplitSet;
 use models::Emotion;
 use models::encoder::{EncoderGraph, EncoderInput, HiddenState};
 use models::features::combine_layers;
 use models::tokenizer::TranscriptTokenizer;
+use onnx_build::quantize::{
+    ActivationQuantization, QuantizeOptions, QuantizeSummary, quantize_dynamic,
+};
 use safetensors::SafeTensors;
 use safetensors::tensor::Dtype;
 use serde_json::Value;

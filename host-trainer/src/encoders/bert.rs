@@ -9,7 +9,7 @@
 //!
 //! The pooler is not part of the graph, nor any layer after the last selected one.
 
-use crate::onnx_graph::{Activation, AttentionWeights, Attr, Dim, ElemType, GraphBuilder};
+use onnx_build::graph::{Activation, AttentionWeights, Attr, Dim, ElemType, GraphBuilder};
 
 use super::checkpoint::Checkpoint;
 use super::error::ImportError;

@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use super::error::ImportError;
 use super::pickle::StorageDtype;
 use super::pytorch::{self, StoredTensor, contiguous_strides};
-use crate::onnx_graph::{FloatArray, LinearWeights};
+use onnx_build::graph::{FloatArray, LinearWeights};
 
 /// The fields of an HF `config.json` that the importers read (all optional here: each
 /// architecture fills in HF's own defaults).

@@ -18,8 +18,8 @@ use tract_onnx::pb;
 use tract_onnx::pb::tensor_proto::DataType;
 use tract_onnx::prelude::{Tensor, tract_ndarray};
 
-use crate::calibration::{CalibrationError, calibrate};
-use crate::quantize::{QuantizeError, QuantizeOptions, quantize_dynamic};
+use onnx_build::calibration::{CalibrationError, calibrate};
+use onnx_build::quantize::{QuantizeError, QuantizeOptions, quantize_dynamic};
 
 /// Sample rate of the encoders' input.
 const RATE: f64 = 16_000.0;

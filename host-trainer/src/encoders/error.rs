@@ -4,7 +4,7 @@
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
-use crate::onnx_graph::GraphError;
+use onnx_build::graph::GraphError;
 
 /// An encoder import (or random checkpoint write) failed.
 #[derive(Debug, thiserror::Error)]

@@ -24,7 +24,7 @@
 //! [`super::wavlm`] its attention with a gated relative position bias (WavLM shares
 //! everything else with this family).
 
-use crate::onnx_graph::{
+use onnx_build::graph::{
     Activation, AttentionWeights, Conv1dGeometry, Dim, ElemType, GraphBuilder,
 };
 

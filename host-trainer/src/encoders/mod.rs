@@ -44,7 +44,7 @@ use std::path::Path;
 pub use checkpoint::{Checkpoint, HfConfig};
 pub use error::ImportError;
 
-use crate::onnx_graph::{Activation, GraphBuilder};
+use onnx_build::graph::{Activation, GraphBuilder};
 
 /// The architecture families the importer builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -367,7 +367,7 @@ pub(crate) fn emit_hidden_state(
     axis: &str,
     hidden_size: usize,
 ) -> Result<(), ImportError> {
-    use crate::onnx_graph::{Dim, ElemType};
+    use onnx_build::graph::{Dim, ElemType};
     graph.output(
         &hidden_state_name(i),
         h,

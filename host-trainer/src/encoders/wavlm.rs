@@ -31,7 +31,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::onnx_graph::{Attr, FloatArray, GraphBuilder};
+use onnx_build::graph::{Attr, FloatArray, GraphBuilder};
 
 use super::checkpoint::Checkpoint;
 use super::error::ImportError;
@@ -408,7 +408,7 @@ mod tests {
     /// ones far beyond the saturation distance (where the distances are clipped).
     #[test]
     fn bias_graph_matches_the_definition_at_any_length() {
-        use crate::onnx_graph::{Dim, ElemType};
+        use onnx_build::graph::{Dim, ElemType};
         use tract_onnx::prelude::*;
 
         let (buckets, max_distance, heads) = (12, 9, 3);
