@@ -8,31 +8,31 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use host_trainer::bundle_evaluation::predict_through_bundle;
-use host_trainer::corpus::{default_corpus_dir, embedded_tokenizer};
+use host_trainer::evaluate::through_bundle::predict_through_bundle;
+use host_trainer::data::corpus::{default_corpus_dir, embedded_tokenizer};
 use host_trainer::encoders::random::{Preset, RandomCheckpoint, write_tiny_pair};
 use host_trainer::encoders::{EncoderKind, ImportedEncoder, import};
-use host_trainer::evaluation::{Provenance, comparison_markdown, write_evaluation};
-use host_trainer::export::{
+use host_trainer::evaluate::summary::{Provenance, comparison_markdown, write_evaluation};
+use host_trainer::export::bundle::{
     ExportOptions, ExportRequest, Precision, default_bundle_dir, export_bundle_with,
 };
-use host_trainer::extract::{ExtractSettings, Extractor, extract};
-use host_trainer::feature_cache::{FeatureCache, FeatureDtype, FeatureIndex, LayerCombination};
-use host_trainer::fetch::{
+use host_trainer::features::extract::{ExtractSettings, Extractor, extract};
+use host_trainer::features::cache::{FeatureCache, FeatureDtype, FeatureIndex, LayerCombination};
+use host_trainer::encoders::fetch::{
     BERT_BASE, DEFAULT_ENDPOINT, FetchError, FetchOptions, HUBERT_BASE, KNOWN_MODELS, RemoteModel,
     fetch,
 };
-use host_trainer::heads::ModelKind;
-use host_trainer::hidden_dump::{DumpInput, dump_hidden_states};
-use host_trainer::keyword_spotting;
-use host_trainer::manifest::Manifest;
-use host_trainer::probe::{ProbeConfig, ProbeRequest, run_probe};
-use host_trainer::report::{ReportInputs, write_report};
-use host_trainer::representations::format_score;
-use host_trainer::runs::{evaluate_run, run_dir, train_run};
-use host_trainer::splits::{SplitConfig, SplitKind, SplitSet};
-use host_trainer::tess::{ScanOptions, scan};
-use host_trainer::training::{TrainConfig, remove_checkpoint};
+use host_trainer::train::heads::ModelKind;
+use host_trainer::encoders::hidden_dump::{DumpInput, dump_hidden_states};
+use host_trainer::train::keyword_spotter;
+use host_trainer::data::manifest::Manifest;
+use host_trainer::evaluate::probe::{ProbeConfig, ProbeRequest, run_probe};
+use host_trainer::report::page::{ReportInputs, write_report};
+use host_trainer::report::representations::format_score;
+use host_trainer::train::runs::{evaluate_run, run_dir, train_run};
+use host_trainer::data::splits::{SplitConfig, SplitKind, SplitSet};
+use host_trainer::data::tess::{ScanOptions, scan};
+use host_trainer::train::trainer::{TrainConfig, remove_checkpoint};
 use models::encoder::EncoderGraph;
 use models::pipeline::{KeywordSource, TextInput};
 use models::{FrontendConfig, Pipeline, PipelineOptions, TranscriptTemplate};
@@ -163,13 +163,13 @@ struct KeywordArgs {
     #[arg(long, default_value = "random")]
     split: String,
     /// Most epochs.
-    #[arg(long, default_value_t = keyword_spotting::default_config().max_epochs)]
+    #[arg(long, default_value_t = keyword_spotter::default_config().max_epochs)]
     epochs: usize,
     /// Epochs without a better validation macro-F1 before stopping.
-    #[arg(long, default_value_t = keyword_spotting::default_config().patience)]
+    #[arg(long, default_value_t = keyword_spotter::default_config().patience)]
     patience: usize,
     /// Seed of the weights and of the batch order.
-    #[arg(long, default_value_t = keyword_spotting::default_config().seed)]
+    #[arg(long, default_value_t = keyword_spotter::default_config().seed)]
     seed: u64,
 }
 
@@ -561,10 +561,10 @@ fn run(cli: Cli) -> Result<()> {
                 max_epochs: args.epochs,
                 patience: args.patience,
                 seed: args.seed,
-                ..keyword_spotting::default_config()
+                ..keyword_spotter::default_config()
             };
             let run = train_keyword_spotter(&args.inputs, &args.split, &config)?;
-            println!("{}", keyword_spotting::summary_line(&run));
+            println!("{}", keyword_spotter::summary_line(&run));
             Ok(())
         }
         Command::Evaluate(args) => match &args.bundle {
@@ -794,7 +794,7 @@ fn demo(args: DemoArgs) -> Result<()> {
     println!("\n== 8/10 train the keyword spotter on the {split} split");
     let config = TrainConfig {
         seed: args.seed,
-        ..keyword_spotting::default_config()
+        ..keyword_spotter::default_config()
     };
     let run = train_keyword_spotter(&inputs, &split, &config)?;
     let t = &run.test;
@@ -1053,9 +1053,9 @@ fn train_keyword_spotter(
     inputs: &RunInputs,
     split: &str,
     config: &TrainConfig,
-) -> Result<keyword_spotting::KeywordRun> {
+) -> Result<keyword_spotter::KeywordRun> {
     let (manifest, splits) = read_inputs(inputs)?;
-    keyword_spotting::train_keyword_run(
+    keyword_spotter::train_keyword_run(
         &manifest,
         splits.get(split)?,
         &inputs.features,

@@ -5,8 +5,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use host_trainer::manifest::Manifest;
-use host_trainer::splits::SplitSet;
+use host_trainer::data::manifest::Manifest;
+use host_trainer::data::splits::SplitSet;
 use models::Emotion;
 
 use common::{files_under, host_trainer, text};
@@ -175,7 +175,7 @@ fn bad_template_and_ratios_are_refused_before_any_work() {
 }
 
 fn embedded_corpus() -> PathBuf {
-    host_trainer::corpus::embedded_corpus_dir()
+    host_trainer::data::corpus::embedded_corpus_dir()
 }
 
 #[test]

@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 
 use common::{files_under, host_trainer_ok};
 
-use host_trainer::corpus::{embedded_corpus_dir, embedded_tokenizer};
+use host_trainer::data::corpus::{embedded_corpus_dir, embedded_tokenizer};
 use host_trainer::encoders::import;
 use host_trainer::encoders::random::write_tiny_pair;
-use host_trainer::extract::{ExtractSettings, Extractor};
-use host_trainer::feature_cache::{FeatureCache, FeatureIndex};
-use host_trainer::tess::{ScanOptions, scan};
+use host_trainer::features::extract::{ExtractSettings, Extractor};
+use host_trainer::features::cache::{FeatureCache, FeatureIndex};
+use host_trainer::data::tess::{ScanOptions, scan};
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -107,7 +107,7 @@ fn second_run_does_no_encoder_work_and_changes_recompute_only_what_they_must() {
     assert_eq!(index.text_layers, [1, 2, 3, 4, 5, 6]);
     assert_eq!((index.speech_dim, index.text_dim), (32, 32));
     let (id, entry) = index.entries.iter().next().unwrap();
-    let manifest = host_trainer::manifest::Manifest::read_csv(&setup.manifest).unwrap();
+    let manifest = host_trainer::data::manifest::Manifest::read_csv(&setup.manifest).unwrap();
     let wav = std::fs::read(&manifest.get(id).unwrap().path).unwrap();
     let settings = ExtractSettings {
         frontend: models::FrontendConfig {

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use host_trainer::fetch::{
+use host_trainer::encoders::fetch::{
     BERT_BASE, FetchError, FetchOptions, FetchRecord, HUBERT_BASE, PYTORCH_BIN, RECORD_FILE,
     SAFETENSORS, fetch, hash_file,
 };
@@ -528,7 +528,7 @@ fn falls_back_to_the_bin_on_main_and_takes_safetensors_from_the_pr_branch() {
             PYTORCH_BIN
         ))
     );
-    assert_eq!(bin.checked, host_trainer::fetch::Checked::Sha256);
+    assert_eq!(bin.checked, host_trainer::encoders::fetch::Checked::Sha256);
     assert!(
         stdout.contains("pytorch_model.bin (sha256 checked)"),
         "{stdout}"

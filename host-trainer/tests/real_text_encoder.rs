@@ -36,8 +36,8 @@ use std::process::{Command, Output};
 use std::time::{Instant, SystemTime};
 
 use common::{host_trainer, host_trainer_ok, text};
-use host_trainer::manifest::Manifest;
-use host_trainer::splits::SplitSet;
+use host_trainer::data::manifest::Manifest;
+use host_trainer::data::splits::SplitSet;
 use models::Emotion;
 use models::encoder::{EncoderGraph, EncoderInput, HiddenState};
 use models::features::combine_layers;
@@ -835,7 +835,7 @@ fn real_all_minilm_l6_v2_matches_transformers_and_runs_end_to_end_to_the_board()
     // Held-out utterances of the random split.
     let manifest = Manifest::read_csv(&root.join("manifest.csv")).expect("manifest");
     let splits = SplitSet::read_json(&root.join("splits.json")).expect("splits");
-    let held_out: Vec<&host_trainer::manifest::ManifestEntry> = splits
+    let held_out: Vec<&host_trainer::data::manifest::ManifestEntry> = splits
         .get("random")
         .expect("random split")
         .test
@@ -1124,7 +1124,7 @@ fn civil_date(days: u64) -> String {
 /// tokenizer, is refused before any work, naming the folder.
 #[test]
 fn demo_refuses_encoder_folders_of_the_wrong_kind() {
-    use host_trainer::corpus::embedded_tokenizer;
+    use host_trainer::data::corpus::embedded_tokenizer;
     use host_trainer::encoders::random::write_tiny_pair;
 
     let tmp = tempfile::tempdir().expect("tempdir");

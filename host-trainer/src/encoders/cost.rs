@@ -3,9 +3,9 @@
 //! ([`models::encoder::EncoderGraph`], one input at a time, a chosen number of threads),
 //! on a synthetic voiced clip of each length asked for, and reports the median.
 //!
-//! The int8 variant is the one a bundle ships ([`crate::export`]): the transformer's
+//! The int8 variant is the one a bundle ships ([`crate::export::bundle`]): the transformer's
 //! weight products int8 with activation scales calibrated on (here: synthetic) speech,
-//! the conv feature encoder ([`crate::export::SPEECH_FLOAT_PREFIX`]) and the positional
+//! the conv feature encoder ([`crate::export::bundle::SPEECH_FLOAT_PREFIX`]) and the positional
 //! conv float. Weights do not change the speed, so random-weight checkpoints
 //! ([`super::random`]) measure real architectures.
 
@@ -165,7 +165,7 @@ pub fn synthetic_speech(seconds: f64, pitch: f32) -> Vec<f32> {
 /// float.
 pub fn int8_variant(onnx: &[u8]) -> Result<Vec<u8>, CostError> {
     let options = QuantizeOptions {
-        keep_float: vec![crate::export::SPEECH_FLOAT_PREFIX.to_string()],
+        keep_float: vec![crate::export::bundle::SPEECH_FLOAT_PREFIX.to_string()],
         ..QuantizeOptions::default()
     };
     let inputs: Vec<Tensor> = [(2.0, 120.0), (1.5, 190.0), (2.5, 240.0)]

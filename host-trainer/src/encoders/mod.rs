@@ -11,6 +11,8 @@
 //! - [`bert`]: BERT (embeddings, post-LN transformer).
 //! - [`random`]: random-weight checkpoints in the real HF layout, for tests and benchmarks.
 //! - [`cost`]: what a speech graph costs per second of audio in tract (fp32 and int8).
+//! - [`fetch`]: the reference checkpoints from the Hugging Face Hub, resumable, checksummed.
+//! - [`hidden_dump`]: every hidden state of one input, for checking an import by hand.
 //! - [`error`]: what can go wrong, as one [`ImportError`].
 //!
 //! # The graph contract
@@ -32,6 +34,8 @@ pub mod bert;
 pub mod checkpoint;
 pub mod cost;
 pub mod error;
+pub mod fetch;
+pub mod hidden_dump;
 pub mod hubert;
 pub mod pickle;
 pub mod pytorch;

@@ -51,7 +51,7 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 /// `root` (`manifest.csv`, `splits.json`, `speech.onnx`, `text.onnx`); returns the BERT
 /// checkpoint folder (its `tokenizer.json` is what `extract` needs).
 pub fn corpus_and_tiny_encoders(root: &Path) -> PathBuf {
-    use host_trainer::corpus::embedded_tokenizer;
+    use host_trainer::data::corpus::embedded_tokenizer;
     use host_trainer::encoders::import;
     use host_trainer::encoders::random::write_tiny_pair;
 

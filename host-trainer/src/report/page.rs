@@ -15,17 +15,17 @@ use anyhow::Context as _;
 use models::Emotion;
 use serde::{Deserialize, Serialize};
 
-use crate::evaluation::{MetricsFile, Provenance, ReportFile, cell};
-use crate::heads::ModelKind;
-use crate::manifest::{Manifest, write_atomically};
-use crate::plots::{
+use crate::evaluate::summary::{MetricsFile, Provenance, ReportFile, cell};
+use crate::train::heads::ModelKind;
+use crate::data::manifest::{Manifest, write_atomically};
+use crate::report::plots::{
     BarChart, Heatmap, LinePlot, PlotFiles, Series, confusion_heatmap, grouped_bars, line_plot,
 };
-use crate::probe::ProbeFile;
-use crate::representations::{StageSummary, format_score, model_representations, relative};
-use crate::runs::run_dir;
-use crate::splits::SplitSet;
-use crate::training::EpochRecord;
+use crate::evaluate::probe::ProbeFile;
+use crate::report::representations::{StageSummary, format_score, model_representations, relative};
+use crate::train::runs::run_dir;
+use crate::data::splits::SplitSet;
+use crate::train::trainer::EpochRecord;
 
 /// Version of `report.json`.
 pub const REPORT_SUMMARY_FORMAT: u32 = 1;
@@ -285,7 +285,7 @@ fn split_section(
     report: &mut Report,
 ) -> anyhow::Result<()> {
     let names: Vec<&str> = Emotion::ALL.iter().map(|e| e.name()).collect();
-    let evaluated: Vec<(&String, &crate::evaluation::SplitMetrics)> = models
+    let evaluated: Vec<(&String, &crate::evaluate::summary::SplitMetrics)> = models
         .iter()
         .filter_map(|m| metrics.models[*m].get(split).map(|s| (*m, s)))
         .collect();
@@ -409,7 +409,7 @@ fn model_kind(name: &str) -> Option<ModelKind> {
 fn error_analysis(
     inputs: &ReportInputs,
     manifest: &Manifest,
-    evaluated: &[(&String, &crate::evaluation::SplitMetrics)],
+    evaluated: &[(&String, &crate::evaluate::summary::SplitMetrics)],
     split: &str,
     report: &mut Report,
 ) -> anyhow::Result<()> {

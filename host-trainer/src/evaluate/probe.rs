@@ -17,10 +17,10 @@ use models::features::LayerCombination;
 use serde::{Deserialize, Serialize};
 
 use crate::encoders::{HfConfig, ImportError, import};
-use crate::extract::{ExtractError, ExtractSettings, Extractor};
-use crate::manifest::{Manifest, ManifestEntry, write_atomically};
-use crate::metrics::ClassificationReport;
-use crate::splits::Split;
+use crate::features::extract::{ExtractError, ExtractSettings, Extractor};
+use crate::data::manifest::{Manifest, ManifestEntry, write_atomically};
+use crate::evaluate::metrics::ClassificationReport;
+use crate::data::splits::Split;
 
 /// Version of `probe.json`.
 pub const PROBE_FORMAT: u32 = 1;

@@ -65,6 +65,6 @@ pub fn dump_hidden_states(
             .join(","),
     )]);
     let file = safetensors::serialize(views, Some(metadata))?;
-    crate::manifest::write_atomically(out, &file)?;
+    crate::data::manifest::write_atomically(out, &file)?;
     Ok(states)
 }

@@ -56,8 +56,8 @@ impl BranchClassifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::heads::test_support::{max_abs_diff, random_features, tiny, values};
-    use crate::heads::{EmotionHead, FeatureLayout, HeadInput, ModelKind};
+    use crate::train::heads::test_support::{max_abs_diff, random_features, tiny, values};
+    use crate::train::heads::{EmotionHead, FeatureLayout, HeadInput, ModelKind};
     use rand_chacha::ChaCha8Rng;
     use rand_chacha::rand_core::SeedableRng;
 
@@ -73,7 +73,7 @@ mod tests {
             .map(|&t| random_features(&mut rng, layers, t, 5))
             .collect();
         let refs: Vec<_> = samples.iter().collect();
-        let input = |items: &[&crate::feature_cache::Features]| {
+        let input = |items: &[&crate::features::cache::Features]| {
             let batch = SequenceBatch::from_features(items, &dev).unwrap();
             match kind {
                 ModelKind::Speech => HeadInput {

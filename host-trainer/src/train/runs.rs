@@ -4,12 +4,12 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::dataset::load_split;
-use crate::evaluation::{Prediction, SplitEvaluation};
-use crate::heads::{EmotionHead, ModelKind};
-use crate::manifest::{Manifest, write_atomically};
-use crate::splits::Split;
-use crate::training::{EpochRecord, TrainConfig, TrainedModel, train};
+use crate::train::dataset::load_split;
+use crate::evaluate::summary::{Prediction, SplitEvaluation};
+use crate::train::heads::{EmotionHead, ModelKind};
+use crate::data::manifest::{Manifest, write_atomically};
+use crate::data::splits::Split;
+use crate::train::trainer::{EpochRecord, TrainConfig, TrainedModel, train};
 
 /// The folder of one run.
 pub fn run_dir(runs: &Path, model: ModelKind, split: &str) -> PathBuf {

@@ -59,11 +59,11 @@ use burn::nn::{GateController, Linear, Lstm, PaddingConfig1d};
 use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
 
-use crate::heads::branch::Branch;
-use crate::heads::classifier::BranchClassifier;
-use crate::heads::fusion::{CrossAttention, FusionHead};
-use crate::heads::recurrent::MaskedBiLstm;
-use crate::heads::{CLASSES, EmotionHead, MIN_FRAMES};
+use crate::train::heads::branch::Branch;
+use crate::train::heads::classifier::BranchClassifier;
+use crate::train::heads::fusion::{CrossAttention, FusionHead};
+use crate::train::heads::recurrent::MaskedBiLstm;
+use crate::train::heads::{CLASSES, EmotionHead, MIN_FRAMES};
 use onnx_build::graph::{
     Attr, Conv1dGeometry, Dim, ElemType, FloatArray, GraphBuilder, GraphError,
 };
@@ -633,11 +633,11 @@ fn read<const D: usize>(name: &str, tensor: Tensor<D>) -> Result<FloatArray, Hea
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::feature_cache::Features;
-    use crate::heads::branch::LayerMix;
-    use crate::heads::classifier::BranchClassifier;
-    use crate::heads::test_support::{max_abs_diff, random_features, tiny, values};
-    use crate::heads::{FeatureLayout, HeadConfig, HeadInput, ModelKind, SequenceBatch};
+    use crate::features::cache::Features;
+    use crate::train::heads::branch::LayerMix;
+    use crate::train::heads::classifier::BranchClassifier;
+    use crate::train::heads::test_support::{max_abs_diff, random_features, tiny, values};
+    use crate::train::heads::{FeatureLayout, HeadConfig, HeadInput, ModelKind, SequenceBatch};
     use burn::module::Param;
     use burn::tensor::{Device, TensorData};
     use prost::Message;
@@ -736,7 +736,7 @@ mod tests {
 
     /// tract, kept apart: its prelude would shadow burn's `Tensor`.
     mod tract_run {
-        use crate::feature_cache::Features;
+        use crate::features::cache::Features;
         use tract_onnx::prelude::*;
 
         /// A loaded, optimised graph.

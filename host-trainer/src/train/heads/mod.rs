@@ -11,7 +11,7 @@
 //!   vector through a gate that starts closed ([`fusion::FusionHead`]).
 //!
 //! Each model is a burn `Module` plus a burn `Config`; the training loop lives apart, in
-//! [`crate::training`]. Padding never reaches a recurrence or a pooled vector: batches
+//! [`crate::train::trainer`]. Padding never reaches a recurrence or a pooled vector: batches
 //! carry each sample's length ([`SequenceBatch`]), the backward LSTM reads each sample's
 //! own frames reversed ([`recurrent`]), and every pooling or attention is masked. So a
 //! sample gives the same output alone and inside a padded batch.
@@ -33,7 +33,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::feature_cache::Features;
+use crate::features::cache::Features;
 use branch::BranchConfig;
 use classifier::{BranchClassifier, BranchClassifierConfig};
 use fusion::{FusionHead, FusionHeadConfig};

@@ -26,7 +26,7 @@ use plotters::style::{FontStyle, FontTransform, RGBAColor, register_font};
 pub const FONT_FAMILY: &str = "sans-serif";
 
 /// DejaVu Sans, embedded so PNG text renders without any system font.
-static DEJAVU_SANS: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+static DEJAVU_SANS: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 
 /// Pixel size (width, height) of a [`scatter`] figure.
 pub const SCATTER_SIZE: (u32, u32) = (900, 720);

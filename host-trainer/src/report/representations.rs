@@ -8,14 +8,14 @@ use std::path::Path;
 use models::Emotion;
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::load_split;
-use crate::heads::ModelKind;
-use crate::manifest::Manifest;
-use crate::plots::{PlotFiles, ScatterPlot, ScatterPoint, scatter};
-use crate::projection::{Map2d, pca, silhouette, tsne};
-use crate::runs::run_dir;
-use crate::splits::Split;
-use crate::training::{Example, TrainedModel};
+use crate::train::dataset::load_split;
+use crate::train::heads::ModelKind;
+use crate::data::manifest::Manifest;
+use crate::report::plots::{PlotFiles, ScatterPlot, ScatterPoint, scatter};
+use crate::report::projection::{Map2d, pca, silhouette, tsne};
+use crate::train::runs::run_dir;
+use crate::data::splits::Split;
+use crate::train::trainer::{Example, TrainedModel};
 
 /// The name of the baseline "stage" of the speech and text models: the encoder features,
 /// averaged over frames (and layers), before any head.
@@ -28,7 +28,7 @@ pub struct StageSummary {
     pub model: String,
     /// The split whose model and utterances these are.
     pub split: String,
-    /// [`INPUT_STAGE`], or a [`crate::heads::Stage`] name.
+    /// [`INPUT_STAGE`], or a [`crate::train::heads::Stage`] name.
     pub stage: String,
     /// What the vector is.
     pub description: String,
@@ -219,7 +219,7 @@ pub fn format_score(score: Option<f64>) -> String {
 }
 
 /// The mean over frames (and layers) of `[T, H]` or `[L, T, H]` features.
-fn mean_vector(features: &crate::feature_cache::Features) -> Vec<f32> {
+fn mean_vector(features: &crate::features::cache::Features) -> Vec<f32> {
     let dim = features.dim();
     let rows = features.data.len().checked_div(dim).unwrap_or(0);
     let mut mean = vec![0.0f32; dim];
@@ -233,7 +233,7 @@ fn mean_vector(features: &crate::feature_cache::Features) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::feature_cache::Features;
+    use crate::features::cache::Features;
 
     #[test]
     fn the_input_vector_is_the_mean_over_layers_and_frames() {

@@ -28,8 +28,8 @@ use std::path::{Path, PathBuf};
 use models::Emotion;
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::write_atomically;
-use crate::metrics::{ClassMetrics, ClassificationReport};
+use crate::data::manifest::write_atomically;
+use crate::evaluate::metrics::{ClassMetrics, ClassificationReport};
 
 /// Version of the `metrics.json` layout (its `format` key).
 pub const METRICS_FORMAT: u32 = 1;
@@ -137,7 +137,7 @@ pub struct Provenance {
     pub manifest: String,
     /// The splits file.
     pub splits_file: String,
-    /// The splits file's content id ([`crate::splits::SplitSet::id`]).
+    /// The splits file's content id ([`crate::data::splits::SplitSet::id`]).
     pub splits_id: String,
     /// The training seed.
     pub seed: u64,

@@ -216,9 +216,9 @@ impl FusionHead {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::feature_cache::Features;
-    use crate::heads::test_support::{max_abs_diff, random_features, tiny, values};
-    use crate::heads::{EmotionHead, FeatureLayout, HeadInput, ModelKind};
+    use crate::features::cache::Features;
+    use crate::train::heads::test_support::{max_abs_diff, random_features, tiny, values};
+    use crate::train::heads::{EmotionHead, FeatureLayout, HeadInput, ModelKind};
     use rand_chacha::ChaCha8Rng;
     use rand_chacha::rand_core::SeedableRng;
 

@@ -120,7 +120,7 @@ pub fn padding_mask(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::heads::test_support::{max_abs_diff, values};
+    use crate::train::heads::test_support::{max_abs_diff, values};
 
     fn device() -> Device {
         Device::flex()

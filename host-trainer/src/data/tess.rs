@@ -15,7 +15,7 @@ use models::frontend::probe_wav;
 use models::{Emotion, TranscriptTemplate};
 use walkdir::WalkDir;
 
-use crate::manifest::{Manifest, ManifestEntry};
+use crate::data::manifest::{Manifest, ManifestEntry};
 
 /// Speaker, word and emotion as a TESS file name gives them (`OAF_back_angry.wav`).
 #[derive(Debug, Clone, PartialEq, Eq)]

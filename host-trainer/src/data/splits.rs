@@ -21,7 +21,7 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::manifest::{Manifest, ManifestEntry, write_atomically};
+use crate::data::manifest::{Manifest, ManifestEntry, write_atomically};
 
 /// Version of the splits file layout.
 pub const FORMAT_VERSION: u32 = 1;

@@ -187,7 +187,7 @@ impl Branch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::heads::test_support::{max_abs_diff, random_features, values};
+    use crate::train::heads::test_support::{max_abs_diff, random_features, values};
     use rand_chacha::ChaCha8Rng;
     use rand_chacha::rand_core::SeedableRng;
 

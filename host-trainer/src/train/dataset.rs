@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::feature_cache::{CacheError, FeatureCache, FeatureIndex, Features};
-use crate::manifest::Manifest;
-use crate::splits::Split;
-use crate::training::Example;
+use crate::features::cache::{CacheError, FeatureCache, FeatureIndex, Features};
+use crate::data::manifest::Manifest;
+use crate::data::splits::Split;
+use crate::train::trainer::Example;
 
 /// The examples of one split.
 #[derive(Debug, Clone)]

@@ -19,7 +19,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::manifest::write_atomically;
+use crate::data::manifest::write_atomically;
 
 pub use models::features::{Features, LayerCombination};
 

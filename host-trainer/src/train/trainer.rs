@@ -48,13 +48,13 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::feature_cache::Features;
-use crate::heads::{
+use crate::features::cache::Features;
+use crate::train::heads::{
     CLASSES, DropoutRng, EmotionHead, EmotionHeadConfig, FeatureLayout, HeadConfig, HeadInput,
     InputError, ModelKind, SequenceBatch,
 };
-use crate::manifest::write_atomically;
-use crate::metrics::ClassificationReport;
+use crate::data::manifest::write_atomically;
+use crate::evaluate::metrics::ClassificationReport;
 
 /// Samples per forward pass when predicting or validating (no gradients kept).
 const INFERENCE_BATCH: usize = 32;
@@ -1473,7 +1473,7 @@ fn log_softmax(row: &[f32]) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::heads::test_support::random_features;
+    use crate::train::heads::test_support::random_features;
 
     /// Seven classes told apart by the mean of their features plus noise; lengths 5–30.
     fn synthetic(seed: u64, per_class: usize, dim: usize, with_text: bool) -> Vec<Example> {

@@ -26,16 +26,16 @@ use models::keyword_spotter::KeywordSpotter;
 use models::pipeline::TextInput;
 use models::{Emotion, Pipeline, PipelineOptions};
 
-use crate::bundle_evaluation::{BundlePredictions, predict_through_bundle};
-use crate::dataset::{SplitData, load_split};
-use crate::feature_cache::{FeatureCache, FeatureIndex, digest};
-use crate::head_export::{export_head, export_keyword_spotter};
-use crate::heads::ModelKind;
-use crate::keyword_spotting::{KeywordEvaluation, KeywordModel, evaluate, keyword_run_dir};
-use crate::manifest::Manifest;
-use crate::runs::run_dir;
-use crate::splits::Split;
-use crate::training::{TrainedModel, argmax, softmax};
+use crate::evaluate::through_bundle::{BundlePredictions, predict_through_bundle};
+use crate::train::dataset::{SplitData, load_split};
+use crate::features::cache::{FeatureCache, FeatureIndex, digest};
+use crate::export::heads::{export_head, export_keyword_spotter};
+use crate::train::heads::ModelKind;
+use crate::train::keyword_spotter::{KeywordEvaluation, KeywordModel, evaluate, keyword_run_dir};
+use crate::data::manifest::Manifest;
+use crate::train::runs::run_dir;
+use crate::data::splits::Split;
+use crate::train::trainer::{TrainedModel, argmax, softmax};
 use onnx_build::calibration::calibrate;
 use onnx_build::quantize::{ActivationRanges, QuantizeOptions, quantize_dynamic};
 

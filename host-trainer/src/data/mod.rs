@@ -1,0 +1,11 @@
+//! The corpus side: utterances on disk, their labels, and the splits.
+//!
+//! - [`corpus`]: where the embedded synthetic corpus lives.
+//! - [`tess`]: scanning a TESS download into a manifest.
+//! - [`manifest`]: the manifest (one row per utterance) and its count table.
+//! - [`splits`]: seeded random, speaker-independent and word-disjoint splits.
+
+pub mod corpus;
+pub mod manifest;
+pub mod splits;
+pub mod tess;
