@@ -9,23 +9,23 @@ mod edge;
 
 use std::path::{Path, PathBuf};
 
-use host_trainer::bundle_evaluation::predict_through_bundle;
-use host_trainer::corpus::{embedded_corpus_dir, embedded_tokenizer};
+use host_trainer::evaluate::through_bundle::predict_through_bundle;
+use host_trainer::data::corpus::{embedded_corpus_dir, embedded_tokenizer};
 use host_trainer::encoders::import;
 use host_trainer::encoders::random::write_tiny_pair;
-use host_trainer::evaluation::{Provenance, write_evaluation};
-use host_trainer::export::{ExportOutcome, ExportRequest, Precision, export_bundle};
-use host_trainer::extract::{ExtractSettings, Extractor, extract};
-use host_trainer::feature_cache::FeatureCache;
-use host_trainer::heads::ModelKind;
-use host_trainer::keyword_spotting;
-use host_trainer::manifest::Manifest;
-use host_trainer::probe::{ProbeConfig, ProbeRequest, run_probe};
-use host_trainer::report::{ReportInputs, write_report};
-use host_trainer::runs::{evaluate_run, train_run};
-use host_trainer::splits::{SplitConfig, SplitSet};
-use host_trainer::tess::{ScanOptions, scan};
-use host_trainer::training::TrainConfig;
+use host_trainer::evaluate::summary::{Provenance, write_evaluation};
+use host_trainer::export::bundle::{ExportOutcome, ExportRequest, Precision, export_bundle};
+use host_trainer::features::extract::{ExtractSettings, Extractor, extract};
+use host_trainer::features::cache::FeatureCache;
+use host_trainer::train::heads::ModelKind;
+use host_trainer::train::keyword_spotter;
+use host_trainer::data::manifest::Manifest;
+use host_trainer::evaluate::probe::{ProbeConfig, ProbeRequest, run_probe};
+use host_trainer::report::page::{ReportInputs, write_report};
+use host_trainer::train::runs::{evaluate_run, train_run};
+use host_trainer::data::splits::{SplitConfig, SplitSet};
+use host_trainer::data::tess::{ScanOptions, scan};
+use host_trainer::train::trainer::TrainConfig;
 use models::bundle::{Bundle, BundleError, BundleManifest, MANIFEST_FILE, MANIFEST_JSON};
 use models::pipeline::{PipelineError, TextInput, TextSource};
 use models::{Pipeline, PipelineOptions};
@@ -312,7 +312,7 @@ fn check_report(prepared: &Prepared, runs: &Path) {
             "{stem} not linked"
         );
     }
-    let json: host_trainer::report::ReportSummary =
+    let json: host_trainer::report::page::ReportSummary =
         serde_json::from_slice(&std::fs::read(&outcome.json).unwrap()).unwrap();
     assert_eq!(&json, summary);
 }
@@ -337,9 +337,9 @@ fn train_and_export(prepared: &Prepared) -> (PathBuf, ExportOutcome) {
         max_epochs: 8,
         patience: 3,
         seed: 3,
-        ..keyword_spotting::default_config()
+        ..keyword_spotter::default_config()
     };
-    keyword_spotting::train_keyword_run(&prepared.manifest, split, &features, &runs, &spotter)
+    keyword_spotter::train_keyword_run(&prepared.manifest, split, &features, &runs, &spotter)
         .unwrap();
     let out = prepared.root.join("bundle");
     let request = ExportRequest {

@@ -125,7 +125,7 @@ fn corpus_script_remakes_the_committed_bytes() {
 #[test]
 fn readme_documents_the_metrics_schema_the_code_writes() {
     let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
-    let schema = host_trainer::evaluation::metrics_schema_markdown();
+    let schema = host_trainer::evaluate::summary::metrics_schema_markdown();
     assert!(
         readme.contains(schema),
         "README.md's metrics.json section differs from evaluation::metrics_schema_markdown(); paste it again"
