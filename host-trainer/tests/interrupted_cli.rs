@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 
 use common::{corpus_and_tiny_encoders, files_under, host_trainer, host_trainer_ok, text};
 
-use host_trainer::train::dataset::load_split;
-use host_trainer::features::cache::{FeatureCache, FeatureIndex};
 use host_trainer::data::manifest::Manifest;
 use host_trainer::data::splits::SplitSet;
+use host_trainer::features::cache::{FeatureCache, FeatureIndex};
+use host_trainer::train::dataset::load_split;
 use host_trainer::train::trainer::TrainedModel;
 
 /// Utterances and distinct transcripts of the embedded corpus.

@@ -14,10 +14,10 @@ use std::path::{Path, PathBuf};
 
 use common::{corpus_and_tiny_encoders, host_trainer, host_trainer_ok, text};
 
-use host_trainer::train::dataset::load_split;
-use host_trainer::train::keyword_spotter::{KeywordModel, keyword_run_dir, vocabulary};
 use host_trainer::data::manifest::Manifest;
 use host_trainer::data::splits::SplitSet;
+use host_trainer::train::dataset::load_split;
+use host_trainer::train::keyword_spotter::{KeywordModel, keyword_run_dir, vocabulary};
 use models::keyword_spotter::KeywordSpotter;
 use models::pipeline::{KeywordSource, TextInput};
 use models::{Pipeline, PipelineOptions};

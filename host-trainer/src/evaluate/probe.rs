@@ -16,11 +16,11 @@ use models::Emotion;
 use models::features::LayerCombination;
 use serde::{Deserialize, Serialize};
 
-use crate::encoders::{HfConfig, ImportError, import};
-use crate::features::extract::{ExtractError, ExtractSettings, Extractor};
 use crate::data::manifest::{Manifest, ManifestEntry, write_atomically};
-use crate::evaluate::metrics::ClassificationReport;
 use crate::data::splits::Split;
+use crate::encoders::{HfConfig, ImportError, import};
+use crate::evaluate::metrics::ClassificationReport;
+use crate::features::extract::{ExtractError, ExtractSettings, Extractor};
 
 /// Version of `probe.json`.
 pub const PROBE_FORMAT: u32 = 1;

@@ -9,9 +9,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use models::Pipeline;
 use models::pipeline::TextInput;
 
+use crate::data::manifest::Manifest;
 use crate::evaluate::summary::{Prediction, SplitEvaluation};
 use crate::train::heads::{CLASSES, ModelKind};
-use crate::data::manifest::Manifest;
 
 /// One head's outputs on the utterances of a split part, in order.
 #[derive(Debug, Clone)]

@@ -21,11 +21,11 @@ use models::frontend::TrimConfig;
 use models::tokenizer::{TokenizerError, TranscriptTokenizer};
 use models::{Frontend, FrontendConfig};
 
+use crate::data::manifest::Manifest;
 use crate::features::cache::{
     CacheError, FeatureCache, FeatureDtype, FeatureIndex, Features, INDEX_FORMAT, IndexEntry,
     LayerCombination, digest,
 };
-use crate::data::manifest::Manifest;
 
 /// What goes into every feature (and so into every cache key).
 #[derive(Debug, Clone, PartialEq)]

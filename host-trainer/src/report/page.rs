@@ -15,16 +15,16 @@ use anyhow::Context as _;
 use models::Emotion;
 use serde::{Deserialize, Serialize};
 
-use crate::evaluate::summary::{MetricsFile, Provenance, ReportFile, cell};
-use crate::train::heads::ModelKind;
 use crate::data::manifest::{Manifest, write_atomically};
+use crate::data::splits::SplitSet;
+use crate::evaluate::probe::ProbeFile;
+use crate::evaluate::summary::{MetricsFile, Provenance, ReportFile, cell};
 use crate::report::plots::{
     BarChart, Heatmap, LinePlot, PlotFiles, Series, confusion_heatmap, grouped_bars, line_plot,
 };
-use crate::evaluate::probe::ProbeFile;
 use crate::report::representations::{StageSummary, format_score, model_representations, relative};
+use crate::train::heads::ModelKind;
 use crate::train::runs::run_dir;
-use crate::data::splits::SplitSet;
 use crate::train::trainer::EpochRecord;
 
 /// Version of `report.json`.

@@ -8,13 +8,13 @@ use std::path::Path;
 use models::Emotion;
 use serde::{Deserialize, Serialize};
 
-use crate::train::dataset::load_split;
-use crate::train::heads::ModelKind;
 use crate::data::manifest::Manifest;
+use crate::data::splits::Split;
 use crate::report::plots::{PlotFiles, ScatterPlot, ScatterPoint, scatter};
 use crate::report::projection::{Map2d, pca, silhouette, tsne};
+use crate::train::dataset::load_split;
+use crate::train::heads::ModelKind;
 use crate::train::runs::run_dir;
-use crate::data::splits::Split;
 use crate::train::trainer::{Example, TrainedModel};
 
 /// The name of the baseline "stage" of the speech and text models: the encoder features,

@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::features::cache::{CacheError, FeatureCache, FeatureIndex, Features};
 use crate::data::manifest::Manifest;
 use crate::data::splits::Split;
+use crate::features::cache::{CacheError, FeatureCache, FeatureIndex, Features};
 use crate::train::trainer::Example;
 
 /// The examples of one split.

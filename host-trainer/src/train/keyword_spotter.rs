@@ -28,13 +28,13 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::manifest::{Manifest, write_atomically};
+use crate::data::splits::Split;
+use crate::evaluate::metrics::ClassificationReport;
 use crate::train::dataset::{DatasetError, SplitData, load_split};
 use crate::train::heads::classifier::BranchClassifier;
 use crate::train::heads::{EmotionHead, HeadConfig, ModelKind};
-use crate::data::manifest::{Manifest, write_atomically};
-use crate::evaluate::metrics::ClassificationReport;
 use crate::train::runs::{epoch_printer, save_curves};
-use crate::data::splits::Split;
 use crate::train::trainer::{
     Classes, EpochRecord, Example, TrainConfig, TrainError, TrainedModel, argmax, train_classes,
 };
@@ -631,8 +631,8 @@ pub fn summary_line(run: &KeywordRun) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::heads::test_support::random_features;
     use crate::data::manifest::ManifestEntry;
+    use crate::train::heads::test_support::random_features;
     use models::Emotion;
     use rand_chacha::ChaCha8Rng;
     use rand_chacha::rand_core::{RngCore, SeedableRng};

@@ -4,11 +4,11 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::train::dataset::load_split;
-use crate::evaluate::summary::{Prediction, SplitEvaluation};
-use crate::train::heads::{EmotionHead, ModelKind};
 use crate::data::manifest::{Manifest, write_atomically};
 use crate::data::splits::Split;
+use crate::evaluate::summary::{Prediction, SplitEvaluation};
+use crate::train::dataset::load_split;
+use crate::train::heads::{EmotionHead, ModelKind};
 use crate::train::trainer::{EpochRecord, TrainConfig, TrainedModel, train};
 
 /// The folder of one run.

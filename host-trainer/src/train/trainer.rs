@@ -48,13 +48,13 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::data::manifest::write_atomically;
+use crate::evaluate::metrics::ClassificationReport;
 use crate::features::cache::Features;
 use crate::train::heads::{
     CLASSES, DropoutRng, EmotionHead, EmotionHeadConfig, FeatureLayout, HeadConfig, HeadInput,
     InputError, ModelKind, SequenceBatch,
 };
-use crate::data::manifest::write_atomically;
-use crate::evaluate::metrics::ClassificationReport;
 
 /// Samples per forward pass when predicting or validating (no gradients kept).
 const INFERENCE_BATCH: usize = 32;
