@@ -6,7 +6,7 @@ use std::error::Error;
 
 use host_trainer::encoders::EncoderKind;
 use host_trainer::encoders::random::{Preset, RandomCheckpoint};
-use host_trainer::export::bundle::SPEECH_FLOAT_PREFIX;
+use host_trainer::export::variants::SPEECH_FLOAT_PREFIX;
 use models::encoder::{EncoderGraph, EncoderInput};
 use onnx_build::quantize::{
     ActivationQuantization, METADATA_KEY, METADATA_VALUE, QuantizeOptions, SkipReason,

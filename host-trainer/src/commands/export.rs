@@ -10,9 +10,8 @@ use models::{Pipeline, PipelineOptions};
 
 use super::encoders::EncoderGraphs;
 use super::{RunInputs, corpus_of, read_inputs};
-use crate::export::bundle::{
-    ExportOptions, ExportRequest, Precision, default_bundle_dir, export_bundle_with,
-};
+use crate::export::bundle::{ExportOptions, ExportRequest, default_bundle_dir, export_bundle_with};
+use crate::export::variants::Precision;
 
 /// `export`.
 pub fn run(args: ExportArgs) -> Result<()> {

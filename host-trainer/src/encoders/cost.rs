@@ -5,7 +5,7 @@
 //!
 //! The int8 variant is the one a bundle ships ([`crate::export::bundle`]): the transformer's
 //! weight products int8 with activation scales calibrated on (here: synthetic) speech,
-//! the conv feature encoder ([`crate::export::bundle::SPEECH_FLOAT_PREFIX`]) and the positional
+//! the conv feature encoder ([`crate::export::variants::SPEECH_FLOAT_PREFIX`]) and the positional
 //! conv float. Weights do not change the speed, so random-weight checkpoints
 //! ([`super::random`]) measure real architectures.
 
@@ -165,7 +165,7 @@ pub fn synthetic_speech(seconds: f64, pitch: f32) -> Vec<f32> {
 /// float.
 pub fn int8_variant(onnx: &[u8]) -> Result<Vec<u8>, CostError> {
     let options = QuantizeOptions {
-        keep_float: vec![crate::export::bundle::SPEECH_FLOAT_PREFIX.to_string()],
+        keep_float: vec![crate::export::variants::SPEECH_FLOAT_PREFIX.to_string()],
         ..QuantizeOptions::default()
     };
     let inputs: Vec<Tensor> = [(2.0, 120.0), (1.5, 190.0), (2.5, 240.0)]
