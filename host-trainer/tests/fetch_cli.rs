@@ -276,8 +276,19 @@ fn serve(
 ) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
+    let request = read_request(&stream)?;
+    seen.lock().unwrap().push(request.clone());
     let mut stream = stream;
+    if let Some(rest) = request.path.strip_prefix("/api/models/") {
+        serve_revision_info(&mut stream, rest, repos, quirks);
+        return Ok(());
+    }
+    serve_resolve(&mut stream, &request, repos, quirks, cut_done)
+}
+
+/// The request line's path and the headers the emulation cares about.
+fn read_request(stream: &TcpStream) -> std::io::Result<Seen> {
+    let mut reader = BufReader::new(stream.try_clone()?);
     let mut line = String::new();
     reader.read_line(&mut line)?;
     let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
@@ -295,93 +306,117 @@ fn serve(
             }
         }
     }
-    seen.lock().unwrap().push(Seen {
-        path: path.clone(),
-        range: range.clone(),
+    Ok(Seen {
+        path,
+        range,
         authorization,
-    });
-    let not_found = |stream: &mut TcpStream, what: &str| {
-        respond(
-            stream,
-            "404 Not Found",
-            &[("Content-Type", "application/json".into())],
-            format!(r#"{{"error": "{what}"}}"#).as_bytes(),
-        )
-    };
-    let find = |repo: &str, revision: &str| {
-        repos.iter().find(|r| r.id == repo).and_then(|r| {
-            r.revisions
-                .iter()
-                .find(|v| v.name == revision || v.commit == revision)
-        })
-    };
-    if let Some(rest) = path.strip_prefix("/api/models/") {
-        let rest = rest.split('?').next().unwrap_or("");
-        let Some((repo, revision)) = rest.split_once("/revision/") else {
-            not_found(&mut stream, "Repository not found");
-            return Ok(());
-        };
-        let Some(revision) = find(repo, &percent_decode(revision)) else {
-            not_found(&mut stream, "Revision Not Found");
-            return Ok(());
-        };
-        let siblings: Vec<serde_json::Value> = revision
-            .files
+    })
+}
+
+fn not_found(stream: &mut TcpStream, what: &str) {
+    respond(
+        stream,
+        "404 Not Found",
+        &[("Content-Type", "application/json".into())],
+        format!(r#"{{"error": "{what}"}}"#).as_bytes(),
+    )
+}
+
+/// The revision of `repo` named by its branch or its commit.
+fn find_revision<'a>(
+    repos: &'a [FakeRepo],
+    repo: &str,
+    revision: &str,
+) -> Option<&'a FakeRevision> {
+    repos.iter().find(|r| r.id == repo).and_then(|r| {
+        r.revisions
             .iter()
-            .map(|f| {
-                let mut sibling = serde_json::json!({
-                    "rfilename": f.name, "size": f.bytes.len(), "blobId": "0".repeat(40)
+            .find(|v| v.name == revision || v.commit == revision)
+    })
+}
+
+/// `/api/models/{repo}/revision/{revision}`: the commit and its files, with sizes and
+/// the LFS SHA-256 (wrong where the quirks say).
+fn serve_revision_info(stream: &mut TcpStream, rest: &str, repos: &[FakeRepo], quirks: &Quirks) {
+    let rest = rest.split('?').next().unwrap_or("");
+    let Some((repo, revision)) = rest.split_once("/revision/") else {
+        not_found(stream, "Repository not found");
+        return;
+    };
+    let Some(revision) = find_revision(repos, repo, &percent_decode(revision)) else {
+        not_found(stream, "Revision Not Found");
+        return;
+    };
+    let siblings: Vec<serde_json::Value> = revision
+        .files
+        .iter()
+        .map(|f| {
+            let mut sibling = serde_json::json!({
+                "rfilename": f.name, "size": f.bytes.len(), "blobId": "0".repeat(40)
+            });
+            if f.lfs {
+                let sha = if quirks.wrong_sha == Some(f.name) {
+                    "0".repeat(64)
+                } else {
+                    sha256_hex(&f.bytes)
+                };
+                sibling["lfs"] = serde_json::json!({
+                    "sha256": sha, "size": f.bytes.len(), "pointerSize": 134
                 });
-                if f.lfs {
-                    let sha = if quirks.wrong_sha == Some(f.name) {
-                        "0".repeat(64)
-                    } else {
-                        sha256_hex(&f.bytes)
-                    };
-                    sibling["lfs"] = serde_json::json!({
-                        "sha256": sha, "size": f.bytes.len(), "pointerSize": 134
-                    });
-                }
-                sibling
-            })
-            .collect();
-        let body = serde_json::json!({ "id": repo, "sha": revision.commit, "siblings": siblings });
-        respond(
-            &mut stream,
-            "200 OK",
-            &[("Content-Type", "application/json".into())],
-            body.to_string().as_bytes(),
-        );
-        return Ok(());
-    }
-    // /{owner}/{name}/resolve/{revision}/{file}
-    let parts: Vec<&str> = path.trim_start_matches('/').splitn(5, '/').collect();
+            }
+            sibling
+        })
+        .collect();
+    let body = serde_json::json!({ "id": repo, "sha": revision.commit, "siblings": siblings });
+    respond(
+        stream,
+        "200 OK",
+        &[("Content-Type", "application/json".into())],
+        body.to_string().as_bytes(),
+    );
+}
+
+/// `/{owner}/{name}/resolve/{revision}/{file}`: the whole file, or from the byte a range
+/// asks; the first whole GET of the quirks' file is cut.
+fn serve_resolve(
+    stream: &mut TcpStream,
+    request: &Seen,
+    repos: &[FakeRepo],
+    quirks: &Quirks,
+    cut_done: &mut bool,
+) -> std::io::Result<()> {
+    let parts: Vec<&str> = request
+        .path
+        .trim_start_matches('/')
+        .splitn(5, '/')
+        .collect();
     let file = match parts.as_slice() {
         [owner, name, "resolve", revision, file] => {
-            find(&format!("{owner}/{name}"), &percent_decode(revision))
+            find_revision(repos, &format!("{owner}/{name}"), &percent_decode(revision))
                 .and_then(|v| v.files.iter().find(|f| f.name == percent_decode(file)))
         }
         _ => None,
     };
     let Some(file) = file else {
-        not_found(&mut stream, "Entry not found");
+        not_found(stream, "Entry not found");
         return Ok(());
     };
     let bytes = &file.bytes;
-    let start = range
+    let start = request
+        .range
         .as_deref()
         .and_then(|r| r.strip_prefix("bytes="))
         .and_then(|r| r.strip_suffix('-'))
         .and_then(|r| r.parse::<usize>().ok());
     match start {
         Some(start) if start >= bytes.len() => respond(
-            &mut stream,
+            stream,
             "416 Range Not Satisfiable",
             &[("Content-Range", format!("bytes */{}", bytes.len()))],
             b"",
         ),
         Some(start) => respond(
-            &mut stream,
+            stream,
             "206 Partial Content",
             &[(
                 "Content-Range",
@@ -392,22 +427,27 @@ fn serve(
         None => match quirks.cut {
             Some((name, after)) if name == file.name && !*cut_done => {
                 *cut_done = true;
-                // Promise the whole file, send part of it, hang up.
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    bytes.len()
-                );
-                stream.write_all(head.as_bytes())?;
-                stream.write_all(&bytes[..after])?;
-                stream.flush()?;
-                stream.shutdown(Shutdown::Write)?;
-                // Wait for the client to hang up too, so nothing sent is lost.
-                let mut sink = [0u8; 1024];
-                while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+                send_cut(stream, bytes, after)?;
             }
-            _ => respond(&mut stream, "200 OK", &[], bytes),
+            _ => respond(stream, "200 OK", &[], bytes),
         },
     }
+    Ok(())
+}
+
+/// Promises the whole file, sends its first `after` bytes, hangs up.
+fn send_cut(stream: &mut TcpStream, bytes: &[u8], after: usize) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        bytes.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(&bytes[..after])?;
+    stream.flush()?;
+    stream.shutdown(Shutdown::Write)?;
+    // Wait for the client to hang up too, so nothing sent is lost.
+    let mut sink = [0u8; 1024];
+    while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
     Ok(())
 }
 
@@ -490,9 +530,25 @@ fn falls_back_to_the_bin_on_main_and_takes_safetensors_from_the_pr_branch() {
     );
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-
     let hubert = HUBERT_BASE.local_dir(cache.path());
-    let bert = BERT_BASE.local_dir(cache.path());
+    check_main_fetched_with_the_bin(&repos, cache.path(), &stdout);
+    check_main_requests(&hub);
+
+    // Again: checked against fetch.json, nothing asked of the Hub.
+    let before = hub.seen().len();
+    let out = fetch_cli(&hub.url, c, &[]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(hub.seen().len(), before, "{:?}", hub.paths());
+
+    check_pr_branch_takes_safetensors(&hub, c, &hubert, before);
+    check_revision_errors(&hub, c);
+}
+
+/// HuBERT from `main` has only the .bin (and imports), BERT its safetensors; both
+/// recorded as SHA-256 checked.
+fn check_main_fetched_with_the_bin(repos: &[FakeRepo], cache: &Path, stdout: &str) {
+    let hubert = HUBERT_BASE.local_dir(cache);
+    let bert = BERT_BASE.local_dir(cache);
     assert_eq!(
         list(&hubert),
         [
@@ -502,10 +558,8 @@ fn falls_back_to_the_bin_on_main_and_takes_safetensors_from_the_pr_branch() {
             PYTORCH_BIN
         ]
     );
-    assert_eq!(
-        std::fs::read(hubert.join(PYTORCH_BIN)).unwrap(),
-        file_of(&repos, "facebook/hubert-base-ls960", "main", PYTORCH_BIN)
-    );
+    let main_bin = file_of(repos, "facebook/hubert-base-ls960", "main", PYTORCH_BIN);
+    assert_eq!(std::fs::read(hubert.join(PYTORCH_BIN)).unwrap(), main_bin);
     assert_eq!(
         list(&bert),
         ["config.json", RECORD_FILE, SAFETENSORS, "tokenizer.json"]
@@ -519,28 +573,23 @@ fn falls_back_to_the_bin_on_main_and_takes_safetensors_from_the_pr_branch() {
     assert_eq!(record.revision.as_deref(), Some("main"));
     assert_eq!(record.commit.as_deref(), Some(MAIN_COMMIT));
     let bin = record.file(PYTORCH_BIN).unwrap();
-    assert_eq!(
-        bin.sha256,
-        sha256_hex(&file_of(
-            &repos,
-            "facebook/hubert-base-ls960",
-            "main",
-            PYTORCH_BIN
-        ))
-    );
+    assert_eq!(bin.sha256, sha256_hex(&main_bin));
     assert_eq!(bin.checked, host_trainer::encoders::fetch::Checked::Sha256);
     assert!(
         stdout.contains("pytorch_model.bin (sha256 checked)"),
         "{stdout}"
     );
+}
 
+/// The API asked for `main`, the files pinned to its commit, the unwanted ones never
+/// asked for, the token sent with every request.
+fn check_main_requests(hub: &FakeHub) {
     let seen = hub.seen();
     let paths = hub.paths();
     assert!(
         paths.contains(&"/api/models/facebook/hubert-base-ls960/revision/main?blobs=true".into()),
         "{paths:?}"
     );
-    // Pinned to the commit the API named; the unwanted files never asked for.
     assert!(paths.contains(&format!(
         "/facebook/hubert-base-ls960/resolve/{MAIN_COMMIT}/pytorch_model.bin"
     )));
@@ -559,14 +608,10 @@ fn falls_back_to_the_bin_on_main_and_takes_safetensors_from_the_pr_branch() {
             .all(|s| s.authorization.as_deref() == Some("Bearer hf_test_token")),
         "{seen:?}"
     );
+}
 
-    // Again: checked against fetch.json, nothing asked of the Hub.
-    let before = hub.seen().len();
-    let out = fetch_cli(&hub.url, c, &[]);
-    assert!(out.status.success(), "{:?}", text(&out));
-    assert_eq!(hub.seen().len(), before, "{:?}", hub.paths());
-
-    // The pull-request branch: its safetensors, the .bin of main removed.
+/// The pull-request branch: only its safetensors downloaded, the .bin of main removed.
+fn check_pr_branch_takes_safetensors(hub: &FakeHub, c: &str, hubert: &Path, before: usize) {
     let out = fetch_cli(
         &hub.url,
         c,
@@ -586,7 +631,7 @@ fn falls_back_to_the_bin_on_main_and_takes_safetensors_from_the_pr_branch() {
         "config files that match are not downloaded again"
     );
     assert_eq!(
-        list(&hubert),
+        list(hubert),
         [
             "config.json",
             RECORD_FILE,
@@ -594,11 +639,13 @@ fn falls_back_to_the_bin_on_main_and_takes_safetensors_from_the_pr_branch() {
             "preprocessor_config.json"
         ]
     );
-    let record = FetchRecord::read(&hubert).unwrap().unwrap();
+    let record = FetchRecord::read(hubert).unwrap().unwrap();
     assert_eq!(record.revision.as_deref(), Some("refs/pr/2"));
     assert_eq!(record.weights(), Some(SAFETENSORS));
+}
 
-    // A revision that does not exist, and --revision without the model named.
+/// A revision that does not exist, and --revision without the model named.
+fn check_revision_errors(hub: &FakeHub, c: &str) {
     let out = fetch_cli(
         &hub.url,
         c,
@@ -727,28 +774,63 @@ fn from_a_folder_checks_the_copy() {
         let out = fetch_cli(&hub.url, s(online.path()), &[]);
         assert!(out.status.success(), "{:?}", text(&out));
     }
-    let dead = closed_port();
-    let hubert_copy = HUBERT_BASE.local_dir(online.path());
+    let from = online.path();
+    check_a_good_copy(from);
 
-    // A good copy: everything checked against its fetch.json, no network.
-    let offline = tempfile::tempdir().unwrap();
-    let out = host_trainer(
-        &[
-            "fetch",
-            "--endpoint",
-            &dead,
-            "--cache",
-            s(offline.path()),
-            "--from",
-            s(online.path()),
-        ],
-        None,
+    // The copy of another revision than the one asked.
+    let out = fetch_from(
+        &["facebook/hubert-base-ls960", "--revision", "refs/pr/2"],
+        tempfile::tempdir().unwrap().path(),
+        from,
     );
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("at revision main, not"), "{stderr}");
+
+    let hubert_copy = HUBERT_BASE.local_dir(from);
+    let bin = hubert_copy.join(PYTORCH_BIN);
+    let good = std::fs::read(&bin).unwrap();
+    check_a_tampered_copy(from, &bin, &good);
+
+    // Without a record: only the structure can be checked, and a truncated .bin fails it.
+    std::fs::remove_file(hubert_copy.join(RECORD_FILE)).unwrap();
+    std::fs::write(&bin, &good[..good.len() - 1000]).unwrap();
+    let target = tempfile::tempdir().unwrap();
+    refused_without_a_record(target.path(), from, "is not a complete PyTorch checkpoint");
+
+    // A complete zip the loader refuses (no tensor in it): refused too.
+    std::fs::write(&bin, tensorless_torch_zip()).unwrap();
+    refused_without_a_record(target.path(), from, "is not a complete checkpoint");
+
+    // Complete again: accepted, and recorded as checked for structure only.
+    std::fs::write(&bin, &good).unwrap();
+    let out = fetch_from(&["facebook/hubert-base-ls960"], target.path(), from);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("copied by hand, structure checked"),
+        "{stdout}"
+    );
+}
+
+/// Runs `host-trainer fetch EXTRA... --cache CACHE --from FROM` (no token).
+fn fetch_from(extra: &[&str], cache: &Path, from: &Path) -> Output {
+    let mut args = vec!["fetch"];
+    args.extend_from_slice(extra);
+    args.extend(["--cache", s(cache), "--from", s(from)]);
+    host_trainer(&args, None)
+}
+
+/// A good copy: everything checked against its fetch.json, no network.
+fn check_a_good_copy(from: &Path) {
+    let dead = closed_port();
+    let offline = tempfile::tempdir().unwrap();
+    let out = fetch_from(&["--endpoint", &dead], offline.path(), from);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     for model in [HUBERT_BASE, BERT_BASE] {
         let here = model.local_dir(offline.path());
-        let there = model.local_dir(online.path());
+        let there = model.local_dir(from);
         let (a, b) = (
             FetchRecord::read(&here).unwrap().unwrap(),
             FetchRecord::read(&there).unwrap().unwrap(),
@@ -763,42 +845,16 @@ fn from_a_folder_checks_the_copy() {
         }
     }
     assert!(stdout.contains("sha256 checked"), "{stdout}");
+}
 
-    // The copy of another revision than the one asked.
-    let out = host_trainer(
-        &[
-            "fetch",
-            "facebook/hubert-base-ls960",
-            "--revision",
-            "refs/pr/2",
-            "--cache",
-            s(tempfile::tempdir().unwrap().path()),
-            "--from",
-            s(online.path()),
-        ],
-        None,
-    );
-    let (_, stderr) = text(&out);
-    assert!(!out.status.success());
-    assert!(stderr.contains("at revision main, not"), "{stderr}");
-
-    // A tampered copy (one byte changed, same size): refused, nothing put in place.
-    let bin = hubert_copy.join(PYTORCH_BIN);
-    let good = std::fs::read(&bin).unwrap();
-    let mut bad = good.clone();
+/// A tampered copy (one byte of `bin` changed, same size): refused, nothing put in
+/// place; the other model, intact, goes through.
+fn check_a_tampered_copy(from: &Path, bin: &Path, good: &[u8]) {
+    let mut bad = good.to_vec();
     bad[good.len() / 2] ^= 0xff;
-    std::fs::write(&bin, &bad).unwrap();
+    std::fs::write(bin, &bad).unwrap();
     let target = tempfile::tempdir().unwrap();
-    let out = host_trainer(
-        &[
-            "fetch",
-            "--cache",
-            s(target.path()),
-            "--from",
-            s(online.path()),
-        ],
-        None,
-    );
+    let out = fetch_from(&[], target.path(), from);
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
     assert!(
@@ -807,84 +863,21 @@ fn from_a_folder_checks_the_copy() {
     );
     let left = list(&HUBERT_BASE.local_dir(target.path()));
     assert!(!left.iter().any(|f| f.starts_with(PYTORCH_BIN)), "{left:?}");
-    // The other model, intact, went through.
     assert!(
         BERT_BASE
             .local_dir(target.path())
             .join(SAFETENSORS)
             .is_file()
     );
+}
 
-    // Without a record: only the structure can be checked, and a truncated .bin fails it.
-    std::fs::remove_file(hubert_copy.join(RECORD_FILE)).unwrap();
-    std::fs::write(&bin, &good[..good.len() - 1000]).unwrap();
-    let target = tempfile::tempdir().unwrap();
-    let out = host_trainer(
-        &[
-            "fetch",
-            "facebook/hubert-base-ls960",
-            "--cache",
-            s(target.path()),
-            "--from",
-            s(online.path()),
-        ],
-        None,
-    );
+/// The HuBERT copy, without a record, is refused with `reason` and its .bin not kept.
+fn refused_without_a_record(target: &Path, from: &Path, reason: &str) {
+    let out = fetch_from(&["facebook/hubert-base-ls960"], target, from);
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
-    assert!(
-        stderr.contains("is not a complete PyTorch checkpoint"),
-        "{stderr}"
-    );
-    assert!(
-        !HUBERT_BASE
-            .local_dir(target.path())
-            .join(PYTORCH_BIN)
-            .exists()
-    );
-
-    // A complete zip the loader refuses (no tensor in it): refused too.
-    std::fs::write(&bin, tensorless_torch_zip()).unwrap();
-    let out = host_trainer(
-        &[
-            "fetch",
-            "facebook/hubert-base-ls960",
-            "--cache",
-            s(target.path()),
-            "--from",
-            s(online.path()),
-        ],
-        None,
-    );
-    let (_, stderr) = text(&out);
-    assert!(!out.status.success());
-    assert!(stderr.contains("is not a complete checkpoint"), "{stderr}");
-    assert!(
-        !HUBERT_BASE
-            .local_dir(target.path())
-            .join(PYTORCH_BIN)
-            .exists()
-    );
-
-    // Complete again: accepted, and recorded as checked for structure only.
-    std::fs::write(&bin, &good).unwrap();
-    let out = host_trainer(
-        &[
-            "fetch",
-            "facebook/hubert-base-ls960",
-            "--cache",
-            s(target.path()),
-            "--from",
-            s(online.path()),
-        ],
-        None,
-    );
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(
-        stdout.contains("copied by hand, structure checked"),
-        "{stdout}"
-    );
+    assert!(stderr.contains(reason), "{stderr}");
+    assert!(!HUBERT_BASE.local_dir(target).join(PYTORCH_BIN).exists());
 }
 
 #[test]

@@ -36,7 +36,7 @@ use std::process::{Command, Output};
 use std::time::{Instant, SystemTime};
 
 use common::{host_trainer, host_trainer_ok, text};
-use host_trainer::data::manifest::Manifest;
+use host_trainer::data::manifest::{Manifest, ManifestEntry};
 use host_trainer::data::splits::SplitSet;
 use models::Emotion;
 use models::encoder::{EncoderGraph, EncoderInput, HiddenState};
@@ -377,7 +377,7 @@ struct Int8Errors {
 fn int8_against_fp32(
     fp32: &[u8],
     options: &QuantizeOptions,
-    reference: &[(Vec<i64>, Vec<HiddenState>)],
+    reference: &[TextStates],
 ) -> Int8Errors {
     let (bytes, summary) = quantize_dynamic(fp32, options).expect("quantises");
     let int8 = EncoderGraph::from_bytes(&bytes, "minilm int8").expect("int8 loads");
@@ -461,6 +461,9 @@ struct Figures {
     classify: Vec<String>,
 }
 
+/// A text's token ids and the fp32 graph's hidden states for them.
+type TextStates = (Vec<i64>, Vec<HiddenState>);
+
 #[test]
 fn real_all_minilm_l6_v2_matches_transformers_and_runs_end_to_end_to_the_board() {
     let Some(minilm) = real_minilm() else {
@@ -474,7 +477,35 @@ fn real_all_minilm_l6_v2_matches_transformers_and_runs_end_to_end_to_the_board()
         ..Figures::default()
     };
 
-    // --- 1. import, against transformers -------------------------------------------
+    let (fp32_bytes, fp32_states) = import_against_transformers(&minilm, root, &mut figures);
+    int8_on_real_weights(&fp32_bytes, &fp32_states, &mut figures);
+
+    // --- 3. the whole chain, to the board's classify ---------------------------------
+    // The board's binary first, so that building it (when `cargo test --workspace` has
+    // not) is not counted as the chain's time.
+    let t = Instant::now();
+    let edge = emotion_edge();
+    figures.edge_binary = (edge.display().to_string(), t.elapsed().as_secs_f64());
+    let chain = Instant::now();
+    run_chain_steps(&chain_steps(&minilm, root), &mut figures);
+    check_bundle_text_side(&minilm, root, &mut figures);
+    classify_held_out(&edge, root, &mut figures);
+    figures.chain_seconds = chain.elapsed().as_secs_f64();
+    println!(
+        "the chain: {:.1} s; the whole test: {:.1} s",
+        figures.chain_seconds,
+        started.elapsed().as_secs_f64()
+    );
+    write_results(&figures, &minilm, started.elapsed().as_secs_f64());
+}
+
+/// Part 1: `encoders import` of every hidden state, run on each reference text, its ids
+/// and hidden states against transformers'. Returns the graph and its states per text.
+fn import_against_transformers(
+    minilm: &Path,
+    root: &Path,
+    figures: &mut Figures,
+) -> (Vec<u8>, Vec<TextStates>) {
     let reference = read_reference(&fixture("expected.safetensors"));
     let texts = reference_texts();
     assert!(!texts.is_empty(), "texts.json lists no text");
@@ -501,7 +532,32 @@ fn real_all_minilm_l6_v2_matches_transformers_and_runs_end_to_end_to_the_board()
     let fp32 = EncoderGraph::from_bytes(&fp32_bytes, "minilm fp32").expect("loads");
     let tokenizer =
         TranscriptTokenizer::from_file(&minilm.join("tokenizer.json")).expect("tokenizer");
+    let (fp32_states, worst) = run_reference_texts(&fp32, &tokenizer, &texts, &reference);
+    figures.tokens += fp32_states.iter().map(|(ids, _)| ids.len()).sum::<usize>();
+    figures.texts = texts.len();
+    for (i, (error, magnitude)) in worst.iter().enumerate() {
+        println!(
+            "fp32 vs transformers: hidden_states.{i} max abs error {error:.2e} (max |value| {magnitude:.1})"
+        );
+        figures.fp32_errors.push((i, *error, *magnitude));
+    }
+    for (i, (error, _)) in worst.iter().enumerate() {
+        assert!(
+            *error <= TOLERANCE,
+            "hidden_states.{i}: max abs error {error:e} against transformers > {TOLERANCE:e}"
+        );
+    }
+    (fp32_bytes, fp32_states)
+}
 
+/// Runs `fp32` on each text, checking ids and shapes against `reference`; returns the
+/// states per text and, per hidden state, the worst error and the largest |value|.
+fn run_reference_texts(
+    fp32: &EncoderGraph,
+    tokenizer: &TranscriptTokenizer,
+    texts: &[String],
+    reference: &Reference,
+) -> (Vec<TextStates>, Vec<(f32, f32)>) {
     let mut fp32_states = Vec::new();
     let mut worst = vec![(0f32, 0f32); LAYERS + 1];
     for (k, text) in texts.iter().enumerate() {
@@ -511,8 +567,7 @@ fn real_all_minilm_l6_v2_matches_transformers_and_runs_end_to_end_to_the_board()
             reference.i64[&format!("text{k}.input_ids")],
             "text{k} {text:?}: our tokenizer's ids differ from transformers'"
         );
-        figures.tokens += ids.len();
-        let states = run_states(&fp32, &ids);
+        let states = run_states(fp32, &ids);
         for state in &states {
             let i = state.index;
             let (shape, want) = &reference.f32[&format!("text{k}.hidden_states.{i}")];
@@ -532,22 +587,13 @@ fn real_all_minilm_l6_v2_matches_transformers_and_runs_end_to_end_to_the_board()
         }
         fp32_states.push((ids, states));
     }
-    figures.texts = texts.len();
-    for (i, (error, magnitude)) in worst.iter().enumerate() {
-        println!(
-            "fp32 vs transformers: hidden_states.{i} max abs error {error:.2e} (max |value| {magnitude:.1})"
-        );
-        figures.fp32_errors.push((i, *error, *magnitude));
-    }
-    for (i, (error, _)) in worst.iter().enumerate() {
-        assert!(
-            *error <= TOLERANCE,
-            "hidden_states.{i}: max abs error {error:e} against transformers > {TOLERANCE:e}"
-        );
-    }
+    (fp32_states, worst)
+}
 
-    // --- 2. the int8 quantiser on real weights ------------------------------------------
-    let default = int8_against_fp32(&fp32_bytes, &QuantizeOptions::default(), &fp32_states);
+/// Part 2: the int8 quantiser on real weights, the default options bounded, then the
+/// variants that show where the error comes from, reported only.
+fn int8_on_real_weights(fp32_bytes: &[u8], fp32_states: &[TextStates], figures: &mut Figures) {
+    let default = int8_against_fp32(fp32_bytes, &QuantizeOptions::default(), fp32_states);
     let summary = &default.summary;
     figures.int8_summary = format!(
         "{} weight products quantised ({} left float), weights {:.1} MB → {:.1} MB, graph {:.1} MB → {:.1} MB",
@@ -564,6 +610,29 @@ fn real_all_minilm_l6_v2_matches_transformers_and_runs_end_to_end_to_the_board()
         6 * LAYERS,
         "q, k, v, output, intermediate and output dense in each of the 6 layers"
     );
+    check_default_int8(&default);
+    figures
+        .int8_variants
+        .push(("as the bundle quantises (default)".into(), default));
+    for (name, options) in int8_variants() {
+        let measured = int8_against_fp32(fp32_bytes, &options, fp32_states);
+        println!(
+            "int8, {name}: {} quantised; relative RMS error per hidden state {}; features {:.2} %",
+            measured.summary.quantized,
+            measured
+                .layers
+                .iter()
+                .map(|(i, r, _)| format!("{i}: {:.1} %", 100.0 * r))
+                .collect::<Vec<_>>()
+                .join(", "),
+            100.0 * measured.features
+        );
+        figures.int8_variants.push((name.to_string(), measured));
+    }
+}
+
+/// Prints the default int8 graph's errors, then bounds them.
+fn check_default_int8(default: &Int8Errors) {
     for (i, relative, max) in &default.layers {
         println!(
             "int8 vs fp32: hidden_states.{i} relative RMS error {:.2} % (max abs error {max:.3})",
@@ -591,14 +660,17 @@ fn real_all_minilm_l6_v2_matches_transformers_and_runs_end_to_end_to_the_board()
         "cosine {}",
         default.min_cosine
     );
-    // Where the error comes from: the same quantiser with one kind of product left
-    // float, or with u8 activations (a zero point for one-sided inputs). Reported only.
+}
+
+/// Where the error comes from: the same quantiser with one kind of product left
+/// float, or with u8 activations (a zero point for one-sided inputs).
+fn int8_variants() -> Vec<(&'static str, QuantizeOptions)> {
     let per_layer = |part: &str| -> Vec<String> {
         (0..LAYERS)
             .map(|l| format!("encoder.layer.{l}.{part}"))
             .collect()
     };
-    let variants: Vec<(&str, QuantizeOptions)> = vec![
+    vec![
         (
             "u8 activations with a zero point (`DynamicU8`)",
             QuantizeOptions {
@@ -627,50 +699,28 @@ fn real_all_minilm_l6_v2_matches_transformers_and_runs_end_to_end_to_the_board()
                 ..QuantizeOptions::default()
             },
         ),
-    ];
-    figures
-        .int8_variants
-        .push(("as the bundle quantises (default)".into(), default));
-    for (name, options) in variants {
-        let measured = int8_against_fp32(&fp32_bytes, &options, &fp32_states);
-        println!(
-            "int8, {name}: {} quantised; relative RMS error per hidden state {}; features {:.2} %",
-            measured.summary.quantized,
-            measured
-                .layers
-                .iter()
-                .map(|(i, r, _)| format!("{i}: {:.1} %", 100.0 * r))
-                .collect::<Vec<_>>()
-                .join(", "),
-            100.0 * measured.features
-        );
-        figures.int8_variants.push((name.to_string(), measured));
-    }
+    ]
+}
 
-    // --- 3. the whole chain, to the board's classify ---------------------------------
-    // The board's binary first, so that building it (when `cargo test --workspace` has
-    // not) is not counted as the chain's time.
-    let t = Instant::now();
-    let edge = emotion_edge();
-    figures.edge_binary = (edge.display().to_string(), t.elapsed().as_secs_f64());
-    let chain = Instant::now();
-    let path = |name: &str| root.join(name).display().to_string();
+/// `root/name` as a command-line argument.
+fn arg_path(root: &Path, name: &str) -> String {
+    root.join(name).display().to_string()
+}
+
+fn owned(list: &[&str]) -> Vec<String> {
+    list.iter().map(|a| a.to_string()).collect()
+}
+
+/// The chain's `host-trainer` command lines, named: corpus, encoders, features, then
+/// [`train_and_export_steps`].
+fn chain_steps(minilm: &Path, root: &Path) -> Vec<(String, Vec<String>)> {
+    let path = |name: &str| arg_path(root, name);
     let minilm_arg = minilm.display().to_string();
     let tokenizer_arg = minilm.join("tokenizer.json").display().to_string();
-    let args = |list: &[&str]| -> Vec<String> { list.iter().map(|a| a.to_string()).collect() };
-    let inputs: Vec<String> = [
-        ("--manifest", "manifest.csv"),
-        ("--splits", "splits.json"),
-        ("--features", "features"),
-        ("--runs", "runs"),
-    ]
-    .iter()
-    .flat_map(|(flag, name)| [flag.to_string(), path(name)])
-    .collect();
     let mut steps: Vec<(String, Vec<String>)> = vec![
         (
             "data scan".into(),
-            args(&[
+            owned(&[
                 "data",
                 "scan",
                 "--out",
@@ -681,11 +731,11 @@ fn real_all_minilm_l6_v2_matches_transformers_and_runs_end_to_end_to_the_board()
         ),
         (
             "data split".into(),
-            args(&["data", "split", "--manifest", &path("manifest.csv")]),
+            owned(&["data", "split", "--manifest", &path("manifest.csv")]),
         ),
         (
             "encoders random (tiny HuBERT)".into(),
-            args(&[
+            owned(&[
                 "encoders",
                 "random",
                 "--kind",
@@ -696,7 +746,7 @@ fn real_all_minilm_l6_v2_matches_transformers_and_runs_end_to_end_to_the_board()
         ),
         (
             "encoders import (speech)".into(),
-            args(&[
+            owned(&[
                 "encoders",
                 "import",
                 &path("hubert-tiny"),
@@ -706,7 +756,7 @@ fn real_all_minilm_l6_v2_matches_transformers_and_runs_end_to_end_to_the_board()
         ),
         (
             "encoders import (MiniLM, layers 1..6)".into(),
-            args(&[
+            owned(&[
                 "encoders",
                 "import",
                 &minilm_arg,
@@ -716,7 +766,7 @@ fn real_all_minilm_l6_v2_matches_transformers_and_runs_end_to_end_to_the_board()
         ),
         (
             "extract".into(),
-            args(&[
+            owned(&[
                 "extract",
                 "--manifest",
                 &path("manifest.csv"),
@@ -731,17 +781,34 @@ fn real_all_minilm_l6_v2_matches_transformers_and_runs_end_to_end_to_the_board()
             ]),
         ),
     ];
+    steps.extend(train_and_export_steps(root, &tokenizer_arg));
+    steps
+}
+
+/// Training the speech and fusion heads, then the export with MiniLM in the bundle.
+fn train_and_export_steps(root: &Path, tokenizer_arg: &str) -> Vec<(String, Vec<String>)> {
+    let path = |name: &str| arg_path(root, name);
+    let inputs: Vec<String> = [
+        ("--manifest", "manifest.csv"),
+        ("--splits", "splits.json"),
+        ("--features", "features"),
+        ("--runs", "runs"),
+    ]
+    .iter()
+    .flat_map(|(flag, name)| [flag.to_string(), path(name)])
+    .collect();
+    let mut steps = Vec::new();
     for model in ["speech", "fusion"] {
-        let mut train = args(&["train", "--model", model, "--split", "random"]);
+        let mut train = owned(&["train", "--model", model, "--split", "random"]);
         let epochs = TRAIN_EPOCHS.to_string();
-        train.extend(args(&["--epochs", &epochs, "--patience", &epochs]));
+        train.extend(owned(&["--epochs", &epochs, "--patience", &epochs]));
         train.extend(inputs.iter().cloned());
         steps.push((
             format!("train --model {model} ({TRAIN_EPOCHS} epochs)"),
             train,
         ));
     }
-    let mut export = args(&[
+    let mut export = owned(&[
         "export",
         "--split",
         "random",
@@ -750,14 +817,19 @@ fn real_all_minilm_l6_v2_matches_transformers_and_runs_end_to_end_to_the_board()
         "--text-encoder",
         &path("text.onnx"),
         "--tokenizer",
-        &tokenizer_arg,
+        tokenizer_arg,
         "--with-text-encoder",
         "--out",
         &path("bundle"),
     ]);
     export.extend(inputs.iter().cloned());
     steps.push(("export (fp32 + int8)".into(), export));
-    for (name, args) in &steps {
+    steps
+}
+
+/// Runs each step, timed; keeps the fusion head's text gate as `train` prints it.
+fn run_chain_steps(steps: &[(String, Vec<String>)], figures: &mut Figures) {
+    for (name, args) in steps {
         let t = Instant::now();
         let out = host_trainer(args);
         let stdout = check(&out, &format!("host-trainer {}", args.join(" ")));
@@ -776,11 +848,15 @@ fn real_all_minilm_l6_v2_matches_transformers_and_runs_end_to_end_to_the_board()
         }
         figures.chain_steps.push((name.clone(), seconds));
     }
+}
+
+/// The bundle's text side is MiniLM's (384 wide, layers 1-6, its tokenizer), and its
+/// keyword table is what its own text encoder computes.
+fn check_bundle_text_side(minilm: &Path, root: &Path, figures: &mut Figures) {
     let manifest_json: Value = serde_json::from_slice(
         &std::fs::read(root.join("bundle/manifest.json")).expect("the bundle's manifest"),
     )
     .expect("JSON");
-    // The bundle's text side is MiniLM's: 384 wide, layers 1-6, its tokenizer.
     assert_eq!(manifest_json["text"]["dim"], 384);
     assert_eq!(
         manifest_json["text"]["layers"],
@@ -790,9 +866,21 @@ fn real_all_minilm_l6_v2_matches_transformers_and_runs_end_to_end_to_the_board()
         std::fs::read(root.join("bundle/tokenizer.json")).expect("the bundle's tokenizer"),
         std::fs::read(minilm.join("tokenizer.json")).expect("MiniLM's tokenizer")
     );
-    // The keyword table (features the host extracted with MiniLM) equals what the
-    // bundle's own text encoder computes, as the board runs it, for every word.
-    let opened = models::bundle::Bundle::open(&root.join("bundle")).expect("the bundle opens");
+    let (words, parity) = keyword_table_parity(&root.join("bundle"));
+    println!(
+        "keyword table vs the bundle's MiniLM on the board side: {words} words, max abs difference {parity:.2e}"
+    );
+    assert_eq!(words, 12, "the corpus's 12 words");
+    assert!(parity <= 1e-5, "keyword table vs text encoder: {parity}");
+    figures.keyword_parity = (words, parity);
+    assert!(root.join("bundle/text_encoder.onnx").is_file());
+}
+
+/// The keyword table (features the host extracted with MiniLM) against what the
+/// bundle's own text encoder computes, as the board runs it, for every word: the
+/// words, and the max abs difference.
+fn keyword_table_parity(bundle: &Path) -> (usize, f32) {
+    let opened = models::bundle::Bundle::open(bundle).expect("the bundle opens");
     let table = opened.keyword_table().expect("the keyword table");
     let board_encoder = EncoderGraph::from_bytes(
         &opened
@@ -823,19 +911,16 @@ fn real_all_minilm_l6_v2_matches_transformers_and_runs_end_to_end_to_the_board()
             parity.max(difference)
         };
     }
-    println!(
-        "keyword table vs the bundle's MiniLM on the board side: {} words, max abs difference {parity:.2e}",
-        table.entries.len()
-    );
-    assert_eq!(table.entries.len(), 12, "the corpus's 12 words");
-    assert!(parity <= 1e-5, "keyword table vs text encoder: {parity}");
-    figures.keyword_parity = (table.entries.len(), parity);
-    assert!(root.join("bundle/text_encoder.onnx").is_file());
+    (table.entries.len(), parity)
+}
 
-    // Held-out utterances of the random split.
+/// `emotion-edge classify` on held-out utterances of the random split: with a
+/// transcript (MiniLM on the board), as JSON and through the int8 variant, then with the
+/// keyword from the file name (the keyword table).
+fn classify_held_out(edge: &Path, root: &Path, figures: &mut Figures) {
     let manifest = Manifest::read_csv(&root.join("manifest.csv")).expect("manifest");
     let splits = SplitSet::read_json(&root.join("splits.json")).expect("splits");
-    let held_out: Vec<&host_trainer::data::manifest::ManifestEntry> = splits
+    let held_out: Vec<&ManifestEntry> = splits
         .get("random")
         .expect("random split")
         .test
@@ -843,11 +928,26 @@ fn real_all_minilm_l6_v2_matches_transformers_and_runs_end_to_end_to_the_board()
         .take(3)
         .map(|id| manifest.get(id).expect("a test id in the manifest"))
         .collect();
-    let bundle = path("bundle");
-    let classify = |extra: &[&str], files: &[&Path]| -> String {
+    let board = Board {
+        edge,
+        bundle: arg_path(root, "bundle"),
+    };
+    board.classify_with_transcript(held_out[0], figures);
+    board.classify_with_keywords(&held_out, figures);
+}
+
+/// The board's binary and the exported bundle it classifies with.
+struct Board<'a> {
+    edge: &'a Path,
+    bundle: String,
+}
+
+impl Board<'_> {
+    /// Runs `emotion-edge classify` on `files`, checks it succeeded, prints its output.
+    fn classify(&self, extra: &[&str], files: &[&Path]) -> String {
         let t = Instant::now();
-        let out = Command::new(&edge)
-            .args(["classify", "--bundle", &bundle])
+        let out = Command::new(self.edge)
+            .args(["classify", "--bundle", &self.bundle])
             .args(extra)
             .args(files)
             .output()
@@ -860,72 +960,82 @@ fn real_all_minilm_l6_v2_matches_transformers_and_runs_end_to_end_to_the_board()
             stdout.trim()
         );
         stdout
-    };
-    // A transcript outside the keyword table: MiniLM runs on the board.
-    let first = held_out[0].path.as_path();
-    let transcript = format!("she said the word {} again", held_out[0].word);
-    let lines = classify(&["--json", "--transcript", &transcript], &[first]);
-    let results: Vec<Value> = lines.lines().map(check_classification).collect();
-    assert_eq!(results.len(), 1);
-    assert_eq!(results[0]["model"], "fusion");
-    assert_eq!(results[0]["text_source"], "text encoder");
-    assert_eq!(results[0]["transcript"], transcript.as_str());
-    figures.classify.push(format!(
-        "$ emotion-edge classify --bundle BUNDLE --json --transcript \"{transcript}\" {}\n{}",
-        first.file_name().unwrap().to_string_lossy(),
-        lines.trim()
-    ));
-    // The same through the int8 variant, as a line.
-    let line = classify(
-        &["--variant", "int8", "--transcript", &transcript],
-        &[first],
-    );
-    assert!(
-        line.contains("fusion head") && line.contains(&transcript),
-        "{line}"
-    );
-    figures.classify.push(format!(
-        "$ emotion-edge classify --bundle BUNDLE --variant int8 --transcript \"{transcript}\" {}\n{}",
-        first.file_name().unwrap().to_string_lossy(),
-        line.trim()
-    ));
-    // The word from the file name: MiniLM's features from the bundle's keyword table.
-    let files: Vec<&Path> = held_out.iter().map(|e| e.path.as_path()).collect();
-    let lines = classify(&["--json", "--keyword-from-name"], &files);
-    let results: Vec<Value> = lines.lines().map(check_classification).collect();
-    assert_eq!(results.len(), files.len());
-    for (result, entry) in results.iter().zip(&held_out) {
-        assert_eq!(result["model"], "fusion");
-        assert_eq!(result["text_source"], "keyword table");
-        assert_eq!(result["keyword"], entry.word.as_str());
     }
-    let plain = classify(&["--keyword-from-name"], &files);
-    figures.classify.push(format!(
-        "$ emotion-edge classify --bundle BUNDLE --keyword-from-name {}\n{}",
-        files
-            .iter()
-            .map(|f| f.file_name().unwrap().to_string_lossy())
-            .collect::<Vec<_>>()
-            .join(" "),
-        plain
-            .lines()
-            .map(|l| l.rsplit_once('/').map_or(l, |(_, name)| name))
-            .collect::<Vec<_>>()
-            .join("\n")
-    ));
-    figures.chain_seconds = chain.elapsed().as_secs_f64();
-    println!(
-        "the chain: {:.1} s; the whole test: {:.1} s",
-        figures.chain_seconds,
-        started.elapsed().as_secs_f64()
-    );
-    write_results(&figures, &minilm, started.elapsed().as_secs_f64());
+
+    /// A transcript outside the keyword table: MiniLM runs on the board, as JSON and
+    /// then through the int8 variant, as a line.
+    fn classify_with_transcript(&self, entry: &ManifestEntry, figures: &mut Figures) {
+        let first = entry.path.as_path();
+        let transcript = format!("she said the word {} again", entry.word);
+        let lines = self.classify(&["--json", "--transcript", &transcript], &[first]);
+        let results: Vec<Value> = lines.lines().map(check_classification).collect();
+        assert_eq!(results.len(), 1);
+        assert_eq!(results[0]["model"], "fusion");
+        assert_eq!(results[0]["text_source"], "text encoder");
+        assert_eq!(results[0]["transcript"], transcript.as_str());
+        figures.classify.push(format!(
+            "$ emotion-edge classify --bundle BUNDLE --json --transcript \"{transcript}\" {}\n{}",
+            first.file_name().unwrap().to_string_lossy(),
+            lines.trim()
+        ));
+        let line = self.classify(
+            &["--variant", "int8", "--transcript", &transcript],
+            &[first],
+        );
+        assert!(
+            line.contains("fusion head") && line.contains(&transcript),
+            "{line}"
+        );
+        figures.classify.push(format!(
+            "$ emotion-edge classify --bundle BUNDLE --variant int8 --transcript \"{transcript}\" {}\n{}",
+            first.file_name().unwrap().to_string_lossy(),
+            line.trim()
+        ));
+    }
+
+    /// The word from the file name: MiniLM's features from the bundle's keyword table.
+    fn classify_with_keywords(&self, held_out: &[&ManifestEntry], figures: &mut Figures) {
+        let files: Vec<&Path> = held_out.iter().map(|e| e.path.as_path()).collect();
+        let lines = self.classify(&["--json", "--keyword-from-name"], &files);
+        let results: Vec<Value> = lines.lines().map(check_classification).collect();
+        assert_eq!(results.len(), files.len());
+        for (result, entry) in results.iter().zip(held_out) {
+            assert_eq!(result["model"], "fusion");
+            assert_eq!(result["text_source"], "keyword table");
+            assert_eq!(result["keyword"], entry.word.as_str());
+        }
+        let plain = self.classify(&["--keyword-from-name"], &files);
+        figures.classify.push(format!(
+            "$ emotion-edge classify --bundle BUNDLE --keyword-from-name {}\n{}",
+            files
+                .iter()
+                .map(|f| f.file_name().unwrap().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" "),
+            plain
+                .lines()
+                .map(|l| l.rsplit_once('/').map_or(l, |(_, name)| name))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ));
+    }
 }
 
 /// Writes the results page to cargo's scratch folder, and to
 /// docs/results/real-text-encoder.md with `EMOTION_RECORD_RESULTS=1`.
 fn write_results(figures: &Figures, minilm: &Path, seconds: f64) {
     let mut md = String::new();
+    write_header(&mut md, minilm, seconds);
+    write_import_section(&mut md, figures);
+    write_int8_section(&mut md, figures);
+    write_int8_variants(&mut md, figures);
+    write_chain_section(&mut md, figures);
+    write_classify_runs(&mut md, figures);
+    save_results(&md);
+}
+
+/// The title, how the page was made, and the checkpoint.
+fn write_header(md: &mut String, minilm: &Path, seconds: f64) {
     let days = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() / 86_400);
@@ -953,6 +1063,9 @@ fn write_results(figures: &Figures, minilm: &Path, seconds: f64) {
         civil_date(days),
         minilm.display()
     );
+}
+
+fn write_import_section(md: &mut String, figures: &Figures) {
     let _ = writeln!(
         md,
         "\n## 1. The import against HF transformers\n\n\
@@ -972,6 +1085,9 @@ fn write_results(figures: &Figures, minilm: &Path, seconds: f64) {
             figures.source.trim()
         );
     }
+}
+
+fn write_int8_section(md: &mut String, figures: &Figures) {
     let _ = writeln!(
         md,
         "\n## 2. int8 on real weights\n\n\
@@ -999,6 +1115,11 @@ fn write_results(figures: &Figures, minilm: &Path, seconds: f64) {
         default.min_cosine,
         100.0 * INT8_MAX_RELATIVE_ERROR
     );
+}
+
+/// The variants' table, the lowest-error one, and why the bundle keeps MiniLM in fp32.
+fn write_int8_variants(md: &mut String, figures: &Figures) {
+    let (_, default) = &figures.int8_variants[0];
     let header: Vec<String> = (1..=LAYERS).map(|i| format!("h{i}")).collect();
     let _ = writeln!(
         md,
@@ -1041,6 +1162,9 @@ fn write_results(figures: &Figures, minilm: &Path, seconds: f64) {
          gets (`calibration::calibrate`) do not apply to a text graph as they stand: they \
          measure the graph's input as f32, and a text graph's input is i64 token ids."
     );
+}
+
+fn write_chain_section(md: &mut String, figures: &Figures) {
     let _ = writeln!(
         md,
         "\n## 3. The chain, to the board's `emotion-edge classify`\n\n\
@@ -1075,6 +1199,10 @@ fn write_results(figures: &Figures, minilm: &Path, seconds: f64) {
         figures.edge_binary.0,
         figures.edge_binary.1
     );
+}
+
+/// The demo's note, then each `emotion-edge classify` run with the workspace path cut.
+fn write_classify_runs(md: &mut String, figures: &Figures) {
     let here = workspace()
         .canonicalize()
         .map_or(String::new(), |p| format!("{}/", p.display()));
@@ -1092,13 +1220,16 @@ fn write_results(figures: &Figures, minilm: &Path, seconds: f64) {
         };
         let _ = writeln!(md, "```text\n{run}\n```\n");
     }
+}
+
+fn save_results(md: &str) {
     let scratch = Path::new(env!("CARGO_TARGET_TMPDIR")).join("real-text-encoder.md");
-    std::fs::write(&scratch, &md).expect("write the results");
+    std::fs::write(&scratch, md).expect("write the results");
     println!("results: {}", scratch.display());
     if std::env::var("EMOTION_RECORD_RESULTS").is_ok_and(|v| v == "1") {
         let doc = workspace().join("docs/results/real-text-encoder.md");
         std::fs::create_dir_all(doc.parent().expect("a folder")).expect("mkdir");
-        std::fs::write(&doc, &md).expect("write the results page");
+        std::fs::write(&doc, md).expect("write the results page");
         println!(
             "results page: {}",
             doc.canonicalize().unwrap_or(doc.clone()).display()

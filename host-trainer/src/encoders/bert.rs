@@ -98,15 +98,33 @@ pub fn build_graph(
 ) -> Result<GraphBuilder, ImportError> {
     let last = indices.last().copied().unwrap_or(0);
     let hidden = config.hidden_size;
-    let eps = config.layer_norm_eps;
     let mut g = GraphBuilder::new("bert_encoder");
     let ids = g.input(
         "input_ids",
         ElemType::I64,
         &[Dim::Fixed(1), Dim::sym("tokens")],
     );
+    let mut h = embeddings(checkpoint, config, &mut g, &ids)?;
+    if indices.contains(&0) {
+        emit_hidden_state(&mut g, 0, &h, "tokens", hidden)?;
+    }
+    for layer in 0..last {
+        h = encoder_layer(checkpoint, config, &mut g, layer, &h)?;
+        if indices.contains(&(layer + 1)) {
+            emit_hidden_state(&mut g, layer + 1, &h, "tokens", hidden)?;
+        }
+    }
+    Ok(g)
+}
 
-    // Embeddings, in HF's order: (words + token type 0) + positions, then LayerNorm.
+/// Embeddings, in HF's order: (words + token type 0) + positions, then LayerNorm.
+fn embeddings(
+    checkpoint: &Checkpoint,
+    config: &TextConfig,
+    g: &mut GraphBuilder,
+    ids: &str,
+) -> Result<String, ImportError> {
+    let hidden = config.hidden_size;
     let words = checkpoint.tensor(
         "embeddings.word_embeddings.weight",
         &[config.vocab_size, hidden],
@@ -115,7 +133,7 @@ pub fn build_graph(
     let mut h = g.node(
         "Gather",
         "embeddings.word_embeddings",
-        &[&words, &ids],
+        &[&words, ids],
         vec![("axis", Attr::Int(0))],
     );
     let token_types = checkpoint.tensor(
@@ -137,84 +155,108 @@ pub fn build_graph(
         &[&h, &type_zero],
         vec![],
     );
+    let pos = position_embeddings(checkpoint, config, g, ids)?;
+    h = g.node("Add", "embeddings.add_position", &[&h, &pos], vec![]);
+    layer_norm(
+        checkpoint,
+        g,
+        "embeddings.LayerNorm",
+        &h,
+        hidden,
+        config.layer_norm_eps,
+    )
+}
+
+/// The position table's first `tokens` rows, sliced with the run-time length.
+fn position_embeddings(
+    checkpoint: &Checkpoint,
+    config: &TextConfig,
+    g: &mut GraphBuilder,
+    ids: &str,
+) -> Result<String, ImportError> {
     let positions = checkpoint.tensor(
         "embeddings.position_embeddings.weight",
-        &[config.max_position_embeddings, hidden],
+        &[config.max_position_embeddings, config.hidden_size],
     )?;
     let positions = g.initializer("embeddings.position_embeddings.weight", positions);
     let length = g.node(
         "Shape",
         "embeddings.length",
-        &[&ids],
+        &[ids],
         vec![("start", Attr::Int(1)), ("end", Attr::Int(2))],
     );
     let zero = g.const_i64("embeddings.position_start", &[0]);
     let axis = g.const_i64("embeddings.position_axis", &[0]);
-    let pos = g.node(
+    Ok(g.node(
         "Slice",
         "embeddings.position_embeddings",
         &[&positions, &zero, &length, &axis],
         vec![],
-    );
-    h = g.node("Add", "embeddings.add_position", &[&h, &pos], vec![]);
-    h = layer_norm(checkpoint, &mut g, "embeddings.LayerNorm", &h, hidden, eps)?;
-    if indices.contains(&0) {
-        emit_hidden_state(&mut g, 0, &h, "tokens", hidden)?;
-    }
+    ))
+}
 
-    for layer in 0..last {
-        let p = format!("encoder.layer.{layer}");
-        let weights = AttentionWeights {
-            query: checkpoint.linear_weights(
-                &format!("{p}.attention.self.query"),
-                hidden,
-                hidden,
-            )?,
-            key: checkpoint.linear_weights(&format!("{p}.attention.self.key"), hidden, hidden)?,
-            value: checkpoint.linear_weights(
-                &format!("{p}.attention.self.value"),
-                hidden,
-                hidden,
-            )?,
-            output: checkpoint.linear_weights(
-                &format!("{p}.attention.output.dense"),
-                hidden,
-                hidden,
-            )?,
-            heads: config.num_attention_heads,
-        };
-        let a = g.self_attention(&format!("{p}.attention"), &h, weights)?;
-        let sum = g.node("Add", &format!("{p}.attention.residual"), &[&a, &h], vec![]);
-        h = layer_norm(
-            checkpoint,
-            &mut g,
-            &format!("{p}.attention.output.LayerNorm"),
-            &sum,
+/// Post-LN layer `encoder.layer.{layer}`: `h = LN(h + attention(h))`, then
+/// `h = LN(h + dense(act(intermediate(h))))`.
+fn encoder_layer(
+    checkpoint: &Checkpoint,
+    config: &TextConfig,
+    g: &mut GraphBuilder,
+    layer: usize,
+    h: &str,
+) -> Result<String, ImportError> {
+    let (hidden, inner, eps) = (
+        config.hidden_size,
+        config.intermediate_size,
+        config.layer_norm_eps,
+    );
+    let p = format!("encoder.layer.{layer}");
+    let weights = attention_weights(checkpoint, config, &p)?;
+    let a = g.self_attention(&format!("{p}.attention"), h, weights)?;
+    let sum = g.node("Add", &format!("{p}.attention.residual"), &[&a, h], vec![]);
+    let h = layer_norm(
+        checkpoint,
+        g,
+        &format!("{p}.attention.output.LayerNorm"),
+        &sum,
+        hidden,
+        eps,
+    )?;
+    let up = checkpoint.linear_weights(&format!("{p}.intermediate.dense"), inner, hidden)?;
+    let f = g.linear(&format!("{p}.intermediate.dense"), &h, up)?;
+    let f = g.activation(
+        &format!("{p}.intermediate.activation"),
+        &f,
+        config.hidden_act,
+    );
+    let down = checkpoint.linear_weights(&format!("{p}.output.dense"), hidden, inner)?;
+    let f = g.linear(&format!("{p}.output.dense"), &f, down)?;
+    let sum = g.node("Add", &format!("{p}.output.residual"), &[&f, &h], vec![]);
+    layer_norm(
+        checkpoint,
+        g,
+        &format!("{p}.output.LayerNorm"),
+        &sum,
+        hidden,
+        eps,
+    )
+}
+
+/// The query/key/value/output projections of layer `p` (`encoder.layer.{i}`).
+fn attention_weights(
+    checkpoint: &Checkpoint,
+    config: &TextConfig,
+    p: &str,
+) -> Result<AttentionWeights, ImportError> {
+    let hidden = config.hidden_size;
+    Ok(AttentionWeights {
+        query: checkpoint.linear_weights(&format!("{p}.attention.self.query"), hidden, hidden)?,
+        key: checkpoint.linear_weights(&format!("{p}.attention.self.key"), hidden, hidden)?,
+        value: checkpoint.linear_weights(&format!("{p}.attention.self.value"), hidden, hidden)?,
+        output: checkpoint.linear_weights(
+            &format!("{p}.attention.output.dense"),
             hidden,
-            eps,
-        )?;
-        let inner = config.intermediate_size;
-        let up = checkpoint.linear_weights(&format!("{p}.intermediate.dense"), inner, hidden)?;
-        let f = g.linear(&format!("{p}.intermediate.dense"), &h, up)?;
-        let f = g.activation(
-            &format!("{p}.intermediate.activation"),
-            &f,
-            config.hidden_act,
-        );
-        let down = checkpoint.linear_weights(&format!("{p}.output.dense"), hidden, inner)?;
-        let f = g.linear(&format!("{p}.output.dense"), &f, down)?;
-        let sum = g.node("Add", &format!("{p}.output.residual"), &[&f, &h], vec![]);
-        h = layer_norm(
-            checkpoint,
-            &mut g,
-            &format!("{p}.output.LayerNorm"),
-            &sum,
             hidden,
-            eps,
-        )?;
-        if indices.contains(&(layer + 1)) {
-            emit_hidden_state(&mut g, layer + 1, &h, "tokens", hidden)?;
-        }
-    }
-    Ok(g)
+        )?,
+        heads: config.num_attention_heads,
+    })
 }

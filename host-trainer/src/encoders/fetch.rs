@@ -1353,52 +1353,9 @@ fn fetch_from_folder(
     let copy = locate_copy(model, from, options.revision.as_deref())?;
     let record_path = copy.dir.join(RECORD_FILE);
     if let Some(record) = &copy.record {
-        let found = format!(
-            "{} at revision {}",
-            record.repo,
-            record.revision.as_deref().unwrap_or("unknown")
-        );
-        let revision_ok = options
-            .revision
-            .as_deref()
-            .is_none_or(|asked| record.revision.as_deref() == Some(asked));
-        if record.repo != model.repo_id() || !revision_ok {
-            return Err(FetchError::CopyOtherRevision {
-                record: record_path,
-                found,
-                asked: format!(
-                    "{} at revision {}",
-                    model.repo_id(),
-                    options.revision.as_deref().unwrap_or("any")
-                ),
-            });
-        }
+        check_record_names(model, record, &record_path, options)?;
     }
-    let weights = match &copy.record {
-        Some(record) => record.weights(),
-        None => weights_in(&copy.dir),
-    };
-    let mut missing: Vec<&str> = model
-        .files
-        .iter()
-        .copied()
-        .filter(|f| !copy.dir.join(f).is_file())
-        .collect();
-    match weights {
-        Some(w) if copy.dir.join(w).is_file() => {}
-        Some(w) => missing.push(w),
-        None => missing.push(EITHER_WEIGHTS),
-    }
-    let weights = match (weights, missing.is_empty()) {
-        (Some(w), true) => w,
-        _ => {
-            return Err(FetchError::CopyIncomplete {
-                repo: model.repo_id(),
-                from: copy.dir,
-                missing: missing.join(", "),
-            });
-        }
-    };
+    let weights = complete_copy_weights(model, &copy)?;
     fs::create_dir_all(dir).map_err(|source| FetchError::Io {
         path: dir.to_path_buf(),
         source,
@@ -1424,34 +1381,9 @@ fn fetch_from_folder(
             transferred.push(name.to_string());
         }
     }
-    for other in WEIGHTS.into_iter().filter(|w| *w != weights) {
-        let path = dir.join(other);
-        if path.exists() {
-            if in_place {
-                eprintln!(
-                    "warning: {} is not the weights file checked ({weights}); remove it",
-                    path.display()
-                );
-            } else {
-                fs::remove_file(&path).map_err(|source| FetchError::Io {
-                    path: path.clone(),
-                    source,
-                })?;
-            }
-        }
-    }
+    drop_other_weights(dir, weights, in_place)?;
     if copy.record.is_none() {
-        // Nothing vouches for these bytes: read them as `encoders import` will.
-        if let Err(e) = crate::encoders::Checkpoint::open(dir) {
-            if !in_place {
-                let _ = fs::remove_file(dir.join(weights));
-            }
-            return Err(FetchError::Incomplete {
-                path: copy.dir.join(weights),
-                kind: "checkpoint",
-                reason: e.to_string(),
-            });
-        }
+        check_unrecorded_checkpoint(&copy.dir, dir, weights, in_place)?;
     }
     let record = FetchRecord {
         repo: model.repo_id(),
@@ -1469,6 +1401,110 @@ fn fetch_from_folder(
         record,
         transferred,
     })
+}
+
+/// A copy's `fetch.json` must name the model asked for, at the revision asked for.
+fn check_record_names(
+    model: &RemoteModel,
+    record: &FetchRecord,
+    record_path: &Path,
+    options: &FetchOptions,
+) -> Result<(), FetchError> {
+    let found = format!(
+        "{} at revision {}",
+        record.repo,
+        record.revision.as_deref().unwrap_or("unknown")
+    );
+    let revision_ok = options
+        .revision
+        .as_deref()
+        .is_none_or(|asked| record.revision.as_deref() == Some(asked));
+    if record.repo != model.repo_id() || !revision_ok {
+        return Err(FetchError::CopyOtherRevision {
+            record: record_path.to_path_buf(),
+            found,
+            asked: format!(
+                "{} at revision {}",
+                model.repo_id(),
+                options.revision.as_deref().unwrap_or("any")
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The copy's weights file (the recorded one, else the one present), once every file
+/// the model needs is there; else every missing one, named.
+fn complete_copy_weights(
+    model: &RemoteModel,
+    copy: &FoundCopy,
+) -> Result<&'static str, FetchError> {
+    let weights = match &copy.record {
+        Some(record) => record.weights(),
+        None => weights_in(&copy.dir),
+    };
+    let mut missing: Vec<&str> = model
+        .files
+        .iter()
+        .copied()
+        .filter(|f| !copy.dir.join(f).is_file())
+        .collect();
+    match weights {
+        Some(w) if copy.dir.join(w).is_file() => {}
+        Some(w) => missing.push(w),
+        None => missing.push(EITHER_WEIGHTS),
+    }
+    match (weights, missing.is_empty()) {
+        (Some(w), true) => Ok(w),
+        _ => Err(FetchError::CopyIncomplete {
+            repo: model.repo_id(),
+            from: copy.dir.clone(),
+            missing: missing.join(", "),
+        }),
+    }
+}
+
+/// The other weights file left in `dir` would be read instead of, or beside, the one
+/// checked: removed, or (copying in place, where it is the user's) warned about.
+fn drop_other_weights(dir: &Path, weights: &str, in_place: bool) -> Result<(), FetchError> {
+    for other in WEIGHTS.into_iter().filter(|w| *w != weights) {
+        let path = dir.join(other);
+        if path.exists() {
+            if in_place {
+                eprintln!(
+                    "warning: {} is not the weights file checked ({weights}); remove it",
+                    path.display()
+                );
+            } else {
+                fs::remove_file(&path).map_err(|source| FetchError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Nothing vouches for a copy without a record: read it as `encoders import` will, and
+/// take back its weights if they do not read.
+fn check_unrecorded_checkpoint(
+    copy_dir: &Path,
+    dir: &Path,
+    weights: &str,
+    in_place: bool,
+) -> Result<(), FetchError> {
+    if let Err(e) = crate::encoders::Checkpoint::open(dir) {
+        if !in_place {
+            let _ = fs::remove_file(dir.join(weights));
+        }
+        return Err(FetchError::Incomplete {
+            path: copy_dir.join(weights),
+            kind: "checkpoint",
+            reason: e.to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// Checks `source` (against `expected` from the copy's record, when there is one; its

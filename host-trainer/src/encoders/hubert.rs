@@ -24,11 +24,13 @@
 //! [`super::wavlm`] its attention with a gated relative position bias (WavLM shares
 //! everything else with this family).
 
+use std::path::Path;
+
 use onnx_build::graph::{
     Activation, AttentionWeights, Conv1dGeometry, Dim, ElemType, GraphBuilder,
 };
 
-use super::checkpoint::Checkpoint;
+use super::checkpoint::{Checkpoint, HfConfig};
 use super::error::ImportError;
 use super::{
     EncoderKind, check_heads, emit_hidden_state, layer_norm, parse_activation, size_field,
@@ -94,87 +96,22 @@ impl SpeechConfig {
     ) -> Result<Self, ImportError> {
         let c = checkpoint.config();
         let path = checkpoint.config_path();
-        let invalid = |field: &str, reason: String| ImportError::InvalidConfig {
-            path: path.to_path_buf(),
-            field: field.into(),
-            reason,
-        };
         let hidden_size = size_field(c.hidden_size, 768, "hidden_size", path)?;
         let num_attention_heads =
             size_field(c.num_attention_heads, 12, "num_attention_heads", path)?;
         check_heads(hidden_size, num_attention_heads, path)?;
-        let conv_dim = c.conv_dim.clone().unwrap_or_else(|| vec![512; 7]);
-        let conv_kernel = c
-            .conv_kernel
-            .clone()
-            .unwrap_or_else(|| vec![10, 3, 3, 3, 3, 2, 2]);
-        let conv_stride = c
-            .conv_stride
-            .clone()
-            .unwrap_or_else(|| vec![5, 2, 2, 2, 2, 2, 2]);
-        if conv_dim.is_empty()
-            || conv_kernel.len() != conv_dim.len()
-            || conv_stride.len() != conv_dim.len()
-        {
-            return Err(invalid(
-                "conv_dim",
-                format!(
-                    "conv_dim, conv_kernel and conv_stride must have the same non-zero length \
-                     (found {}, {}, {})",
-                    conv_dim.len(),
-                    conv_kernel.len(),
-                    conv_stride.len()
-                ),
-            ));
-        }
-        for (field, list) in [
-            ("conv_dim", &conv_dim),
-            ("conv_kernel", &conv_kernel),
-            ("conv_stride", &conv_stride),
-        ] {
-            if list.contains(&0) {
-                return Err(invalid(field, "entries must be positive".into()));
-            }
-        }
-        let feat_extract_norm = match c.feat_extract_norm.as_deref().unwrap_or("group") {
-            "group" => FeatExtractNorm::Group,
-            "layer" => FeatExtractNorm::Layer,
-            other => {
-                return Err(invalid(
-                    "feat_extract_norm",
-                    format!("`{other}` is neither `group` nor `layer`"),
-                ));
-            }
-        };
-        if c.conv_pos_batch_norm == Some(true) {
-            return Err(ImportError::UnsupportedConfig {
-                path: path.to_path_buf(),
-                field: "conv_pos_batch_norm".into(),
-                value: "true".into(),
-                reason: "only the weight-normed positional convolution is built".into(),
-            });
-        }
-        let num_conv_pos_embeddings = size_field(
-            c.num_conv_pos_embeddings,
-            128,
-            "num_conv_pos_embeddings",
-            path,
-        )?;
-        let num_conv_pos_embedding_groups = size_field(
-            c.num_conv_pos_embedding_groups,
-            16,
-            "num_conv_pos_embedding_groups",
-            path,
-        )?;
-        if !hidden_size.is_multiple_of(num_conv_pos_embedding_groups) {
-            return Err(invalid(
-                "num_conv_pos_embedding_groups",
-                format!("{num_conv_pos_embedding_groups} groups do not divide {hidden_size}"),
-            ));
-        }
+        let ConvLayers {
+            dim: conv_dim,
+            kernel: conv_kernel,
+            stride: conv_stride,
+        } = conv_layers(c, path)?;
+        let feat_extract_norm = feat_extract_norm(c, path)?;
+        let (num_conv_pos_embeddings, num_conv_pos_embedding_groups) =
+            positional_conv(c, path, hidden_size)?;
         let layer_norm_eps = c.layer_norm_eps.unwrap_or(1e-5);
         if !(layer_norm_eps.is_finite() && layer_norm_eps >= 0.0) {
             return Err(invalid(
+                path,
                 "layer_norm_eps",
                 "must be a non-negative number".into(),
             ));
@@ -212,6 +149,110 @@ impl SpeechConfig {
             num_conv_pos_embedding_groups,
         })
     }
+}
+
+fn invalid(path: &Path, field: &str, reason: String) -> ImportError {
+    ImportError::InvalidConfig {
+        path: path.to_path_buf(),
+        field: field.into(),
+        reason,
+    }
+}
+
+/// The feature encoder's per-layer channels, kernels and strides.
+struct ConvLayers {
+    dim: Vec<usize>,
+    kernel: Vec<usize>,
+    stride: Vec<usize>,
+}
+
+/// `conv_dim`, `conv_kernel` and `conv_stride` (HF's 7-layer defaults), checked to
+/// describe the same non-empty list of layers.
+fn conv_layers(c: &HfConfig, path: &Path) -> Result<ConvLayers, ImportError> {
+    let dim = c.conv_dim.clone().unwrap_or_else(|| vec![512; 7]);
+    let kernel = c
+        .conv_kernel
+        .clone()
+        .unwrap_or_else(|| vec![10, 3, 3, 3, 3, 2, 2]);
+    let stride = c
+        .conv_stride
+        .clone()
+        .unwrap_or_else(|| vec![5, 2, 2, 2, 2, 2, 2]);
+    if dim.is_empty() || kernel.len() != dim.len() || stride.len() != dim.len() {
+        return Err(invalid(
+            path,
+            "conv_dim",
+            format!(
+                "conv_dim, conv_kernel and conv_stride must have the same non-zero length \
+                 (found {}, {}, {})",
+                dim.len(),
+                kernel.len(),
+                stride.len()
+            ),
+        ));
+    }
+    for (field, list) in [
+        ("conv_dim", &dim),
+        ("conv_kernel", &kernel),
+        ("conv_stride", &stride),
+    ] {
+        if list.contains(&0) {
+            return Err(invalid(path, field, "entries must be positive".into()));
+        }
+    }
+    Ok(ConvLayers {
+        dim,
+        kernel,
+        stride,
+    })
+}
+
+fn feat_extract_norm(c: &HfConfig, path: &Path) -> Result<FeatExtractNorm, ImportError> {
+    match c.feat_extract_norm.as_deref().unwrap_or("group") {
+        "group" => Ok(FeatExtractNorm::Group),
+        "layer" => Ok(FeatExtractNorm::Layer),
+        other => Err(invalid(
+            path,
+            "feat_extract_norm",
+            format!("`{other}` is neither `group` nor `layer`"),
+        )),
+    }
+}
+
+/// The positional conv's kernel and groups; only the weight-normed variant is built.
+fn positional_conv(
+    c: &HfConfig,
+    path: &Path,
+    hidden_size: usize,
+) -> Result<(usize, usize), ImportError> {
+    if c.conv_pos_batch_norm == Some(true) {
+        return Err(ImportError::UnsupportedConfig {
+            path: path.to_path_buf(),
+            field: "conv_pos_batch_norm".into(),
+            value: "true".into(),
+            reason: "only the weight-normed positional convolution is built".into(),
+        });
+    }
+    let kernel = size_field(
+        c.num_conv_pos_embeddings,
+        128,
+        "num_conv_pos_embeddings",
+        path,
+    )?;
+    let groups = size_field(
+        c.num_conv_pos_embedding_groups,
+        16,
+        "num_conv_pos_embedding_groups",
+        path,
+    )?;
+    if !hidden_size.is_multiple_of(groups) {
+        return Err(invalid(
+            path,
+            "num_conv_pos_embedding_groups",
+            format!("{groups} groups do not divide {hidden_size}"),
+        ));
+    }
+    Ok((kernel, groups))
 }
 
 /// Builds the graph for hidden states `indices` (ascending, each ≤ `num_hidden_layers`).
@@ -252,9 +293,47 @@ pub(crate) fn build_speech_graph(
         &[Dim::Fixed(1), Dim::sym("samples")],
     );
     // Time-major throughout: [1, N] → [1, N, 1] → each conv → [1, T, C].
-    let mut h = g.unsqueeze("input_values.channel", &x, &[2]);
+    let h = g.unsqueeze("input_values.channel", &x, &[2]);
+    let (h, channels) = conv_feature_encoder(checkpoint, config, &mut g, h)?;
+    let h = feature_projection(checkpoint, config, &mut g, h, channels)?;
+    let mut h = positional_conv_embedding(checkpoint, config, &mut g, h)?;
 
-    // Conv feature encoder, each layer one matrix product (`conv1d_time_major`).
+    if !config.do_stable_layer_norm {
+        h = layer_norm(checkpoint, &mut g, "encoder.layer_norm", &h, hidden, eps)?;
+    }
+    if indices.contains(&0) {
+        emit_hidden_state(&mut g, 0, &h, "frames", hidden)?;
+    }
+
+    for layer in 0..last {
+        let p = format!("encoder.layers.{layer}");
+        h = if config.do_stable_layer_norm {
+            pre_ln_layer(checkpoint, config, &mut g, layer, &p, &h, attention)?
+        } else {
+            post_ln_layer(checkpoint, config, &mut g, layer, &p, &h, attention)?
+        };
+        let index = layer + 1;
+        if indices.contains(&index) {
+            if config.do_stable_layer_norm && index == config.num_hidden_layers {
+                // HF applies the encoder's final norm after the model's last layer only.
+                let normed = layer_norm(checkpoint, &mut g, "encoder.layer_norm", &h, hidden, eps)?;
+                emit_hidden_state(&mut g, index, &normed, "frames", hidden)?;
+            } else {
+                emit_hidden_state(&mut g, index, &h, "frames", hidden)?;
+            }
+        }
+    }
+    Ok(g)
+}
+
+/// The conv feature encoder on `[1, N, 1]`, each layer one matrix product
+/// (`conv1d_time_major`): returns `[1, T, C]` and `C`.
+fn conv_feature_encoder(
+    checkpoint: &Checkpoint,
+    config: &SpeechConfig,
+    g: &mut GraphBuilder,
+    mut h: String,
+) -> Result<(String, usize), ImportError> {
     let mut in_channels = 1;
     let layers = config
         .conv_dim
@@ -299,20 +378,38 @@ pub(crate) fn build_speech_graph(
         );
         in_channels = channels;
     }
+    Ok((h, in_channels))
+}
 
-    // Feature projection: [1, T, C] → [1, T, hidden].
+/// `[1, T, C]` → `[1, T, hidden]`, layer-normed first if the config says so.
+fn feature_projection(
+    checkpoint: &Checkpoint,
+    config: &SpeechConfig,
+    g: &mut GraphBuilder,
+    mut h: String,
+    in_channels: usize,
+) -> Result<String, ImportError> {
+    let (hidden, eps) = (config.hidden_size, config.layer_norm_eps);
     if config.feat_proj_layer_norm {
         let gamma = checkpoint.tensor("feature_projection.layer_norm.weight", &[in_channels])?;
         let beta = checkpoint.tensor("feature_projection.layer_norm.bias", &[in_channels])?;
         h = g.layer_norm("feature_projection.layer_norm", &h, gamma, beta, eps)?;
     }
-    h = g.linear(
+    Ok(g.linear(
         "feature_projection.projection",
         &h,
         checkpoint.linear_weights("feature_projection.projection", hidden, in_channels)?,
-    )?;
+    )?)
+}
 
-    // Positional convolution.
+/// `h + act(conv(h))` with the grouped, weight-normed positional conv, run channel-major.
+fn positional_conv_embedding(
+    checkpoint: &Checkpoint,
+    config: &SpeechConfig,
+    g: &mut GraphBuilder,
+    h: String,
+) -> Result<String, ImportError> {
+    let hidden = config.hidden_size;
     let kernel = config.num_conv_pos_embeddings;
     let groups = config.num_conv_pos_embedding_groups;
     let pos_weight = checkpoint.weight_normed(
@@ -345,82 +442,69 @@ pub(crate) fn build_speech_graph(
         config.feat_extract_activation,
     );
     let pos = g.transpose("encoder.pos_conv_embed.to_time_major", &t, &[0, 2, 1]);
-    h = g.node("Add", "encoder.pos_conv_embed.add", &[&h, &pos], vec![]);
+    Ok(g.node("Add", "encoder.pos_conv_embed.add", &[&h, &pos], vec![]))
+}
 
-    if !config.do_stable_layer_norm {
-        h = layer_norm(checkpoint, &mut g, "encoder.layer_norm", &h, hidden, eps)?;
-    }
-    if indices.contains(&0) {
-        emit_hidden_state(&mut g, 0, &h, "frames", hidden)?;
-    }
+/// A pre-LN ("large") layer: `h += attention(LN(h))`, then `h += ff(LN(h))`.
+fn pre_ln_layer(
+    checkpoint: &Checkpoint,
+    config: &SpeechConfig,
+    g: &mut GraphBuilder,
+    layer: usize,
+    p: &str,
+    h: &str,
+    attention: &mut AttentionBlock<'_>,
+) -> Result<String, ImportError> {
+    let (hidden, eps) = (config.hidden_size, config.layer_norm_eps);
+    let normed = layer_norm(checkpoint, g, &format!("{p}.layer_norm"), h, hidden, eps)?;
+    let a = attention(g, layer, p, &normed)?;
+    let h = g.node("Add", &format!("{p}.attention.residual"), &[h, &a], vec![]);
+    let normed = layer_norm(
+        checkpoint,
+        g,
+        &format!("{p}.final_layer_norm"),
+        &h,
+        hidden,
+        eps,
+    )?;
+    let f = feed_forward(checkpoint, g, config, p, &normed)?;
+    Ok(g.node(
+        "Add",
+        &format!("{p}.feed_forward.residual"),
+        &[&h, &f],
+        vec![],
+    ))
+}
 
-    for layer in 0..last {
-        let p = format!("encoder.layers.{layer}");
-        if config.do_stable_layer_norm {
-            let normed = layer_norm(
-                checkpoint,
-                &mut g,
-                &format!("{p}.layer_norm"),
-                &h,
-                hidden,
-                eps,
-            )?;
-            let a = attention(&mut g, layer, &p, &normed)?;
-            h = g.node("Add", &format!("{p}.attention.residual"), &[&h, &a], vec![]);
-            let normed = layer_norm(
-                checkpoint,
-                &mut g,
-                &format!("{p}.final_layer_norm"),
-                &h,
-                hidden,
-                eps,
-            )?;
-            let f = feed_forward(checkpoint, &mut g, config, &p, &normed)?;
-            h = g.node(
-                "Add",
-                &format!("{p}.feed_forward.residual"),
-                &[&h, &f],
-                vec![],
-            );
-        } else {
-            let a = attention(&mut g, layer, &p, &h)?;
-            let sum = g.node("Add", &format!("{p}.attention.residual"), &[&h, &a], vec![]);
-            h = layer_norm(
-                checkpoint,
-                &mut g,
-                &format!("{p}.layer_norm"),
-                &sum,
-                hidden,
-                eps,
-            )?;
-            let f = feed_forward(checkpoint, &mut g, config, &p, &h)?;
-            let sum = g.node(
-                "Add",
-                &format!("{p}.feed_forward.residual"),
-                &[&h, &f],
-                vec![],
-            );
-            h = layer_norm(
-                checkpoint,
-                &mut g,
-                &format!("{p}.final_layer_norm"),
-                &sum,
-                hidden,
-                eps,
-            )?;
-        }
-        let index = layer + 1;
-        if indices.contains(&index) {
-            if config.do_stable_layer_norm && index == config.num_hidden_layers {
-                // HF applies the encoder's final norm after the model's last layer only.
-                let normed = layer_norm(checkpoint, &mut g, "encoder.layer_norm", &h, hidden, eps)?;
-                emit_hidden_state(&mut g, index, &normed, "frames", hidden)?;
-            } else {
-                emit_hidden_state(&mut g, index, &h, "frames", hidden)?;
-            }
-        }
-    }
-    Ok(g)
+/// A post-LN ("base") layer: `h = LN(h + attention(h))`, then `h = LN(h + ff(h))`.
+fn post_ln_layer(
+    checkpoint: &Checkpoint,
+    config: &SpeechConfig,
+    g: &mut GraphBuilder,
+    layer: usize,
+    p: &str,
+    h: &str,
+    attention: &mut AttentionBlock<'_>,
+) -> Result<String, ImportError> {
+    let (hidden, eps) = (config.hidden_size, config.layer_norm_eps);
+    let a = attention(g, layer, p, h)?;
+    let sum = g.node("Add", &format!("{p}.attention.residual"), &[h, &a], vec![]);
+    let h = layer_norm(checkpoint, g, &format!("{p}.layer_norm"), &sum, hidden, eps)?;
+    let f = feed_forward(checkpoint, g, config, p, &h)?;
+    let sum = g.node(
+        "Add",
+        &format!("{p}.feed_forward.residual"),
+        &[&h, &f],
+        vec![],
+    );
+    layer_norm(
+        checkpoint,
+        g,
+        &format!("{p}.final_layer_norm"),
+        &sum,
+        hidden,
+        eps,
+    )
 }
 
 /// The q/k/v/out projections (with biases) of the attention module `p`

@@ -563,209 +563,247 @@ impl<'a> Machine<'a> {
         loop {
             self.at = self.pos;
             let opcode = self.u8()?;
-            match opcode {
-                0x80 => {
-                    // PROTO
-                    let protocol = self.u8()?;
-                    if protocol > 5 {
-                        return Err(self.malformed(format!("pickle protocol {protocol}")));
-                    }
-                }
-                0x95 => {
-                    // FRAME: a length hint only.
-                    self.u64()?;
-                }
-                b'.' => {
-                    // STOP
-                    let root = self.pop()?;
-                    let used = self.pos;
-                    return Ok((
-                        Pickled {
-                            objects: self.objects,
-                            root,
-                        },
-                        used,
-                    ));
-                }
-                b'(' => self.marks.push(self.stack.len()),
-                b'0' => {
-                    self.pop()?;
-                }
-                b'1' => {
-                    self.pop_mark()?;
-                }
-                b'2' => {
-                    let top = self.top()?.clone();
-                    self.stack.push(top);
-                }
-                b'N' => self.stack.push(Value::None),
-                0x88 => self.stack.push(Value::Bool(true)),
-                0x89 => self.stack.push(Value::Bool(false)),
-                b'J' => {
-                    let v = self.u32()? as i32;
-                    self.stack.push(Value::Int(i64::from(v)));
-                }
-                b'K' => {
-                    let v = self.u8()?;
-                    self.stack.push(Value::Int(i64::from(v)));
-                }
-                b'M' => {
-                    let v = self.u16()?;
-                    self.stack.push(Value::Int(i64::from(v)));
-                }
-                0x8a | 0x8b => {
-                    // LONG1 / LONG4: little-endian two's complement.
-                    let n = if opcode == 0x8a {
-                        usize::from(self.u8()?)
-                    } else {
-                        self.len32()?
-                    };
-                    let bytes = self.take(n)?;
-                    let value = if n == 0 {
-                        Value::Int(0)
-                    } else if n <= 8 {
-                        let fill = if bytes[n - 1] & 0x80 != 0 { 0xff } else { 0 };
-                        let mut a = [fill; 8];
-                        a[..n].copy_from_slice(bytes);
-                        Value::Int(i64::from_le_bytes(a))
-                    } else {
-                        Value::Long(bytes.to_vec())
-                    };
-                    self.stack.push(value);
-                }
-                b'G' => {
-                    let b = self.take(8)?;
-                    let mut a = [0u8; 8];
-                    a.copy_from_slice(b);
-                    self.stack.push(Value::Float(f64::from_be_bytes(a)));
-                }
-                b'X' | 0x8c | 0x8d => {
-                    let n = match opcode {
-                        0x8c => usize::from(self.u8()?),
-                        b'X' => self.len32()?,
-                        _ => self.len64()?,
-                    };
-                    let s = self.string(n)?;
-                    self.stack.push(Value::Str(s));
-                }
-                b'T' | b'U' | b'B' | b'C' | 0x8e | 0x96 => {
-                    // Byte strings (protocol 2's str8 and protocol 3+'s bytes).
-                    let n = match opcode {
-                        b'U' | b'C' => usize::from(self.u8()?),
-                        b'T' | b'B' => self.len32()?,
-                        _ => self.len64()?,
-                    };
-                    let bytes = self.take(n)?.to_vec();
-                    self.stack.push(Value::Bytes(bytes));
-                }
-                b')' => self.push_object(Object::Tuple(Vec::new()))?,
-                b't' => {
-                    let items = self.pop_mark()?;
-                    self.push_object(Object::Tuple(items))?;
-                }
-                0x85..=0x87 => {
-                    let n = usize::from(opcode - 0x84);
-                    let mut items = Vec::with_capacity(n);
-                    for _ in 0..n {
-                        items.push(self.pop()?);
-                    }
-                    items.reverse();
-                    self.push_object(Object::Tuple(items))?;
-                }
-                b']' | 0x8f => self.push_object(Object::List(Vec::new()))?,
-                b'l' | 0x91 => {
-                    let items = self.pop_mark()?;
-                    self.push_object(Object::List(items))?;
-                }
-                b'}' => self.push_object(Object::Dict(Vec::new()))?,
-                b'd' => {
-                    let items = self.pop_mark()?;
-                    let dict = self.new_object(Object::Dict(Vec::new()))?;
-                    self.set_items(&dict, items)?;
-                    self.stack.push(dict);
-                }
-                b'a' => {
-                    let item = self.pop()?;
-                    let list = self.top()?.clone();
-                    self.append(&list, vec![item])?;
-                }
-                b'e' | 0x90 => {
-                    let items = self.pop_mark()?;
-                    let list = self.top()?.clone();
-                    self.append(&list, items)?;
-                }
-                b's' => {
-                    let value = self.pop()?;
-                    let key = self.pop()?;
-                    let dict = self.top()?.clone();
-                    self.set_items(&dict, vec![key, value])?;
-                }
-                b'u' => {
-                    let items = self.pop_mark()?;
-                    let dict = self.top()?.clone();
-                    self.set_items(&dict, items)?;
-                }
-                b'q' | b'r' | 0x94 => {
-                    let key = match opcode {
-                        b'q' => u64::from(self.u8()?),
-                        b'r' => u64::from(self.u32()?),
-                        _ => self.memo.len() as u64,
-                    };
-                    let top = self.top()?.clone();
-                    self.memo.insert(key, top);
-                }
-                b'h' | b'j' => {
-                    let key = if opcode == b'h' {
-                        u64::from(self.u8()?)
-                    } else {
-                        u64::from(self.u32()?)
-                    };
-                    let value =
-                        self.memo.get(&key).cloned().ok_or_else(|| {
-                            self.malformed(format!("memo entry {key} is not set"))
-                        })?;
-                    self.stack.push(value);
-                }
-                b'c' => {
-                    let module = self.line()?;
-                    let name = self.line()?;
-                    self.global(module, name)?;
-                }
-                0x93 => {
-                    let name = self.pop()?;
-                    let module = self.pop()?;
-                    let (Value::Str(module), Value::Str(name)) = (module, name) else {
-                        return Err(self.malformed("STACK_GLOBAL of something not a string"));
-                    };
-                    self.global(&module, &name)?;
-                }
-                b'R' => {
-                    let args = self.pop()?;
-                    let callable = self.pop()?;
-                    let value = self.call(callable, args)?;
-                    self.stack.push(value);
-                }
-                b'Q' => {
-                    let pid = self.pop()?;
-                    let value = self.persistent(pid)?;
-                    self.stack.push(value);
-                }
-                b'b' => {
-                    // BUILD: object state (an OrderedDict's `_metadata`, a tensor's
-                    // hooks). None of it changes the tensors: checked, then dropped.
-                    let _state = self.pop()?;
-                    if !matches!(self.top()?, Value::Object(_)) {
-                        return Err(self.malformed("BUILD on something that is not an object"));
-                    }
-                }
-                other => {
-                    return Err(PickleError::UnsupportedOpcode {
-                        opcode: other,
-                        at: self.at,
-                    });
-                }
+            if opcode == b'.' {
+                // STOP
+                let root = self.pop()?;
+                let used = self.pos;
+                return Ok((
+                    Pickled {
+                        objects: self.objects,
+                        root,
+                    },
+                    used,
+                ));
+            }
+            let known = self.framing_or_stack_op(opcode)?
+                || self.constant_op(opcode)?
+                || self.container_op(opcode)?
+                || self.memo_op(opcode)?
+                || self.call_op(opcode)?;
+            if !known {
+                return Err(PickleError::UnsupportedOpcode {
+                    opcode,
+                    at: self.at,
+                });
             }
         }
+    }
+
+    // Each opcode family below returns `Ok(false)`, having read nothing, for an
+    // opcode outside it.
+
+    /// Protocol and frame headers, marks, POP and DUP.
+    fn framing_or_stack_op(&mut self, opcode: u8) -> Result<bool, PickleError> {
+        match opcode {
+            0x80 => {
+                // PROTO
+                let protocol = self.u8()?;
+                if protocol > 5 {
+                    return Err(self.malformed(format!("pickle protocol {protocol}")));
+                }
+            }
+            0x95 => {
+                // FRAME: a length hint only.
+                self.u64()?;
+            }
+            b'(' => self.marks.push(self.stack.len()),
+            b'0' => {
+                self.pop()?;
+            }
+            b'1' => {
+                self.pop_mark()?;
+            }
+            b'2' => {
+                let top = self.top()?.clone();
+                self.stack.push(top);
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// None, booleans, numbers, strings and bytes.
+    fn constant_op(&mut self, opcode: u8) -> Result<bool, PickleError> {
+        let value = match opcode {
+            b'N' => Value::None,
+            0x88 => Value::Bool(true),
+            0x89 => Value::Bool(false),
+            b'J' => Value::Int(i64::from(self.u32()? as i32)),
+            b'K' => Value::Int(i64::from(self.u8()?)),
+            b'M' => Value::Int(i64::from(self.u16()?)),
+            0x8a | 0x8b => self.long(opcode)?,
+            b'G' => {
+                let b = self.take(8)?;
+                let mut a = [0u8; 8];
+                a.copy_from_slice(b);
+                Value::Float(f64::from_be_bytes(a))
+            }
+            b'X' | 0x8c | 0x8d => {
+                let n = match opcode {
+                    0x8c => usize::from(self.u8()?),
+                    b'X' => self.len32()?,
+                    _ => self.len64()?,
+                };
+                Value::Str(self.string(n)?)
+            }
+            b'T' | b'U' | b'B' | b'C' | 0x8e | 0x96 => {
+                // Byte strings (protocol 2's str8 and protocol 3+'s bytes).
+                let n = match opcode {
+                    b'U' | b'C' => usize::from(self.u8()?),
+                    b'T' | b'B' => self.len32()?,
+                    _ => self.len64()?,
+                };
+                Value::Bytes(self.take(n)?.to_vec())
+            }
+            _ => return Ok(false),
+        };
+        self.stack.push(value);
+        Ok(true)
+    }
+
+    /// LONG1 / LONG4: little-endian two's complement.
+    fn long(&mut self, opcode: u8) -> Result<Value, PickleError> {
+        let n = if opcode == 0x8a {
+            usize::from(self.u8()?)
+        } else {
+            self.len32()?
+        };
+        let bytes = self.take(n)?;
+        Ok(if n == 0 {
+            Value::Int(0)
+        } else if n <= 8 {
+            let fill = if bytes[n - 1] & 0x80 != 0 { 0xff } else { 0 };
+            let mut a = [fill; 8];
+            a[..n].copy_from_slice(bytes);
+            Value::Int(i64::from_le_bytes(a))
+        } else {
+            Value::Long(bytes.to_vec())
+        })
+    }
+
+    /// Building tuples, lists and dicts, and filling them.
+    fn container_op(&mut self, opcode: u8) -> Result<bool, PickleError> {
+        match opcode {
+            b')' => self.push_object(Object::Tuple(Vec::new()))?,
+            b't' => {
+                let items = self.pop_mark()?;
+                self.push_object(Object::Tuple(items))?;
+            }
+            0x85..=0x87 => {
+                let n = usize::from(opcode - 0x84);
+                let mut items = Vec::with_capacity(n);
+                for _ in 0..n {
+                    items.push(self.pop()?);
+                }
+                items.reverse();
+                self.push_object(Object::Tuple(items))?;
+            }
+            b']' | 0x8f => self.push_object(Object::List(Vec::new()))?,
+            b'l' | 0x91 => {
+                let items = self.pop_mark()?;
+                self.push_object(Object::List(items))?;
+            }
+            b'}' => self.push_object(Object::Dict(Vec::new()))?,
+            b'd' => {
+                let items = self.pop_mark()?;
+                let dict = self.new_object(Object::Dict(Vec::new()))?;
+                self.set_items(&dict, items)?;
+                self.stack.push(dict);
+            }
+            b'a' => {
+                let item = self.pop()?;
+                let list = self.top()?.clone();
+                self.append(&list, vec![item])?;
+            }
+            b'e' | 0x90 => {
+                let items = self.pop_mark()?;
+                let list = self.top()?.clone();
+                self.append(&list, items)?;
+            }
+            b's' => {
+                let value = self.pop()?;
+                let key = self.pop()?;
+                let dict = self.top()?.clone();
+                self.set_items(&dict, vec![key, value])?;
+            }
+            b'u' => {
+                let items = self.pop_mark()?;
+                let dict = self.top()?.clone();
+                self.set_items(&dict, items)?;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// PUT (memoise the top of the stack) and GET.
+    fn memo_op(&mut self, opcode: u8) -> Result<bool, PickleError> {
+        match opcode {
+            b'q' | b'r' | 0x94 => {
+                let key = match opcode {
+                    b'q' => u64::from(self.u8()?),
+                    b'r' => u64::from(self.u32()?),
+                    _ => self.memo.len() as u64,
+                };
+                let top = self.top()?.clone();
+                self.memo.insert(key, top);
+            }
+            b'h' | b'j' => {
+                let key = if opcode == b'h' {
+                    u64::from(self.u8()?)
+                } else {
+                    u64::from(self.u32()?)
+                };
+                let value = self
+                    .memo
+                    .get(&key)
+                    .cloned()
+                    .ok_or_else(|| self.malformed(format!("memo entry {key} is not set")))?;
+                self.stack.push(value);
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Globals, REDUCE, persistent ids and BUILD: where the allow-list applies.
+    fn call_op(&mut self, opcode: u8) -> Result<bool, PickleError> {
+        match opcode {
+            b'c' => {
+                let module = self.line()?;
+                let name = self.line()?;
+                self.global(module, name)?;
+            }
+            0x93 => {
+                let name = self.pop()?;
+                let module = self.pop()?;
+                let (Value::Str(module), Value::Str(name)) = (module, name) else {
+                    return Err(self.malformed("STACK_GLOBAL of something not a string"));
+                };
+                self.global(&module, &name)?;
+            }
+            b'R' => {
+                let args = self.pop()?;
+                let callable = self.pop()?;
+                let value = self.call(callable, args)?;
+                self.stack.push(value);
+            }
+            b'Q' => {
+                let pid = self.pop()?;
+                let value = self.persistent(pid)?;
+                self.stack.push(value);
+            }
+            b'b' => {
+                // BUILD: object state (an OrderedDict's `_metadata`, a tensor's
+                // hooks). None of it changes the tensors: checked, then dropped.
+                let _state = self.pop()?;
+                if !matches!(self.top()?, Value::Object(_)) {
+                    return Err(self.malformed("BUILD on something that is not an object"));
+                }
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
     }
 }
 
