@@ -1,6 +1,5 @@
 #!/usr/bin/env python3
-"""The performance page's table (docs/performance.md), regenerated from the newest
-docs/results/bench-*.json.
+"""docs/performance.md's benchmark table, regenerated from the newest docs/results/bench-*.json.
 
     python3 scripts/bench_table.py [--results docs/results] [--page docs/performance.md] [--check]
 
