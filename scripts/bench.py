@@ -2,8 +2,8 @@
 """The performance table: emotion-edge (tract) against onnxruntime (fp32 and its own
 int8) and the reference study's PyTorch stack, measured side by side in one run.
 Prepared and started by scripts/bench.sh; writes OUT/bench.md and OUT/bench.json, and
-docs/results/bench-YYYY-MM-DD.{json,md} (scripts/bench_table.py puts the newest into the
-README). Prints figures; asserts nothing. Python is a peer of the benchmark only.
+docs/results/bench-YYYY-MM-DD.{json,md} (scripts/bench_table.py puts the newest into
+docs/performance.md). Prints figures; asserts nothing. Python is a peer of the benchmark only.
 
 Every row is measured in several separate processes (`--runs`, rounds interleaved,
 every other round in reverse order, so a slow spell of the machine spreads over all
@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_table  # noqa: E402  (the Markdown renderer the README shares)
+import bench_table  # noqa: E402  (the Markdown renderer docs/performance.md shares)
 
 ROOT = Path(__file__).resolve().parent.parent
 ALL_THREADS = os.cpu_count() or 1

@@ -16,8 +16,8 @@
 #    cached in OUT/ort-int8), then every row in BENCH_RUNS separate processes (default
 #    3) of BENCH_REPEATS timed runs (default 7) after BENCH_WARMUP (default 2); writes
 #    OUT/bench.{md,json} and docs/results/bench-YYYY-MM-DD.{md,json};
-# 6. scripts/bench_table.py puts the newest docs/results/bench-*.json into README.md
-#    (between the bench-table markers).
+# 6. scripts/bench_table.py puts the newest docs/results/bench-*.json into
+#    docs/performance.md (between the bench-table markers).
 #
 # TRACT_CPU_ISA is removed from every child but the emulated-CPU-class rows, which set
 # it themselves. About 30 minutes on a 2-core machine once built (the demo on base
@@ -63,5 +63,5 @@ done
   ${BENCH_RUNS:+--runs "$BENCH_RUNS"} ${BENCH_REPEATS:+--repeats "$BENCH_REPEATS"} \
   ${BENCH_WARMUP:+--warmup "$BENCH_WARMUP"}
 
-echo "== the README's performance table"
+echo "== the performance page's table (docs/performance.md)"
 "$VENV/bin/python" scripts/bench_table.py

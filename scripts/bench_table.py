@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
-"""The README's performance table, regenerated from the newest docs/results/bench-*.json.
+"""docs/performance.md's benchmark table, regenerated from the newest docs/results/bench-*.json.
 
-    python3 scripts/bench_table.py [--results docs/results] [--readme README.md] [--check]
+    python3 scripts/bench_table.py [--results docs/results] [--page docs/performance.md] [--check]
 
 scripts/bench.py writes docs/results/bench-YYYY-MM-DD.json (and .md, rendered by this
-module, so the README and the results file say the same thing); this script replaces
-what lies between `<!-- bench-table:start -->` and `<!-- bench-table:end -->` in the
-README with the newest of them. `--check` changes nothing and exits 1 when the README
-is not what the newest results render to. Standard library only: it is no part of the
-product and needs no virtual environment.
+module, so the performance page and the results file say the same thing); this script
+replaces what lies between `<!-- bench-table:start -->` and `<!-- bench-table:end -->`
+in the page with the newest of them (its link to the results file relative to the
+page). `--check` changes nothing and exits 1 when the page is not what the newest
+results render to. Standard library only: it is no part of the product and needs no
+virtual environment.
 """
 
 import argparse
@@ -58,7 +59,7 @@ def table_lines(rows):
     return lines
 
 
-def render(summary, readme=False, source=None, with_command=True):
+def render(summary, page=False, source=None, with_command=True):
     """Markdown lines for one bench summary (the JSON bench.py writes)."""
     s = summary
     settings = s.get("settings", {})
@@ -85,7 +86,7 @@ def render(summary, readme=False, source=None, with_command=True):
         f"runs), **peak RSS** the highest of the processes' own high-water marks (VmHWM). "
         + " ".join(settings.get("method_notes", []))
     )
-    if readme and source:
+    if page and source:
         lines += ["", f"Full results: [`{source}`]({source}) and the JSON beside it "
                       f"(one record per row)."]
     lines += [""] + table_lines(s.get("rows", []))
@@ -123,7 +124,7 @@ def render(summary, readme=False, source=None, with_command=True):
 
 
 def wrapped(lines, width=88):
-    """Prose and list items wrapped as the README's own text is; tables, headings and
+    """Prose and list items wrapped as the docs' own text is; tables, headings and
     code left as they are."""
     out, in_code = [], False
     for line in lines:
@@ -174,39 +175,41 @@ def newest_results(results):
     return max(found)[2] if found else None
 
 
-def readme_block(summary, source):
-    return "\n".join([START] + wrapped(render(summary, readme=True, source=source)) + [END])
+def page_block(summary, source):
+    return "\n".join([START] + wrapped(render(summary, page=True, source=source)) + [END])
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=Path("docs/results"))
-    parser.add_argument("--readme", type=Path, default=Path("README.md"))
+    parser.add_argument("--page", "--readme", dest="page", type=Path,
+                        default=Path("docs/performance.md"),
+                        help="the Markdown page holding the bench-table markers")
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if stale")
     args = parser.parse_args()
     newest = newest_results(args.results)
     if newest is None:
-        print(f"no bench-*.json in {args.results}; README left as it is", file=sys.stderr)
+        print(f"no bench-*.json in {args.results}; {args.page} left as it is", file=sys.stderr)
         return 1
     summary = json.loads(newest.read_text())
-    text = args.readme.read_text()
+    text = args.page.read_text()
     if text.count(START) != 1 or text.count(END) != 1 or text.index(START) > text.index(END):
-        print(f"{args.readme}: needs exactly one {START} … {END} pair", file=sys.stderr)
+        print(f"{args.page}: needs exactly one {START} … {END} pair", file=sys.stderr)
         return 2
     try:
-        source = newest.resolve().relative_to(args.readme.resolve().parent).with_suffix(".md")
+        source = newest.resolve().relative_to(args.page.resolve().parent).with_suffix(".md")
     except ValueError:
         source = newest.with_suffix(".md")
     before, rest = text.split(START, 1)
     _, after = rest.split(END, 1)
-    updated = before + readme_block(summary, source.as_posix()) + after
+    updated = before + page_block(summary, source.as_posix()) + after
     if args.check:
         stale = updated != text
-        print(f"{args.readme}: {'stale' if stale else 'up to date'} against {newest}")
+        print(f"{args.page}: {'stale' if stale else 'up to date'} against {newest}")
         return 1 if stale else 0
     if updated != text:
-        args.readme.write_text(updated)
-    print(f"{args.readme}: performance table from {newest}")
+        args.page.write_text(updated)
+    print(f"{args.page}: performance table from {newest}")
     return 0
 
 

@@ -14,8 +14,8 @@
 #    4 s synthetic voiced clip, median of REPEATS runs after 2 warm-ups, fp32 and the
 #    calibrated int8 variant a bundle ships);
 # 5. writes docs/results/encoder-cost.md (COST_MD to write elsewhere): the table, this
-#    CPU, the date, the command, and board estimates scaled the way the README's
-#    performance section scales them.
+#    CPU, the date, the command, and board estimates scaled the way the performance
+#    page (docs/performance.md) scales them.
 #
 # About 10 minutes on a 2-core machine once built.
 set -euo pipefail
@@ -77,7 +77,7 @@ simd = [f for f in cpu.get("flags", "").split()
         if re.match(r"^(sse4_1|sse4_2|avx|avx2|fma|f16c|avx512\w*|avx_vnni|amx\w*)$", f)]
 mhz = float(cpu.get("cpu MHz", "0") or 0)
 
-# The README's assumptions for this machine (its performance section): per cycle and
+# The performance page's assumptions for this machine (docs/performance.md): per cycle and
 # core, 32 fp32 FLOP (2 x 256-bit FMA) and 128 int8 ops (AVX-512 VNNI). Board peaks
 # per core, G(FL)OP/s: Pi 5 (A76, 2.4 GHz) 38 fp32 / 154 int8 (SDOT); Pi 4 (A72,
 # 1.8 GHz) 29 / 58 (no dot product: twice fp32); Pi Zero 2 W (A53, 1.0 GHz) 4 / 8.
@@ -146,12 +146,12 @@ w("")
 w("## Estimated on the boards (not measured)")
 w("")
 w("ms per second of audio with all 4 cores, from the 2 s figures above, scaled as the "
-  "README's performance section scales them: the same fraction of the core's nominal "
+  "performance page (docs/performance.md) scales them: the same fraction of the core's nominal "
   f"peak as reached here (this core taken as {here['fp32']:.0f} G fp32 FLOP/s and "
   f"{here['int8']:.0f} G int8 op/s: 32 and 128 per cycle at {mhz:.0f} MHz), board peaks "
   "per core Pi 5 38 / 154, Pi 4 29 / 58, Zero 2 W 4 / 8 (fp32 / int8), 4 cores at 80 % "
   "efficiency. Below 1000 keeps up with continuous speech. Each cell: int8 / fp32 (the "
-  "README estimates int8; where a board's int8 peak is only twice its fp32 one, as on "
+  "performance page estimates int8; where a board's int8 peak is only twice its fp32 one, as on "
   "the Pi 4 and Zero 2 W, this scaling can favour fp32: a crude model, check on a board).")
 w("")
 w("| encoder | " + " | ".join(b for b, _ in boards) + " |")
