@@ -114,7 +114,7 @@ fn emulated_binary(cross: &Cross) -> Option<PathBuf> {
 
 fn missing(cross: &Cross, what: &str) {
     let message = format!(
-        "{what}; see README, \"Building for a Raspberry Pi\": the cross gcc, qemu-user-static and `cargo build -p edge-runtime --target {}`",
+        "{what}; see docs/board-guide.md, \"Building for a Raspberry Pi\": the cross gcc, qemu-user-static and `cargo build -p edge-runtime --target {}`",
         cross.target
     );
     if cross.required_in_ci && std::env::var_os("CI").is_some() {

@@ -129,6 +129,6 @@ fn docs_document_the_metrics_schema_the_code_writes() {
     let schema = host_trainer::evaluate::summary::metrics_schema_markdown();
     assert!(
         page.contains(schema),
-        "docs/metrics-json.md differs from evaluation::metrics_schema_markdown(); paste it again"
+        "docs/metrics-json.md differs from evaluate::summary::metrics_schema_markdown(); paste it again"
     );
 }

@@ -489,7 +489,7 @@ with `id`, `path`, `transcript`, `truth`, `predicted` (class names), `correct`,
     };
 }
 
-/// The `metrics.json` schema as Markdown (for the README). The same text documents
+/// The `metrics.json` schema as Markdown (for docs/metrics-json.md). The same text documents
 /// [`write_evaluation`].
 pub fn metrics_schema_markdown() -> &'static str {
     metrics_schema!()
