@@ -1,7 +1,8 @@
 //! Export: trained heads and encoders to the bundle the board loads.
 //!
 //! - [`bundle`]: the export's stages, in order, from trained runs to a bundle in place.
-//! - [`heads`]: trained heads to ONNX (Conv, MaxPool, bidirectional LSTM, attention).
+//! - [`head_onnx`]: trained burn heads written as ONNX graphs (Conv, MaxPool,
+//!   bidirectional LSTM, attention) that the board runs with tract.
 //! - [`variants`]: the fp32 and int8 variants' graphs (quantisation, calibration).
 //! - [`keyword_spotter`]: the keyword table and the spotter, measured per variant.
 //! - [`measure`]: each variant through the staged bundle: accuracy, agreement, latency.
@@ -10,7 +11,7 @@
 
 pub mod bundle;
 pub mod default_variant;
-pub mod heads;
+pub mod head_onnx;
 pub mod keyword_spotter;
 pub mod measure;
 pub mod quantization_report;

@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use models::bundle::{BundleWriter, HeadFile, Variant};
 
 use super::bundle::ExportRequest;
-use super::heads::{export_head, export_keyword_spotter};
+use super::head_onnx::{export_head, export_keyword_spotter};
 use crate::features::cache::FeatureIndex;
 use crate::train::heads::ModelKind;
 use crate::train::keyword_spotter::KeywordModel;
