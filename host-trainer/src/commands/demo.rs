@@ -17,7 +17,7 @@ use super::{OutputLayout, RunInputs};
 use crate::data::splits::{SplitConfig, SplitKind, SplitSet};
 use crate::evaluate::probe::ProbeConfig;
 use crate::export::bundle::ExportOptions;
-use crate::export::variants::Precision;
+use crate::export::request::Precision;
 use crate::features::extract::ExtractSettings;
 use crate::train::heads::ModelKind;
 use crate::train::keyword_spotter;

@@ -11,7 +11,7 @@ use models::{Pipeline, PipelineOptions};
 use super::encoders::EncoderGraphs;
 use super::{RunInputs, corpus_of, read_inputs};
 use crate::export::bundle::{ExportOptions, ExportRequest, default_bundle_dir, export_bundle_with};
-use crate::export::variants::Precision;
+use crate::export::request::Precision;
 
 /// `export`.
 pub fn run(args: ExportArgs) -> Result<()> {

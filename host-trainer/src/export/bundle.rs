@@ -25,56 +25,15 @@ use super::default_variant::choose_default;
 use super::keyword_spotter::{SpotterExport, keyword_table, measure_spotter, trained_spotter};
 use super::measure::{Parity, burn_parity, fp32_metrics, measure_variants, variant_rows};
 use super::quantization_report::quantization_markdown;
-use super::variants::{FloatGraphs, Precision, Quantizers, with_fp32, write_variant};
-use crate::data::manifest::Manifest;
-use crate::data::splits::Split;
+use super::request::Precision;
+pub use super::request::{ExportOptions, ExportRequest};
+use super::variants::{FloatGraphs, Quantizers, with_fp32, write_variant};
 use crate::features::cache::{FeatureIndex, digest};
 use crate::train::dataset::load_split;
 use crate::train::heads::ModelKind;
 use crate::train::keyword_spotter::KeywordModel;
 use crate::train::runs::run_dir;
 use crate::train::trainer::TrainedModel;
-
-/// What to export.
-#[derive(Debug, Clone)]
-pub struct ExportRequest<'a> {
-    /// The corpus manifest (test utterances, vocabulary).
-    pub manifest: &'a Manifest,
-    /// The split whose runs are exported.
-    pub split: &'a Split,
-    /// Content id of the splits file.
-    pub splits_id: &'a str,
-    /// Seed of the splits.
-    pub seed: u64,
-    /// The corpus folder, for provenance.
-    pub data: String,
-    /// The feature cache the heads were trained on.
-    pub features: &'a Path,
-    /// Where the runs are (RUNS/{model}/{split}).
-    pub runs: &'a Path,
-    /// The speech encoder graph the features came from.
-    pub speech_encoder: &'a Path,
-    /// The text encoder graph the text features came from.
-    pub text_encoder: &'a Path,
-    /// Its tokenizer.json.
-    pub tokenizer: &'a Path,
-    /// Also put the text encoder in the bundle (for transcripts outside the vocabulary).
-    pub include_text_encoder: bool,
-    /// The variants to write (fp32 is always written: it is the reference).
-    pub precisions: Vec<Precision>,
-    /// The bundle directory to write (replaced whole).
-    pub out: &'a Path,
-    /// Progress bars.
-    pub progress: bool,
-}
-
-/// Choices about what goes into the bundle beyond [`ExportRequest`], each off by default.
-#[derive(Debug, Clone, Default)]
-pub struct ExportOptions {
-    /// Leave the keyword spotter out even when one was trained for the split (the board
-    /// then relies on the kiosk prompt for text).
-    pub skip_keyword_spotter: bool,
-}
 
 /// What an export did.
 #[derive(Debug, Clone)]

@@ -8,9 +8,9 @@ use anyhow::{Context as _, bail};
 use models::bundle::{Bundle, KeywordEntry, KeywordSpotterSpec, KeywordTable, Variant};
 use models::keyword_spotter::KeywordSpotter;
 
-use super::bundle::ExportRequest;
 use super::measure::agreement;
-use super::variants::Precision;
+use super::request::ExportRequest;
+use super::request::Precision;
 use crate::data::manifest::Manifest;
 use crate::features::cache::{FeatureCache, FeatureIndex};
 use crate::train::dataset::SplitData;

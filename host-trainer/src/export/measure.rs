@@ -10,8 +10,9 @@ use models::PipelineOptions;
 use models::bundle::{Bundle, BundleManifest, ModelMetrics, VariantReport};
 use models::pipeline::TextInput;
 
-use super::bundle::ExportRequest;
-use super::variants::{Precision, variant_bytes};
+use super::request::ExportRequest;
+use super::request::Precision;
+use super::variants::variant_bytes;
 use crate::data::manifest::Manifest;
 use crate::evaluate::through_bundle::{BundlePredictions, predict_through_bundle};
 use crate::train::dataset::SplitData;

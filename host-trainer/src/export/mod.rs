@@ -1,5 +1,6 @@
 //! Export: trained heads and encoders to the bundle the board loads.
 //!
+//! - [`request`]: what an export is asked to do.
 //! - [`bundle`]: the export's stages, in order, from trained runs to a bundle in place.
 //! - [`head_onnx`]: trained burn heads written as ONNX graphs (Conv, MaxPool,
 //!   bidirectional LSTM, attention) that the board runs with tract.
@@ -15,4 +16,5 @@ pub mod head_onnx;
 pub mod keyword_spotter;
 pub mod measure;
 pub mod quantization_report;
+pub mod request;
 pub mod variants;

@@ -5,44 +5,14 @@
 use anyhow::Context as _;
 use models::bundle::{BundleWriter, HeadFile, Variant};
 
-use super::bundle::ExportRequest;
 use super::head_onnx::{export_head, export_keyword_spotter};
+use super::request::{ExportRequest, Precision};
 use crate::features::cache::FeatureIndex;
 use crate::train::heads::ModelKind;
 use crate::train::keyword_spotter::KeywordModel;
 use crate::train::trainer::TrainedModel;
 use onnx_build::calibration::calibrate;
 use onnx_build::quantize::{ActivationRanges, QuantizeOptions, quantize_dynamic};
-
-/// A precision variant of the bundle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
-pub enum Precision {
-    /// Everything in 32-bit float, as trained.
-    Fp32,
-    /// Weight matrix products (encoder transformer, head projections) in int8 with
-    /// per-run symmetric activation quantisation ([`onnx_build::quantize`]); convolutions and
-    /// LSTMs stay float.
-    Int8,
-}
-
-impl Precision {
-    /// The variant's name in the bundle.
-    pub fn name(self) -> &'static str {
-        match self {
-            Precision::Fp32 => "fp32",
-            Precision::Int8 => "int8",
-        }
-    }
-
-    fn description(self) -> &'static str {
-        match self {
-            Precision::Fp32 => "32-bit float throughout, as trained",
-            Precision::Int8 => {
-                "int8 weight matrix products (MatMulInteger; weights per output channel) in the speech encoder's transformer, with activation scales calibrated on training utterances, and in the heads' larger projections, with activations quantised symmetrically per run; the speech encoder's conv feature encoder and positional conv, the heads' Conv1d and LSTMs stay float"
-            }
-        }
-    }
-}
 
 /// The precisions to write: those asked for, fp32 always (the reference), in order.
 pub(super) fn with_fp32(asked: &[Precision]) -> Vec<Precision> {
