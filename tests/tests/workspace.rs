@@ -1,6 +1,7 @@
 //! Promises about the workspace as a whole: the board's binary stays lean, and the
 //! embedded corpus is the one its script makes.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -11,6 +12,66 @@ fn repo_root() -> PathBuf {
         .parent()
         .unwrap()
         .to_path_buf()
+}
+
+/// Every dependency with the feature sets it is built with (a build dependency can have
+/// its own), as `cargo tree` resolves them for `args`.
+fn resolved_features(args: &[&str]) -> BTreeMap<String, BTreeSet<String>> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(repo_root())
+        .arg("tree")
+        .args(args)
+        .args([
+            "-e",
+            "normal,build",
+            "--prefix",
+            "none",
+            "-f",
+            "{p} [{f}]",
+            "--offline",
+        ])
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut resolved: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some((package, features)) = line.trim_end_matches(" (*)").split_once(" [") {
+            let features = features.trim_end_matches(']').to_string();
+            resolved
+                .entry(package.to_string())
+                .or_default()
+                .insert(features);
+        }
+    }
+    resolved
+}
+
+/// The README's first command (`cargo run -p host-trainer`) and its second (`cargo test
+/// --workspace`) share every dependency build: the host program's graph has the
+/// features the workspace turns on (else the second command rebuilds tract and burn).
+#[test]
+fn host_trainer_alone_builds_its_dependencies_as_the_workspace_does() {
+    let alone = resolved_features(&["-p", "host-trainer"]);
+    let workspace = resolved_features(&["--workspace"]);
+    let drifted: Vec<String> = alone
+        .iter()
+        .filter_map(|(package, features)| {
+            let unified = workspace.get(package)?;
+            (unified != features)
+                .then(|| format!("{package}: alone {features:?}, in the workspace {unified:?}"))
+        })
+        .collect();
+    assert!(alone.len() > 100, "{} packages", alone.len());
+    assert!(
+        drifted.is_empty(),
+        "declare these features in host-trainer/Cargo.toml:\n{}",
+        drifted.join("\n")
+    );
 }
 
 #[test]
