@@ -15,16 +15,16 @@ use anyhow::Context as _;
 use models::Emotion;
 use serde::{Deserialize, Serialize};
 
-use crate::evaluate::summary::{MetricsFile, Provenance, ReportFile, cell};
-use crate::train::heads::ModelKind;
 use crate::data::manifest::{Manifest, write_atomically};
+use crate::data::splits::SplitSet;
+use crate::evaluate::probe::ProbeFile;
+use crate::evaluate::summary::{MetricsFile, Provenance, ReportFile, SplitMetrics, cell};
 use crate::report::plots::{
     BarChart, Heatmap, LinePlot, PlotFiles, Series, confusion_heatmap, grouped_bars, line_plot,
 };
-use crate::evaluate::probe::ProbeFile;
 use crate::report::representations::{StageSummary, format_score, model_representations, relative};
+use crate::train::heads::ModelKind;
 use crate::train::runs::run_dir;
-use crate::data::splits::SplitSet;
 use crate::train::trainer::EpochRecord;
 
 /// Version of `report.json`.
@@ -284,12 +284,37 @@ fn split_section(
     manifest: &Manifest,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let names: Vec<&str> = Emotion::ALL.iter().map(|e| e.name()).collect();
-    let evaluated: Vec<(&String, &crate::evaluate::summary::SplitMetrics)> = models
+    let evaluated: Vec<(&String, &SplitMetrics)> = models
         .iter()
         .filter_map(|m| metrics.models[*m].get(split).map(|s| (*m, s)))
         .collect();
+    per_class_f1(&evaluated, split, report)?;
+    confusion_matrices(&evaluated, split, report)?;
+    let mut curves = Vec::new();
+    for (model, _) in &evaluated {
+        curves.extend(training_curves(model, split, inputs, report)?);
+    }
+    if !curves.is_empty() {
+        report.push(Block::Heading(3, format!("Training curves, {split}")));
+        report.push(Block::Figures(curves));
+    }
 
+    report.push(Block::Heading(3, format!("Error analysis, {split}")));
+    error_analysis(inputs, manifest, &evaluated, split, report)
+}
+
+/// The emotions' names, in [`Emotion`] order.
+fn emotion_names() -> Vec<&'static str> {
+    Emotion::ALL.iter().map(|e| e.name()).collect()
+}
+
+/// The figure of every model's F1 per emotion on `split`.
+fn per_class_f1(
+    evaluated: &[(&String, &SplitMetrics)],
+    split: &str,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let names = emotion_names();
     let series: Vec<(String, Vec<f64>)> = evaluated
         .iter()
         .map(|(model, m)| {
@@ -313,9 +338,18 @@ fn split_section(
     )?;
     let stem = report.figure(&files);
     report.push(Block::Figures(vec![(stem, title)]));
+    Ok(())
+}
 
+/// The confusion matrix of every model on `split`, side by side.
+fn confusion_matrices(
+    evaluated: &[(&String, &SplitMetrics)],
+    split: &str,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let names = emotion_names();
     let mut heatmaps = Vec::new();
-    for (model, m) in &evaluated {
+    for (model, m) in evaluated {
         let title = format!("{model} on {split}: accuracy {} %", percent(m.accuracy));
         let files = confusion_heatmap(
             &Heatmap {
@@ -331,71 +365,73 @@ fn split_section(
         ));
     }
     report.push(Block::Figures(heatmaps));
+    Ok(())
+}
 
+/// The loss and accuracy curves of `model`'s training on `split` (figure and title
+/// each); none, with a paragraph saying why, when its `curves.json` is missing.
+fn training_curves(
+    model: &str,
+    split: &str,
+    inputs: &ReportInputs,
+    report: &mut Report,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let Some(kind) = model_kind(model) else {
+        return Ok(Vec::new());
+    };
+    let path = run_dir(inputs.runs, kind, split).join("curves.json");
+    let Ok(records) = read_json::<Vec<EpochRecord>>(&path) else {
+        report.push(Block::Paragraph(format!(
+            "No training curves for {model} on {split}: {} is missing.",
+            path.display()
+        )));
+        return Ok(Vec::new());
+    };
+    let line = |name: &str, value: fn(&EpochRecord) -> f64| Series {
+        name: name.into(),
+        points: records.iter().map(|r| (r.epoch as f64, value(r))).collect(),
+    };
+    let chance = ("chance", 1.0 / Emotion::COUNT as f64);
+    let plots = [
+        (
+            "loss",
+            "cross-entropy",
+            vec![
+                line("training", |r| r.train_loss),
+                line("validation", |r| r.val_loss),
+            ],
+            None,
+            None,
+        ),
+        (
+            "accuracy",
+            "fraction",
+            vec![
+                line("training accuracy", |r| r.train_accuracy),
+                line("validation accuracy", |r| r.val_accuracy),
+                line("validation macro-F1", |r| r.val_macro_f1),
+            ],
+            Some(0.0..1.0),
+            Some(chance),
+        ),
+    ];
     let mut curves = Vec::new();
-    for (model, _) in &evaluated {
-        let Some(kind) = model_kind(model) else {
-            continue;
-        };
-        let path = run_dir(inputs.runs, kind, split).join("curves.json");
-        let Ok(records) = read_json::<Vec<EpochRecord>>(&path) else {
-            report.push(Block::Paragraph(format!(
-                "No training curves for {model} on {split}: {} is missing.",
-                path.display()
-            )));
-            continue;
-        };
-        let line = |name: &str, value: fn(&EpochRecord) -> f64| Series {
-            name: name.into(),
-            points: records.iter().map(|r| (r.epoch as f64, value(r))).collect(),
-        };
-        let chance = ("chance", 1.0 / Emotion::COUNT as f64);
-        let plots = [
-            (
-                "loss",
-                "cross-entropy",
-                vec![
-                    line("training", |r| r.train_loss),
-                    line("validation", |r| r.val_loss),
-                ],
-                None,
-                None,
-            ),
-            (
-                "accuracy",
-                "fraction",
-                vec![
-                    line("training accuracy", |r| r.train_accuracy),
-                    line("validation accuracy", |r| r.val_accuracy),
-                    line("validation macro-F1", |r| r.val_macro_f1),
-                ],
-                Some(0.0..1.0),
-                Some(chance),
-            ),
-        ];
-        for (what, y_label, series, y_range, reference) in plots {
-            let title = format!("{model} on {split}: {what}");
-            let files = line_plot(
-                &LinePlot {
-                    title: &title,
-                    x_label: "epoch",
-                    y_label,
-                    series: &series,
-                    y_range,
-                    reference,
-                },
-                &report.stem(&format!("curves-{what}-{model}-{split}")),
-            )?;
-            curves.push((report.figure(&files), title));
-        }
+    for (what, y_label, series, y_range, reference) in plots {
+        let title = format!("{model} on {split}: {what}");
+        let files = line_plot(
+            &LinePlot {
+                title: &title,
+                x_label: "epoch",
+                y_label,
+                series: &series,
+                y_range,
+                reference,
+            },
+            &report.stem(&format!("curves-{what}-{model}-{split}")),
+        )?;
+        curves.push((report.figure(&files), title));
     }
-    if !curves.is_empty() {
-        report.push(Block::Heading(3, format!("Training curves, {split}")));
-        report.push(Block::Figures(curves));
-    }
-
-    report.push(Block::Heading(3, format!("Error analysis, {split}")));
-    error_analysis(inputs, manifest, &evaluated, split, report)
+    Ok(curves)
 }
 
 fn model_kind(name: &str) -> Option<ModelKind> {
@@ -409,7 +445,7 @@ fn model_kind(name: &str) -> Option<ModelKind> {
 fn error_analysis(
     inputs: &ReportInputs,
     manifest: &Manifest,
-    evaluated: &[(&String, &crate::evaluate::summary::SplitMetrics)],
+    evaluated: &[(&String, &SplitMetrics)],
     split: &str,
     report: &mut Report,
 ) -> anyhow::Result<()> {
