@@ -453,42 +453,14 @@ fn error_analysis(
     let mut summary_rows = Vec::new();
     let mut mistakes_rows = Vec::new();
     for (model, m) in evaluated {
-        let matrix = &m.confusion_matrix.matrix;
-        let mut pairs: Vec<(usize, usize, usize)> = Vec::new();
-        for (t, row) in matrix.iter().enumerate() {
-            for (p, &count) in row.iter().enumerate() {
-                if t != p && count > 0 {
-                    pairs.push((count, t, p));
-                }
-            }
-        }
-        pairs.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
-        let confused = pairs
-            .iter()
-            .take(3)
-            .map(|(n, t, p)| format!("{} → {} ({n})", names[*t], names[*p]))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let confused = most_confused(&m.confusion_matrix.matrix, &names);
         let path = inputs
             .evaluation
             .join(model)
             .join(split)
             .join("report.json");
         let run: ReportFile = read_json(&path)?;
-        let mut by_speaker: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-        for p in &run.predictions {
-            let speaker = manifest.get(&p.id).map_or("?", |e| e.speaker.as_str());
-            let entry = by_speaker.entry(speaker).or_default();
-            entry.0 += usize::from(p.correct);
-            entry.1 += 1;
-        }
-        let speakers = by_speaker
-            .iter()
-            .map(|(s, (right, all))| {
-                format!("{s} {} %", percent(*right as f64 / (*all).max(1) as f64))
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
+        let speakers = accuracy_per_speaker(&run, manifest);
         summary_rows.push(vec![
             model.to_string(),
             format!("{} of {}", run.mistakes, run.predictions.len()),
@@ -512,6 +484,53 @@ fn error_analysis(
             }
         }
     }
+    push_error_tables(report, summary_rows, mistakes_rows);
+    Ok(())
+}
+
+/// The three most confused pairs of `matrix` (rows: true class), as `true → predicted
+/// (count)`; empty when there are no mistakes.
+fn most_confused(matrix: &[Vec<usize>], names: &[&str]) -> String {
+    let mut pairs: Vec<(usize, usize, usize)> = Vec::new();
+    for (t, row) in matrix.iter().enumerate() {
+        for (p, &count) in row.iter().enumerate() {
+            if t != p && count > 0 {
+                pairs.push((count, t, p));
+            }
+        }
+    }
+    pairs.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    pairs
+        .iter()
+        .take(3)
+        .map(|(n, t, p)| format!("{} → {} ({n})", names[*t], names[*p]))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The accuracy of `run`'s predictions per speaker, as `speaker NN %`.
+fn accuracy_per_speaker(run: &ReportFile, manifest: &Manifest) -> String {
+    let mut by_speaker: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for p in &run.predictions {
+        let speaker = manifest.get(&p.id).map_or("?", |e| e.speaker.as_str());
+        let entry = by_speaker.entry(speaker).or_default();
+        entry.0 += usize::from(p.correct);
+        entry.1 += 1;
+    }
+    by_speaker
+        .iter()
+        .map(|(s, (right, all))| format!("{s} {} %", percent(*right as f64 / (*all).max(1) as f64)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The error analysis tables: one row per model, then the most confident mistakes (or
+/// a line saying there are none).
+fn push_error_tables(
+    report: &mut Report,
+    summary_rows: Vec<Vec<String>>,
+    mistakes_rows: Vec<Vec<String>>,
+) {
     report.push(Block::Table(
         [
             "model",
@@ -543,7 +562,6 @@ fn error_analysis(
             mistakes_rows,
         ));
     }
-    Ok(())
 }
 
 /// The representation maps of every model on each of `inputs.representation_splits`.
@@ -581,6 +599,13 @@ fn representations_section(
             all.extend(summaries);
         }
     }
+    push_representation_table(report, &all);
+    push_representation_maps(report, &all);
+    Ok(all)
+}
+
+/// The silhouettes of every model's stages, one row each.
+fn push_representation_table(report: &mut Report, all: &[StageSummary]) {
     let rows = all
         .iter()
         .map(|s| {
@@ -607,6 +632,10 @@ fn representations_section(
         .to_vec(),
         rows,
     ));
+}
+
+/// The t-SNE maps, then the PCA maps, of every model's stages (or why one is missing).
+fn push_representation_maps(report: &mut Report, all: &[StageSummary]) {
     for method in ["tsne", "pca"] {
         report.push(Block::Heading(
             3,
@@ -618,7 +647,7 @@ fn representations_section(
             .into(),
         ));
         let mut figures = Vec::new();
-        for s in &all {
+        for s in all {
             let figure = if method == "tsne" { &s.tsne } else { &s.pca };
             match figure {
                 Ok(stem) => {
@@ -639,7 +668,6 @@ fn representations_section(
         }
         report.push(Block::Figures(figures));
     }
-    Ok(all)
 }
 
 /// The probe figure and table.
