@@ -127,10 +127,18 @@ fn extraction_killed_midway_resumes_without_redoing_finished_files() {
         feature_files(&cache, "speech").len() >= 40
     });
 
-    // Nothing half-written under a final name: every file there decodes.
-    let speech_done = feature_files(&cache, "speech");
-    let text_done = feature_files(&cache, "text");
-    let reader = FeatureCache::new(&cache);
+    let (speech_done, text_done) = finished_files_decode(&cache);
+    let leftovers = leave_a_temp_file_and_a_damaged_one(&cache, &speech_done, pid);
+    rerun_computes_only_the_rest(&extract_args, &cache, &speech_done, &text_done, leftovers);
+    same_as_an_uninterrupted_extraction(&extract_args, &cache, &tmp.path().join("features-clean"));
+}
+
+/// Nothing half-written under a final name: every file there decodes. Returns the
+/// speech and text files the killed run finished.
+fn finished_files_decode(cache: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let speech_done = feature_files(cache, "speech");
+    let text_done = feature_files(cache, "text");
+    let reader = FeatureCache::new(cache);
     for file in speech_done.iter().chain(&text_done) {
         reader
             .read(file)
@@ -141,22 +149,38 @@ fn extraction_killed_midway_resumes_without_redoing_finished_files() {
         "the kill came after the last file"
     );
     assert!(
-        !FeatureIndex::path_in(&cache).exists(),
+        !FeatureIndex::path_in(cache).exists(),
         "the index is written last"
     );
-    // What a kill in the middle of a write leaves (this kill may have come between two
-    // writes): the killed process's temporary file.
+    (speech_done, text_done)
+}
+
+/// What a kill in the middle of a write leaves (the kill of process `pid` may have come
+/// between two writes): its temporary file; and, unrelated to the kill, one finished
+/// file damaged on disk. Returns the number of temporary files.
+fn leave_a_temp_file_and_a_damaged_one(cache: &Path, speech_done: &[PathBuf], pid: u32) -> usize {
     let leftover = cache
         .join(&speech_done[0])
         .with_file_name(format!(".{}.safetensors.tmp{pid}-0", "0".repeat(64)));
     std::fs::write(&leftover, b"half a feature").unwrap();
-    let leftovers = temp_files(&cache).len();
-    // And, unrelated to the kill, one finished file damaged on disk: computed again.
+    let leftovers = temp_files(cache).len();
+    // The damaged file is computed again.
     let damaged = cache.join(&speech_done[1]);
     let bytes = std::fs::read(&damaged).unwrap();
     std::fs::write(&damaged, &bytes[..bytes.len() / 2]).unwrap();
+    leftovers
+}
 
-    let out = host_trainer(&extract_args(&cache));
+/// The rerun removes the `leftovers` temporary files, computes the damaged file again
+/// and what the killed run had not finished, and reads the rest from the cache.
+fn rerun_computes_only_the_rest(
+    extract_args: &dyn Fn(&Path) -> Vec<String>,
+    cache: &Path,
+    speech_done: &[PathBuf],
+    text_done: &[PathBuf],
+    leftovers: usize,
+) {
+    let out = host_trainer(&extract_args(cache));
     let (rerun, warnings) = (text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "{rerun}\n{warnings}");
     eprintln!(
@@ -172,7 +196,7 @@ fn extraction_killed_midway_resumes_without_redoing_finished_files() {
         rerun.contains(&format!("removed {leftovers} unfinished temporary file(s)")),
         "{rerun}"
     );
-    assert!(temp_files(&cache).is_empty(), "{:?}", temp_files(&cache));
+    assert!(temp_files(cache).is_empty(), "{:?}", temp_files(cache));
     assert!(
         rerun.contains(&format!(
             "speech {} computed",
@@ -189,13 +213,18 @@ fn extraction_killed_midway_resumes_without_redoing_finished_files() {
         )),
         "{rerun}"
     );
+}
 
-    // The result is an uninterrupted extraction's, file for file.
-    let index = FeatureIndex::read(&cache).unwrap();
+/// The result is an uninterrupted extraction's (into `clean`), file for file.
+fn same_as_an_uninterrupted_extraction(
+    extract_args: &dyn Fn(&Path) -> Vec<String>,
+    cache: &Path,
+    clean: &Path,
+) {
+    let index = FeatureIndex::read(cache).unwrap();
     assert_eq!(index.entries.len(), UTTERANCES);
-    let clean = tmp.path().join("features-clean");
-    host_trainer_ok(&extract_args(&clean));
-    assert_eq!(index, FeatureIndex::read(&clean).unwrap());
+    host_trainer_ok(&extract_args(clean));
+    assert_eq!(index, FeatureIndex::read(clean).unwrap());
     for entry in index.entries.values() {
         for file in std::iter::once(&entry.speech).chain(&entry.text) {
             assert_eq!(
@@ -218,16 +247,36 @@ fn curves(run: &Path) -> Vec<serde_json::Value> {
     curves
 }
 
+/// Epochs of the training runs, and the checkpoint after which one is killed.
+const EPOCHS: usize = 8;
+const KILL_AFTER: usize = 3;
+
 #[test]
 fn training_killed_after_a_checkpoint_resumes_and_ends_as_an_uninterrupted_run() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let extract_args = prepare(root);
     host_trainer_ok(&extract_args(&root.join("features")));
-    const EPOCHS: usize = 8;
-    const KILL_AFTER: usize = 3;
-    let train_args = |runs: &str, epochs: usize, extra: &[&str]| -> Vec<String> {
-        let path = |name: &str| root.join(name).display().to_string();
+    let training = Training { root };
+
+    training.uninterrupted();
+    let (checkpoint, done) = training.killed_after_a_checkpoint();
+    training.other_settings_are_refused(&checkpoint);
+    training.resumes_as_the_uninterrupted_run(&checkpoint, done);
+    training.predicts_as_the_uninterrupted_run();
+    training.damaged_checkpoint_is_refused_and_fresh_starts_over();
+}
+
+/// Training the speech model on the random split of the corpus prepared in `root`, into
+/// a `runs` folder there.
+struct Training<'a> {
+    root: &'a Path,
+}
+
+impl Training<'_> {
+    /// The `train` arguments for `runs`, `epochs` epochs and `extra` flags.
+    fn args(&self, runs: &str, epochs: usize, extra: &[&str]) -> Vec<String> {
+        let path = |name: &str| self.root.join(name).display().to_string();
         let mut args: Vec<String> = [
             "train",
             "--model",
@@ -252,105 +301,122 @@ fn training_killed_after_a_checkpoint_resumes_and_ends_as_an_uninterrupted_run()
         .to_vec();
         args.extend(extra.iter().map(|s| s.to_string()));
         args
-    };
-    let run_dir = |runs: &str| root.join(runs).join("speech").join("random");
+    }
 
-    // Uninterrupted.
-    host_trainer_ok(&train_args("runs-whole", EPOCHS, &[]));
-    assert!(
-        !run_dir("runs-whole").join("checkpoint").exists(),
-        "the checkpoint goes once the model is saved"
-    );
+    /// The run folder of the speech model on the random split in `runs`.
+    fn run_dir(&self, runs: &str) -> PathBuf {
+        self.root.join(runs).join("speech").join("random")
+    }
 
-    // Killed as soon as the checkpoint of epoch 3 is complete.
-    let checkpoint = run_dir("runs-killed").join("checkpoint");
-    let epochs_done = || -> usize {
-        std::fs::read(checkpoint.join("checkpoint.json"))
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
-            .and_then(|saved| saved["epoch"].as_u64())
-            .map_or(0, |epoch| epoch as usize)
-    };
-    let mut child = spawn(&train_args("runs-killed", EPOCHS, &[]));
-    kill_when(&mut child, "the checkpoint of epoch 3", || {
-        epochs_done() >= KILL_AFTER
-    });
-    let done = epochs_done();
-    assert!(
-        (KILL_AFTER..EPOCHS).contains(&done),
-        "killed after epoch {done} of {EPOCHS}"
-    );
-    assert!(!run_dir("runs-killed").join("model").exists());
+    /// Uninterrupted.
+    fn uninterrupted(&self) {
+        host_trainer_ok(&self.args("runs-whole", EPOCHS, &[]));
+        assert!(
+            !self.run_dir("runs-whole").join("checkpoint").exists(),
+            "the checkpoint goes once the model is saved"
+        );
+    }
 
-    // Other settings: refused, and the checkpoint is kept.
-    let other = host_trainer(&train_args(
-        "runs-killed",
-        EPOCHS,
-        &["--learning-rate", "0.01"],
-    ));
-    let refusal = text(&other.stderr);
-    assert!(!other.status.success());
-    assert!(
-        refusal.contains("belongs to another training")
-            && refusal.contains("learning_rate: checkpoint 0.001, now 0.01")
-            && refusal.contains("--fresh"),
-        "{refusal}"
-    );
-    assert!(checkpoint.join("checkpoint.json").is_file());
+    /// Killed as soon as the checkpoint of epoch 3 is complete; returns the checkpoint
+    /// folder and the epochs it holds.
+    fn killed_after_a_checkpoint(&self) -> (PathBuf, usize) {
+        let checkpoint = self.run_dir("runs-killed").join("checkpoint");
+        let epochs_done = || -> usize {
+            std::fs::read(checkpoint.join("checkpoint.json"))
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+                .and_then(|saved| saved["epoch"].as_u64())
+                .map_or(0, |epoch| epoch as usize)
+        };
+        let mut child = spawn(&self.args("runs-killed", EPOCHS, &[]));
+        kill_when(&mut child, "the checkpoint of epoch 3", || {
+            epochs_done() >= KILL_AFTER
+        });
+        let done = epochs_done();
+        assert!(
+            (KILL_AFTER..EPOCHS).contains(&done),
+            "killed after epoch {done} of {EPOCHS}"
+        );
+        assert!(!self.run_dir("runs-killed").join("model").exists());
+        (checkpoint, done)
+    }
 
-    let resumed = host_trainer_ok(&train_args("runs-killed", EPOCHS, &[]));
-    eprintln!("killed after epoch {done} of {EPOCHS}; rerun:\n{resumed}");
-    assert!(
-        resumed.contains(&format!("resuming from epoch {}", done + 1)),
-        "{resumed}"
-    );
-    assert!(
-        !checkpoint.exists(),
-        "the checkpoint goes once the model is saved"
-    );
-    assert_eq!(
-        curves(&run_dir("runs-killed")),
-        curves(&run_dir("runs-whole"))
-    );
-    assert_eq!(curves(&run_dir("runs-whole")).len(), EPOCHS);
+    /// Other settings: refused, and the checkpoint is kept.
+    fn other_settings_are_refused(&self, checkpoint: &Path) {
+        let other = host_trainer(&self.args("runs-killed", EPOCHS, &["--learning-rate", "0.01"]));
+        let refusal = text(&other.stderr);
+        assert!(!other.status.success());
+        assert!(
+            refusal.contains("belongs to another training")
+                && refusal.contains("learning_rate: checkpoint 0.001, now 0.01")
+                && refusal.contains("--fresh"),
+            "{refusal}"
+        );
+        assert!(checkpoint.join("checkpoint.json").is_file());
+    }
 
-    // The same model: the same probabilities on the test part, to the bit.
-    let manifest = Manifest::read_csv(&root.join("manifest.csv")).unwrap();
-    let splits = SplitSet::read_json(&root.join("splits.json")).unwrap();
-    let data = load_split(
-        &manifest,
-        splits.get("random").unwrap(),
-        &root.join("features"),
-        false,
-    )
-    .unwrap();
-    let predict = |runs: &str| {
-        TrainedModel::load(&run_dir(runs).join("model"))
-            .unwrap()
-            .predict(&data.test)
-            .unwrap()
-    };
-    assert_eq!(predict("runs-killed"), predict("runs-whole"));
+    /// The rerun resumes after the `done` epochs of `checkpoint`, removes it and ends
+    /// with the uninterrupted run's curves.
+    fn resumes_as_the_uninterrupted_run(&self, checkpoint: &Path, done: usize) {
+        let resumed = host_trainer_ok(&self.args("runs-killed", EPOCHS, &[]));
+        eprintln!("killed after epoch {done} of {EPOCHS}; rerun:\n{resumed}");
+        assert!(
+            resumed.contains(&format!("resuming from epoch {}", done + 1)),
+            "{resumed}"
+        );
+        assert!(
+            !checkpoint.exists(),
+            "the checkpoint goes once the model is saved"
+        );
+        assert_eq!(
+            curves(&self.run_dir("runs-killed")),
+            curves(&self.run_dir("runs-whole"))
+        );
+        assert_eq!(curves(&self.run_dir("runs-whole")).len(), EPOCHS);
+    }
 
-    // A damaged checkpoint is named, with what to do; --fresh starts over.
-    let damaged = run_dir("runs-damaged").join("checkpoint");
-    std::fs::create_dir_all(&damaged).unwrap();
-    std::fs::write(damaged.join("checkpoint.json"), "{\"format_ver").unwrap();
-    let refused = host_trainer(&train_args("runs-damaged", 1, &[]));
-    let refusal = text(&refused.stderr);
-    assert!(!refused.status.success());
-    assert!(
-        refusal.contains(&damaged.join("checkpoint.json").display().to_string())
-            && refusal.contains("--fresh"),
-        "{refusal}"
-    );
-    let fresh = host_trainer_ok(&train_args("runs-damaged", 1, &["--fresh"]));
-    assert!(fresh.contains("--fresh: removed the checkpoint"), "{fresh}");
-    assert!(!fresh.contains("resuming"), "{fresh}");
-    assert!(
-        run_dir("runs-damaged")
-            .join("model")
-            .join("head.bpk")
-            .is_file()
-    );
+    /// The same model: the same probabilities on the test part, to the bit.
+    fn predicts_as_the_uninterrupted_run(&self) {
+        let root = self.root;
+        let manifest = Manifest::read_csv(&root.join("manifest.csv")).unwrap();
+        let splits = SplitSet::read_json(&root.join("splits.json")).unwrap();
+        let data = load_split(
+            &manifest,
+            splits.get("random").unwrap(),
+            &root.join("features"),
+            false,
+        )
+        .unwrap();
+        let predict = |runs: &str| {
+            TrainedModel::load(&self.run_dir(runs).join("model"))
+                .unwrap()
+                .predict(&data.test)
+                .unwrap()
+        };
+        assert_eq!(predict("runs-killed"), predict("runs-whole"));
+    }
+
+    /// A damaged checkpoint is named, with what to do; --fresh starts over.
+    fn damaged_checkpoint_is_refused_and_fresh_starts_over(&self) {
+        let damaged = self.run_dir("runs-damaged").join("checkpoint");
+        std::fs::create_dir_all(&damaged).unwrap();
+        std::fs::write(damaged.join("checkpoint.json"), "{\"format_ver").unwrap();
+        let refused = host_trainer(&self.args("runs-damaged", 1, &[]));
+        let refusal = text(&refused.stderr);
+        assert!(!refused.status.success());
+        assert!(
+            refusal.contains(&damaged.join("checkpoint.json").display().to_string())
+                && refusal.contains("--fresh"),
+            "{refusal}"
+        );
+        let fresh = host_trainer_ok(&self.args("runs-damaged", 1, &["--fresh"]));
+        assert!(fresh.contains("--fresh: removed the checkpoint"), "{fresh}");
+        assert!(!fresh.contains("resuming"), "{fresh}");
+        assert!(
+            self.run_dir("runs-damaged")
+                .join("model")
+                .join("head.bpk")
+                .is_file()
+        );
+    }
 }

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use common::{corpus_and_tiny_encoders, host_trainer, host_trainer_ok, text};
 
 use host_trainer::data::manifest::Manifest;
-use host_trainer::data::splits::SplitSet;
+use host_trainer::data::splits::{Split, SplitSet};
 use host_trainer::train::dataset::load_split;
 use host_trainer::train::keyword_spotter::{KeywordModel, keyword_run_dir, vocabulary};
 use models::keyword_spotter::KeywordSpotter;
@@ -107,6 +107,27 @@ fn keyword_spotter_trains_exports_and_runs_like_burn() {
     // Only the training inputs (no encoder flags) for `keywords`.
     let inputs = &base[..8];
 
+    let trained = keywords_on_the_random_split(root, inputs);
+    let (bundle, fp32) = export_with_the_spotter(root, &base, &trained);
+    tract_matches_burn(root, &trained, &bundle, &fp32);
+    board_runs_the_spotter(&trained, &bundle);
+    left_out_when_told(root, &base);
+}
+
+/// The keyword spotter trained on the random split, with what the later checks compare
+/// against.
+struct Trained {
+    manifest: Manifest,
+    split: Split,
+    words: Vec<String>,
+    run: PathBuf,
+    accuracy: f64,
+    min_confidence: f64,
+}
+
+/// `keywords` refuses the word-disjoint split and trains on the random one; its
+/// metrics agree with the manifest and with what it printed.
+fn keywords_on_the_random_split(root: &Path, inputs: &[String]) -> Trained {
     let out = host_trainer(&with(inputs, "keywords", &["--split", "word"]));
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
@@ -119,12 +140,16 @@ fn keyword_spotter_trains_exports_and_runs_like_burn() {
     );
     assert!(stdout.contains("epoch   1/40"), "{stdout}");
     let printed = number_after(&stdout, "keyword spotter: 12 words, test accuracy");
+    check_metrics(root, printed)
+}
 
-    // metrics.json: the labels are the manifest's words (per-word support = the test
-    // part's count of each word), and the figures fit together.
+/// metrics.json: the labels are the manifest's words (per-word support = the test
+/// part's count of each word), and the figures fit together and with the `printed`
+/// accuracy (in %).
+fn check_metrics(root: &Path, printed: f64) -> Trained {
     let manifest = Manifest::read_csv(&root.join("manifest.csv")).unwrap();
     let splits = SplitSet::read_json(&root.join("splits.json")).unwrap();
-    let split = splits.get("random").unwrap();
+    let split = splits.get("random").unwrap().clone();
     let words = vocabulary(&manifest);
     assert_eq!(words.len(), 12);
     let run = keyword_run_dir(&root.join("runs"), "random");
@@ -169,22 +194,36 @@ fn keyword_spotter_trains_exports_and_runs_like_burn() {
     // `learns_separable_words_saves_and_loads` asserts generalisation on features that
     // carry the word, and the figure above is reported, not asserted.
     assert!(last["train_accuracy"].as_f64().unwrap() > 0.3, "{last}");
+    Trained {
+        manifest,
+        split,
+        words,
+        run,
+        accuracy,
+        min_confidence,
+    }
+}
 
-    // Export: the spotter in both variants, its words, threshold and test accuracy in
-    // the manifest (tract's accuracy, which equals burn's: the same words are spotted).
+/// Export: the spotter in both variants, its words, threshold and test accuracy in
+/// the manifest (tract's accuracy, which equals burn's: the same words are spotted).
+/// Returns the bundle and its fp32 spotter's file.
+fn export_with_the_spotter(root: &Path, base: &[String], trained: &Trained) -> (PathBuf, String) {
     let bundle = root.join("bundle");
     let stdout = host_trainer_ok(&with(
-        &base,
+        base,
         "export",
         &["--split", "random", "--out", &bundle.display().to_string()],
     ));
     assert!(stdout.contains("keyword spotter included"), "{stdout}");
     let manifest_json = json(&bundle.join("manifest.json"));
     let spec = &manifest_json["keyword_spotter"];
-    assert_eq!(spec["words"], serde_json::json!(words));
-    assert_eq!(spec["min_confidence"].as_f64().unwrap(), min_confidence);
-    assert_eq!(spec["test_utterances"], split.test.len());
-    assert!((spec["test_accuracy"].as_f64().unwrap() - accuracy).abs() < 1e-12);
+    assert_eq!(spec["words"], serde_json::json!(trained.words));
+    assert_eq!(
+        spec["min_confidence"].as_f64().unwrap(),
+        trained.min_confidence
+    );
+    assert_eq!(spec["test_utterances"], trained.split.test.len());
+    assert!((spec["test_accuracy"].as_f64().unwrap() - trained.accuracy).abs() < 1e-12);
     let variants = manifest_json["variants"].as_array().unwrap();
     assert_eq!(variants.len(), 2);
     for variant in variants {
@@ -195,14 +234,23 @@ fn keyword_spotter_trains_exports_and_runs_like_burn() {
     let report = std::fs::read_to_string(bundle.join("quantization.md")).unwrap();
     let difference = number_after(&report, "utterances, max abs logit difference");
     assert!(difference <= f64::from(TOLERANCE), "{report}");
+    let fp32 = variants[0]["keyword_spotter"].as_str().unwrap().to_string();
+    (bundle, fp32)
+}
 
-    // tract (the bundle's fp32 graph) against burn (the saved run) on the test part.
-    let burn = KeywordModel::load(&run).unwrap();
-    let data = load_split(&manifest, split, &root.join("features"), false).unwrap();
-    let fp32 = variants[0]["keyword_spotter"].as_str().unwrap();
+/// tract (the bundle's fp32 graph `fp32`) against burn (the saved run) on the test part.
+fn tract_matches_burn(root: &Path, trained: &Trained, bundle: &Path, fp32: &str) {
+    let burn = KeywordModel::load(&trained.run).unwrap();
+    let data = load_split(
+        &trained.manifest,
+        &trained.split,
+        &root.join("features"),
+        false,
+    )
+    .unwrap();
     let graph =
         KeywordSpotter::from_bytes(&std::fs::read(bundle.join(fp32)).unwrap(), fp32, 1).unwrap();
-    assert_eq!(graph.words(), words.as_slice());
+    assert_eq!(graph.words(), trained.words.as_slice());
     let expected = burn.logits(&data.test).unwrap();
     let mut worst = 0f32;
     for (example, row) in data.test.iter().zip(&expected) {
@@ -216,11 +264,13 @@ fn keyword_spotter_trains_exports_and_runs_like_burn() {
         expected.len()
     );
     assert!(worst <= TOLERANCE, "{worst}");
+}
 
-    // The board without a prompt runs the spotter, and uses its word only when sure.
-    let pipeline = Pipeline::load(&bundle, &PipelineOptions::default()).unwrap();
-    assert_eq!(pipeline.spotter_words(), Some(words.as_slice()));
-    let entry = manifest.get(&split.test[0]).unwrap();
+/// The board without a prompt runs the spotter, and uses its word only when sure.
+fn board_runs_the_spotter(trained: &Trained, bundle: &Path) {
+    let pipeline = Pipeline::load(bundle, &PipelineOptions::default()).unwrap();
+    assert_eq!(pipeline.spotter_words(), Some(trained.words.as_slice()));
+    let entry = trained.manifest.get(&trained.split.test[0]).unwrap();
     let bytes = std::fs::read(&entry.path).unwrap();
     let name = entry.path.display().to_string();
     let result = pipeline
@@ -228,13 +278,15 @@ fn keyword_spotter_trains_exports_and_runs_like_burn() {
         .unwrap();
     let spotted = result.spotted.expect("the spotter ran");
     assert_eq!(spotted.probabilities.len(), 12);
-    let sure = f64::from(spotted.confidence) >= min_confidence;
+    let sure = f64::from(spotted.confidence) >= trained.min_confidence;
     assert_eq!(result.keyword_source == KeywordSource::Spotter, sure);
+}
 
-    // Left out when told.
+/// `export --no-keyword-spotter` leaves the spotter out of the bundle.
+fn left_out_when_told(root: &Path, base: &[String]) {
     let without = root.join("bundle-without");
     let stdout = host_trainer_ok(&with(
-        &base,
+        base,
         "export",
         &[
             "--split",

@@ -21,7 +21,7 @@ use models::frontend::TrimConfig;
 use models::tokenizer::{TokenizerError, TranscriptTokenizer};
 use models::{Frontend, FrontendConfig};
 
-use crate::data::manifest::Manifest;
+use crate::data::manifest::{Manifest, ManifestEntry};
 use crate::features::cache::{
     CacheError, FeatureCache, FeatureDtype, FeatureIndex, Features, INDEX_FORMAT, IndexEntry,
     LayerCombination, digest,
@@ -243,66 +243,136 @@ pub fn extract(
     progress: bool,
 ) -> Result<(FeatureIndex, ExtractReport), ExtractError> {
     let started = Instant::now();
-    let entries = if ids.is_empty() {
-        manifest.entries().iter().collect::<Vec<_>>()
-    } else {
-        ids.iter()
-            .map(|id| {
-                manifest
-                    .get(id)
-                    .ok_or_else(|| ExtractError::UnknownId(id.clone()))
-            })
-            .collect::<Result<Vec<_>, _>>()?
-    };
+    let entries = selected_entries(manifest, ids)?;
     let mut report = ExtractReport {
         stale_temp_files: cache.remove_stale_temp_files()?,
         ..ExtractReport::default()
     };
-
     // Transcripts first: few and shared by many utterances.
-    let mut text_of: BTreeMap<&str, (PathBuf, usize)> = BTreeMap::new();
-    let mut text_failures: BTreeMap<&str, String> = BTreeMap::new();
-    for entry in &entries {
-        let transcript = entry.transcript.as_str();
-        let Some(path) = extractor.text_path(transcript) else {
-            break;
-        };
-        if text_of.contains_key(transcript) || text_failures.contains_key(transcript) {
-            continue;
-        }
-        let cached = match cached_features(cache, &path) {
-            Cached::Found(features) => Some(features),
-            Cached::Missing => None,
-            Cached::Damaged => {
-                report.repaired += 1;
-                None
-            }
-        };
-        let features = if let Some(cached) = cached {
-            report.text_cached += 1;
-            cached
-        } else {
-            report.text_computed += 1;
-            extractor
-                .text_features(transcript)
-                .unwrap_or_else(|| Err("no text encoder".into()))
-                .and_then(|f| {
-                    cache
-                        .write(&path, &f, extractor.settings.dtype)
-                        .map(|()| f)
-                        .map_err(|e| e.to_string())
-                })
-        };
-        match features {
-            Ok(features) => {
-                text_of.insert(transcript, (path, features.frames()));
-            }
-            Err(reason) => {
-                text_failures.insert(transcript, reason);
-            }
-        }
+    let transcripts = Transcripts::encode(extractor, cache, &entries, &mut report);
+    let results = speech_in_parallel(extractor, cache, &entries, jobs, progress);
+    let mut index = empty_index(extractor);
+    for (i, result) in results {
+        add_to_index(
+            &mut index,
+            &mut report,
+            extractor,
+            &transcripts,
+            entries[i],
+            result,
+        );
     }
+    if let Some((path, _)) = transcripts.features.values().next() {
+        index.text_dim = cache.read(path)?.dim();
+    }
+    index.write(cache.root())?;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok((index, report))
+}
 
+/// The manifest entries of `ids`, in their order, or all of them when `ids` is empty.
+fn selected_entries<'m>(
+    manifest: &'m Manifest,
+    ids: &[String],
+) -> Result<Vec<&'m ManifestEntry>, ExtractError> {
+    if ids.is_empty() {
+        return Ok(manifest.entries().iter().collect());
+    }
+    ids.iter()
+        .map(|id| {
+            manifest
+                .get(id)
+                .ok_or_else(|| ExtractError::UnknownId(id.clone()))
+        })
+        .collect()
+}
+
+/// Every distinct transcript, encoded (or found in the cache) once.
+#[derive(Default)]
+struct Transcripts<'a> {
+    /// A transcript's cache path and its number of tokens.
+    features: BTreeMap<&'a str, (PathBuf, usize)>,
+    /// A transcript that failed, with the reason.
+    failures: BTreeMap<&'a str, String>,
+}
+
+impl<'a> Transcripts<'a> {
+    /// Encodes the transcripts of `entries` (nothing without a text encoder), counting
+    /// in `report` what was cached, computed or repaired.
+    fn encode(
+        extractor: &Extractor,
+        cache: &FeatureCache,
+        entries: &[&'a ManifestEntry],
+        report: &mut ExtractReport,
+    ) -> Self {
+        let mut transcripts = Self::default();
+        for entry in entries {
+            let transcript = entry.transcript.as_str();
+            let Some(path) = extractor.text_path(transcript) else {
+                break;
+            };
+            if transcripts.features.contains_key(transcript)
+                || transcripts.failures.contains_key(transcript)
+            {
+                continue;
+            }
+            match text_for(extractor, cache, transcript, &path, report) {
+                Ok(features) => {
+                    transcripts
+                        .features
+                        .insert(transcript, (path, features.frames()));
+                }
+                Err(reason) => {
+                    transcripts.failures.insert(transcript, reason);
+                }
+            }
+        }
+        transcripts
+    }
+}
+
+/// The text features of `transcript`: read from `path` in the cache, or computed and
+/// written there.
+fn text_for(
+    extractor: &Extractor,
+    cache: &FeatureCache,
+    transcript: &str,
+    path: &Path,
+    report: &mut ExtractReport,
+) -> Result<Features, String> {
+    let cached = match cached_features(cache, path) {
+        Cached::Found(features) => Some(features),
+        Cached::Missing => None,
+        Cached::Damaged => {
+            report.repaired += 1;
+            None
+        }
+    };
+    if let Some(cached) = cached {
+        report.text_cached += 1;
+        return cached;
+    }
+    report.text_computed += 1;
+    extractor
+        .text_features(transcript)
+        .unwrap_or_else(|| Err("no text encoder".into()))
+        .and_then(|f| {
+            cache
+                .write(path, &f, extractor.settings.dtype)
+                .map(|()| f)
+                .map_err(|e| e.to_string())
+        })
+}
+
+/// The speech features of every entry, by `jobs` workers (with a progress bar when
+/// `progress`): each entry's index with its result, in the entries' order.
+fn speech_in_parallel(
+    extractor: &Extractor,
+    cache: &FeatureCache,
+    entries: &[&ManifestEntry],
+    jobs: usize,
+    progress: bool,
+) -> Vec<(usize, Result<SpeechResult, String>)> {
     let bar = if progress {
         ProgressBar::new(entries.len() as u64).with_style(
             ProgressStyle::with_template(
@@ -334,7 +404,12 @@ pub fn extract(
 
     let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
     results.sort_by_key(|(i, _)| *i);
-    let mut index = FeatureIndex {
+    results
+}
+
+/// `features.json` of `extractor`'s settings and encoders, with no entries yet.
+fn empty_index(extractor: &Extractor) -> FeatureIndex {
+    FeatureIndex {
         format: INDEX_FORMAT,
         combination: extractor.settings.combination,
         dtype: extractor.settings.dtype,
@@ -350,58 +425,62 @@ pub fn extract(
             .unwrap_or_default(),
         text_dim: 0,
         entries: BTreeMap::new(),
-    };
-    for (i, result) in results {
-        let entry = entries[i];
-        let speech = match result {
-            Ok(speech) => speech,
-            Err(reason) => {
-                report.failures.push((entry.id.clone(), reason));
-                continue;
-            }
-        };
-        report.repaired += usize::from(speech.repaired);
-        if speech.computed {
-            report.speech_computed += 1;
-            report.audio_seconds += entry.duration_s;
-        } else {
-            report.speech_cached += 1;
+    }
+}
+
+/// Adds `entry` to `index` when its speech (and, with a text encoder, its transcript)
+/// succeeded; otherwise records the failure in `report`.
+fn add_to_index(
+    index: &mut FeatureIndex,
+    report: &mut ExtractReport,
+    extractor: &Extractor,
+    transcripts: &Transcripts<'_>,
+    entry: &ManifestEntry,
+    result: Result<SpeechResult, String>,
+) {
+    let speech = match result {
+        Ok(speech) => speech,
+        Err(reason) => {
+            report.failures.push((entry.id.clone(), reason));
+            return;
         }
-        index.speech_dim = speech.dim;
-        let text = match (
-            extractor.text.is_some(),
-            text_of.get(entry.transcript.as_str()),
-        ) {
-            (false, _) => None,
-            (true, Some(text)) => Some(text.clone()),
-            (true, None) => {
-                let reason = text_failures
-                    .get(entry.transcript.as_str())
-                    .cloned()
-                    .unwrap_or_default();
-                report.failures.push((
-                    entry.id.clone(),
-                    format!("transcript {:?}: {reason}", entry.transcript),
-                ));
-                continue;
-            }
-        };
-        index.entries.insert(
-            entry.id.clone(),
-            IndexEntry {
-                speech: speech.path,
-                tokens: text.as_ref().map_or(0, |(_, tokens)| *tokens),
-                text: text.map(|(path, _)| path),
-                frames: speech.frames,
-            },
-        );
+    };
+    report.repaired += usize::from(speech.repaired);
+    if speech.computed {
+        report.speech_computed += 1;
+        report.audio_seconds += entry.duration_s;
+    } else {
+        report.speech_cached += 1;
     }
-    if let Some((path, _)) = text_of.values().next() {
-        index.text_dim = cache.read(path)?.dim();
-    }
-    index.write(cache.root())?;
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok((index, report))
+    index.speech_dim = speech.dim;
+    let text = match (
+        extractor.text.is_some(),
+        transcripts.features.get(entry.transcript.as_str()),
+    ) {
+        (false, _) => None,
+        (true, Some(text)) => Some(text.clone()),
+        (true, None) => {
+            let reason = transcripts
+                .failures
+                .get(entry.transcript.as_str())
+                .cloned()
+                .unwrap_or_default();
+            report.failures.push((
+                entry.id.clone(),
+                format!("transcript {:?}: {reason}", entry.transcript),
+            ));
+            return;
+        }
+    };
+    index.entries.insert(
+        entry.id.clone(),
+        IndexEntry {
+            speech: speech.path,
+            tokens: text.as_ref().map_or(0, |(_, tokens)| *tokens),
+            text: text.map(|(path, _)| path),
+            frames: speech.frames,
+        },
+    );
 }
 
 struct SpeechResult {

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::manifest::{Manifest, write_atomically};
 use crate::data::splits::SplitSet;
 use crate::evaluate::probe::ProbeFile;
-use crate::evaluate::summary::{MetricsFile, Provenance, ReportFile, cell};
+use crate::evaluate::summary::{MetricsFile, Provenance, ReportFile, SplitMetrics, cell};
 use crate::report::plots::{
     BarChart, Heatmap, LinePlot, PlotFiles, Series, confusion_heatmap, grouped_bars, line_plot,
 };
@@ -284,12 +284,37 @@ fn split_section(
     manifest: &Manifest,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let names: Vec<&str> = Emotion::ALL.iter().map(|e| e.name()).collect();
-    let evaluated: Vec<(&String, &crate::evaluate::summary::SplitMetrics)> = models
+    let evaluated: Vec<(&String, &SplitMetrics)> = models
         .iter()
         .filter_map(|m| metrics.models[*m].get(split).map(|s| (*m, s)))
         .collect();
+    per_class_f1(&evaluated, split, report)?;
+    confusion_matrices(&evaluated, split, report)?;
+    let mut curves = Vec::new();
+    for (model, _) in &evaluated {
+        curves.extend(training_curves(model, split, inputs, report)?);
+    }
+    if !curves.is_empty() {
+        report.push(Block::Heading(3, format!("Training curves, {split}")));
+        report.push(Block::Figures(curves));
+    }
 
+    report.push(Block::Heading(3, format!("Error analysis, {split}")));
+    error_analysis(inputs, manifest, &evaluated, split, report)
+}
+
+/// The emotions' names, in [`Emotion`] order.
+fn emotion_names() -> Vec<&'static str> {
+    Emotion::ALL.iter().map(|e| e.name()).collect()
+}
+
+/// The figure of every model's F1 per emotion on `split`.
+fn per_class_f1(
+    evaluated: &[(&String, &SplitMetrics)],
+    split: &str,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let names = emotion_names();
     let series: Vec<(String, Vec<f64>)> = evaluated
         .iter()
         .map(|(model, m)| {
@@ -313,9 +338,18 @@ fn split_section(
     )?;
     let stem = report.figure(&files);
     report.push(Block::Figures(vec![(stem, title)]));
+    Ok(())
+}
 
+/// The confusion matrix of every model on `split`, side by side.
+fn confusion_matrices(
+    evaluated: &[(&String, &SplitMetrics)],
+    split: &str,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let names = emotion_names();
     let mut heatmaps = Vec::new();
-    for (model, m) in &evaluated {
+    for (model, m) in evaluated {
         let title = format!("{model} on {split}: accuracy {} %", percent(m.accuracy));
         let files = confusion_heatmap(
             &Heatmap {
@@ -331,71 +365,73 @@ fn split_section(
         ));
     }
     report.push(Block::Figures(heatmaps));
+    Ok(())
+}
 
+/// The loss and accuracy curves of `model`'s training on `split` (figure and title
+/// each); none, with a paragraph saying why, when its `curves.json` is missing.
+fn training_curves(
+    model: &str,
+    split: &str,
+    inputs: &ReportInputs,
+    report: &mut Report,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let Some(kind) = model_kind(model) else {
+        return Ok(Vec::new());
+    };
+    let path = run_dir(inputs.runs, kind, split).join("curves.json");
+    let Ok(records) = read_json::<Vec<EpochRecord>>(&path) else {
+        report.push(Block::Paragraph(format!(
+            "No training curves for {model} on {split}: {} is missing.",
+            path.display()
+        )));
+        return Ok(Vec::new());
+    };
+    let line = |name: &str, value: fn(&EpochRecord) -> f64| Series {
+        name: name.into(),
+        points: records.iter().map(|r| (r.epoch as f64, value(r))).collect(),
+    };
+    let chance = ("chance", 1.0 / Emotion::COUNT as f64);
+    let plots = [
+        (
+            "loss",
+            "cross-entropy",
+            vec![
+                line("training", |r| r.train_loss),
+                line("validation", |r| r.val_loss),
+            ],
+            None,
+            None,
+        ),
+        (
+            "accuracy",
+            "fraction",
+            vec![
+                line("training accuracy", |r| r.train_accuracy),
+                line("validation accuracy", |r| r.val_accuracy),
+                line("validation macro-F1", |r| r.val_macro_f1),
+            ],
+            Some(0.0..1.0),
+            Some(chance),
+        ),
+    ];
     let mut curves = Vec::new();
-    for (model, _) in &evaluated {
-        let Some(kind) = model_kind(model) else {
-            continue;
-        };
-        let path = run_dir(inputs.runs, kind, split).join("curves.json");
-        let Ok(records) = read_json::<Vec<EpochRecord>>(&path) else {
-            report.push(Block::Paragraph(format!(
-                "No training curves for {model} on {split}: {} is missing.",
-                path.display()
-            )));
-            continue;
-        };
-        let line = |name: &str, value: fn(&EpochRecord) -> f64| Series {
-            name: name.into(),
-            points: records.iter().map(|r| (r.epoch as f64, value(r))).collect(),
-        };
-        let chance = ("chance", 1.0 / Emotion::COUNT as f64);
-        let plots = [
-            (
-                "loss",
-                "cross-entropy",
-                vec![
-                    line("training", |r| r.train_loss),
-                    line("validation", |r| r.val_loss),
-                ],
-                None,
-                None,
-            ),
-            (
-                "accuracy",
-                "fraction",
-                vec![
-                    line("training accuracy", |r| r.train_accuracy),
-                    line("validation accuracy", |r| r.val_accuracy),
-                    line("validation macro-F1", |r| r.val_macro_f1),
-                ],
-                Some(0.0..1.0),
-                Some(chance),
-            ),
-        ];
-        for (what, y_label, series, y_range, reference) in plots {
-            let title = format!("{model} on {split}: {what}");
-            let files = line_plot(
-                &LinePlot {
-                    title: &title,
-                    x_label: "epoch",
-                    y_label,
-                    series: &series,
-                    y_range,
-                    reference,
-                },
-                &report.stem(&format!("curves-{what}-{model}-{split}")),
-            )?;
-            curves.push((report.figure(&files), title));
-        }
+    for (what, y_label, series, y_range, reference) in plots {
+        let title = format!("{model} on {split}: {what}");
+        let files = line_plot(
+            &LinePlot {
+                title: &title,
+                x_label: "epoch",
+                y_label,
+                series: &series,
+                y_range,
+                reference,
+            },
+            &report.stem(&format!("curves-{what}-{model}-{split}")),
+        )?;
+        curves.push((report.figure(&files), title));
     }
-    if !curves.is_empty() {
-        report.push(Block::Heading(3, format!("Training curves, {split}")));
-        report.push(Block::Figures(curves));
-    }
-
-    report.push(Block::Heading(3, format!("Error analysis, {split}")));
-    error_analysis(inputs, manifest, &evaluated, split, report)
+    Ok(curves)
 }
 
 fn model_kind(name: &str) -> Option<ModelKind> {
@@ -409,7 +445,7 @@ fn model_kind(name: &str) -> Option<ModelKind> {
 fn error_analysis(
     inputs: &ReportInputs,
     manifest: &Manifest,
-    evaluated: &[(&String, &crate::evaluate::summary::SplitMetrics)],
+    evaluated: &[(&String, &SplitMetrics)],
     split: &str,
     report: &mut Report,
 ) -> anyhow::Result<()> {
@@ -417,42 +453,14 @@ fn error_analysis(
     let mut summary_rows = Vec::new();
     let mut mistakes_rows = Vec::new();
     for (model, m) in evaluated {
-        let matrix = &m.confusion_matrix.matrix;
-        let mut pairs: Vec<(usize, usize, usize)> = Vec::new();
-        for (t, row) in matrix.iter().enumerate() {
-            for (p, &count) in row.iter().enumerate() {
-                if t != p && count > 0 {
-                    pairs.push((count, t, p));
-                }
-            }
-        }
-        pairs.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
-        let confused = pairs
-            .iter()
-            .take(3)
-            .map(|(n, t, p)| format!("{} → {} ({n})", names[*t], names[*p]))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let confused = most_confused(&m.confusion_matrix.matrix, &names);
         let path = inputs
             .evaluation
             .join(model)
             .join(split)
             .join("report.json");
         let run: ReportFile = read_json(&path)?;
-        let mut by_speaker: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-        for p in &run.predictions {
-            let speaker = manifest.get(&p.id).map_or("?", |e| e.speaker.as_str());
-            let entry = by_speaker.entry(speaker).or_default();
-            entry.0 += usize::from(p.correct);
-            entry.1 += 1;
-        }
-        let speakers = by_speaker
-            .iter()
-            .map(|(s, (right, all))| {
-                format!("{s} {} %", percent(*right as f64 / (*all).max(1) as f64))
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
+        let speakers = accuracy_per_speaker(&run, manifest);
         summary_rows.push(vec![
             model.to_string(),
             format!("{} of {}", run.mistakes, run.predictions.len()),
@@ -476,6 +484,53 @@ fn error_analysis(
             }
         }
     }
+    push_error_tables(report, summary_rows, mistakes_rows);
+    Ok(())
+}
+
+/// The three most confused pairs of `matrix` (rows: true class), as `true → predicted
+/// (count)`; empty when there are no mistakes.
+fn most_confused(matrix: &[Vec<usize>], names: &[&str]) -> String {
+    let mut pairs: Vec<(usize, usize, usize)> = Vec::new();
+    for (t, row) in matrix.iter().enumerate() {
+        for (p, &count) in row.iter().enumerate() {
+            if t != p && count > 0 {
+                pairs.push((count, t, p));
+            }
+        }
+    }
+    pairs.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    pairs
+        .iter()
+        .take(3)
+        .map(|(n, t, p)| format!("{} → {} ({n})", names[*t], names[*p]))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The accuracy of `run`'s predictions per speaker, as `speaker NN %`.
+fn accuracy_per_speaker(run: &ReportFile, manifest: &Manifest) -> String {
+    let mut by_speaker: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for p in &run.predictions {
+        let speaker = manifest.get(&p.id).map_or("?", |e| e.speaker.as_str());
+        let entry = by_speaker.entry(speaker).or_default();
+        entry.0 += usize::from(p.correct);
+        entry.1 += 1;
+    }
+    by_speaker
+        .iter()
+        .map(|(s, (right, all))| format!("{s} {} %", percent(*right as f64 / (*all).max(1) as f64)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The error analysis tables: one row per model, then the most confident mistakes (or
+/// a line saying there are none).
+fn push_error_tables(
+    report: &mut Report,
+    summary_rows: Vec<Vec<String>>,
+    mistakes_rows: Vec<Vec<String>>,
+) {
     report.push(Block::Table(
         [
             "model",
@@ -507,7 +562,6 @@ fn error_analysis(
             mistakes_rows,
         ));
     }
-    Ok(())
 }
 
 /// The representation maps of every model on each of `inputs.representation_splits`.
@@ -545,6 +599,13 @@ fn representations_section(
             all.extend(summaries);
         }
     }
+    push_representation_table(report, &all);
+    push_representation_maps(report, &all);
+    Ok(all)
+}
+
+/// The silhouettes of every model's stages, one row each.
+fn push_representation_table(report: &mut Report, all: &[StageSummary]) {
     let rows = all
         .iter()
         .map(|s| {
@@ -571,6 +632,10 @@ fn representations_section(
         .to_vec(),
         rows,
     ));
+}
+
+/// The t-SNE maps, then the PCA maps, of every model's stages (or why one is missing).
+fn push_representation_maps(report: &mut Report, all: &[StageSummary]) {
     for method in ["tsne", "pca"] {
         report.push(Block::Heading(
             3,
@@ -582,7 +647,7 @@ fn representations_section(
             .into(),
         ));
         let mut figures = Vec::new();
-        for s in &all {
+        for s in all {
             let figure = if method == "tsne" { &s.tsne } else { &s.pca };
             match figure {
                 Ok(stem) => {
@@ -603,7 +668,6 @@ fn representations_section(
         }
         report.push(Block::Figures(figures));
     }
-    Ok(all)
 }
 
 /// The probe figure and table.

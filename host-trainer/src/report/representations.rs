@@ -81,28 +81,176 @@ pub fn model_representations(
         .chain(data.train)
         .chain(data.val)
         .collect();
-    let labels: Vec<usize> = examples.iter().map(|e| e.label.index()).collect();
-    let mut speakers: Vec<&str> = examples
-        .iter()
-        .filter_map(|e| manifest.get(&e.id).map(|m| m.speaker.as_str()))
-        .collect();
-    speakers.sort_unstable();
-    speakers.dedup();
-    let points: Vec<ScatterPoint> = examples
-        .iter()
-        .enumerate()
-        .map(|(i, e)| ScatterPoint {
-            x: 0.0,
-            y: 0.0,
-            class: e.label.index(),
-            group: manifest
-                .get(&e.id)
-                .and_then(|m| speakers.iter().position(|s| *s == m.speaker))
-                .unwrap_or(0),
-            held_out: i < held_out,
-        })
-        .collect();
+    let maps = Maps::new(
+        manifest, split, model, &examples, held_out, figures, report_dir,
+    );
+    let stages = stage_rows(model, &trained, &examples)?;
+    Ok(stages
+        .into_iter()
+        .map(|rows| maps.summarise(rows))
+        .collect())
+}
 
+/// What every stage's figures of one model share: the utterances (held-out ones first),
+/// their emotions and speakers, and where the figures go.
+struct Maps<'a> {
+    model: ModelKind,
+    split: &'a Split,
+    figures: &'a Path,
+    report_dir: &'a Path,
+    labels: Vec<usize>,
+    held_out: usize,
+    class_names: Vec<&'static str>,
+    speakers: Vec<&'a str>,
+    /// One point per utterance, at the origin: the maps give the positions.
+    points: Vec<ScatterPoint>,
+}
+
+impl<'a> Maps<'a> {
+    fn new(
+        manifest: &'a Manifest,
+        split: &'a Split,
+        model: ModelKind,
+        examples: &[Example],
+        held_out: usize,
+        figures: &'a Path,
+        report_dir: &'a Path,
+    ) -> Self {
+        let labels: Vec<usize> = examples.iter().map(|e| e.label.index()).collect();
+        let mut speakers: Vec<&str> = examples
+            .iter()
+            .filter_map(|e| manifest.get(&e.id).map(|m| m.speaker.as_str()))
+            .collect();
+        speakers.sort_unstable();
+        speakers.dedup();
+        let points: Vec<ScatterPoint> = examples
+            .iter()
+            .enumerate()
+            .map(|(i, e)| ScatterPoint {
+                x: 0.0,
+                y: 0.0,
+                class: e.label.index(),
+                group: manifest
+                    .get(&e.id)
+                    .and_then(|m| speakers.iter().position(|s| *s == m.speaker))
+                    .unwrap_or(0),
+                held_out: i < held_out,
+            })
+            .collect();
+        Self {
+            model,
+            split,
+            figures,
+            report_dir,
+            labels,
+            held_out,
+            class_names: Emotion::ALL.iter().map(|e| e.name()).collect(),
+            speakers,
+            points,
+        }
+    }
+
+    /// The silhouettes of one stage and its t-SNE and PCA figures.
+    fn summarise(&self, stage_rows: StageRows) -> StageSummary {
+        let StageRows {
+            stage,
+            description,
+            rows,
+        } = stage_rows;
+        let held_out = self.held_out;
+        let score = silhouette(&rows, &self.labels);
+        let score_held_out = silhouette(&rows[..held_out], &self.labels[..held_out]);
+        let subtitle = format!(
+            "{description} · {} dims · silhouette {} (held out {}) · {} utterances, {held_out} held out",
+            rows.first().map_or(0, Vec::len),
+            format_score(score),
+            format_score(score_held_out),
+            rows.len()
+        );
+        let tsne_figure = self.draw(
+            &stage,
+            &subtitle,
+            "tsne",
+            tsne(&rows).map_err(|e| e.to_string()),
+        );
+        let pca_figure = self.draw(
+            &stage,
+            &subtitle,
+            "pca",
+            pca(&rows).map_err(|e| e.to_string()),
+        );
+        StageSummary {
+            model: self.model.to_string(),
+            split: self.split.name.clone(),
+            stage,
+            description,
+            dim: rows.first().map_or(0, Vec::len),
+            utterances: rows.len(),
+            silhouette: score,
+            silhouette_held_out: score_held_out,
+            tsne: tsne_figure,
+            pca: pca_figure,
+        }
+    }
+
+    /// Draws the map of `stage` by `method`: the figure's path relative to the report
+    /// folder, or why there is none.
+    fn draw(
+        &self,
+        stage: &str,
+        subtitle: &str,
+        method: &str,
+        map: Result<Map2d, String>,
+    ) -> Result<String, String> {
+        let map = map?;
+        let points: Vec<ScatterPoint> = self
+            .points
+            .iter()
+            .zip(&map.points)
+            .map(|(p, xy)| ScatterPoint {
+                x: xy[0],
+                y: xy[1],
+                class: p.class,
+                group: p.group,
+                held_out: p.held_out,
+            })
+            .collect();
+        let (x_label, y_label) = match map.explained {
+            Some([a, b]) => (
+                format!("PC1 ({:.0} % of variance)", 100.0 * a),
+                format!("PC2 ({:.0} % of variance)", 100.0 * b),
+            ),
+            None => ("t-SNE 1".to_string(), "t-SNE 2".to_string()),
+        };
+        let (model, split) = (self.model, &self.split.name);
+        let title = format!("{model} model, {stage} · {method} · split {split}");
+        let stem = self
+            .figures
+            .join(format!("repr-{method}-{model}-{split}-{stage}"));
+        let files = scatter(
+            &ScatterPlot {
+                title: &title,
+                subtitle,
+                x_label: &x_label,
+                y_label: &y_label,
+                class_names: &self.class_names,
+                group_names: &self.speakers,
+                points: &points,
+            },
+            &stem,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(relative(&files, self.report_dir))
+    }
+}
+
+/// The vectors of every stage of `trained` for `examples`: the encoder features a
+/// single-modality head reads (as a baseline), then each stage of the head.
+fn stage_rows(
+    model: ModelKind,
+    trained: &TrainedModel,
+    examples: &[Example],
+) -> anyhow::Result<Vec<StageRows>> {
     // The features a single-modality head reads, as a baseline; the fusion head reads
     // the speech model's input again, so it gets none.
     let mut stages = Vec::new();
@@ -124,84 +272,14 @@ pub fn model_representations(
         });
     }
     let head_stages = trained.head().stages();
-    for (stage, rows) in head_stages.iter().zip(trained.stage_vectors(&examples)?) {
+    for (stage, rows) in head_stages.iter().zip(trained.stage_vectors(examples)?) {
         stages.push(StageRows {
             stage: stage.name().into(),
             description: stage.describe().into(),
             rows,
         });
     }
-
-    let class_names: Vec<&str> = Emotion::ALL.iter().map(|e| e.name()).collect();
-    let mut summaries = Vec::new();
-    for StageRows {
-        stage,
-        description,
-        rows,
-    } in stages
-    {
-        let score = silhouette(&rows, &labels);
-        let score_held_out = silhouette(&rows[..held_out], &labels[..held_out]);
-        let subtitle = format!(
-            "{description} · {} dims · silhouette {} (held out {}) · {} utterances, {held_out} held out",
-            rows.first().map_or(0, Vec::len),
-            format_score(score),
-            format_score(score_held_out),
-            rows.len()
-        );
-        let draw = |method: &str, map: Result<Map2d, String>| -> Result<String, String> {
-            let map = map?;
-            let points: Vec<ScatterPoint> = points
-                .iter()
-                .zip(&map.points)
-                .map(|(p, xy)| ScatterPoint {
-                    x: xy[0],
-                    y: xy[1],
-                    class: p.class,
-                    group: p.group,
-                    held_out: p.held_out,
-                })
-                .collect();
-            let (x_label, y_label) = match map.explained {
-                Some([a, b]) => (
-                    format!("PC1 ({:.0} % of variance)", 100.0 * a),
-                    format!("PC2 ({:.0} % of variance)", 100.0 * b),
-                ),
-                None => ("t-SNE 1".to_string(), "t-SNE 2".to_string()),
-            };
-            let title = format!("{model} model, {stage} · {method} · split {}", split.name);
-            let stem = figures.join(format!("repr-{method}-{model}-{}-{stage}", split.name));
-            let files = scatter(
-                &ScatterPlot {
-                    title: &title,
-                    subtitle: &subtitle,
-                    x_label: &x_label,
-                    y_label: &y_label,
-                    class_names: &class_names,
-                    group_names: &speakers,
-                    points: &points,
-                },
-                &stem,
-            )
-            .map_err(|e| e.to_string())?;
-            Ok(relative(&files, report_dir))
-        };
-        let tsne_figure = draw("tsne", tsne(&rows).map_err(|e| e.to_string()));
-        let pca_figure = draw("pca", pca(&rows).map_err(|e| e.to_string()));
-        summaries.push(StageSummary {
-            model: model.to_string(),
-            split: split.name.clone(),
-            stage,
-            description,
-            dim: rows.first().map_or(0, Vec::len),
-            utterances: rows.len(),
-            silhouette: score,
-            silhouette_held_out: score_held_out,
-            tsne: tsne_figure,
-            pca: pca_figure,
-        });
-    }
-    Ok(summaries)
+    Ok(stages)
 }
 
 /// A figure's path without extension, relative to the report folder (`figures/x`).

@@ -16,37 +16,26 @@
 //! configuration, input sizes included) beside `head.bpk` (the weights, burnpack via
 //! burn-store).
 //!
-//! # Checkpoints
+//! # Resuming
 //!
-//! With [`TrainConfig::checkpoint`] set, the state after every epoch is written to that
-//! folder: `epoch-NNNN/` holds the current weights (`model.bpk`), AdamW's moments
-//! (`optimizer.bpk`, burn's `OptimizerRecord`) and the best epoch's weights (`best.bpk`);
-//! `checkpoint.json` names that folder with each file's SHA-256 and holds the curves, the
-//! best epoch and its scores, the patience counter, the batch order and both generators'
-//! positions. The files are written under a temporary name and `checkpoint.json` is
-//! replaced last (temp file + rename), so a kill at any moment leaves the previous
-//! checkpoint whole. A run that finds one resumes after its epoch and ends with exactly
-//! the weights and curves of an uninterrupted run (the `seconds` aside). The checkpoint
-//! records what it belongs to (model, batch size, learning rate, weight decay, seed,
-//! head sizes, classes, and a digest of the features and labels): another training is
-//! refused rather than continued. `max_epochs` and `patience` may change between runs
-//! (to train on for longer). The caller removes the folder ([`remove_checkpoint`]) once
+//! With [`TrainConfig::checkpoint`] set, the state after every epoch is saved to that
+//! folder and a run that finds it there resumes after its epoch, ending exactly as an
+//! uninterrupted run would: see [`super::resume`] (the per-epoch training checkpoint,
+//! not an encoder checkpoint). The caller removes the folder ([`remove_checkpoint`]) once
 //! the model is saved.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, OptimizerRecord};
+use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::store::{BurnpackStore, ModuleSnapshot};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use models::Emotion;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::data::manifest::write_atomically;
 use crate::evaluate::metrics::ClassificationReport;
@@ -55,6 +44,8 @@ use crate::train::heads::{
     CLASSES, DropoutRng, EmotionHead, EmotionHeadConfig, FeatureLayout, HeadConfig, HeadInput,
     InputError, ModelKind, SequenceBatch,
 };
+use crate::train::resume::EpochCheckpoint;
+pub use crate::train::resume::remove_checkpoint;
 
 /// Samples per forward pass when predicting or validating (no gradients kept).
 const INFERENCE_BATCH: usize = 32;
@@ -139,7 +130,7 @@ pub struct TrainConfig {
     /// Sizes of the model.
     pub head: HeadConfig,
     /// Folder for a checkpoint after every epoch, resumed from when it is there (see
-    /// [Checkpoints](self#checkpoints)); `None`: no checkpoint. Where to write, not how
+    /// [`super::resume`]); `None`: no checkpoint. Where to write, not how
     /// to train: never saved with the settings.
     #[serde(skip)]
     pub checkpoint: Option<PathBuf>,
@@ -335,7 +326,7 @@ pub fn train(
 /// to them), choosing the epoch by `val` (macro-F1 over the classes); calls `on_epoch`
 /// after each epoch. With `config.checkpoint` set, resumes from the checkpoint there (its
 /// epochs are passed to `on_epoch` first, so callers see the whole run) and checkpoints
-/// every epoch; see [Checkpoints](self#checkpoints).
+/// every epoch; see [`super::resume`].
 pub fn train_classes(
     config: &TrainConfig,
     classes: &Classes<'_>,
@@ -343,152 +334,27 @@ pub fn train_classes(
     val: &[Example],
     on_epoch: &mut dyn FnMut(&EpochRecord),
 ) -> Result<TrainOutcome, TrainError> {
-    config.validate()?;
-    if classes.names.is_empty() {
-        return Err(TrainError::InvalidConfig("no classes to learn".into()));
-    }
-    if train.is_empty() {
-        return Err(TrainError::EmptyTrainSet);
-    }
-    if val.is_empty() {
-        return Err(TrainError::EmptyValidationSet);
-    }
-    let kind = config.model;
-    let layouts = Layouts::of(kind, train.iter().chain(val))?;
-    let train_labels = classes.labels_of(train)?;
-    let val_labels = classes.labels_of(val)?;
-    let head_config = config
-        .head
-        .model(kind, layouts.speech_or_unused(), layouts.text_or_unused())
-        .with_classes(classes.names.len());
-
-    let device = Device::flex().autodiff();
-    let inference_device = device.clone().without_autodiff();
-    let optimizer = AdamWConfig::new()
-        .with_weight_decay(config.weight_decay as f32)
-        .init();
-    let loss_fn = CrossEntropyLossConfig::new().init(&device);
-
-    let checkpoint = config.checkpoint.as_ref().map(|dir| Checkpoint {
-        dir: dir.clone(),
-        fingerprint: fingerprint(config, classes, train, &train_labels, val, &val_labels),
+    let (run, optimizer) = Run::prepare(config, classes, train, val)?;
+    let checkpoint = config.checkpoint.as_ref().map(|dir| {
+        EpochCheckpoint::new(
+            dir.clone(),
+            config,
+            classes,
+            train,
+            &run.train_labels,
+            val,
+            &run.val_labels,
+        )
     });
-    let restored = match &checkpoint {
-        Some(checkpoint) => checkpoint.load(
-            &head_config,
-            &device,
-            &inference_device,
-            optimizer.clone(),
-            config.seed,
-            train.len(),
-        )?,
-        None => None,
-    };
-    let mut state = match restored {
-        Some(state) => {
-            let dir = config.checkpoint.as_deref().unwrap_or(Path::new("?"));
-            if state.stopped(config) || state.epoch >= config.max_epochs {
-                println!(
-                    "   checkpoint {}: this training had already finished (epoch {}); its outcome is restored",
-                    dir.display(),
-                    state.epoch
-                );
-            } else {
-                let restored = match state.epoch {
-                    1 => "epoch 1".to_string(),
-                    n => format!("epochs 1-{n}"),
-                };
-                println!(
-                    "   resuming from epoch {} ({restored} restored from the checkpoint {})",
-                    state.epoch + 1,
-                    dir.display(),
-                );
-            }
-            state
-        }
-        None => LoopState {
-            epoch: 0,
-            model: head_config.init_seeded(config.seed, &device),
-            optimizer,
-            // Separate streams for the order of samples and for dropout.
-            shuffle_rng: ChaCha8Rng::seed_from_u64(config.seed),
-            dropout_rng: DropoutRng::seed_from_u64(config.seed ^ DROPOUT_SEED),
-            order: (0..train.len()).collect(),
-            curves: Vec::new(),
-            best: None,
-            since_best: 0,
-        },
-    };
+    let mut state = run.start_or_resume(checkpoint.as_ref(), optimizer)?;
     // Restored epochs are reported too, so that callers see the whole run.
     for record in &state.curves {
         on_epoch(record);
     }
 
     while state.epoch < config.max_epochs && !state.stopped(config) {
-        let epoch = state.epoch + 1;
-        let start = Instant::now();
-        shuffle(&mut state.order, &mut state.shuffle_rng);
-        let mut loss_sum = 0.0f64;
-        let mut correct = 0usize;
-        for chunk in state.order.chunks(config.batch_size) {
-            let examples: Vec<&Example> = chunk.iter().map(|&i| &train[i]).collect();
-            let labels: Vec<usize> = chunk.iter().map(|&i| train_labels[i]).collect();
-            let input = head_input(kind, &examples, &device)?;
-            let targets = Tensor::<1, Int>::from_data(
-                TensorData::new(
-                    labels.iter().map(|&l| l as i64).collect::<Vec<_>>(),
-                    [examples.len()],
-                ),
-                &device,
-            );
-            let logits = state.model.forward(&input, Some(&mut state.dropout_rng))?;
-            correct += count_correct(&logits_rows(&logits), &labels);
-            let loss = loss_fn.forward(logits, targets);
-            loss_sum += f64::from(loss.clone().into_scalar::<f32>()) * examples.len() as f64;
-            let grads = GradientsParams::from_grads(loss.backward(), &state.model);
-            state.model = state
-                .optimizer
-                .step(config.learning_rate, state.model, grads);
-        }
-
-        let snapshot = state.model.valid();
-        let scores = score(
-            &snapshot,
-            kind,
-            classes,
-            val,
-            &val_labels,
-            &inference_device,
-        )?;
-        let record = EpochRecord {
-            epoch,
-            train_loss: loss_sum / train.len() as f64,
-            train_accuracy: correct as f64 / train.len() as f64,
-            val_loss: scores.loss,
-            val_accuracy: scores.accuracy,
-            val_macro_f1: scores.macro_f1,
-            seconds: start.elapsed().as_secs_f64(),
-        };
-        let better = match &state.best {
-            None => true,
-            Some(b) => {
-                scores.macro_f1 > b.macro_f1
-                    || (scores.macro_f1 == b.macro_f1 && scores.loss < b.loss)
-            }
-        };
-        if better {
-            state.best = Some(Best {
-                epoch,
-                macro_f1: scores.macro_f1,
-                loss: scores.loss,
-                head: snapshot,
-            });
-            state.since_best = 0;
-        } else {
-            state.since_best += 1;
-        }
-        state.epoch = epoch;
-        state.curves.push(record.clone());
+        let record;
+        (state, record) = run.epoch(state)?;
         if let Some(checkpoint) = &checkpoint {
             checkpoint.save(&state)?;
         }
@@ -501,29 +367,216 @@ pub fn train_classes(
         .ok_or_else(|| TrainError::InvalidConfig("no epoch ran".into()))?;
     Ok(TrainOutcome {
         model: TrainedModel {
-            config: head_config,
+            config: run.head_config,
             head: best.head,
-            device: inference_device,
+            device: run.inference_device,
         },
         curves: state.curves,
         best_epoch: best.epoch,
     })
 }
 
+/// What one training reads and does not change: the settings, the examples and their
+/// classes, the head to build, the devices and the loss.
+struct Run<'a, 'c> {
+    config: &'a TrainConfig,
+    kind: ModelKind,
+    classes: &'a Classes<'c>,
+    train: &'a [Example],
+    train_labels: Vec<usize>,
+    val: &'a [Example],
+    val_labels: Vec<usize>,
+    head_config: EmotionHeadConfig,
+    device: Device,
+    inference_device: Device,
+    loss_fn: CrossEntropyLoss,
+}
+
+impl<'a, 'c> Run<'a, 'c> {
+    /// Checks the settings and the data (classes, examples, feature layouts, labels),
+    /// then sets up the devices, the loss and a fresh optimizer.
+    fn prepare(
+        config: &'a TrainConfig,
+        classes: &'a Classes<'c>,
+        train: &'a [Example],
+        val: &'a [Example],
+    ) -> Result<(Self, ModuleOptimizer), TrainError> {
+        config.validate()?;
+        if classes.names.is_empty() {
+            return Err(TrainError::InvalidConfig("no classes to learn".into()));
+        }
+        if train.is_empty() {
+            return Err(TrainError::EmptyTrainSet);
+        }
+        if val.is_empty() {
+            return Err(TrainError::EmptyValidationSet);
+        }
+        let kind = config.model;
+        let layouts = Layouts::of(kind, train.iter().chain(val))?;
+        let train_labels = classes.labels_of(train)?;
+        let val_labels = classes.labels_of(val)?;
+        let head_config = config
+            .head
+            .model(kind, layouts.speech_or_unused(), layouts.text_or_unused())
+            .with_classes(classes.names.len());
+
+        let device = Device::flex().autodiff();
+        let inference_device = device.clone().without_autodiff();
+        let optimizer = AdamWConfig::new()
+            .with_weight_decay(config.weight_decay as f32)
+            .init();
+        let loss_fn = CrossEntropyLossConfig::new().init(&device);
+        let run = Self {
+            config,
+            kind,
+            classes,
+            train,
+            train_labels,
+            val,
+            val_labels,
+            head_config,
+            device,
+            inference_device,
+            loss_fn,
+        };
+        Ok((run, optimizer))
+    }
+
+    /// The state saved in `checkpoint` (saying where the run resumes), or a fresh start:
+    /// the head initialised from the seed, `optimizer`, the generators at their start.
+    fn start_or_resume(
+        &self,
+        checkpoint: Option<&EpochCheckpoint>,
+        optimizer: ModuleOptimizer,
+    ) -> Result<LoopState, TrainError> {
+        let config = self.config;
+        let restored = match checkpoint {
+            Some(checkpoint) => checkpoint.load(
+                &self.head_config,
+                &self.device,
+                &self.inference_device,
+                optimizer.clone(),
+                config.seed,
+                self.train.len(),
+            )?,
+            None => None,
+        };
+        let Some(state) = restored else {
+            // Separate streams for the order of samples and for dropout.
+            let (shuffle_rng, dropout_rng) = generators(config.seed);
+            return Ok(LoopState {
+                epoch: 0,
+                model: self.head_config.init_seeded(config.seed, &self.device),
+                optimizer,
+                shuffle_rng,
+                dropout_rng,
+                order: (0..self.train.len()).collect(),
+                curves: Vec::new(),
+                best: None,
+                since_best: 0,
+            });
+        };
+        let dir = config.checkpoint.as_deref().unwrap_or(Path::new("?"));
+        if state.stopped(config) || state.epoch >= config.max_epochs {
+            println!(
+                "   checkpoint {}: this training had already finished (epoch {}); its outcome is restored",
+                dir.display(),
+                state.epoch
+            );
+        } else {
+            let restored = match state.epoch {
+                1 => "epoch 1".to_string(),
+                n => format!("epochs 1-{n}"),
+            };
+            println!(
+                "   resuming from epoch {} ({restored} restored from the checkpoint {})",
+                state.epoch + 1,
+                dir.display(),
+            );
+        }
+        Ok(state)
+    }
+
+    /// One epoch: the shuffled mini-batches, each an AdamW step, then the scores on the
+    /// validation set, the best epoch kept. Returns the state after it and its record.
+    fn epoch(&self, mut state: LoopState) -> Result<(LoopState, EpochRecord), TrainError> {
+        let epoch = state.epoch + 1;
+        let start = Instant::now();
+        shuffle(&mut state.order, &mut state.shuffle_rng);
+        let mut loss_sum = 0.0f64;
+        let mut correct = 0usize;
+        for chunk in state.order.chunks(self.config.batch_size) {
+            let examples: Vec<&Example> = chunk.iter().map(|&i| &self.train[i]).collect();
+            let labels: Vec<usize> = chunk.iter().map(|&i| self.train_labels[i]).collect();
+            let input = head_input(self.kind, &examples, &self.device)?;
+            let targets = Tensor::<1, Int>::from_data(
+                TensorData::new(
+                    labels.iter().map(|&l| l as i64).collect::<Vec<_>>(),
+                    [examples.len()],
+                ),
+                &self.device,
+            );
+            let logits = state.model.forward(&input, Some(&mut state.dropout_rng))?;
+            correct += count_correct(&logits_rows(&logits), &labels);
+            let loss = self.loss_fn.forward(logits, targets);
+            loss_sum += f64::from(loss.clone().into_scalar::<f32>()) * examples.len() as f64;
+            let grads = GradientsParams::from_grads(loss.backward(), &state.model);
+            state.model = state
+                .optimizer
+                .step(self.config.learning_rate, state.model, grads);
+        }
+
+        let snapshot = state.model.valid();
+        let scores = score(
+            &snapshot,
+            self.kind,
+            self.classes,
+            self.val,
+            &self.val_labels,
+            &self.inference_device,
+        )?;
+        let record = EpochRecord {
+            epoch,
+            train_loss: loss_sum / self.train.len() as f64,
+            train_accuracy: correct as f64 / self.train.len() as f64,
+            val_loss: scores.loss,
+            val_accuracy: scores.accuracy,
+            val_macro_f1: scores.macro_f1,
+            seconds: start.elapsed().as_secs_f64(),
+        };
+        state.keep_if_best(epoch, &scores, snapshot);
+        state.epoch = epoch;
+        state.curves.push(record.clone());
+        Ok((state, record))
+    }
+}
+
+/// The shuffling and dropout generators of `seed`, at their start: separate streams,
+/// so that the order of samples and the dropout masks do not disturb each other.
+pub(super) fn generators(seed: u64) -> (ChaCha8Rng, DropoutRng) {
+    (
+        ChaCha8Rng::seed_from_u64(seed),
+        DropoutRng::seed_from_u64(seed ^ DROPOUT_SEED),
+    )
+}
+
+/// Mixed into the seed for the dropout generator, so it is not the shuffling one.
+const DROPOUT_SEED: u64 = 0x5DEE_CE66_D1CE_4E5B;
+
 /// Everything the epoch loop carries from one epoch to the next: what a checkpoint saves.
-struct LoopState {
+pub(super) struct LoopState {
     /// Epochs done.
-    epoch: usize,
-    model: EmotionHead,
-    optimizer: ModuleOptimizer,
-    shuffle_rng: ChaCha8Rng,
-    dropout_rng: DropoutRng,
+    pub(super) epoch: usize,
+    pub(super) model: EmotionHead,
+    pub(super) optimizer: ModuleOptimizer,
+    pub(super) shuffle_rng: ChaCha8Rng,
+    pub(super) dropout_rng: DropoutRng,
     /// The batch order, shuffled again (in place) every epoch.
-    order: Vec<usize>,
-    curves: Vec<EpochRecord>,
-    best: Option<Best>,
+    pub(super) order: Vec<usize>,
+    pub(super) curves: Vec<EpochRecord>,
+    pub(super) best: Option<Best>,
     /// Epochs since the best one.
-    since_best: usize,
+    pub(super) since_best: usize,
 }
 
 impl LoopState {
@@ -532,466 +585,38 @@ impl LoopState {
     fn stopped(&self, config: &TrainConfig) -> bool {
         self.since_best > 0 && self.since_best >= config.patience
     }
-}
 
-/// Version of the checkpoint layout; bumped when `checkpoint.json` or its files change.
-const CHECKPOINT_VERSION: u32 = 1;
-/// The file that commits a checkpoint: written last, atomically.
-const CHECKPOINT_FILE: &str = "checkpoint.json";
-/// Files of one epoch's folder.
-const CURRENT_WEIGHTS: &str = "model.bpk";
-const OPTIMIZER_STATE: &str = "optimizer.bpk";
-const BEST_WEIGHTS: &str = "best.bpk";
-/// Prefix of the per-epoch folders.
-const EPOCH_FOLDER: &str = "epoch-";
-/// Mixed into the seed for the dropout generator, so it is not the shuffling one.
-const DROPOUT_SEED: u64 = 0x5DEE_CE66_D1CE_4E5B;
-
-/// Deletes the checkpoint folder `dir` (nothing to do when it is not there): once the
-/// final model is saved, or to start a run over. Returns whether there was one.
-pub fn remove_checkpoint(dir: &Path) -> Result<bool, TrainError> {
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(source) => Err(TrainError::Io {
-            path: dir.to_path_buf(),
-            source,
-        }),
-    }
-}
-
-/// The checkpoint folder of one training, with what the training is.
-struct Checkpoint {
-    dir: PathBuf,
-    /// What a resumed run must share with the run that wrote the checkpoint.
-    fingerprint: BTreeMap<String, serde_json::Value>,
-}
-
-/// `checkpoint.json`. Floats are kept as their bits: exact, and NaN survives.
-#[derive(Serialize, Deserialize)]
-struct CheckpointState {
-    format_version: u32,
-    fingerprint: BTreeMap<String, serde_json::Value>,
-    /// Epochs done.
-    epoch: usize,
-    /// The folder holding this epoch's files, and each file's SHA-256.
-    folder: String,
-    files: BTreeMap<String, String>,
-    curves: Vec<SavedEpoch>,
-    best_epoch: usize,
-    best_macro_f1: u64,
-    best_loss: u64,
-    since_best: usize,
-    order: Vec<usize>,
-    /// Generator positions in 32-bit words (u128, as decimal text).
-    shuffle_rng: String,
-    dropout_rng: String,
-}
-
-/// An [`EpochRecord`] with its floats as bits.
-#[derive(Serialize, Deserialize)]
-struct SavedEpoch {
-    epoch: usize,
-    values: [u64; 6],
-}
-
-impl From<&EpochRecord> for SavedEpoch {
-    fn from(r: &EpochRecord) -> Self {
-        Self {
-            epoch: r.epoch,
-            values: [
-                r.train_loss,
-                r.train_accuracy,
-                r.val_loss,
-                r.val_accuracy,
-                r.val_macro_f1,
-                r.seconds,
-            ]
-            .map(f64::to_bits),
-        }
-    }
-}
-
-impl From<&SavedEpoch> for EpochRecord {
-    fn from(s: &SavedEpoch) -> Self {
-        let [
-            train_loss,
-            train_accuracy,
-            val_loss,
-            val_accuracy,
-            val_macro_f1,
-            seconds,
-        ] = s.values.map(f64::from_bits);
-        Self {
-            epoch: s.epoch,
-            train_loss,
-            train_accuracy,
-            val_loss,
-            val_accuracy,
-            val_macro_f1,
-            seconds,
-        }
-    }
-}
-
-/// What a checkpoint must match: the settings that shape the run (not `max_epochs` or
-/// `patience`, which may change to train on for longer), the classes, and a digest of
-/// the features and labels the model reads.
-fn fingerprint(
-    config: &TrainConfig,
-    classes: &Classes<'_>,
-    train: &[Example],
-    train_labels: &[usize],
-    val: &[Example],
-    val_labels: &[usize],
-) -> BTreeMap<String, serde_json::Value> {
-    let value = |v: serde_json::Result<serde_json::Value>| v.unwrap_or(serde_json::Value::Null);
-    let mut hasher = Sha256::new();
-    for (part, examples, labels) in [("train", train, train_labels), ("val", val, val_labels)] {
-        hasher.update(part.as_bytes());
-        hasher.update((examples.len() as u64).to_le_bytes());
-        for (example, &label) in examples.iter().zip(labels) {
-            hasher.update((example.id.len() as u64).to_le_bytes());
-            hasher.update(example.id.as_bytes());
-            hasher.update((label as u64).to_le_bytes());
-            if config.model.uses_speech() {
-                hash_features(&mut hasher, Some(&example.speech));
+    /// Keeps `head`, of `epoch`, as the best when its `scores` beat the best so far (a
+    /// higher validation macro-F1, or the same and a lower loss); otherwise counts one
+    /// more epoch since the best.
+    fn keep_if_best(&mut self, epoch: usize, scores: &Scores, head: EmotionHead) {
+        let better = match &self.best {
+            None => true,
+            Some(b) => {
+                scores.macro_f1 > b.macro_f1
+                    || (scores.macro_f1 == b.macro_f1 && scores.loss < b.loss)
             }
-            if config.model.uses_text() {
-                hash_features(&mut hasher, example.text.as_ref());
-            }
-        }
-    }
-    BTreeMap::from([
-        ("model".into(), value(serde_json::to_value(config.model))),
-        ("batch_size".into(), config.batch_size.into()),
-        ("learning_rate".into(), config.learning_rate.into()),
-        ("weight_decay".into(), config.weight_decay.into()),
-        ("seed".into(), config.seed.into()),
-        ("head".into(), value(serde_json::to_value(&config.head))),
-        ("classes".into(), classes.names.clone().into()),
-        ("train_examples".into(), train.len().into()),
-        ("val_examples".into(), val.len().into()),
-        ("data_sha256".into(), hex(&hasher.finalize()).into()),
-    ])
-}
-
-fn hash_features(hasher: &mut Sha256, features: Option<&Features>) {
-    let Some(features) = features else {
-        hasher.update([0u8]);
-        return;
-    };
-    hasher.update([1u8]);
-    for list in [&features.layers, &features.shape] {
-        hasher.update((list.len() as u64).to_le_bytes());
-        for &n in list.iter() {
-            hasher.update((n as u64).to_le_bytes());
-        }
-    }
-    let bytes: Vec<u8> = features.data.iter().flat_map(|v| v.to_le_bytes()).collect();
-    hasher.update(&bytes);
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The entries of two fingerprints that differ, as `key: checkpoint A, now B`.
-fn differences(
-    saved: &BTreeMap<String, serde_json::Value>,
-    now: &BTreeMap<String, serde_json::Value>,
-) -> Vec<String> {
-    let missing = serde_json::Value::Null;
-    let mut keys: Vec<&String> = saved.keys().chain(now.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    keys.into_iter()
-        .filter_map(|key| {
-            let (a, b) = (
-                saved.get(key).unwrap_or(&missing),
-                now.get(key).unwrap_or(&missing),
-            );
-            (a != b).then(|| {
-                if key == "data_sha256" {
-                    "the features or labels differ (extracted again, or another split?)".into()
-                } else {
-                    format!("{key}: checkpoint {a}, now {b}")
-                }
-            })
-        })
-        .collect()
-}
-
-impl Checkpoint {
-    /// An error about `path` inside this checkpoint.
-    fn unusable(&self, path: &Path, detail: impl Into<String>) -> TrainError {
-        TrainError::Checkpoint {
-            path: path.to_path_buf(),
-            dir: self.dir.clone(),
-            detail: detail.into(),
-        }
-    }
-
-    fn io(&self, path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
-        let path = path.to_path_buf();
-        move |source| TrainError::Io {
-            path: path.clone(),
-            source,
-        }
-    }
-
-    /// Writes the state after `state.epoch`: its files into a temporary folder, renamed
-    /// into place, then `checkpoint.json` (temp file + rename), then older folders go.
-    /// A kill at any point leaves either the previous checkpoint or this one, whole.
-    fn save(&self, state: &LoopState) -> Result<(), TrainError> {
-        let best = state
-            .best
-            .as_ref()
-            .ok_or_else(|| TrainError::InvalidConfig("checkpoint before any epoch".into()))?;
-        let folder = format!("{EPOCH_FOLDER}{:04}", state.epoch);
-        let tmp = self
-            .dir
-            .join(format!(".{folder}.tmp{}", std::process::id()));
-        remove_dir_if_there(&tmp).map_err(self.io(&tmp))?;
-        std::fs::create_dir_all(&tmp).map_err(self.io(&tmp))?;
-        save_weights(&state.model, &tmp.join(CURRENT_WEIGHTS))?;
-        save_weights(&best.head, &tmp.join(BEST_WEIGHTS))?;
-        let optimizer_path = tmp.join(OPTIMIZER_STATE);
-        state
-            .optimizer
-            .to_record()
-            .save(&optimizer_path)
-            .map_err(|e| TrainError::Weights {
-                path: optimizer_path.clone(),
-                detail: e.to_string(),
-            })?;
-        let mut files = BTreeMap::new();
-        for name in [CURRENT_WEIGHTS, OPTIMIZER_STATE, BEST_WEIGHTS] {
-            let path = tmp.join(name);
-            let bytes = std::fs::read(&path).map_err(self.io(&path))?;
-            std::fs::File::open(&path)
-                .and_then(|f| f.sync_all())
-                .map_err(self.io(&path))?;
-            files.insert(name.to_string(), hex(&Sha256::digest(&bytes)));
-        }
-        let final_dir = self.dir.join(&folder);
-        remove_dir_if_there(&final_dir).map_err(self.io(&final_dir))?;
-        std::fs::rename(&tmp, &final_dir).map_err(self.io(&final_dir))?;
-
-        let saved = CheckpointState {
-            format_version: CHECKPOINT_VERSION,
-            fingerprint: self.fingerprint.clone(),
-            epoch: state.epoch,
-            folder: folder.clone(),
-            files,
-            curves: state.curves.iter().map(SavedEpoch::from).collect(),
-            best_epoch: best.epoch,
-            best_macro_f1: best.macro_f1.to_bits(),
-            best_loss: best.loss.to_bits(),
-            since_best: state.since_best,
-            order: state.order.clone(),
-            shuffle_rng: state.shuffle_rng.get_word_pos().to_string(),
-            dropout_rng: state.dropout_rng.word_pos().to_string(),
         };
-        let path = self.dir.join(CHECKPOINT_FILE);
-        let json =
-            serde_json::to_string(&saved).map_err(|e| self.unusable(&path, e.to_string()))?;
-        write_atomically(&path, json.as_bytes()).map_err(self.io(&path))?;
-        self.remove_leftovers(Some(&folder))
-    }
-
-    /// Removes the epoch folders other than `keep`, and temporary ones left by a kill.
-    /// Only names this code writes are touched.
-    fn remove_leftovers(&self, keep: Option<&str>) -> Result<(), TrainError> {
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(source) => return Err(self.io(&self.dir)(source)),
-        };
-        for entry in entries {
-            let entry = entry.map_err(self.io(&self.dir))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let path = entry.path();
-            let ours = name.starts_with(EPOCH_FOLDER)
-                || name.starts_with(&format!(".{EPOCH_FOLDER}"))
-                || name.starts_with(&format!(".{CHECKPOINT_FILE}.tmp"));
-            if !ours || Some(name.as_str()) == keep {
-                continue;
-            }
-            let removed = if path.is_dir() {
-                std::fs::remove_dir_all(&path)
-            } else {
-                std::fs::remove_file(&path)
-            };
-            removed.map_err(self.io(&path))?;
-        }
-        Ok(())
-    }
-
-    /// The state saved in this folder, or `None` when there is no checkpoint. Anything
-    /// damaged, missing or of another training is an error that says so.
-    fn load(
-        &self,
-        head_config: &EmotionHeadConfig,
-        device: &Device,
-        inference_device: &Device,
-        optimizer: ModuleOptimizer,
-        seed: u64,
-        train_len: usize,
-    ) -> Result<Option<LoopState>, TrainError> {
-        let path = self.dir.join(CHECKPOINT_FILE);
-        let json = match std::fs::read_to_string(&path) {
-            Ok(json) => json,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // Killed before the first checkpoint was complete: nothing to resume.
-                self.remove_leftovers(None)?;
-                return Ok(None);
-            }
-            Err(e) => return Err(self.unusable(&path, e.to_string())),
-        };
-        let saved: CheckpointState =
-            serde_json::from_str(&json).map_err(|e| self.unusable(&path, e.to_string()))?;
-        if saved.format_version != CHECKPOINT_VERSION {
-            return Err(self.unusable(
-                &path,
-                format!(
-                    "format version {}, this program reads version {CHECKPOINT_VERSION}",
-                    saved.format_version
-                ),
-            ));
-        }
-        let differences = differences(&saved.fingerprint, &self.fingerprint);
-        if !differences.is_empty() {
-            return Err(TrainError::CheckpointMismatch {
-                dir: self.dir.clone(),
-                detail: differences.join("; "),
+        if better {
+            self.best = Some(Best {
+                epoch,
+                macro_f1: scores.macro_f1,
+                loss: scores.loss,
+                head,
             });
+            self.since_best = 0;
+        } else {
+            self.since_best += 1;
         }
-        self.check(&path, &saved, train_len)?;
-        let shuffle_pos = saved.shuffle_rng.parse::<u128>();
-        let dropout_pos = saved.dropout_rng.parse::<u128>();
-        let (Ok(shuffle_pos), Ok(dropout_pos)) = (shuffle_pos, dropout_pos) else {
-            return Err(self.unusable(&path, "generator positions are not numbers"));
-        };
-
-        let folder = self.dir.join(&saved.folder);
-        let verified = |name: &str| -> Result<PathBuf, TrainError> {
-            let file = folder.join(name);
-            let expected = saved
-                .files
-                .get(name)
-                .ok_or_else(|| self.unusable(&path, format!("no checksum for {name}")))?;
-            let bytes = std::fs::read(&file).map_err(|e| self.unusable(&file, e.to_string()))?;
-            if &hex(&Sha256::digest(&bytes)) != expected {
-                return Err(self.unusable(&file, "its contents changed since it was written"));
-            }
-            Ok(file)
-        };
-        let model_path = verified(CURRENT_WEIGHTS)?;
-        let best_path = verified(BEST_WEIGHTS)?;
-        let optimizer_path = verified(OPTIMIZER_STATE)?;
-        let as_unusable = |e: TrainError| match e {
-            TrainError::Weights { path, detail } => self.unusable(&path, detail),
-            other => other,
-        };
-        // The weights file carries the parameter ids, which the optimizer state is keyed by.
-        let model =
-            load_weights(head_config.init_for_loading(device), &model_path).map_err(as_unusable)?;
-        let best_head = load_weights(head_config.init_for_loading(inference_device), &best_path)
-            .map_err(as_unusable)?;
-        let record = OptimizerRecord::load(&optimizer_path)
-            .map_err(|e| self.unusable(&optimizer_path, e.to_string()))?;
-        let states = record.len();
-        let optimizer = optimizer.load_record(record);
-        if optimizer.to_record().len() != states {
-            return Err(self.unusable(
-                &optimizer_path,
-                "the optimizer state does not fit the model's parameters",
-            ));
-        }
-
-        // The generators of this run's seed, where the saved run had left them.
-        let mut shuffle_rng = ChaCha8Rng::seed_from_u64(seed);
-        shuffle_rng.set_word_pos(shuffle_pos);
-        let mut dropout_rng = DropoutRng::seed_from_u64(seed ^ DROPOUT_SEED);
-        dropout_rng.set_word_pos(dropout_pos);
-        Ok(Some(LoopState {
-            epoch: saved.epoch,
-            model,
-            optimizer,
-            shuffle_rng,
-            dropout_rng,
-            order: saved.order,
-            curves: saved.curves.iter().map(EpochRecord::from).collect(),
-            best: Some(Best {
-                epoch: saved.best_epoch,
-                macro_f1: f64::from_bits(saved.best_macro_f1),
-                loss: f64::from_bits(saved.best_loss),
-                head: best_head,
-            }),
-            since_best: saved.since_best,
-        }))
-    }
-
-    /// Checks that the saved numbers hang together, so that a hand-edited or damaged
-    /// file is an error here and not a panic later.
-    fn check(
-        &self,
-        path: &Path,
-        saved: &CheckpointState,
-        train_len: usize,
-    ) -> Result<(), TrainError> {
-        let bad = |detail: String| Err(self.unusable(path, detail));
-        if saved.epoch == 0 || saved.curves.len() != saved.epoch {
-            return bad(format!(
-                "{} epochs done but {} epoch records",
-                saved.epoch,
-                saved.curves.len()
-            ));
-        }
-        if saved
-            .curves
-            .iter()
-            .enumerate()
-            .any(|(i, r)| r.epoch != i + 1)
-        {
-            return bad("the epoch records are not numbered 1, 2, …".into());
-        }
-        if !(1..=saved.epoch).contains(&saved.best_epoch)
-            || saved.since_best != saved.epoch - saved.best_epoch
-        {
-            return bad(format!(
-                "best epoch {} and {} epochs since it, after {} epochs",
-                saved.best_epoch, saved.since_best, saved.epoch
-            ));
-        }
-        let mut seen = vec![false; train_len];
-        let permutation = saved.order.len() == train_len
-            && saved
-                .order
-                .iter()
-                .all(|&i| i < train_len && !std::mem::replace(&mut seen[i], true));
-        if !permutation {
-            return bad(format!(
-                "the batch order is not an order of the {train_len} training examples"
-            ));
-        }
-        let plain = !saved.folder.is_empty()
-            && saved.folder.starts_with(EPOCH_FOLDER)
-            && Path::new(&saved.folder).file_name() == Some(std::ffi::OsStr::new(&saved.folder));
-        if !plain {
-            return bad(format!("{:?} is not an epoch folder name", saved.folder));
-        }
-        Ok(())
     }
 }
 
 /// The best epoch so far.
-struct Best {
-    epoch: usize,
-    macro_f1: f64,
-    loss: f64,
-    head: EmotionHead,
+pub(super) struct Best {
+    pub(super) epoch: usize,
+    pub(super) macro_f1: f64,
+    pub(super) loss: f64,
+    pub(super) head: EmotionHead,
 }
 
 /// Validation scores.
@@ -1368,7 +993,7 @@ impl TrainedModel {
 
 /// Writes `head`'s weights (with their parameter ids) to `path` through a temporary
 /// file in the same folder, synced, then renamed.
-fn save_weights(head: &EmotionHead, path: &Path) -> Result<(), TrainError> {
+pub(super) fn save_weights(head: &EmotionHead, path: &Path) -> Result<(), TrainError> {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -1393,7 +1018,7 @@ fn save_weights(head: &EmotionHead, path: &Path) -> Result<(), TrainError> {
 }
 
 /// Loads the weights at `path` into `head` (built for them), every parameter required.
-fn load_weights(mut head: EmotionHead, path: &Path) -> Result<EmotionHead, TrainError> {
+pub(super) fn load_weights(mut head: EmotionHead, path: &Path) -> Result<EmotionHead, TrainError> {
     let mut store = BurnpackStore::from_file(path).auto_extension(false);
     let applied = head
         .load_from(&mut store)
@@ -1408,14 +1033,6 @@ fn load_weights(mut head: EmotionHead, path: &Path) -> Result<EmotionHead, Train
         });
     }
     Ok(head)
-}
-
-/// Removes a folder and what it holds; nothing to do when it is not there.
-fn remove_dir_if_there(dir: &Path) -> std::io::Result<()> {
-    match std::fs::remove_dir_all(dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        other => other,
-    }
 }
 
 /// Fisher–Yates shuffle driven by `rng`.
@@ -1474,6 +1091,7 @@ fn log_softmax(row: &[f32]) -> Vec<f64> {
 mod tests {
     use super::*;
     use crate::train::heads::test_support::random_features;
+    use crate::train::resume::{BEST_WEIGHTS, CHECKPOINT_FILE, OPTIMIZER_STATE};
 
     /// Seven classes told apart by the mean of their features plus noise; lengths 5–30.
     fn synthetic(seed: u64, per_class: usize, dim: usize, with_text: bool) -> Vec<Example> {
