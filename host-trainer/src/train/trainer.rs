@@ -20,9 +20,11 @@
 //!
 //! With [`TrainConfig::checkpoint`] set, the state after every epoch is saved to that
 //! folder and a run that finds it there resumes after its epoch, ending exactly as an
-//! uninterrupted run would: see [`super::resume`] (the per-epoch training checkpoint,
+//! uninterrupted run would: see [`resume`] (the per-epoch training checkpoint,
 //! not an encoder checkpoint). The caller removes the folder ([`remove_checkpoint`]) once
 //! the model is saved.
+
+pub mod resume;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -44,8 +46,8 @@ use crate::train::heads::{
     CLASSES, DropoutRng, EmotionHead, EmotionHeadConfig, FeatureLayout, HeadConfig, HeadInput,
     InputError, ModelKind, SequenceBatch,
 };
-use crate::train::resume::EpochCheckpoint;
-pub use crate::train::resume::remove_checkpoint;
+use crate::train::trainer::resume::EpochCheckpoint;
+pub use crate::train::trainer::resume::remove_checkpoint;
 
 /// Samples per forward pass when predicting or validating (no gradients kept).
 const INFERENCE_BATCH: usize = 32;
@@ -326,7 +328,7 @@ pub fn train(
 /// to them), choosing the epoch by `val` (macro-F1 over the classes); calls `on_epoch`
 /// after each epoch. With `config.checkpoint` set, resumes from the checkpoint there (its
 /// epochs are passed to `on_epoch` first, so callers see the whole run) and checkpoints
-/// every epoch; see [`super::resume`].
+/// every epoch; see [`resume`].
 pub fn train_classes(
     config: &TrainConfig,
     classes: &Classes<'_>,
@@ -1091,7 +1093,7 @@ fn log_softmax(row: &[f32]) -> Vec<f64> {
 mod tests {
     use super::*;
     use crate::train::heads::test_support::random_features;
-    use crate::train::resume::{BEST_WEIGHTS, CHECKPOINT_FILE, OPTIMIZER_STATE};
+    use crate::train::trainer::resume::{BEST_WEIGHTS, CHECKPOINT_FILE, OPTIMIZER_STATE};
 
     /// Seven classes told apart by the mean of their features plus noise; lengths 5–30.
     fn synthetic(seed: u64, per_class: usize, dim: usize, with_text: bool) -> Vec<Example> {
