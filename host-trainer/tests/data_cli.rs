@@ -5,7 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use host_trainer::data::manifest::Manifest;
+use host_trainer::data::manifest::CorpusManifest;
 use host_trainer::data::splits::SplitSet;
 use models::Emotion;
 
@@ -109,7 +109,7 @@ fn scan_lists_every_tess_file_once_with_labels_from_the_file_name() {
     );
     assert!(stdout.contains("| fear | 1 | 0 | 1 |"), "{stdout}");
 
-    let manifest = Manifest::read_csv(&manifest_path).unwrap();
+    let manifest = CorpusManifest::read_csv(&manifest_path).unwrap();
     assert_eq!(manifest.len(), files.len());
     for (_, name, emotion, rate) in files {
         let stem = name.split('.').next().unwrap();
@@ -200,7 +200,7 @@ fn embedded_corpus_scans_to_every_file_and_splits_reproducibly() {
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "wav"))
         .collect();
-    let manifest = Manifest::read_csv(&manifest_path).unwrap();
+    let manifest = CorpusManifest::read_csv(&manifest_path).unwrap();
     assert_eq!(manifest.len(), wavs.len());
     assert!(manifest.len() >= 2 * 7 * 12);
     let counts = manifest.counts();

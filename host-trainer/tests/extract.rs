@@ -107,7 +107,7 @@ fn second_run_does_no_encoder_work_and_changes_recompute_only_what_they_must() {
     assert_eq!(index.text_layers, [1, 2, 3, 4, 5, 6]);
     assert_eq!((index.speech_dim, index.text_dim), (32, 32));
     let (id, entry) = index.entries.iter().next().unwrap();
-    let manifest = host_trainer::data::manifest::Manifest::read_csv(&setup.manifest).unwrap();
+    let manifest = host_trainer::data::manifest::CorpusManifest::read_csv(&setup.manifest).unwrap();
     let wav = std::fs::read(&manifest.get(id).unwrap().path).unwrap();
     let settings = ExtractSettings {
         frontend: models::FrontendConfig {

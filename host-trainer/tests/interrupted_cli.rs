@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::{corpus_and_tiny_encoders, files_under, host_trainer, host_trainer_ok, text};
 
-use host_trainer::data::manifest::Manifest;
+use host_trainer::data::manifest::CorpusManifest;
 use host_trainer::data::splits::SplitSet;
 use host_trainer::features::cache::{FeatureCache, FeatureIndex};
 use host_trainer::train::dataset::load_split;
@@ -378,7 +378,7 @@ impl Training<'_> {
     /// The same model: the same probabilities on the test part, to the bit.
     fn predicts_as_the_uninterrupted_run(&self) {
         let root = self.root;
-        let manifest = Manifest::read_csv(&root.join("manifest.csv")).unwrap();
+        let manifest = CorpusManifest::read_csv(&root.join("manifest.csv")).unwrap();
         let splits = SplitSet::read_json(&root.join("splits.json")).unwrap();
         let data = load_split(
             &manifest,

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use common::{corpus_and_tiny_encoders, host_trainer, host_trainer_ok, text};
 
-use host_trainer::data::manifest::Manifest;
+use host_trainer::data::manifest::CorpusManifest;
 use host_trainer::data::splits::{Split, SplitSet};
 use host_trainer::train::dataset::load_split;
 use host_trainer::train::keyword_spotter::{KeywordModel, keyword_run_dir, vocabulary};
@@ -24,7 +24,7 @@ use models::{Pipeline, PipelineOptions};
 
 const TOLERANCE: f32 = 1e-4;
 
-/// Manifest, splits, tiny encoders and their features, and a briefly trained speech
+/// The manifest, splits, tiny encoders and their features, and a briefly trained speech
 /// model (the export needs one) in `root`.
 fn prepare(root: &Path) -> Vec<String> {
     let path = |name: &str| root.join(name).display().to_string();
@@ -117,7 +117,7 @@ fn keyword_spotter_trains_exports_and_runs_like_burn() {
 /// The keyword spotter trained on the random split, with what the later checks compare
 /// against.
 struct Trained {
-    manifest: Manifest,
+    manifest: CorpusManifest,
     split: Split,
     words: Vec<String>,
     run: PathBuf,
@@ -147,7 +147,7 @@ fn keywords_on_the_random_split(root: &Path, inputs: &[String]) -> Trained {
 /// part's count of each word), and the figures fit together and with the `printed`
 /// accuracy (in %).
 fn check_metrics(root: &Path, printed: f64) -> Trained {
-    let manifest = Manifest::read_csv(&root.join("manifest.csv")).unwrap();
+    let manifest = CorpusManifest::read_csv(&root.join("manifest.csv")).unwrap();
     let splits = SplitSet::read_json(&root.join("splits.json")).unwrap();
     let split = splits.get("random").unwrap().clone();
     let words = vocabulary(&manifest);

@@ -36,7 +36,7 @@ use std::process::{Command, Output};
 use std::time::{Instant, SystemTime};
 
 use common::{host_trainer, host_trainer_ok, text};
-use host_trainer::data::manifest::{Manifest, ManifestEntry};
+use host_trainer::data::manifest::{CorpusEntry, CorpusManifest};
 use host_trainer::data::splits::SplitSet;
 use models::Emotion;
 use models::encoder::{EncoderGraph, EncoderInput, HiddenState};
@@ -918,9 +918,9 @@ fn keyword_table_parity(bundle: &Path) -> (usize, f32) {
 /// transcript (MiniLM on the board), as JSON and through the int8 variant, then with the
 /// keyword from the file name (the keyword table).
 fn classify_held_out(edge: &Path, root: &Path, figures: &mut Figures) {
-    let manifest = Manifest::read_csv(&root.join("manifest.csv")).expect("manifest");
+    let manifest = CorpusManifest::read_csv(&root.join("manifest.csv")).expect("manifest");
     let splits = SplitSet::read_json(&root.join("splits.json")).expect("splits");
-    let held_out: Vec<&ManifestEntry> = splits
+    let held_out: Vec<&CorpusEntry> = splits
         .get("random")
         .expect("random split")
         .test
@@ -964,7 +964,7 @@ impl Board<'_> {
 
     /// A transcript outside the keyword table: MiniLM runs on the board, as JSON and
     /// then through the int8 variant, as a line.
-    fn classify_with_transcript(&self, entry: &ManifestEntry, figures: &mut Figures) {
+    fn classify_with_transcript(&self, entry: &CorpusEntry, figures: &mut Figures) {
         let first = entry.path.as_path();
         let transcript = format!("she said the word {} again", entry.word);
         let lines = self.classify(&["--json", "--transcript", &transcript], &[first]);
@@ -994,7 +994,7 @@ impl Board<'_> {
     }
 
     /// The word from the file name: MiniLM's features from the bundle's keyword table.
-    fn classify_with_keywords(&self, held_out: &[&ManifestEntry], figures: &mut Figures) {
+    fn classify_with_keywords(&self, held_out: &[&CorpusEntry], figures: &mut Figures) {
         let files: Vec<&Path> = held_out.iter().map(|e| e.path.as_path()).collect();
         let lines = self.classify(&["--json", "--keyword-from-name"], &files);
         let results: Vec<Value> = lines.lines().map(check_classification).collect();

@@ -10,7 +10,7 @@ mod edge;
 use std::path::{Path, PathBuf};
 
 use host_trainer::data::corpus::{embedded_corpus_dir, embedded_tokenizer};
-use host_trainer::data::manifest::Manifest;
+use host_trainer::data::manifest::CorpusManifest;
 use host_trainer::data::splits::{SplitConfig, SplitSet};
 use host_trainer::data::tess::{ScanOptions, scan};
 use host_trainer::encoders::import;
@@ -37,7 +37,7 @@ const WORDS: [&str; 4] = ["back", "dog", "king", "youth"];
 struct Prepared {
     _dir: tempfile::TempDir,
     root: PathBuf,
-    manifest: Manifest,
+    manifest: CorpusManifest,
     splits: SplitSet,
 }
 
@@ -47,7 +47,7 @@ fn prepare() -> Prepared {
     let full = scan(&embedded_corpus_dir(), &ScanOptions::default())
         .unwrap()
         .manifest;
-    let manifest = Manifest::new(
+    let manifest = CorpusManifest::new(
         full.entries()
             .iter()
             .filter(|e| WORDS.contains(&e.word.as_str()))

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use models::TranscriptTemplate;
 
 use crate::data::corpus::default_corpus_dir;
-use crate::data::manifest::Manifest;
+use crate::data::manifest::CorpusManifest;
 use crate::data::splits::{SplitConfig, SplitSet};
 use crate::data::tess::{ScanOptions, scan};
 
@@ -74,7 +74,7 @@ pub(crate) fn scan_corpus(
     dir: Option<PathBuf>,
     out: &Path,
     transcript: TranscriptTemplate,
-) -> Result<Manifest> {
+) -> Result<CorpusManifest> {
     let dir = match dir {
         Some(dir) => dir,
         None => default_corpus_dir().map_err(anyhow::Error::msg)?,
@@ -121,7 +121,7 @@ pub(crate) fn split_manifest(
     out: &Path,
     config: SplitConfig,
 ) -> Result<SplitSet> {
-    let manifest = Manifest::read_csv(manifest_path).context("cannot read the manifest")?;
+    let manifest = CorpusManifest::read_csv(manifest_path).context("cannot read the manifest")?;
     let set = SplitSet::make(&manifest, config)?;
     set.check(&manifest)
         .context("internal error: the splits just made break a promise")?;

@@ -9,7 +9,7 @@ use clap::Args;
 use super::{
     DEFAULT_EVALUATION_SPLITS, RunInputs, default_evaluation_splits, provenance_of, read_inputs,
 };
-use crate::data::manifest::Manifest;
+use crate::data::manifest::CorpusManifest;
 use crate::data::splits::SplitSet;
 use crate::evaluate::probe::{ProbeConfig, ProbeRequest, run_probe};
 use crate::evaluate::summary::{comparison_markdown, write_evaluation};
@@ -154,7 +154,7 @@ pub(crate) fn probe_layers(
     out: &Path,
     config: ProbeConfig,
 ) -> Result<()> {
-    let manifest = Manifest::read_csv(manifest)?;
+    let manifest = CorpusManifest::read_csv(manifest)?;
     let splits = SplitSet::read_json(splits)?;
     let chosen = split_names
         .iter()

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use models::FrontendConfig;
 
-use crate::data::manifest::Manifest;
+use crate::data::manifest::CorpusManifest;
 use crate::features::cache::{FeatureCache, FeatureDtype, FeatureIndex, LayerCombination};
 use crate::features::extract::{ExtractSettings, Extractor, extract};
 
@@ -70,7 +70,7 @@ pub(crate) fn extract_features(
     settings: ExtractSettings,
     jobs: Option<usize>,
 ) -> Result<()> {
-    let manifest = Manifest::read_csv(manifest_path).context("cannot read the manifest")?;
+    let manifest = CorpusManifest::read_csv(manifest_path).context("cannot read the manifest")?;
     let extractor = Extractor::new(speech_encoder, text, settings)?;
     let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let cache = FeatureCache::new(cache_dir);

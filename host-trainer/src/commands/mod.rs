@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::data::manifest::Manifest;
+use crate::data::manifest::CorpusManifest;
 use crate::data::splits::SplitSet;
 use crate::evaluate::summary::Provenance;
 use crate::features::cache::FeatureIndex;
@@ -134,8 +134,9 @@ pub(crate) fn default_evaluation_splits() -> Vec<String> {
 }
 
 /// The manifest and splits of a run, checked against each other.
-pub(crate) fn read_inputs(inputs: &RunInputs) -> Result<(Manifest, SplitSet)> {
-    let manifest = Manifest::read_csv(&inputs.manifest).context("cannot read the manifest")?;
+pub(crate) fn read_inputs(inputs: &RunInputs) -> Result<(CorpusManifest, SplitSet)> {
+    let manifest =
+        CorpusManifest::read_csv(&inputs.manifest).context("cannot read the manifest")?;
     let splits = SplitSet::read_json(&inputs.splits).context("cannot read the splits")?;
     splits.check(&manifest)?;
     Ok((manifest, splits))
@@ -144,7 +145,7 @@ pub(crate) fn read_inputs(inputs: &RunInputs) -> Result<(Manifest, SplitSet)> {
 /// Where results came from: corpus, manifest, splits and encoders.
 pub(crate) fn provenance_of(
     inputs: &RunInputs,
-    manifest: &Manifest,
+    manifest: &CorpusManifest,
     splits: &SplitSet,
 ) -> Provenance {
     Provenance {
@@ -169,7 +170,7 @@ pub(crate) fn provenance_of(
 }
 
 /// The corpus folder: the grandparent of the manifest's first file.
-pub(crate) fn corpus_of(manifest: &Manifest) -> String {
+pub(crate) fn corpus_of(manifest: &CorpusManifest) -> String {
     manifest
         .entries()
         .first()

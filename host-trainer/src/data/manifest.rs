@@ -1,6 +1,7 @@
-//! The manifest: one row per utterance (path, speaker, word, emotion, transcript,
-//! sample rate, duration), written as CSV so people and pandas can read it, and the
-//! emotion × speaker count table printed after a scan.
+//! The corpus manifest (`manifest.csv`): one row per utterance (path, speaker, word,
+//! emotion, transcript, sample rate, duration), written as CSV so people and pandas can
+//! read it, and the emotion × speaker count table printed after a scan. Not the bundle's
+//! manifest (`models::bundle::BundleManifest`), which lists a bundle's files.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -12,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 /// One utterance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ManifestEntry {
+pub struct CorpusEntry {
     /// `SPEAKER_word_emotion`: unique, and the same on every machine (splits use it).
     pub id: String,
     /// Where the WAV is.
@@ -31,7 +32,7 @@ pub struct ManifestEntry {
     pub duration_s: f64,
 }
 
-impl ManifestEntry {
+impl CorpusEntry {
     /// The id for a speaker, word and emotion, spelled as TESS names its files.
     pub fn id_of(speaker: &str, word: &str, emotion: Emotion) -> String {
         format!("{speaker}_{word}_{}", emotion.code())
@@ -40,7 +41,7 @@ impl ManifestEntry {
 
 /// A manifest that cannot be read or written.
 #[derive(Debug, thiserror::Error)]
-pub enum ManifestError {
+pub enum CorpusManifestError {
     /// File-system trouble.
     #[error("{path}: {source}")]
     Io {
@@ -72,24 +73,24 @@ pub enum ManifestError {
 
 /// All utterances of a corpus, sorted by id.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Manifest {
-    entries: Vec<ManifestEntry>,
+pub struct CorpusManifest {
+    entries: Vec<CorpusEntry>,
 }
 
-impl Manifest {
+impl CorpusManifest {
     /// Wraps entries, sorting them by id.
-    pub fn new(mut entries: Vec<ManifestEntry>) -> Self {
+    pub fn new(mut entries: Vec<CorpusEntry>) -> Self {
         entries.sort_by(|a, b| a.id.cmp(&b.id));
         Self { entries }
     }
 
     /// The utterances, sorted by id.
-    pub fn entries(&self) -> &[ManifestEntry] {
+    pub fn entries(&self) -> &[CorpusEntry] {
         &self.entries
     }
 
     /// The utterance with this id.
-    pub fn get(&self, id: &str) -> Option<&ManifestEntry> {
+    pub fn get(&self, id: &str) -> Option<&CorpusEntry> {
         self.entries
             .binary_search_by(|e| e.id.as_str().cmp(id))
             .ok()
@@ -108,46 +109,46 @@ impl Manifest {
 
     /// Writes the CSV atomically (a temporary file renamed into place), creating the
     /// parent directory.
-    pub fn write_csv(&self, path: &Path) -> Result<(), ManifestError> {
+    pub fn write_csv(&self, path: &Path) -> Result<(), CorpusManifestError> {
         let mut writer = csv::Writer::from_writer(Vec::new());
         for entry in &self.entries {
             writer
                 .serialize(entry)
-                .map_err(|source| ManifestError::Csv {
+                .map_err(|source| CorpusManifestError::Csv {
                     path: path.to_path_buf(),
                     source,
                 })?;
         }
-        let bytes = writer.into_inner().map_err(|e| ManifestError::Io {
+        let bytes = writer.into_inner().map_err(|e| CorpusManifestError::Io {
             path: path.to_path_buf(),
             source: e.into_error(),
         })?;
-        write_atomically(path, &bytes).map_err(|source| ManifestError::Io {
+        write_atomically(path, &bytes).map_err(|source| CorpusManifestError::Io {
             path: path.to_path_buf(),
             source,
         })
     }
 
-    /// Reads a CSV written by [`Manifest::write_csv`].
-    pub fn read_csv(path: &Path) -> Result<Self, ManifestError> {
-        let csv_error = |source| ManifestError::Csv {
+    /// Reads a CSV written by [`CorpusManifest::write_csv`].
+    pub fn read_csv(path: &Path) -> Result<Self, CorpusManifestError> {
+        let csv_error = |source| CorpusManifestError::Csv {
             path: path.to_path_buf(),
             source,
         };
-        let file = std::fs::File::open(path).map_err(|source| ManifestError::Io {
+        let file = std::fs::File::open(path).map_err(|source| CorpusManifestError::Io {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut entries: Vec<ManifestEntry> = Vec::new();
+        let mut entries: Vec<CorpusEntry> = Vec::new();
         for row in csv::Reader::from_reader(file).into_deserialize() {
             entries.push(row.map_err(csv_error)?);
         }
         if entries.is_empty() {
-            return Err(ManifestError::Empty(path.to_path_buf()));
+            return Err(CorpusManifestError::Empty(path.to_path_buf()));
         }
         let manifest = Self::new(entries);
         if let Some(pair) = manifest.entries.windows(2).find(|w| w[0].id == w[1].id) {
-            return Err(ManifestError::DuplicateId {
+            return Err(CorpusManifestError::DuplicateId {
                 path: path.to_path_buf(),
                 id: pair[0].id.clone(),
             });
@@ -239,9 +240,9 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    fn entry(speaker: &str, word: &str, emotion: Emotion) -> ManifestEntry {
-        ManifestEntry {
-            id: ManifestEntry::id_of(speaker, word, emotion),
+    fn entry(speaker: &str, word: &str, emotion: Emotion) -> CorpusEntry {
+        CorpusEntry {
+            id: CorpusEntry::id_of(speaker, word, emotion),
             path: PathBuf::from(format!("/corpus/{speaker}_{word}_{}.wav", emotion.code())),
             speaker: speaker.into(),
             word: word.into(),
@@ -256,7 +257,7 @@ mod tests {
     fn csv_round_trips() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/manifest.csv");
-        let manifest = Manifest::new(vec![
+        let manifest = CorpusManifest::new(vec![
             entry("YAF", "dog", Emotion::PleasantSurprise),
             entry("OAF", "back", Emotion::Angry),
         ]);
@@ -266,7 +267,7 @@ mod tests {
             text.starts_with("id,path,speaker,word,emotion,transcript,sample_rate,duration_s\n")
         );
         assert!(text.contains("YAF_dog_ps,"), "{text}");
-        assert_eq!(Manifest::read_csv(&path).unwrap(), manifest);
+        assert_eq!(CorpusManifest::read_csv(&path).unwrap(), manifest);
         assert_eq!(manifest.entries()[0].id, "OAF_back_angry");
         assert!(manifest.get("YAF_dog_ps").is_some());
         assert!(manifest.get("YAF_dog_sad").is_none());
@@ -278,22 +279,22 @@ mod tests {
         let path = dir.path().join("m.csv");
         std::fs::write(&path, "id,path\nx,y\n").unwrap();
         assert!(matches!(
-            Manifest::read_csv(&path),
-            Err(ManifestError::Csv { .. })
+            CorpusManifest::read_csv(&path),
+            Err(CorpusManifestError::Csv { .. })
         ));
 
         let row = "OAF_back_angry,/a.wav,OAF,back,angry,back,24414,1.5\n";
         let header = "id,path,speaker,word,emotion,transcript,sample_rate,duration_s\n";
         std::fs::write(&path, format!("{header}{row}{row}")).unwrap();
         assert!(matches!(
-            Manifest::read_csv(&path),
-            Err(ManifestError::DuplicateId { .. })
+            CorpusManifest::read_csv(&path),
+            Err(CorpusManifestError::DuplicateId { .. })
         ));
 
         std::fs::write(&path, header).unwrap();
         assert!(matches!(
-            Manifest::read_csv(&path),
-            Err(ManifestError::Empty(_))
+            CorpusManifest::read_csv(&path),
+            Err(CorpusManifestError::Empty(_))
         ));
 
         std::fs::write(
@@ -302,14 +303,14 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(
-            Manifest::read_csv(&path),
-            Err(ManifestError::Csv { .. })
+            CorpusManifest::read_csv(&path),
+            Err(CorpusManifestError::Csv { .. })
         ));
     }
 
     #[test]
     fn counts_per_emotion_and_speaker() {
-        let manifest = Manifest::new(vec![
+        let manifest = CorpusManifest::new(vec![
             entry("OAF", "back", Emotion::Angry),
             entry("OAF", "dog", Emotion::Angry),
             entry("YAF", "dog", Emotion::Sad),

@@ -21,7 +21,7 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::data::manifest::{Manifest, ManifestEntry, write_atomically};
+use crate::data::manifest::{CorpusEntry, CorpusManifest, write_atomically};
 
 /// Version of the splits file layout.
 pub const FORMAT_VERSION: u32 = 1;
@@ -183,7 +183,7 @@ pub enum SplitError {
 
 impl SplitSet {
     /// Makes every split of `manifest`.
-    pub fn make(manifest: &Manifest, config: SplitConfig) -> Result<Self, SplitError> {
+    pub fn make(manifest: &CorpusManifest, config: SplitConfig) -> Result<Self, SplitError> {
         let ratios = config.ratios;
         if ratios.iter().any(|r| !r.is_finite() || *r < 0.0) || ratios.iter().sum::<f64>() <= 0.0 {
             return Err(SplitError::BadRatios(ratios));
@@ -275,7 +275,7 @@ impl SplitSet {
 
     /// Checks the splits against a manifest: same corpus, every id known, parts
     /// disjoint, speakers or words kept apart where the split promises it.
-    pub fn check(&self, manifest: &Manifest) -> Result<(), SplitError> {
+    pub fn check(&self, manifest: &CorpusManifest) -> Result<(), SplitError> {
         let found = manifest_digest(manifest);
         if found != self.manifest_digest {
             return Err(SplitError::OtherManifest {
@@ -293,7 +293,7 @@ impl SplitSet {
 
     /// A Markdown table: per split and part, the number of utterances and the range of
     /// per-emotion counts (equal ranges show the stratification held).
-    pub fn summary_markdown(&self, manifest: &Manifest) -> String {
+    pub fn summary_markdown(&self, manifest: &CorpusManifest) -> String {
         let mut out = String::from(
             "| split | keeps apart | train | val | test |\n|---|---|---:|---:|---:|\n",
         );
@@ -347,7 +347,7 @@ impl SplitSet {
 }
 
 /// SHA-256 over the manifest's sorted ids: the corpus, independent of where it sits.
-pub fn manifest_digest(manifest: &Manifest) -> String {
+pub fn manifest_digest(manifest: &CorpusManifest) -> String {
     let mut hasher = Sha256::new();
     for entry in manifest.entries() {
         hasher.update(entry.id.as_bytes());
@@ -361,7 +361,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// 70/15/15 within each emotion.
-fn random_split(manifest: &Manifest, config: SplitConfig) -> Split {
+fn random_split(manifest: &CorpusManifest, config: SplitConfig) -> Split {
     let mut rng = rng_for(config.seed, "random");
     let mut parts = [Vec::new(), Vec::new(), Vec::new()];
     for group in by_emotion(manifest.entries().iter()) {
@@ -374,7 +374,7 @@ fn random_split(manifest: &Manifest, config: SplitConfig) -> Split {
 }
 
 /// Train and validate on every speaker but `test_speaker`; test on `test_speaker`.
-fn speaker_split(manifest: &Manifest, config: SplitConfig, test_speaker: &str) -> Split {
+fn speaker_split(manifest: &CorpusManifest, config: SplitConfig, test_speaker: &str) -> Split {
     let mut train_speakers: Vec<String> = manifest
         .entries()
         .iter()
@@ -412,7 +412,7 @@ fn speaker_split(manifest: &Manifest, config: SplitConfig, test_speaker: &str) -
 
 /// Words split 70/15/15; every utterance follows its word. TESS says every word in all
 /// seven emotions, so the emotion balance carries over to each part.
-fn word_split(manifest: &Manifest, config: SplitConfig) -> Split {
+fn word_split(manifest: &CorpusManifest, config: SplitConfig) -> Split {
     let mut rng = rng_for(config.seed, "word");
     let words: BTreeSet<String> = manifest.entries().iter().map(|e| e.word.clone()).collect();
     let mut word_parts = cut(
@@ -453,7 +453,7 @@ fn finish(name: String, kind: SplitKind, mut parts: [Vec<String>; 3]) -> Split {
 }
 
 /// Ids grouped by emotion, in emotion order then id order.
-fn by_emotion<'a>(entries: impl Iterator<Item = &'a ManifestEntry>) -> Vec<Vec<String>> {
+fn by_emotion<'a>(entries: impl Iterator<Item = &'a CorpusEntry>) -> Vec<Vec<String>> {
     let mut groups = vec![Vec::new(); Emotion::COUNT];
     for entry in entries {
         groups[entry.emotion.index()].push(entry.id.clone());
@@ -504,7 +504,7 @@ fn shuffled<T>(mut items: Vec<T>, rng: &mut ChaCha8Rng) -> Vec<T> {
     items
 }
 
-fn check_split(split: &Split, manifest: &Manifest) -> Result<(), SplitError> {
+fn check_split(split: &Split, manifest: &CorpusManifest) -> Result<(), SplitError> {
     let broken = |problem: String| SplitError::Broken {
         split: split.name.clone(),
         problem,
@@ -522,7 +522,7 @@ fn check_split(split: &Split, manifest: &Manifest) -> Result<(), SplitError> {
             }
         }
     }
-    let key_of = |entry: &ManifestEntry| -> Option<String> {
+    let key_of = |entry: &CorpusEntry| -> Option<String> {
         match &split.kind {
             SplitKind::Random => None,
             SplitKind::Speaker { .. } => Some(entry.speaker.clone()),
@@ -569,13 +569,13 @@ mod tests {
         "youth",
     ];
 
-    fn corpus() -> Manifest {
+    fn corpus() -> CorpusManifest {
         let mut entries = Vec::new();
         for speaker in ["OAF", "YAF"] {
             for word in WORDS {
                 for emotion in Emotion::ALL {
-                    entries.push(ManifestEntry {
-                        id: ManifestEntry::id_of(speaker, word, emotion),
+                    entries.push(CorpusEntry {
+                        id: CorpusEntry::id_of(speaker, word, emotion),
                         path: format!("/x/{speaker}_{word}.wav").into(),
                         speaker: speaker.into(),
                         word: word.into(),
@@ -587,7 +587,7 @@ mod tests {
                 }
             }
         }
-        Manifest::new(entries)
+        CorpusManifest::new(entries)
     }
 
     #[test]
@@ -611,13 +611,13 @@ mod tests {
     #[test]
     fn splits_do_not_depend_on_manifest_order_or_paths() {
         let manifest = corpus();
-        let mut moved: Vec<ManifestEntry> = manifest.entries().to_vec();
+        let mut moved: Vec<CorpusEntry> = manifest.entries().to_vec();
         moved.reverse();
         for entry in &mut moved {
             entry.path = PathBuf::from("/elsewhere").join(&entry.id);
         }
         let a = SplitSet::make(&manifest, SplitConfig::default()).unwrap();
-        let b = SplitSet::make(&Manifest::new(moved), SplitConfig::default()).unwrap();
+        let b = SplitSet::make(&CorpusManifest::new(moved), SplitConfig::default()).unwrap();
         assert_eq!(a, b);
     }
 
@@ -692,7 +692,7 @@ mod tests {
             Err(SplitError::Broken { .. })
         ));
 
-        let smaller = Manifest::new(manifest.entries()[1..].to_vec());
+        let smaller = CorpusManifest::new(manifest.entries()[1..].to_vec());
         assert!(matches!(
             set.check(&smaller),
             Err(SplitError::OtherManifest { .. })

@@ -1,6 +1,6 @@
 //! The TESS corpus as the Kaggle download lays it out: find its WAV files, read speaker,
 //! word and emotion from each FILE name (never the folder, whose spelling varies), and
-//! turn them into a [`Manifest`].
+//! turn them into a [`CorpusManifest`].
 //!
 //! The download's quirks are handled here: a duplicated top folder (every file seen
 //! twice), folder names in mixed case (`OAF_Fear`, `YAF_pleasant_surprised`), the code
@@ -15,7 +15,7 @@ use models::frontend::probe_wav;
 use models::{Emotion, TranscriptTemplate};
 use walkdir::WalkDir;
 
-use crate::data::manifest::{Manifest, ManifestEntry};
+use crate::data::manifest::{CorpusEntry, CorpusManifest};
 
 /// Speaker, word and emotion as a TESS file name gives them (`OAF_back_angry.wav`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,7 +130,7 @@ impl fmt::Display for ScanWarning {
 #[derive(Debug, Clone)]
 pub struct ScanReport {
     /// One entry per distinct speaker/word/emotion, sorted by id.
-    pub manifest: Manifest,
+    pub manifest: CorpusManifest,
     /// Files skipped or worth a look.
     pub warnings: Vec<ScanWarning>,
     /// WAV files seen again for a speaker/word/emotion already listed (the duplicated
@@ -187,7 +187,7 @@ pub fn scan(root: &Path, options: &ScanOptions) -> Result<ScanReport, ScanError>
 
     let mut warnings = Vec::new();
     let mut duplicates = 0;
-    let mut kept: BTreeMap<String, (ManifestEntry, u64)> = BTreeMap::new();
+    let mut kept: BTreeMap<String, (CorpusEntry, u64)> = BTreeMap::new();
     for path in wav_paths {
         bar.inc(1);
         let file_name = path
@@ -201,7 +201,7 @@ pub fn scan(root: &Path, options: &ScanOptions) -> Result<ScanReport, ScanError>
                 continue;
             }
         };
-        let id = ManifestEntry::id_of(&name.speaker, &name.word, name.emotion);
+        let id = CorpusEntry::id_of(&name.speaker, &name.word, name.emotion);
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         if let Some((first, first_size)) = kept.get(&id) {
             duplicates += 1;
@@ -223,7 +223,7 @@ pub fn scan(root: &Path, options: &ScanOptions) -> Result<ScanReport, ScanError>
                 continue;
             }
         };
-        let entry = ManifestEntry {
+        let entry = CorpusEntry {
             id: id.clone(),
             transcript: options.transcript.fill(&name.word),
             path,
@@ -241,7 +241,7 @@ pub fn scan(root: &Path, options: &ScanOptions) -> Result<ScanReport, ScanError>
         return Err(ScanError::Empty(root));
     }
     Ok(ScanReport {
-        manifest: Manifest::new(kept.into_values().map(|(entry, _)| entry).collect()),
+        manifest: CorpusManifest::new(kept.into_values().map(|(entry, _)| entry).collect()),
         warnings,
         duplicates,
     })

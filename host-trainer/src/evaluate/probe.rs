@@ -16,7 +16,7 @@ use models::Emotion;
 use models::features::LayerCombination;
 use serde::{Deserialize, Serialize};
 
-use crate::data::manifest::{Manifest, ManifestEntry, write_atomically};
+use crate::data::manifest::{CorpusEntry, CorpusManifest, write_atomically};
 use crate::data::splits::Split;
 use crate::encoders::{HfConfig, ImportError, import};
 use crate::evaluate::metrics::ClassificationReport;
@@ -186,7 +186,7 @@ pub enum ProbeError {
 /// What to probe.
 pub struct ProbeRequest<'a> {
     /// The corpus.
-    pub manifest: &'a Manifest,
+    pub manifest: &'a CorpusManifest,
     /// The splits to probe on.
     pub splits: Vec<&'a Split>,
     /// The speech checkpoint folder (HF layout).
@@ -233,7 +233,7 @@ pub fn run_probe(request: &ProbeRequest) -> Result<ProbeFile, ProbeError> {
         .collect();
     ids.sort_unstable();
     ids.dedup();
-    let entries: Vec<&ManifestEntry> = ids
+    let entries: Vec<&CorpusEntry> = ids
         .iter()
         .map(|id| {
             request
@@ -308,7 +308,7 @@ type UtteranceLayers = Vec<Vec<Vec<f32>>>;
 /// layer averaged over frames (tokens). Runs on `config.threads` workers.
 fn layer_means(
     extractor: &Extractor,
-    entries: &[&ManifestEntry],
+    entries: &[&CorpusEntry],
     request: &ProbeRequest,
 ) -> Result<Vec<UtteranceLayers>, ProbeError> {
     let bar = if request.progress {
@@ -365,7 +365,7 @@ fn layer_means(
 
 fn utterance_layers(
     extractor: &Extractor,
-    entry: &ManifestEntry,
+    entry: &CorpusEntry,
 ) -> Result<UtteranceLayers, ProbeError> {
     let fail = |detail: String| ProbeError::Utterance {
         id: entry.id.clone(),

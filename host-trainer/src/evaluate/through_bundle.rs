@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use models::Pipeline;
 use models::pipeline::TextInput;
 
-use crate::data::manifest::Manifest;
+use crate::data::manifest::CorpusManifest;
 use crate::evaluate::summary::{Prediction, SplitEvaluation};
 use crate::train::heads::{CLASSES, ModelKind};
 
@@ -29,7 +29,7 @@ pub struct BundlePredictions {
 /// drawn when `progress`.
 pub fn predict_through_bundle(
     pipeline: &Pipeline,
-    manifest: &Manifest,
+    manifest: &CorpusManifest,
     ids: &[String],
     split: &str,
     models: &[ModelKind],

@@ -11,7 +11,7 @@ use models::keyword_spotter::KeywordSpotter;
 use super::measure::agreement;
 use super::request::ExportRequest;
 use super::request::Precision;
-use crate::data::manifest::Manifest;
+use crate::data::manifest::CorpusManifest;
 use crate::features::cache::{FeatureCache, FeatureIndex};
 use crate::train::dataset::SplitData;
 use crate::train::keyword_spotter::{KeywordEvaluation, KeywordModel, evaluate, keyword_run_dir};
@@ -76,7 +76,7 @@ pub struct SpotterVariant {
 /// The text features of each word of the vocabulary, read from the cache (exactly what
 /// the heads were trained on).
 pub(super) fn keyword_table(
-    manifest: &Manifest,
+    manifest: &CorpusManifest,
     index: &FeatureIndex,
     features: &Path,
 ) -> anyhow::Result<KeywordTable> {
@@ -178,7 +178,7 @@ pub(super) fn trained_spotter(
 /// the fp32 graph against burn, every variant against the true words and against fp32.
 /// `run` is the folder `model` was read from.
 pub(super) fn measure_spotter(
-    manifest: &Manifest,
+    manifest: &CorpusManifest,
     data: &SplitData,
     staged: &Bundle,
     run: PathBuf,

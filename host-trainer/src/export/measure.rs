@@ -13,7 +13,7 @@ use models::pipeline::TextInput;
 use super::request::ExportRequest;
 use super::request::Precision;
 use super::variants::variant_bytes;
-use crate::data::manifest::Manifest;
+use crate::data::manifest::CorpusManifest;
 use crate::evaluate::through_bundle::{BundlePredictions, predict_through_bundle};
 use crate::train::dataset::SplitData;
 use crate::train::heads::ModelKind;
@@ -177,7 +177,7 @@ pub(super) fn agreement<A: AsRef<[f32]>, B: AsRef<[f32]>>(a: &[A], b: &[B]) -> (
 /// repeated to 2 s, its keyword as text.
 fn latency_ms_2s(
     pipeline: &Pipeline,
-    manifest: &Manifest,
+    manifest: &CorpusManifest,
     ids: &[String],
     model: ModelKind,
 ) -> anyhow::Result<f64> {

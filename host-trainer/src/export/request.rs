@@ -2,14 +2,14 @@
 
 use std::path::Path;
 
-use crate::data::manifest::Manifest;
+use crate::data::manifest::CorpusManifest;
 use crate::data::splits::Split;
 
 /// What to export.
 #[derive(Debug, Clone)]
 pub struct ExportRequest<'a> {
     /// The corpus manifest (test utterances, vocabulary).
-    pub manifest: &'a Manifest,
+    pub manifest: &'a CorpusManifest,
     /// The split whose runs are exported.
     pub split: &'a Split,
     /// Content id of the splits file.

@@ -21,7 +21,7 @@ use models::frontend::TrimConfig;
 use models::tokenizer::{TokenizerError, TranscriptTokenizer};
 use models::{Frontend, FrontendConfig};
 
-use crate::data::manifest::{Manifest, ManifestEntry};
+use crate::data::manifest::{CorpusEntry, CorpusManifest};
 use crate::features::cache::{
     CacheError, FeatureCache, FeatureDtype, FeatureIndex, Features, INDEX_FORMAT, IndexEntry,
     LayerCombination, digest,
@@ -236,7 +236,7 @@ pub struct ExtractReport {
 /// `jobs` workers, then writes `features.json`.
 pub fn extract(
     extractor: &Extractor,
-    manifest: &Manifest,
+    manifest: &CorpusManifest,
     ids: &[String],
     cache: &FeatureCache,
     jobs: usize,
@@ -272,9 +272,9 @@ pub fn extract(
 
 /// The manifest entries of `ids`, in their order, or all of them when `ids` is empty.
 fn selected_entries<'m>(
-    manifest: &'m Manifest,
+    manifest: &'m CorpusManifest,
     ids: &[String],
-) -> Result<Vec<&'m ManifestEntry>, ExtractError> {
+) -> Result<Vec<&'m CorpusEntry>, ExtractError> {
     if ids.is_empty() {
         return Ok(manifest.entries().iter().collect());
     }
@@ -302,7 +302,7 @@ impl<'a> Transcripts<'a> {
     fn encode(
         extractor: &Extractor,
         cache: &FeatureCache,
-        entries: &[&'a ManifestEntry],
+        entries: &[&'a CorpusEntry],
         report: &mut ExtractReport,
     ) -> Self {
         let mut transcripts = Self::default();
@@ -369,7 +369,7 @@ fn text_for(
 fn speech_in_parallel(
     extractor: &Extractor,
     cache: &FeatureCache,
-    entries: &[&ManifestEntry],
+    entries: &[&CorpusEntry],
     jobs: usize,
     progress: bool,
 ) -> Vec<(usize, Result<SpeechResult, String>)> {
@@ -435,7 +435,7 @@ fn add_to_index(
     report: &mut ExtractReport,
     extractor: &Extractor,
     transcripts: &Transcripts<'_>,
-    entry: &ManifestEntry,
+    entry: &CorpusEntry,
     result: Result<SpeechResult, String>,
 ) {
     let speech = match result {

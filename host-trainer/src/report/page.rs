@@ -15,7 +15,7 @@ use anyhow::Context as _;
 use models::Emotion;
 use serde::{Deserialize, Serialize};
 
-use crate::data::manifest::{Manifest, write_atomically};
+use crate::data::manifest::{CorpusManifest, write_atomically};
 use crate::data::splits::SplitSet;
 use crate::evaluate::probe::ProbeFile;
 use crate::evaluate::summary::{MetricsFile, Provenance, ReportFile, SplitMetrics, cell};
@@ -105,7 +105,7 @@ pub fn write_report(inputs: &ReportInputs, progress: bool) -> anyhow::Result<Rep
     let metrics: MetricsFile = read_json(&metrics_path).with_context(
         || "run `host-trainer evaluate` first: the report starts from its metrics.json",
     )?;
-    let manifest = Manifest::read_csv(inputs.manifest)?;
+    let manifest = CorpusManifest::read_csv(inputs.manifest)?;
     let splits = SplitSet::read_json(inputs.splits)?;
     let probe = inputs.probe.map(ProbeFile::read).transpose()?;
     let figures_dir = inputs.out.join("figures");
@@ -281,7 +281,7 @@ fn split_section(
     models: &[&String],
     split: &str,
     inputs: &ReportInputs,
-    manifest: &Manifest,
+    manifest: &CorpusManifest,
     report: &mut Report,
 ) -> anyhow::Result<()> {
     let evaluated: Vec<(&String, &SplitMetrics)> = models
@@ -444,7 +444,7 @@ fn model_kind(name: &str) -> Option<ModelKind> {
 /// confident mistakes.
 fn error_analysis(
     inputs: &ReportInputs,
-    manifest: &Manifest,
+    manifest: &CorpusManifest,
     evaluated: &[(&String, &SplitMetrics)],
     split: &str,
     report: &mut Report,
@@ -509,7 +509,7 @@ fn most_confused(matrix: &[Vec<usize>], names: &[&str]) -> String {
 }
 
 /// The accuracy of `run`'s predictions per speaker, as `speaker NN %`.
-fn accuracy_per_speaker(run: &ReportFile, manifest: &Manifest) -> String {
+fn accuracy_per_speaker(run: &ReportFile, manifest: &CorpusManifest) -> String {
     let mut by_speaker: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for p in &run.predictions {
         let speaker = manifest.get(&p.id).map_or("?", |e| e.speaker.as_str());
@@ -567,7 +567,7 @@ fn push_error_tables(
 /// The representation maps of every model on each of `inputs.representation_splits`.
 fn representations_section(
     inputs: &ReportInputs,
-    manifest: &Manifest,
+    manifest: &CorpusManifest,
     splits: &SplitSet,
     models: &[&String],
     report: &mut Report,

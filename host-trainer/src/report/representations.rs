@@ -8,7 +8,7 @@ use std::path::Path;
 use models::Emotion;
 use serde::{Deserialize, Serialize};
 
-use crate::data::manifest::Manifest;
+use crate::data::manifest::CorpusManifest;
 use crate::data::splits::Split;
 use crate::report::plots::{PlotFiles, ScatterPlot, ScatterPoint, scatter};
 use crate::report::projection::{Map2d, pca, silhouette, tsne};
@@ -57,7 +57,7 @@ struct StageRows {
 /// split's utterances; figures go to `figures` as `repr-{method}-{model}-{split}-{stage}`.
 /// `report_dir` is what the summaries' paths are relative to.
 pub fn model_representations(
-    manifest: &Manifest,
+    manifest: &CorpusManifest,
     split: &Split,
     features: &Path,
     runs: &Path,
@@ -108,7 +108,7 @@ struct Maps<'a> {
 
 impl<'a> Maps<'a> {
     fn new(
-        manifest: &'a Manifest,
+        manifest: &'a CorpusManifest,
         split: &'a Split,
         model: ModelKind,
         examples: &[Example],

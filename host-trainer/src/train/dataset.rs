@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::data::manifest::Manifest;
+use crate::data::manifest::CorpusManifest;
 use crate::data::splits::Split;
 use crate::features::cache::{CacheError, FeatureCache, FeatureIndex, Features};
 use crate::train::trainer::Example;
@@ -48,7 +48,7 @@ pub enum DatasetError {
 /// Reads the examples of `split` from the cache in `cache_dir`; `with_text` also loads the
 /// transcript features (needed by the text and fusion models).
 pub fn load_split(
-    manifest: &Manifest,
+    manifest: &CorpusManifest,
     split: &Split,
     cache_dir: &Path,
     with_text: bool,

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::manifest::{Manifest, write_atomically};
+use crate::data::manifest::{CorpusManifest, write_atomically};
 use crate::data::splits::Split;
 use crate::evaluate::metrics::ClassificationReport;
 use crate::train::dataset::{DatasetError, SplitData, load_split};
@@ -67,7 +67,7 @@ pub fn keyword_run_dir(runs: &Path, split: &str) -> PathBuf {
 
 /// The corpus vocabulary: every word of the manifest, once, sorted (the order of the
 /// keyword table and of the spotter's outputs).
-pub fn vocabulary(manifest: &Manifest) -> Vec<String> {
+pub fn vocabulary(manifest: &CorpusManifest) -> Vec<String> {
     let words: BTreeSet<&str> = manifest.entries().iter().map(|e| e.word.as_str()).collect();
     words.into_iter().map(String::from).collect()
 }
@@ -479,7 +479,7 @@ impl KeywordRun {
 }
 
 /// The word index of every utterance of `manifest`, by id.
-fn word_labels(manifest: &Manifest, words: &[String]) -> HashMap<String, usize> {
+fn word_labels(manifest: &CorpusManifest, words: &[String]) -> HashMap<String, usize> {
     let index: HashMap<&str, usize> = words
         .iter()
         .enumerate()
@@ -495,7 +495,7 @@ fn word_labels(manifest: &Manifest, words: &[String]) -> HashMap<String, usize> 
 /// Trains a spotter on the examples of `split` (speech features, read by the caller
 /// with [`load_split`]), chooses its threshold on validation and scores the test part.
 pub fn train_keywords(
-    manifest: &Manifest,
+    manifest: &CorpusManifest,
     split: &str,
     data: &SplitData,
     config: &TrainConfig,
@@ -562,7 +562,7 @@ pub fn train_keywords(
 /// Trains the spotter on `split` (features from `cache`), prints one line per epoch and
 /// a summary, and saves the run in `RUNS/keyword/{split}/`.
 pub fn train_keyword_run(
-    manifest: &Manifest,
+    manifest: &CorpusManifest,
     split: &Split,
     cache: &Path,
     runs: &Path,
@@ -631,7 +631,7 @@ pub fn summary_line(run: &KeywordRun) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::manifest::ManifestEntry;
+    use crate::data::manifest::CorpusEntry;
     use crate::train::heads::test_support::random_features;
     use models::Emotion;
     use rand_chacha::ChaCha8Rng;
@@ -727,7 +727,7 @@ mod tests {
 
     /// Utterances of `words` × 2 speakers × 7 emotions, each word's features centred on
     /// its own random pattern.
-    fn corpus(words: &[&str], dim: usize) -> (Manifest, SplitData) {
+    fn corpus(words: &[&str], dim: usize) -> (CorpusManifest, SplitData) {
         let mut rng = ChaCha8Rng::seed_from_u64(5);
         let centres: Vec<Vec<f32>> = words
             .iter()
@@ -746,8 +746,8 @@ mod tests {
         for (w, word) in words.iter().enumerate() {
             for (s, speaker) in ["OAF", "YAF"].into_iter().enumerate() {
                 for (e, emotion) in Emotion::ALL.into_iter().enumerate() {
-                    let id = ManifestEntry::id_of(speaker, word, emotion);
-                    entries.push(ManifestEntry {
+                    let id = CorpusEntry::id_of(speaker, word, emotion);
+                    entries.push(CorpusEntry {
                         id: id.clone(),
                         path: PathBuf::from(format!("{id}.wav")),
                         speaker: speaker.into(),
@@ -776,7 +776,7 @@ mod tests {
                 }
             }
         }
-        (Manifest::new(entries), data)
+        (CorpusManifest::new(entries), data)
     }
 
     fn quick() -> TrainConfig {

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::data::manifest::{Manifest, write_atomically};
+use crate::data::manifest::{CorpusManifest, write_atomically};
 use crate::data::splits::Split;
 use crate::evaluate::summary::{Prediction, SplitEvaluation};
 use crate::train::dataset::load_split;
@@ -33,7 +33,7 @@ pub struct TrainSummary {
 /// (readable in a terminal and in a log file alike) and saves the model, its config and
 /// its curves (JSON and CSV) in the run folder.
 pub fn train_run(
-    manifest: &Manifest,
+    manifest: &CorpusManifest,
     split: &Split,
     cache: &Path,
     runs: &Path,
@@ -137,7 +137,7 @@ fn curves_csv(curves: &[EpochRecord]) -> String {
 
 /// Loads the saved run of `model` on `split` and predicts its test part.
 pub fn evaluate_run(
-    manifest: &Manifest,
+    manifest: &CorpusManifest,
     split: &Split,
     cache: &Path,
     runs: &Path,

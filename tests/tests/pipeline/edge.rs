@@ -11,7 +11,7 @@ use edge_runtime::audio::source::{Pace, SourceSpec};
 use edge_runtime::classify::{TextChoice, classify_file};
 use edge_runtime::listen::{Heard, ListenOptions, Prompt, listen};
 use edge_runtime::segmenter::SegmenterConfig;
-use host_trainer::data::manifest::Manifest;
+use host_trainer::data::manifest::CorpusManifest;
 use host_trainer::data::splits::Split;
 use host_trainer::train::heads::ModelKind;
 use host_trainer::train::runs::evaluate_run;
@@ -42,7 +42,7 @@ fn fp32(bundle: &Path) -> Pipeline {
 /// `classify` with the word from the file name (fusion) and with no text (speech)
 /// predicts, file by file, what burn predicts in the host's evaluation.
 pub fn classify_matches_the_host(
-    manifest: &Manifest,
+    manifest: &CorpusManifest,
     split: &Split,
     features: &Path,
     runs: &Path,
@@ -131,7 +131,7 @@ fn joined(files: &[PathBuf], to: &Path) -> Vec<(f64, f64)> {
 /// each overlapping its file, each classified as `classify` classifies the file (within
 /// [`MAX_STREAM_DIFFERENCE`]).
 pub fn listen_finds_and_classifies_each_utterance(
-    manifest: &Manifest,
+    manifest: &CorpusManifest,
     split: &Split,
     bundle: &Path,
     scratch: &Path,
@@ -197,7 +197,7 @@ pub fn listen_finds_and_classifies_each_utterance(
 /// word is used when it is confident enough (always, with a threshold of 0); a bundle
 /// without a spotter falls back to the speech-only head.
 pub fn the_keyword_comes_from_prompt_then_spotter_then_nowhere(
-    manifest: &Manifest,
+    manifest: &CorpusManifest,
     split: &Split,
     bundle: &Path,
     rewrite: impl Fn(&str, &dyn Fn(&mut BundleManifest)) -> PathBuf,
