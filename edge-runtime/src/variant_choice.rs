@@ -182,20 +182,11 @@ pub fn read_record(path: &Path) -> RecordLookup {
 /// What to do when the record cannot be written.
 const WRITE_HINT: &str = "(the bundle directory of an installed board is root's: run with sudo, or give --choice-file PATH)";
 
-/// The temporary file a record is written to before it is moved to `path`.
-fn temporary(path: &Path) -> anyhow::Result<PathBuf> {
-    use anyhow::Context as _;
-    let name = path
-        .file_name()
-        .with_context(|| format!("--choice-file {} is not a file name", path.display()))?;
-    Ok(path.with_file_name(format!(".{}.tmp", name.to_string_lossy())))
-}
-
 /// Fails, saying what to do, when a record cannot be written at `path` (checked before
 /// the measuring starts).
 pub fn check_writable(path: &Path) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    let tmp = temporary(path)?;
+    let tmp = models::fs::temporary_path(path);
     std::fs::write(&tmp, b"")
         .with_context(|| format!("cannot write {} {WRITE_HINT}", tmp.display()))?;
     let _ = std::fs::remove_file(&tmp);
@@ -206,17 +197,8 @@ pub fn check_writable(path: &Path) -> anyhow::Result<()> {
 pub fn write_record(path: &Path, record: &ChoiceRecord) -> anyhow::Result<()> {
     use anyhow::Context as _;
     let text = serde_json::to_string_pretty(record)? + "\n";
-    let tmp = temporary(path)?;
-    std::fs::write(&tmp, text)
-        .with_context(|| format!("cannot write {} {WRITE_HINT}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| {
-        format!(
-            "cannot move {} to {} {WRITE_HINT}",
-            tmp.display(),
-            path.display()
-        )
-    })?;
-    Ok(())
+    models::fs::write_atomically(path, text.as_bytes())
+        .with_context(|| format!("cannot write {} {WRITE_HINT}", path.display()))
 }
 
 /// Why the automatic choice must not pick `name`: its quantisation report row shows it
@@ -855,12 +837,23 @@ mod tests {
         assert!(
             matches!(read_record(&path), RecordLookup::Unreadable(_, why) if why.contains("newer"))
         );
-        let error = write_record(&dir.path().join("no/such/dir/x.json"), &newer).unwrap_err();
+        // Under a file, where no folder can be made.
+        let error = write_record(&path.join("x.json"), &newer).unwrap_err();
         assert!(format!("{error:#}").contains("--choice-file"), "{error:#}");
-        let error = check_writable(&dir.path().join("no/such/dir/x.json")).unwrap_err();
+        let error = check_writable(&path.join("x.json")).unwrap_err();
         assert!(format!("{error:#}").contains("--choice-file"), "{error:#}");
         check_writable(&path).unwrap();
-        assert!(!dir.path().join(".variant-choice.json.tmp").exists());
+        let leftovers = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .contains(".tmp")
+            })
+            .count();
+        assert_eq!(leftovers, 0, "no temporary file left behind");
     }
 
     #[test]

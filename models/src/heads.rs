@@ -303,20 +303,6 @@ fn batch_of_one(features: &Features) -> Result<Tensor, String> {
     Tensor::from_shape(&shape, &data).map_err(|e| format!("{e:#}"))
 }
 
-/// Softmax of the seven logits (max-subtracted, in f64).
-pub fn softmax(logits: &[f32; Emotion::COUNT]) -> [f32; Emotion::COUNT] {
-    let p = softmax_slice(logits);
-    std::array::from_fn(|i| p[i])
-}
-
-/// Softmax of any number of logits (max-subtracted, in f64).
-pub fn softmax_slice(logits: &[f32]) -> Vec<f32> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let exps: Vec<f64> = logits.iter().map(|&l| (l as f64 - max).exp()).collect();
-    let sum: f64 = exps.iter().sum();
-    exps.iter().map(|e| (e / sum) as f32).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,12 +337,5 @@ mod tests {
             data: vec![0.0; 5],
         };
         assert!(batch_of_one(&bad).is_err());
-    }
-
-    #[test]
-    fn softmax_sums_to_one_and_keeps_the_order() {
-        let p = softmax(&[1.0, 2.0, 3.0, -1000.0, 0.0, 0.5, 2.0]);
-        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
-        assert!(p[2] > p[1] && p[1] == p[6] && p[3] == 0.0);
     }
 }

@@ -9,7 +9,8 @@
 //! order, joined by commas.
 
 use crate::features::Features;
-use crate::heads::{ContractGraph, HeadError, KIND_METADATA, softmax_slice};
+use crate::heads::{ContractGraph, HeadError, KIND_METADATA};
+use crate::scores::{argmax, softmax};
 
 /// The `model_kind` metadata value of a keyword spotter.
 pub const KEYWORD_KIND: &str = "keyword";
@@ -84,7 +85,7 @@ impl KeywordSpotter {
 
     /// The most probable word and the probabilities of all.
     pub fn spot(&self, speech: &Features) -> Result<Spotted, HeadError> {
-        let probabilities = softmax_slice(&self.logits(speech)?);
+        let probabilities = softmax(&self.logits(speech)?);
         let (index, confidence) = argmax(&probabilities);
         Ok(Spotted {
             word: self.words[index].clone(),
@@ -94,26 +95,9 @@ impl KeywordSpotter {
     }
 }
 
-/// Index and value of the largest value (the first on ties; `(0, -inf)` when empty).
-pub fn argmax(values: &[f32]) -> (usize, f32) {
-    values
-        .iter()
-        .copied()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, p)| {
-            if p > best.1 { (i, p) } else { best }
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn argmax_takes_the_first_of_equals() {
-        assert_eq!(argmax(&[0.1, 0.7, 0.7, 0.2]), (1, 0.7));
-        assert_eq!(argmax(&[]).0, 0);
-    }
 
     #[test]
     fn bytes_that_are_not_a_graph_are_a_load_error() {

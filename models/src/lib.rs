@@ -17,6 +17,8 @@
 //! - [`keyword_spotter`]: which vocabulary word was said, from the speech features.
 //! - [`bundle`]: the model bundle: manifest, files, checksums, format version, keyword table.
 //! - [`memory`]: the C allocator's share of the board program's memory.
+//! - [`fs`]: files written whole or not at all (temporary file, sync, rename).
+//! - [`scores`]: softmax and argmax, one formula for host and board.
 //! - [`pipeline`]: a bundle loaded for inference: samples (and text) to seven probabilities.
 
 pub mod bundle;
@@ -24,6 +26,7 @@ pub mod cpu;
 pub mod encoder;
 pub mod features;
 pub mod frontend;
+pub mod fs;
 mod graph_load;
 pub mod heads;
 pub mod int8;
@@ -31,6 +34,7 @@ pub mod keyword_spotter;
 pub mod labels;
 pub mod memory;
 pub mod pipeline;
+pub mod scores;
 pub mod tokenizer;
 pub mod transcript;
 

@@ -22,8 +22,9 @@ use crate::bundle::{Bundle, BundleError, KeywordTable};
 use crate::encoder::{EncoderError, EncoderGraph, EncoderInput, Modality};
 use crate::features::{Features, combine_layers};
 use crate::graph_load::{DecodeFailure, OnnxModel, decode_model};
-use crate::heads::{HeadError, HeadGraph, ModelKind, softmax};
-use crate::keyword_spotter::{KeywordSpotter, Spotted, argmax};
+use crate::heads::{HeadError, HeadGraph, ModelKind};
+use crate::keyword_spotter::{KeywordSpotter, Spotted};
+use crate::scores::{argmax, softmax};
 use crate::tokenizer::{TokenizerError, TranscriptTokenizer};
 use crate::{AudioError, Emotion, Frontend, TranscriptTemplate};
 
@@ -593,7 +594,10 @@ impl Pipeline {
                 None
             };
             let logits = head.logits(speech, text)?;
-            let probabilities = softmax(&logits);
+            let probabilities: [f32; Emotion::COUNT] = std::array::from_fn({
+                let p = softmax(&logits);
+                move |i| p[i]
+            });
             let (index, confidence) = argmax(&probabilities);
             let mut own = timings;
             own.head = start.elapsed();

@@ -5,10 +5,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use models::Emotion;
+use models::fs::write_atomically;
 use serde::{Deserialize, Serialize};
 
 /// One utterance.
@@ -217,23 +217,6 @@ impl CountTable {
         let _ = writeln!(out, " {} |", column_totals.iter().sum::<usize>());
         out
     }
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename,
-/// so a reader never sees half a file and an interrupted run leaves the old one.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir)?;
-    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-    let tmp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

@@ -21,7 +21,8 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::data::manifest::{CorpusEntry, CorpusManifest, write_atomically};
+use crate::data::manifest::{CorpusEntry, CorpusManifest};
+use models::fs::write_atomically;
 
 /// Version of the splits file layout.
 pub const FORMAT_VERSION: u32 = 1;

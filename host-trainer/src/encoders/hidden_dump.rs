@@ -65,6 +65,6 @@ pub fn dump_hidden_states(
             .join(","),
     )]);
     let file = safetensors::serialize(views, Some(metadata))?;
-    crate::data::manifest::write_atomically(out, &file)?;
+    models::fs::write_atomically(out, &file)?;
     Ok(states)
 }

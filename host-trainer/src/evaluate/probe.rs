@@ -16,11 +16,12 @@ use models::Emotion;
 use models::features::LayerCombination;
 use serde::{Deserialize, Serialize};
 
-use crate::data::manifest::{CorpusEntry, CorpusManifest, write_atomically};
+use crate::data::manifest::{CorpusEntry, CorpusManifest};
 use crate::data::splits::Split;
 use crate::encoders::{HfConfig, ImportError, import};
 use crate::evaluate::metrics::ClassificationReport;
 use crate::features::extract::{ExtractError, ExtractSettings, Extractor};
+use models::fs::write_atomically;
 
 /// Version of `probe.json`.
 pub const PROBE_FORMAT: u32 = 1;
@@ -534,10 +535,7 @@ impl LinearProbe {
             .zip(&self.bias)
             .map(|(w, b)| b + w.iter().zip(input).map(|(w, x)| w * x).sum::<f64>())
             .collect();
-        let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let exp: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
-        let sum: f64 = exp.iter().sum();
-        exp.iter().map(|e| e / sum).collect()
+        models::scores::softmax_f64(&logits)
     }
 
     /// The most probable class of `x` (the lowest index on a tie).

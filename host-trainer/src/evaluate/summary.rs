@@ -28,8 +28,8 @@ use std::path::{Path, PathBuf};
 use models::Emotion;
 use serde::{Deserialize, Serialize};
 
-use crate::data::manifest::write_atomically;
 use crate::evaluate::metrics::{ClassMetrics, ClassificationReport};
+use models::fs::write_atomically;
 
 /// Version of the `metrics.json` layout (its `format` key).
 pub const METRICS_FORMAT: u32 = 1;

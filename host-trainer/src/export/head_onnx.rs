@@ -640,6 +640,7 @@ mod tests {
     use crate::train::heads::{FeatureLayout, HeadConfig, HeadInput, ModelKind, SequenceBatch};
     use burn::module::Param;
     use burn::tensor::{Device, TensorData};
+    use models::scores::argmax;
     use prost::Message;
     use rand_chacha::ChaCha8Rng;
     use rand_chacha::rand_core::SeedableRng;
@@ -771,15 +772,6 @@ mod tests {
         }
     }
 
-    fn argmax(x: &[f32]) -> usize {
-        x.iter()
-            .enumerate()
-            .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-                if v > best.1 { (i, v) } else { best }
-            })
-            .0
-    }
-
     /// Features reversed in time (every layer).
     fn reversed(f: &Features) -> Features {
         let dim = *f.shape.last().unwrap();
@@ -830,7 +822,7 @@ mod tests {
                     head.kind()
                 );
                 assert!(diff <= TOLERANCE, "{shapes:?}: {diff} > {TOLERANCE}");
-                assert_eq!(argmax(&expected), argmax(&found), "{shapes:?}");
+                assert_eq!(argmax(&expected).0, argmax(&found).0, "{shapes:?}");
                 worst = worst.max(diff);
             }
         }

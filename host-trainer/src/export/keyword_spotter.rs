@@ -15,7 +15,7 @@ use crate::data::manifest::CorpusManifest;
 use crate::features::cache::{FeatureCache, FeatureIndex};
 use crate::train::dataset::SplitData;
 use crate::train::keyword_spotter::{KeywordEvaluation, KeywordModel, evaluate, keyword_run_dir};
-use crate::train::trainer::{argmax, softmax};
+use models::scores::{argmax, softmax};
 
 /// The keyword spotter in the bundle, measured on the test part's cached speech features.
 #[derive(Debug, Clone)]
@@ -226,7 +226,7 @@ pub(super) fn measure_spotter(
             .map(|e| graph.logits(&e.speech))
             .collect::<Result<Vec<_>, _>>()
             .with_context(|| format!("cannot run the keyword spotter {file}"))?;
-        let spotted: Vec<usize> = logits.iter().map(|row| argmax(row)).collect();
+        let spotted: Vec<usize> = logits.iter().map(|row| argmax(row).0).collect();
         if variants.is_empty() {
             (parity.same_predictions, parity.max_logit_difference) = agreement(&burn, &logits);
             fp32_words = spotted.clone();

@@ -17,7 +17,8 @@ use crate::data::manifest::CorpusManifest;
 use crate::evaluate::through_bundle::{BundlePredictions, predict_through_bundle};
 use crate::train::dataset::SplitData;
 use crate::train::heads::ModelKind;
-use crate::train::trainer::{TrainedModel, argmax};
+use crate::train::trainer::TrainedModel;
+use models::scores::argmax;
 
 /// How the fp32 bundle compares with the burn models on the test part.
 #[derive(Debug, Clone, PartialEq)]
@@ -165,7 +166,7 @@ pub(super) fn agreement<A: AsRef<[f32]>, B: AsRef<[f32]>>(a: &[A], b: &[B]) -> (
     let mut largest = 0f32;
     for (a, b) in a.iter().zip(b) {
         let (a, b) = (a.as_ref(), b.as_ref());
-        same += usize::from(argmax(a) == argmax(b));
+        same += usize::from(argmax(a).0 == argmax(b).0);
         for (x, y) in a.iter().zip(b) {
             largest = largest.max((x - y).abs());
         }

@@ -10,16 +10,14 @@
 //! feature files; training reads it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::data::manifest::write_atomically;
+use models::fs::write_atomically;
 
 pub use models::features::{Features, LayerCombination};
 
@@ -115,8 +113,7 @@ impl FeatureCache {
             path: path.clone(),
             detail,
         })?;
-        write_unique_temp_then_rename(&path, &bytes)
-            .map_err(|source| CacheError::Io { path, source })
+        write_atomically(&path, &bytes).map_err(|source| CacheError::Io { path, source })
     }
 
     /// Removes the temporary files that killed runs left in the cache (a file whose
@@ -175,35 +172,9 @@ impl FeatureCache {
     }
 }
 
-/// Distinguishes the temporary files of one process.
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Writes `bytes` to `.NAME.tmpPID-N` beside `path`, syncs it, and renames it to `path`.
-fn write_unique_temp_then_rename(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir)?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp = dir.join(format!(".{name}.tmp{}-{n}", std::process::id()));
-    let written = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        // Best effort: a failed write should not leave its temporary file behind.
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
-}
-
-/// The process id in a temporary file name of ours (`.NAME.tmpPID` as written by
-/// `write_atomically`, or `.NAME.tmpPID-N`); `None` for any other name.
+/// The process id in a temporary file name of ours (`.NAME.tmpPID-N`, as
+/// `models::fs::write_atomically` names them, or an older `.NAME.tmpPID`); `None` for any
+/// other name.
 fn temp_writer(name: &str) -> Option<u32> {
     if !name.starts_with('.') {
         return None;

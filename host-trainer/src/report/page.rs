@@ -15,7 +15,7 @@ use anyhow::Context as _;
 use models::Emotion;
 use serde::{Deserialize, Serialize};
 
-use crate::data::manifest::{CorpusManifest, write_atomically};
+use crate::data::manifest::CorpusManifest;
 use crate::data::splits::SplitSet;
 use crate::evaluate::probe::ProbeFile;
 use crate::evaluate::summary::{MetricsFile, Provenance, ReportFile, SplitMetrics, cell};
@@ -26,6 +26,7 @@ use crate::report::representations::{StageSummary, format_score, model_represent
 use crate::train::heads::ModelKind;
 use crate::train::runs::run_dir;
 use crate::train::trainer::EpochRecord;
+use models::fs::write_atomically;
 
 /// Version of `report.json`.
 pub const REPORT_SUMMARY_FORMAT: u32 = 1;

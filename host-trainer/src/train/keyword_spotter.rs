@@ -28,7 +28,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::manifest::{CorpusManifest, write_atomically};
+use models::scores::argmax;
+
+use crate::data::manifest::CorpusManifest;
 use crate::data::splits::Split;
 use crate::evaluate::metrics::ClassificationReport;
 use crate::train::dataset::{DatasetError, SplitData, load_split};
@@ -36,8 +38,9 @@ use crate::train::heads::classifier::BranchClassifier;
 use crate::train::heads::{EmotionHead, HeadConfig, ModelKind};
 use crate::train::runs::{epoch_printer, save_curves};
 use crate::train::trainer::{
-    Classes, EpochRecord, Example, TrainConfig, TrainError, TrainedModel, argmax, train_classes,
+    Classes, EpochRecord, Example, TrainConfig, TrainError, TrainedModel, train_classes,
 };
+use models::fs::write_atomically;
 
 /// Validation precision the accepted words must reach at the chosen threshold.
 pub const TARGET_PRECISION: f64 = 0.9;
@@ -341,7 +344,7 @@ pub fn evaluate(
     truth: &[usize],
     min_confidence: f32,
 ) -> KeywordEvaluation {
-    let predicted: Vec<usize> = probabilities.iter().map(|p| argmax(p)).collect();
+    let predicted: Vec<usize> = probabilities.iter().map(|p| argmax(p).0).collect();
     let report = ClassificationReport::with_labels(words.to_vec(), truth, &predicted);
     let in_top_k = probabilities
         .iter()
@@ -413,7 +416,7 @@ fn outcomes(probabilities: &[Vec<f32>], truth: &[usize]) -> Vec<(f32, bool)> {
         .iter()
         .zip(truth)
         .map(|(p, t)| {
-            let spotted = argmax(p);
+            let spotted = argmax(p).0;
             (p.get(spotted).copied().unwrap_or(0.0), spotted == *t)
         })
         .collect()

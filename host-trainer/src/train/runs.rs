@@ -4,12 +4,13 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::data::manifest::{CorpusManifest, write_atomically};
+use crate::data::manifest::CorpusManifest;
 use crate::data::splits::Split;
 use crate::evaluate::summary::{Prediction, SplitEvaluation};
 use crate::train::dataset::load_split;
 use crate::train::heads::{EmotionHead, ModelKind};
 use crate::train::trainer::{EpochRecord, TrainConfig, TrainedModel, train};
+use models::fs::write_atomically;
 
 /// The folder of one run.
 pub fn run_dir(runs: &Path, model: ModelKind, split: &str) -> PathBuf {

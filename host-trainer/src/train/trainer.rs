@@ -26,6 +26,8 @@
 
 pub mod resume;
 
+use models::scores::{argmax, softmax};
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -39,7 +41,6 @@ use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::data::manifest::write_atomically;
 use crate::evaluate::metrics::ClassificationReport;
 use crate::features::cache::Features;
 use crate::train::heads::{
@@ -48,6 +49,7 @@ use crate::train::heads::{
 };
 use crate::train::trainer::resume::EpochCheckpoint;
 pub use crate::train::trainer::resume::remove_checkpoint;
+use models::fs::write_atomically;
 
 /// Samples per forward pass when predicting or validating (no gradients kept).
 const INFERENCE_BATCH: usize = 32;
@@ -641,7 +643,7 @@ fn score(
     let mut predicted = Vec::with_capacity(examples.len());
     for (row, &label) in rows.iter().zip(labels) {
         loss -= log_softmax(row)[label];
-        predicted.push(argmax(row));
+        predicted.push(argmax(row).0);
     }
     let report = ClassificationReport::with_labels(classes.names.clone(), labels, &predicted);
     Ok(Scores {
@@ -996,11 +998,7 @@ impl TrainedModel {
 /// Writes `head`'s weights (with their parameter ids) to `path` through a temporary
 /// file in the same folder, synced, then renamed.
 pub(super) fn save_weights(head: &EmotionHead, path: &Path) -> Result<(), TrainError> {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("weights");
-    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    let tmp = models::fs::temporary_path(path);
     let mut store = BurnpackStore::from_file(&tmp)
         .auto_extension(false)
         .overwrite(true);
@@ -1061,24 +1059,8 @@ fn logits_rows(logits: &Tensor<2>) -> Vec<Vec<f32>> {
 fn count_correct(rows: &[Vec<f32>], labels: &[usize]) -> usize {
     rows.iter()
         .zip(labels)
-        .filter(|(row, label)| argmax(row) == **label)
+        .filter(|(row, label)| argmax(row).0 == **label)
         .count()
-}
-
-/// Index of the largest value; the first on a tie.
-pub fn argmax(row: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, v) in row.iter().enumerate() {
-        if *v > row[best] {
-            best = i;
-        }
-    }
-    best
-}
-
-/// Softmax probabilities of a row of logits (computed in f64).
-pub fn softmax(row: &[f32]) -> Vec<f32> {
-    log_softmax(row).iter().map(|l| l.exp() as f32).collect()
 }
 
 /// Numerically stable log-softmax, in f64.
@@ -1182,7 +1164,7 @@ mod tests {
         let right = probs
             .iter()
             .zip(&val)
-            .filter(|(p, e)| argmax(&p[..]) == e.label.index())
+            .filter(|(p, e)| argmax(&p[..]).0 == e.label.index())
             .count();
         assert!((right as f64 / val.len() as f64 - best.val_accuracy).abs() < 1e-9);
         for p in &probs {

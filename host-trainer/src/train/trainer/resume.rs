@@ -26,13 +26,13 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::data::manifest::write_atomically;
 use crate::features::cache::Features;
 use crate::train::heads::EmotionHeadConfig;
 use crate::train::trainer::{
     Best, Classes, EpochRecord, Example, LoopState, TrainConfig, TrainError, generators,
     load_weights, save_weights,
 };
+use models::fs::write_atomically;
 
 /// Version of the checkpoint layout; bumped when `checkpoint.json` or its files change.
 const CHECKPOINT_VERSION: u32 = 1;
