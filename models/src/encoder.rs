@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use tract_onnx::prelude::*;
 
-use crate::graph_load::OnnxModel;
+use crate::onnx_model::OnnxModel;
 
 /// Which kind of input an encoder reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,7 +111,7 @@ impl EncoderGraph {
     /// As [`EncoderGraph::load`], with tract's matrix products spread over `threads`
     /// threads (1 = the calling thread only).
     pub fn load_with_threads(path: &Path, threads: usize) -> Result<Self, EncoderError> {
-        use crate::graph_load::{DecodeFailure, decode_model};
+        use crate::onnx_model::{DecodeFailure, decode_model};
         let io = |source: std::io::Error| EncoderError::Io {
             path: path.to_path_buf(),
             source,
@@ -143,7 +143,7 @@ impl EncoderGraph {
         threads: usize,
     ) -> Result<Self, EncoderError> {
         let proto =
-            crate::graph_load::decode_model_bytes(bytes).map_err(|detail| EncoderError::Load {
+            crate::onnx_model::decode_model_bytes(bytes).map_err(|detail| EncoderError::Load {
                 name: name.to_string(),
                 detail,
             })?;

@@ -173,7 +173,7 @@ impl ContractGraph {
             name: name.to_string(),
             detail,
         };
-        let model = crate::graph_load::decode_model_bytes(bytes).map_err(load)?;
+        let model = crate::onnx_model::decode_model_bytes(bytes).map_err(load)?;
         let graph = model
             .proto
             .graph

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use tract_onnx::pb::tensor_proto::DataType;
 use tract_onnx::pb::{ModelProto, NodeProto, TensorProto};
 
-use crate::graph_load::{OnnxModel, Weight};
+use crate::onnx_model::{OnnxModel, Weight};
 
 /// The `metadata_props` key listing the quantised products of a graph.
 pub const PRODUCTS_KEY: &str = "quantization.products";

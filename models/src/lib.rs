@@ -10,6 +10,7 @@
 //! - [`cpu`]: this machine's CPU model, SIMD features and class, as tract sees them.
 //! - [`int8`]: whether an int8 graph's products run on integer kernels or in float here.
 //! - [`encoder`]: runs an exported encoder graph (pruned HuBERT, BERT) with tract.
+//! - `onnx_model`: an ONNX file decoded through a small window, its weights apart.
 //! - `graph_load`: ONNX graph to tract plan without holding the graph twice; one thread
 //!   pool per thread count for every graph of the process.
 //! - [`features`]: hidden states to the feature sequence a head reads (layer mean or stack).
@@ -33,6 +34,7 @@ pub mod int8;
 pub mod keyword_spotter;
 pub mod labels;
 pub mod memory;
+mod onnx_model;
 pub mod pipeline;
 pub mod scores;
 pub mod tokenizer;
