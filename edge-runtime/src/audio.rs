@@ -2,10 +2,12 @@
 //! capture side writes into, and streaming resampling to the bundle's rate.
 //!
 //! - [`source`]: open a [`SourceSpec`] as a [`Capture`] and read mono samples from it.
+//! - [`device`]: what sources share with the microphone: devices, errors, ring sizes.
 //! - [`ring`]: the capture ring (real-time safe writer, polling reader).
 //! - [`wav`]: the streaming WAV reader behind file and stdin sources.
 //! - [`resample`]: [`StreamResampler`], the clip resampler's filter, piece by piece.
 
+pub mod device;
 #[cfg(feature = "mic")]
 mod mic;
 pub mod resample;
@@ -13,9 +15,7 @@ pub mod ring;
 pub mod source;
 pub mod wav;
 
+pub use device::{DeviceInfo, SourceError};
 pub use resample::StreamResampler;
 pub use ring::{CaptureReader, CaptureSample, CaptureState, CaptureWriter, capture_ring};
-pub use source::{
-    Capture, DeviceInfo, Pace, ReadOutcome, SourceError, SourceSpec, list_devices, open,
-    open_stream,
-};
+pub use source::{Capture, Pace, ReadOutcome, SourceSpec, list_devices, open, open_stream};

@@ -26,8 +26,9 @@ use models::heads::ModelKind;
 use models::pipeline::{Classification, Pipeline, TextInput};
 use serde_json::{Map, json};
 
+use crate::audio::device::SourceError;
 use crate::audio::resample::StreamResampler;
-use crate::audio::source::{self, Capture, ReadOutcome, SourceError, SourceSpec};
+use crate::audio::source::{self, Capture, ReadOutcome, SourceSpec};
 use crate::display::{Display, Reading};
 use crate::segmenter::{Segmenter, SegmenterConfig, Utterance};
 

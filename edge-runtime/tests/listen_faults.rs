@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{CORPUS_RATE, demo_bundle, spread, utterances, wav_header};
-use edge_runtime::audio::source::{self, Capture, MIN_RING_SECONDS, Pace, SourceError, SourceSpec};
+use edge_runtime::audio::device::{MIN_RING_SECONDS, SourceError};
+use edge_runtime::audio::source::{self, Capture, Pace, SourceSpec};
 use edge_runtime::display::{Display, DisplayError, Reading};
 use edge_runtime::listen::{Heard, ListenOptions, ListenSummary, Prompt, listen_from};
 use edge_runtime::segmenter::SegmenterConfig;

@@ -10,8 +10,8 @@
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::{FromSample, SampleFormat, SizedSample};
 
+use super::device::{DeviceInfo, SourceError, ring_capacity};
 use super::ring::{CaptureReader, CaptureState, CaptureWriter, capture_ring};
-use super::source::{DeviceInfo, SourceError, ring_capacity};
 
 /// How long to wait for the backend to set a stream up.
 const BUILD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
