@@ -389,7 +389,7 @@ fn a_cut_short_or_corrupt_stream_header_is_a_clear_error() {
         (header[..20].to_vec(), "cut short"),
         (header[..40].to_vec(), "cut short"),
         (b"\x52\x49\x46\x46garbage-garbage".to_vec(), "not \"WAVE\""),
-        (vec![0u8; 64], "not a WAV stream"),
+        (vec![0u8; 64], "not \"RIFF\""),
     ];
     for (bytes, expected) in cases {
         let (reader, mut writer) = std::io::pipe().expect("pipe");

@@ -257,11 +257,10 @@ pub(crate) fn runnable_plan(
         executor: executor(threads),
         ..RunOptions::default()
     };
-    let plan = model
+    model
         .into_optimized()
         .and_then(|model| model.into_runnable_with_options(&options))
-        .map_err(err);
-    plan
+        .map_err(err)
 }
 
 /// The protobuf wire format, walked by hand for the three levels that hold the weights
