@@ -5,10 +5,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use edge_runtime::audio::{
-    Capture, Pace, ReadOutcome, SourceSpec, StreamResampler, open, open_stream,
-};
+use edge_runtime::audio::{Capture, Pace, ReadOutcome, SourceSpec, open, open_stream};
 use edge_runtime::segmenter::{Segmenter, SegmenterConfig, Utterance};
+use models::frontend::StreamResampler;
 
 const TARGET_RATE: u32 = 16_000;
 
