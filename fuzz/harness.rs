@@ -13,7 +13,7 @@ use std::path::Path;
 
 use edge_runtime::audio::wav::WavStream;
 use models::bundle::{Bundle, BundleManifest, MANIFEST_FILE, MANIFEST_JSON, sha256_hex};
-use models::frontend::{Frontend, FrontendConfig, SampleFormat};
+use models::frontend::{AudioErrorKind, Frontend, FrontendConfig, SampleFormat, decode_bytes};
 use models::pipeline::{Pipeline, PipelineOptions};
 
 /// Frames the stream target asks for per read (10 ms at 16 kHz).
@@ -55,8 +55,21 @@ pub fn wav_frontend(data: &[u8]) {
 }
 
 /// The board's streaming WAV reader (stdin and files in `listen`), read to the end.
+/// Read as a file, its header verdict must be the clip decoder's.
 pub fn wav_stream(data: &[u8]) {
-    let Ok(mut stream) = WavStream::new(Cursor::new(data)) else {
+    let as_file = WavStream::new(Cursor::new(data), "fuzz.wav", Some(data.len() as u64))
+        .err()
+        .map(|e| e.kind());
+    let as_clip = decode_bytes(data, "fuzz.wav", f32::INFINITY)
+        .err()
+        .map(|e| e.kind())
+        // Found in the samples, not the header: the stream finds them as it reads.
+        .filter(|kind| *kind != AudioErrorKind::NonFinite);
+    assert_eq!(
+        as_file, as_clip,
+        "a file the clip decoder and the stream judge apart"
+    );
+    let Ok(mut stream) = WavStream::new(Cursor::new(data), "fuzz.wav", None) else {
         return;
     };
     let format = *stream.format();

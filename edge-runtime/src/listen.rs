@@ -27,10 +27,10 @@ use models::pipeline::{Classification, Pipeline, TextInput};
 use serde_json::{Map, json};
 
 use crate::audio::device::SourceError;
-use crate::audio::resample::StreamResampler;
 use crate::audio::source::{self, Capture, ReadOutcome, SourceSpec};
 use crate::display::{Display, Reading};
 use crate::segmenter::{Segmenter, SegmenterConfig, Utterance};
+use models::frontend::StreamResampler;
 
 /// How long one read waits for audio before the loop checks for a stop.
 const POLL: Duration = Duration::from_millis(20);

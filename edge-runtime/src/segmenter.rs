@@ -33,6 +33,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
+use models::frontend::{MAX_SAMPLE_RATE, MIN_SAMPLE_RATE};
 use serde::{Deserialize, Serialize};
 
 /// Frame levels are clamped here (digital silence would be -inf dB).
@@ -289,11 +290,11 @@ impl Segmenter {
     /// A segmenter for a stream at `rate_hz`; the configuration is validated.
     pub fn new(config: SegmenterConfig, rate_hz: u32) -> Result<Self, ConfigError> {
         config.validate()?;
-        if !(1_000..=768_000).contains(&rate_hz) {
+        if !(MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&rate_hz) {
             return Err(ConfigError {
                 field: "rate_hz",
                 value: f64::from(rate_hz),
-                reason: "must be 1000 to 768000 Hz".to_owned(),
+                reason: format!("must be {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz"),
             });
         }
         let samples = |ms: f32| ((f64::from(ms) * f64::from(rate_hz) / 1_000.0).round()) as usize;

@@ -5,10 +5,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use edge_runtime::audio::{
-    Capture, Pace, ReadOutcome, SourceSpec, StreamResampler, open, open_stream,
-};
+use edge_runtime::audio::{Capture, Pace, ReadOutcome, SourceSpec, open, open_stream};
 use edge_runtime::segmenter::{Segmenter, SegmenterConfig, Utterance};
+use models::frontend::StreamResampler;
 
 const TARGET_RATE: u32 = 16_000;
 
@@ -389,7 +388,7 @@ fn a_cut_short_or_corrupt_stream_header_is_a_clear_error() {
         (header[..20].to_vec(), "cut short"),
         (header[..40].to_vec(), "cut short"),
         (b"\x52\x49\x46\x46garbage-garbage".to_vec(), "not \"WAVE\""),
-        (vec![0u8; 64], "not a WAV stream"),
+        (vec![0u8; 64], "not \"RIFF\""),
     ];
     for (bytes, expected) in cases {
         let (reader, mut writer) = std::io::pipe().expect("pipe");

@@ -233,7 +233,7 @@ fn every_cpu_class_computes_the_same_int8_and_fp32_answers() {
             _ => &[],
         };
         let expected = classify_with_env(&[], host, &extra, &files, compute);
-        let classes: [(&str, &[&str], &Path, &[(&str, &str)]); 4] = [
+        let classes: [CpuClass; 4] = [
             (
                 "x86-64 AVX2 + FMA (TRACT_CPU_ISA)",
                 &[],
@@ -274,6 +274,10 @@ fn every_cpu_class_computes_the_same_int8_and_fp32_answers() {
         }
     }
 }
+
+/// A CPU class to compare: its name, the runner (e.g. qemu) and program, and the
+/// environment that selects it.
+type CpuClass<'a> = (&'a str, &'a [&'a str], &'a Path, &'a [(&'a str, &'a str)]);
 
 /// The largest probability difference between two runs over the same files; panics
 /// when an emotion, a head or a probability (beyond [`TOLERANCE`]) differs.

@@ -4,9 +4,11 @@
 //! The host (training) and the board (inference) both call [`Frontend`], so a clip gives
 //! the same samples on both. The stages, one module each:
 //!
-//! 1. [`header`]: read and check the WAV header (also [`probe_wav`], header only);
+//! 1. [`header`]: read and check the WAV header, within [`limits`] (also [`probe_wav`],
+//!    header only; the board's streaming reader uses the same [`read_header`]);
 //! 2. [`decode`]: decode the samples with hound and average the channels;
-//! 3. [`resample`]: convert to the target rate with a windowed-sinc resampler (rubato);
+//! 3. [`resample`]: convert to the target rate with a windowed-sinc resampler (rubato),
+//!    a whole clip at once or a stream piece by piece, to the same samples;
 //! 4. [`normalise`]: `(x - mean) / sqrt(var + 1e-7)`, as HF's `Wav2Vec2FeatureExtractor`.
 //!
 //! Errors are [`AudioError`]s that name the file and say what to do about it.
@@ -14,6 +16,7 @@
 pub mod decode;
 pub mod error;
 pub mod header;
+pub mod limits;
 pub mod normalise;
 pub mod resample;
 
@@ -27,10 +30,11 @@ use serde::{Deserialize, Serialize};
 pub use decode::{DecodedAudio, decode_bytes, decode_file};
 pub use error::{AudioError, AudioErrorKind};
 pub use header::{
-    MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, SampleFormat, WavInfo, is_supported, probe_wav,
+    SampleFormat, WavFormat, WavHeader, WavInfo, is_supported, probe_wav, read_header,
 };
+pub use limits::{MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE};
 pub use normalise::normalize;
-pub use resample::{ClipResampler, ResampleError, resample_to, resampled_len};
+pub use resample::{ClipResampler, ResampleError, StreamResampler, resample_to, resampled_len};
 
 /// How the front-end prepares audio. It is part of a model bundle's manifest: a model
 /// must be fed audio prepared the way it was trained on.

@@ -98,11 +98,10 @@ pub(crate) fn runnable_plan(
         executor: executor(threads),
         ..RunOptions::default()
     };
-    let plan = model
+    model
         .into_optimized()
         .and_then(|model| model.into_runnable_with_options(&options))
-        .map_err(err);
-    plan
+        .map_err(err)
 }
 
 /// The process's thread pool for `threads` threads (`None`, the calling thread only,

@@ -172,7 +172,7 @@ pub(crate) fn rewrite_products(
         let producer = graph
             .node
             .iter()
-            .position(|n| n.output.iter().any(|o| *o == product.output))
+            .position(|n| n.output.contains(&product.output))
             .ok_or_else(|| format!("no node writes `{}`", product.output))?;
         let name = graph.node[producer].name.clone();
         graph.node[producer] = NodeProto {

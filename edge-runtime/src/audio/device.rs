@@ -4,7 +4,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use super::wav::WavError;
+use models::frontend::AudioError;
 
 /// Shortest ring accepted, in seconds.
 pub const MIN_RING_SECONDS: f32 = 0.05;
@@ -64,14 +64,10 @@ pub enum SourceError {
         /// Why.
         source: io::Error,
     },
-    /// The WAV header is bad or describes something we cannot decode.
-    #[error("{name} is not a WAV stream emotion-edge can read: {source}")]
-    Wav {
-        /// The file name, or "stdin".
-        name: String,
-        /// What is wrong with it.
-        source: WavError,
-    },
+    /// The WAV header is bad or describes something we cannot decode (the same verdict
+    /// `classify` gives the same file).
+    #[error("{0}")]
+    Wav(AudioError),
     /// Reading failed part way through.
     #[error("reading {name} failed part way: {message}")]
     Read {

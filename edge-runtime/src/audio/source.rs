@@ -246,8 +246,16 @@ pub fn open(spec: &SourceSpec, ring_seconds: f32) -> Result<Capture, SourceError
                 source,
             })?;
             let name = file_name(path);
+            // A regular file's length is known (then its data must all be there, as for
+            // `classify`); a FIFO's is not.
+            let total_len = file
+                .metadata()
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| m.len());
             open_wav(
                 BufReader::new(file),
+                total_len,
                 &name,
                 &format!("file {name}"),
                 *pace,
@@ -259,6 +267,7 @@ pub fn open(spec: &SourceSpec, ring_seconds: f32) -> Result<Capture, SourceError
             // The header is read here, so this waits until the writer starts sending.
             open_wav(
                 BufReader::new(io::stdin()),
+                None,
                 "stdin",
                 "stdin",
                 *pace,
@@ -283,6 +292,7 @@ pub fn open_stream<R: Read + Send + 'static>(
     check_ring(ring_seconds)?;
     open_wav(
         reader,
+        None,
         name,
         name,
         pace,
@@ -303,7 +313,15 @@ pub fn open_stream_as_device<R: Read + Send + 'static>(
     ring_seconds: f32,
 ) -> Result<Capture, SourceError> {
     check_ring(ring_seconds)?;
-    open_wav(reader, name, name, pace, ring_seconds, Behaves::Device)
+    open_wav(
+        reader,
+        None,
+        name,
+        name,
+        pace,
+        ring_seconds,
+        Behaves::Device,
+    )
 }
 
 /// Lists the input devices (needs the `mic` feature).
@@ -370,16 +388,14 @@ enum Behaves {
 
 fn open_wav<R: Read + Send + 'static>(
     reader: R,
+    total_len: Option<u64>,
     name: &str,
     label: &str,
     pace: Pace,
     ring_seconds: f32,
     behaves: Behaves,
 ) -> Result<Capture, SourceError> {
-    let wav = WavStream::new(reader).map_err(|source| SourceError::Wav {
-        name: name.to_owned(),
-        source,
-    })?;
+    let wav = WavStream::new(reader, name, total_len).map_err(SourceError::Wav)?;
     let format = *wav.format();
     let (writer, reader) = capture_ring(
         ring_capacity(ring_seconds, format.sample_rate),
@@ -633,7 +649,7 @@ mod tests {
         let error = open_stream(io::Cursor::new(b"hello".to_vec()), "junk", Pace::Fast, 1.0)
             .expect_err("junk");
         assert!(
-            error.to_string().contains("junk is not a WAV stream"),
+            error.to_string().contains("junk: not a readable WAV file"),
             "{error}"
         );
         let error =

@@ -1,92 +1,19 @@
 //! A streaming WAV reader for files and pipes (`arecord -t wav`, `sox ... -t wav -`).
 //!
-//! hound needs the data length up front and a seekable reader; a pipe gives neither:
-//! streaming writers put 0 or `0xFFFFFFFF` (or some other guess) in the size fields.
-//! So this reads the RIFF header itself, once, front to back, and then decodes frames
-//! as they come, until the data chunk's size is used up or the stream ends. A size of 0
-//! or `0xFFFFFFFF` means "until the end of the stream".
+//! hound needs the data length up front; a pipe does not give it: streaming writers put
+//! 0 or `0xFFFFFFFF` in the size fields. The header is read by the front-end's
+//! [`read_header`] (the one chunk walk and set of limits every WAV reader of the project
+//! shares); then frames are decoded as they come, until the data is used up or the
+//! stream ends.
 //!
 //! Decoding matches `models::frontend::decode`: integers are divided by `2^(bits-1)`
 //! (8-bit data is unsigned on disk), 24-bit samples in 4-byte containers are read from
 //! the low three bytes as hound does, and channels are averaged in `f64` by the capture
-//! ring. Nothing is allocated from a size the stream claims: the `fmt ` chunk is bounded,
-//! other chunks are skipped by reading, and frames are decoded through a fixed buffer.
+//! ring. Frames are decoded through a buffer of the size asked for, bounded by the
+//! header's limits.
 
-use models::frontend::{SampleFormat, is_supported};
+use models::frontend::{AudioError, SampleFormat, WavFormat, read_header};
 use std::io::{self, Read};
-
-/// The lowest sample rate accepted, in Hz.
-pub const MIN_STREAM_RATE: u32 = 8_000;
-/// The highest sample rate accepted, in Hz.
-pub const MAX_STREAM_RATE: u32 = 384_000;
-/// The most interleaved channels accepted.
-pub const MAX_CHANNELS: u16 = 64;
-/// The largest `fmt ` chunk accepted (the largest standard one is 40 bytes).
-const MAX_FMT_LEN: u32 = 1024;
-/// How many bytes of other chunks may come before the data chunk.
-const MAX_HEADER_BYTES: u64 = 16 << 20;
-
-const WAVE_FORMAT_PCM: u16 = 0x0001;
-const WAVE_FORMAT_IEEE_FLOAT: u16 = 0x0003;
-const WAVE_FORMAT_EXTENSIBLE: u16 = 0xFFFE;
-/// Bytes 2..16 of every `KSDATAFORMAT_SUBTYPE_*` GUID derived from a format tag.
-const SUBFORMAT_GUID_TAIL: [u8; 14] = [
-    0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x80, 0x00, 0x00, 0xAA, 0x00, 0x38, 0x9B, 0x71,
-];
-
-/// Why a WAV stream could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum WavError {
-    /// Reading failed.
-    #[error("read error: {0}")]
-    Io(#[from] io::Error),
-    /// The header is not a WAV header we understand.
-    #[error("{0}")]
-    Header(String),
-    /// A WAV encoding this reader does not decode.
-    #[error(
-        "{0} is not supported; use 8, 16, 24 or 32-bit integer PCM or 32-bit float \
-         (e.g. `sox IN -b 16 -e signed-integer OUT.wav`)"
-    )]
-    Unsupported(String),
-}
-
-/// What a WAV header says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WavFormat {
-    /// Sample rate in Hz.
-    pub sample_rate: u32,
-    /// Interleaved channels.
-    pub channels: u16,
-    /// Valid bits per sample.
-    pub bits: u16,
-    /// Integer or float.
-    pub encoding: SampleFormat,
-    /// Bytes per sample in the data.
-    pub container: u16,
-    /// The data chunk's length in bytes, or `None` when the header leaves it open
-    /// (0 or `0xFFFFFFFF`): read until the stream ends.
-    pub data_len: Option<u32>,
-}
-
-impl WavFormat {
-    /// Bytes per frame (all channels).
-    pub fn block_align(&self) -> usize {
-        usize::from(self.channels) * usize::from(self.container)
-    }
-
-    /// For people: "24414 Hz, 1 ch, 16-bit" or "48000 Hz, 2 ch, 32-bit float".
-    pub fn describe(&self) -> String {
-        let float = match self.encoding {
-            SampleFormat::Int => "",
-            SampleFormat::Float => " float",
-        };
-        format!(
-            "{} Hz, {} ch, {}-bit{float}",
-            self.sample_rate, self.channels, self.bits
-        )
-    }
-}
 
 /// Reads a WAV stream front to back: the header in [`new`](Self::new), then frames.
 #[derive(Debug)]
@@ -104,13 +31,15 @@ pub struct WavStream<R> {
 }
 
 impl<R: Read> WavStream<R> {
-    /// Reads and checks the header, up to the start of the sample data.
-    pub fn new(mut reader: R) -> Result<Self, WavError> {
-        let format = read_header(&mut reader)?;
+    /// Reads and checks the header, up to the start of the sample data. `total_len` is
+    /// the input's length when known (a file: then its data must all be there);
+    /// `name` is used in errors.
+    pub fn new(mut reader: R, name: &str, total_len: Option<u64>) -> Result<Self, AudioError> {
+        let header = read_header(&mut reader, total_len, name)?;
         Ok(WavStream {
             reader,
-            format,
-            remaining: format.data_len.map(u64::from),
+            format: header.format,
+            remaining: header.data_len,
             bytes: Vec::new(),
             filled: 0,
             ended: false,
@@ -166,7 +95,7 @@ impl<R: Read> WavStream<R> {
         // Float data can hold NaN or infinity: not audio, and it would poison every
         // frame after it. The file front-end refuses it too (AudioError::NonFinite).
         // (Integers always decode to finite samples: no scan for them.)
-        if self.format.encoding == SampleFormat::Float
+        if self.format.format == SampleFormat::Float
             && let Some(at) = out[first..].iter().position(|s| !s.is_finite())
         {
             out.truncate(first);
@@ -187,7 +116,7 @@ impl<R: Read> WavStream<R> {
 
 /// Appends the samples in `bytes` (whole frames) to `out`.
 fn decode(format: &WavFormat, bytes: &[u8], out: &mut Vec<f64>) {
-    match (format.encoding, format.container, format.bits) {
+    match (format.format, format.container, format.bits) {
         (SampleFormat::Int, 1, _) => {
             out.extend(bytes.iter().map(|&b| (f64::from(b) - 128.0) / 128.0));
         }
@@ -218,204 +147,9 @@ fn decode(format: &WavFormat, bytes: &[u8], out: &mut Vec<f64>) {
                 .chunks_exact(4)
                 .map(|b| f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
         ),
-        // `read_header` admits no other combination.
+        // `read_header` admits no other combination (`is_supported`).
         _ => {}
     }
-}
-
-/// Reads the RIFF header up to the data chunk and checks the format.
-fn read_header<R: Read>(reader: &mut R) -> Result<WavFormat, WavError> {
-    let header = |reason: String| WavError::Header(reason);
-    let mut riff = [0u8; 12];
-    read_exact(reader, &mut riff, "the RIFF header")?;
-    match &riff[0..4] {
-        b"RIFF" => {}
-        b"RF64" => {
-            return Err(WavError::Unsupported("RF64 (a WAV over 4 GiB)".to_owned()));
-        }
-        b"RIFX" => {
-            return Err(WavError::Unsupported("big-endian WAV (RIFX)".to_owned()));
-        }
-        other => {
-            return Err(header(format!(
-                "it starts with {:?}, not \"RIFF\": not a WAV stream (raw PCM needs a \
-                 header; record with `arecord -t wav` or convert with `sox`)",
-                String::from_utf8_lossy(other)
-            )));
-        }
-    }
-    if &riff[8..12] != b"WAVE" {
-        return Err(header(format!(
-            "the RIFF form type is {:?}, not \"WAVE\"",
-            String::from_utf8_lossy(&riff[8..12])
-        )));
-    }
-
-    let mut fmt: Option<([u8; MAX_FMT_LEN as usize], usize)> = None;
-    let mut skipped: u64 = 0;
-    let data_len = loop {
-        let mut chunk = [0u8; 8];
-        read_exact(reader, &mut chunk, "a chunk header (no data chunk found)")?;
-        let id = [chunk[0], chunk[1], chunk[2], chunk[3]];
-        let len = u32::from_le_bytes([chunk[4], chunk[5], chunk[6], chunk[7]]);
-        match &id {
-            b"data" => break len,
-            b"fmt " => {
-                if fmt.is_some() {
-                    return Err(header("it has two fmt chunks".to_owned()));
-                }
-                if !(16..=MAX_FMT_LEN).contains(&len) {
-                    return Err(header(format!(
-                        "the fmt chunk is {len} bytes long (expected 16 to {MAX_FMT_LEN})"
-                    )));
-                }
-                let mut body = [0u8; MAX_FMT_LEN as usize];
-                let n = len as usize;
-                read_exact(reader, &mut body[..n], "the fmt chunk")?;
-                fmt = Some((body, n));
-            }
-            _ => {
-                let total = u64::from(len) + u64::from(len & 1);
-                skipped += total + 8;
-                if skipped > MAX_HEADER_BYTES {
-                    return Err(header(format!(
-                        "more than {} MiB of other chunks before the data chunk \
-                         (chunk {:?} claims {len} bytes)",
-                        MAX_HEADER_BYTES >> 20,
-                        String::from_utf8_lossy(&id)
-                    )));
-                }
-                skip(reader, total, "a chunk before the data")?;
-                continue;
-            }
-        }
-        // Chunks are word-aligned: an odd-sized chunk is followed by one pad byte.
-        if len & 1 == 1 {
-            skip(reader, 1, "the fmt chunk's pad byte")?;
-        }
-    };
-    let Some((body, n)) = fmt else {
-        return Err(header(
-            "the data chunk comes before any fmt chunk".to_owned(),
-        ));
-    };
-    let mut format = parse_fmt(&body[..n])?;
-    format.data_len = match data_len {
-        0 | u32::MAX => None,
-        len => Some(len),
-    };
-    Ok(format)
-}
-
-/// Checks a `fmt ` chunk body (16 to 1024 bytes) and says what it describes.
-fn parse_fmt(raw: &[u8]) -> Result<WavFormat, WavError> {
-    let header = |reason: String| WavError::Header(reason);
-    let (Some(tag), Some(channels), Some(rate), Some(block_align), Some(bits)) = (
-        le_u16(raw, 0),
-        le_u16(raw, 2),
-        le_u32(raw, 4),
-        le_u16(raw, 12),
-        le_u16(raw, 14),
-    ) else {
-        return Err(header("the fmt chunk is shorter than 16 bytes".to_owned()));
-    };
-    if channels == 0 {
-        return Err(header("the fmt chunk says zero channels".to_owned()));
-    }
-    if channels > MAX_CHANNELS {
-        return Err(WavError::Unsupported(format!(
-            "{channels} channels (at most {MAX_CHANNELS})"
-        )));
-    }
-    let (tag, bits) = if tag == WAVE_FORMAT_EXTENSIBLE {
-        let (Some(valid_bits), Some(guid)) = (le_u16(raw, 18), raw.get(24..40)) else {
-            return Err(header(format!(
-                "the WAVE_FORMAT_EXTENSIBLE fmt chunk is {} bytes long (expected 40)",
-                raw.len()
-            )));
-        };
-        if guid[2..] != SUBFORMAT_GUID_TAIL {
-            return Err(WavError::Unsupported(
-                "WAVE_FORMAT_EXTENSIBLE with an unknown sub-format GUID".to_owned(),
-            ));
-        }
-        let valid = if valid_bits > 0 { valid_bits } else { bits };
-        (u16::from_le_bytes([guid[0], guid[1]]), valid)
-    } else {
-        (tag, bits)
-    };
-    let encoding = match tag {
-        WAVE_FORMAT_PCM => SampleFormat::Int,
-        WAVE_FORMAT_IEEE_FLOAT => SampleFormat::Float,
-        other => {
-            return Err(WavError::Unsupported(format!(
-                "a compressed format (format tag 0x{other:04X})"
-            )));
-        }
-    };
-    if block_align == 0 || block_align % channels != 0 {
-        return Err(header(format!(
-            "a block of {block_align} bytes cannot hold {channels} channels"
-        )));
-    }
-    let container = block_align / channels;
-    let supported = is_supported(encoding, container, bits);
-    if !supported {
-        let kind = match encoding {
-            SampleFormat::Int => "integer PCM",
-            SampleFormat::Float => "float",
-        };
-        return Err(WavError::Unsupported(format!(
-            "{bits}-bit {kind} in {container}-byte containers"
-        )));
-    }
-    if !(MIN_STREAM_RATE..=MAX_STREAM_RATE).contains(&rate) {
-        return Err(WavError::Unsupported(format!(
-            "a sample rate of {rate} Hz (use {MIN_STREAM_RATE} to {MAX_STREAM_RATE} Hz)"
-        )));
-    }
-    Ok(WavFormat {
-        sample_rate: rate,
-        channels,
-        bits,
-        encoding,
-        container,
-        data_len: None,
-    })
-}
-
-fn le_u16(bytes: &[u8], at: usize) -> Option<u16> {
-    let b = bytes.get(at..at.checked_add(2)?)?;
-    Some(u16::from_le_bytes([b[0], b[1]]))
-}
-
-fn le_u32(bytes: &[u8], at: usize) -> Option<u32> {
-    let b = bytes.get(at..at.checked_add(4)?)?;
-    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-}
-
-/// `read_exact`, with running out of bytes reported as a cut-short header.
-fn read_exact<R: Read>(reader: &mut R, buf: &mut [u8], what: &str) -> Result<(), WavError> {
-    reader.read_exact(buf).map_err(|error| {
-        if error.kind() == io::ErrorKind::UnexpectedEof {
-            WavError::Header(format!(
-                "the stream ends inside {what}; the header is cut short"
-            ))
-        } else {
-            WavError::Io(error)
-        }
-    })
-}
-
-/// Skips `len` bytes by reading them (pipes cannot seek).
-fn skip<R: Read>(reader: &mut R, len: u64, what: &str) -> Result<(), WavError> {
-    let copied = io::copy(&mut reader.by_ref().take(len), &mut io::sink())?;
-    if copied < len {
-        return Err(WavError::Header(format!(
-            "the stream ends inside {what}; the header is cut short"
-        )));
-    }
-    Ok(())
 }
 
 /// Builds WAV bytes for tests: a header with the given `data_len` field, then `data`.
@@ -466,8 +200,7 @@ mod tests {
         let data = pcm16(&[0, 16_384, -16_384, -32_768, 1]);
         for size in [0, u32::MAX] {
             let bytes = wav_bytes(1, 1, 16_000, 16, size, &data);
-            let mut stream = WavStream::new(bytes.as_slice()).expect("header");
-            assert_eq!(stream.format().data_len, None);
+            let mut stream = WavStream::new(bytes.as_slice(), "t.wav", None).expect("header");
             let out = read_all(&mut stream, 2);
             assert_eq!(out, vec![0.0, 0.5, -0.5, -1.0, 1.0 / 32_768.0]);
         }
@@ -478,11 +211,11 @@ mod tests {
         let data = pcm16(&[1, 2, 3, 4, 5, 6, 7]);
         // Stereo; the size covers 3 samples: one whole frame and half of the next.
         let bytes = wav_bytes(1, 2, 16_000, 16, 6, &data);
-        let mut stream = WavStream::new(bytes.as_slice()).expect("header");
+        let mut stream = WavStream::new(bytes.as_slice(), "t.wav", None).expect("header");
         assert_eq!(read_all(&mut stream, 10).len(), 2);
         // A stream cut inside a frame: the partial frame is dropped.
         let bytes = wav_bytes(1, 2, 16_000, 16, 0, &data);
-        let mut stream = WavStream::new(bytes.as_slice()).expect("header");
+        let mut stream = WavStream::new(bytes.as_slice(), "t.wav", None).expect("header");
         assert_eq!(read_all(&mut stream, 1).len(), 6);
     }
 
@@ -490,16 +223,25 @@ mod tests {
     fn every_supported_encoding_decodes_like_the_front_end() {
         // 8-bit unsigned.
         let bytes = wav_bytes(1, 1, 8_000, 8, 3, &[0, 128, 255]);
-        let out = read_all(&mut WavStream::new(bytes.as_slice()).expect("u8"), 7);
+        let out = read_all(
+            &mut WavStream::new(bytes.as_slice(), "t.wav", None).expect("u8"),
+            7,
+        );
         assert_eq!(out, vec![-1.0, 0.0, 127.0 / 128.0]);
         // 24-bit packed.
         let bytes = wav_bytes(1, 1, 8_000, 24, 6, &[0, 0, 0x80, 0xFF, 0xFF, 0x7F]);
-        let out = read_all(&mut WavStream::new(bytes.as_slice()).expect("i24"), 7);
+        let out = read_all(
+            &mut WavStream::new(bytes.as_slice(), "t.wav", None).expect("i24"),
+            7,
+        );
         assert_eq!(out, vec![-1.0, 8_388_607.0 / 8_388_608.0]);
         // 32-bit integer.
         let data: Vec<u8> = i32::MIN.to_le_bytes().into_iter().collect();
         let bytes = wav_bytes(1, 1, 8_000, 32, 4, &data);
-        let out = read_all(&mut WavStream::new(bytes.as_slice()).expect("i32"), 7);
+        let out = read_all(
+            &mut WavStream::new(bytes.as_slice(), "t.wav", None).expect("i32"),
+            7,
+        );
         assert_eq!(out, vec![-1.0]);
         // 32-bit float.
         let data: Vec<u8> = [0.25f32, -0.75]
@@ -507,7 +249,10 @@ mod tests {
             .flat_map(|x| x.to_le_bytes())
             .collect();
         let bytes = wav_bytes(3, 1, 8_000, 32, 8, &data);
-        let out = read_all(&mut WavStream::new(bytes.as_slice()).expect("f32"), 7);
+        let out = read_all(
+            &mut WavStream::new(bytes.as_slice(), "t.wav", None).expect("f32"),
+            7,
+        );
         assert_eq!(out, vec![0.25, -0.75]);
     }
 
@@ -519,7 +264,10 @@ mod tests {
         let mut bytes = plain[..36].to_vec();
         bytes.extend_from_slice(b"LIST\x03\x00\x00\x00abc\x00");
         bytes.extend_from_slice(&plain[36..]);
-        let out = read_all(&mut WavStream::new(bytes.as_slice()).expect("header"), 8);
+        let out = read_all(
+            &mut WavStream::new(bytes.as_slice(), "t.wav", None).expect("header"),
+            8,
+        );
         assert_eq!(out.len(), 2);
     }
 
@@ -531,7 +279,7 @@ mod tests {
                 .flat_map(|s| s.to_le_bytes())
                 .collect();
             let bytes = wav_bytes(3, 2, 16_000, 32, data.len() as u32, &data);
-            let mut stream = WavStream::new(io::Cursor::new(bytes)).expect("header");
+            let mut stream = WavStream::new(io::Cursor::new(bytes), "t.wav", None).expect("header");
             let mut out = Vec::new();
             let error = stream.read_frames(&mut out, 10).expect_err("not audio");
             assert_eq!(error.kind(), io::ErrorKind::InvalidData);
@@ -547,7 +295,7 @@ mod tests {
             (Vec::new(), "cut short"),
             (good[..7].to_vec(), "cut short"),
             (good[..30].to_vec(), "cut short"),
-            (b"OggS\0\0\0\0WAVE".to_vec(), "not a WAV stream"),
+            (b"OggS\0\0\0\0WAVE".to_vec(), "not \"RIFF\""),
             (
                 [&b"RIFF\0\0\0\0AVI "[..], &good[12..]].concat(),
                 "not \"WAVE\"",
@@ -562,14 +310,14 @@ mod tests {
             (wav_bytes(3, 1, 16_000, 64, 0, &[]), "64-bit float"),
         ];
         for (bytes, expected) in cases {
-            let error = WavStream::new(bytes.as_slice()).expect_err(expected);
+            let error = WavStream::new(bytes.as_slice(), "t.wav", None).expect_err(expected);
             let message = error.to_string();
             assert!(message.contains(expected), "{message:?} lacks {expected:?}");
         }
         // A huge claimed fmt chunk is refused before anything is allocated for it.
         let mut bytes = good.clone();
         bytes[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
-        let message = WavStream::new(bytes.as_slice())
+        let message = WavStream::new(bytes.as_slice(), "t.wav", None)
             .expect_err("fmt")
             .to_string();
         assert!(
@@ -579,7 +327,7 @@ mod tests {
         // A huge claimed other chunk is skipped by reading, and the end is noticed.
         let mut bytes = good[..36].to_vec();
         bytes.extend_from_slice(b"junk\xFF\xFF\xFF\x00");
-        let message = WavStream::new(bytes.as_slice())
+        let message = WavStream::new(bytes.as_slice(), "t.wav", None)
             .expect_err("junk")
             .to_string();
         assert!(

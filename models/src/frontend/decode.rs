@@ -7,7 +7,7 @@
 //! (32-bit integers within 2^-25 of full scale round up to exactly 1.0 in `f32`, as they
 //! do in soundfile/librosa.)
 
-use std::io::{Cursor, Read, Seek, SeekFrom};
+use std::io::{Cursor, Read};
 use std::path::Path;
 
 use super::error::AudioError;
@@ -66,28 +66,25 @@ pub(crate) fn check_duration(name: &str, seconds: f64, limit: f32) -> Result<(),
     }
 }
 
-fn decode_reader<R: Read + Seek>(
+fn decode_reader<R: Read>(
     mut reader: R,
     total_len: u64,
     name: &str,
     max_seconds: f32,
 ) -> Result<DecodedAudio, AudioError> {
-    let header = read_header(&mut reader, total_len, name)?;
-    check_duration(name, header.info.duration_seconds, max_seconds)?;
-    reader
-        .seek(SeekFrom::Start(header.data_offset))
-        .map_err(|source| AudioError::Io {
-            name: name.to_owned(),
-            source,
-        })?;
-    let data = reader.take(u64::from(header.data_len));
-    let stream = Cursor::new(header.hound_prefix.as_slice()).chain(data);
+    let header = read_header(&mut reader, Some(total_len), name)?;
+    let info = header.info();
+    check_duration(name, info.duration_seconds, max_seconds)?;
+    // The header leaves the reader at the first byte of data; hound reads the whole
+    // frames of it.
+    let data = reader.take(info.frames * header.format.block_align() as u64);
+    let prefix = header.hound_prefix();
+    let stream = Cursor::new(prefix.as_slice()).chain(data);
     let mut wav = hound::WavReader::new(stream).map_err(|error| AudioError::CorruptHeader {
         name: name.to_owned(),
         reason: format!("hound rejects it: {error}"),
     })?;
 
-    let info = header.info;
     let samples = match info.format {
         SampleFormat::Int => {
             // Exact: a power of two, and every sample fits in f64's 53-bit mantissa.
@@ -117,10 +114,10 @@ fn mix_down(
     header: &WavHeader,
     name: &str,
 ) -> Result<Vec<f32>, AudioError> {
-    let channels = usize::from(header.info.channels);
+    let channels = usize::from(header.format.channels);
     // The header check guarantees the file holds this many frames, and the duration
     // check bounds them, so this allocation is backed by real data.
-    let frames = usize::try_from(header.info.frames).unwrap_or(0);
+    let frames = usize::try_from(header.frames().unwrap_or(0)).unwrap_or(0);
     let mut mono = Vec::with_capacity(frames);
     let mut sum = 0.0f64;
     let mut in_frame = 0usize;
@@ -156,10 +153,10 @@ fn hound_sample_error(
 ) -> AudioError {
     match error {
         hound::Error::IoError(_) => {
-            let bytes_per_sample = u64::from(header.block_align / header.info.channels);
+            let bytes_per_sample = u64::from(header.format.container);
             AudioError::TruncatedData {
                 name: name.to_owned(),
-                claimed_bytes: u64::from(header.data_len),
+                claimed_bytes: header.data_len.unwrap_or(0),
                 available_bytes: (index as u64).saturating_mul(bytes_per_sample),
             }
         }
@@ -167,7 +164,7 @@ fn hound_sample_error(
             name: name.to_owned(),
             found: format!(
                 "{}-bit {:?} samples that hound cannot decode ({other})",
-                header.info.bits, header.info.format
+                header.format.bits, header.format.format
             ),
         },
     }
@@ -440,7 +437,7 @@ mod tests {
 
     #[test]
     fn zero_and_absurd_sample_rates_are_unsupported() {
-        for rate in [0u32, 1, 999, 768_001, u32::MAX] {
+        for rate in [0u32, 1, 7_999, 384_001, u32::MAX] {
             let wav = RawWav::pcm16(rate, &[1, 2, 3]);
             assert_eq!(
                 kind_of_bytes(&wav.to_bytes()),
@@ -534,10 +531,10 @@ mod tests {
 
     #[test]
     fn gigantic_claimed_data_fails_fast_without_allocating_it() {
-        // 4 GiB of claimed 8-bit mono at 1 kHz: 50 days, in a 46-byte file.
+        // 4 GiB of claimed 8-bit mono at 8 kHz: 6 days, in a 46-byte file.
         let wav = RawWav {
             claimed_data_len: Some(u32::MAX - 1),
-            ..RawWav::pcm(1_000, 1, 8, vec![128, 128])
+            ..RawWav::pcm(8_000, 1, 8, vec![128, 128])
         };
         let bytes = wav.to_bytes();
         let started = std::time::Instant::now();

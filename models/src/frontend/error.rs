@@ -6,7 +6,7 @@
 
 use std::io;
 
-use super::header::{MAX_SAMPLE_RATE, MIN_SAMPLE_RATE};
+use super::limits::{MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE};
 use super::resample::ResampleError;
 
 /// An audio file or buffer the front-end cannot turn into model input.
@@ -56,7 +56,7 @@ pub enum AudioError {
         found: String,
     },
 
-    /// A sample rate of 0 Hz or an absurd one.
+    /// A sample rate outside the supported range.
     #[error(
         "{name}: unsupported sample rate {rate} Hz; supported are {MIN_SAMPLE_RATE} to \
          {MAX_SAMPLE_RATE} Hz"
@@ -66,6 +66,18 @@ pub enum AudioError {
         name: String,
         /// The rate that was found.
         rate: u32,
+    },
+
+    /// More interleaved channels than any reader here takes.
+    #[error(
+        "{name}: {channels} channels; at most {MAX_CHANNELS} are supported (mix down with e.g. \
+         `sox in.wav -c 1 out.wav`)"
+    )]
+    TooManyChannels {
+        /// The file or source name.
+        name: String,
+        /// The channel count that was found.
+        channels: u16,
     },
 
     /// The header promises more sample data than the file holds.
@@ -131,6 +143,8 @@ pub enum AudioErrorKind {
     UnsupportedEncoding,
     /// See [`AudioError::UnsupportedSampleRate`].
     UnsupportedSampleRate,
+    /// See [`AudioError::TooManyChannels`].
+    TooManyChannels,
     /// See [`AudioError::TruncatedData`].
     TruncatedData,
     /// See [`AudioError::NonFinite`].
@@ -150,6 +164,7 @@ impl AudioError {
             AudioError::CorruptHeader { .. } => AudioErrorKind::CorruptHeader,
             AudioError::UnsupportedEncoding { .. } => AudioErrorKind::UnsupportedEncoding,
             AudioError::UnsupportedSampleRate { .. } => AudioErrorKind::UnsupportedSampleRate,
+            AudioError::TooManyChannels { .. } => AudioErrorKind::TooManyChannels,
             AudioError::TruncatedData { .. } => AudioErrorKind::TruncatedData,
             AudioError::NonFinite { .. } => AudioErrorKind::NonFinite,
             AudioError::TooLong { .. } => AudioErrorKind::TooLong,
@@ -165,6 +180,7 @@ impl AudioError {
             | AudioError::CorruptHeader { name, .. }
             | AudioError::UnsupportedEncoding { name, .. }
             | AudioError::UnsupportedSampleRate { name, .. }
+            | AudioError::TooManyChannels { name, .. }
             | AudioError::TruncatedData { name, .. }
             | AudioError::NonFinite { name, .. }
             | AudioError::TooLong { name, .. }

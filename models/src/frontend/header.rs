@@ -1,29 +1,28 @@
-//! Reading and checking a WAV file's header, without touching its samples.
+//! Reading and checking a WAV header: the one RIFF chunk walk, and the one set of checks,
+//! behind every WAV the project reads (a clip on the host or the board, a file or a pipe
+//! the board listens to), so that all of them accept and refuse the same files.
 //!
-//! This walks the RIFF chunks up to the `data` chunk, reads the `fmt ` chunk, and checks
-//! everything that can be checked from the header alone: the encoding, the sample rate,
-//! and whether the file really holds as much data as its header promises. It is what
-//! [`probe_wav`] runs (cheap enough to scan a whole corpus) and the first stage of
-//! decoding, so that a bad header is rejected before anything is allocated for samples.
+//! [`read_header`] reads front to back from any reader (a pipe cannot seek) up to the
+//! first byte of sample data, and checks everything the header alone can tell: the
+//! encoding, the rate and channels (within [`super::limits`]), and, when the input's length
+//! is known (a file), that the data chunk is all there. Nothing is allocated from a size
+//! the input claims: the `fmt ` chunk is bounded and other chunks are skipped by reading.
+//! A data size of 0 or `0xFFFFFFFF` (what streaming writers put) means "to the end".
+//! A partial frame at the end of the data is dropped by every reader.
 //!
-//! hound does the actual sample decoding. It walks chunks less carefully than we do (it
-//! ignores the pad byte after odd-sized chunks and reads only 4 bytes of a `fact` chunk),
-//! so instead of letting hound parse the file again, the header stage hands it a
-//! minimal header built from the `fmt ` chunk found here, followed by the data chunk.
+//! hound decodes clip samples. It walks chunks less carefully (it ignores the pad byte
+//! after odd-sized chunks and reads only 4 bytes of a `fact` chunk), so it is handed
+//! [`WavHeader::hound_prefix`], a minimal header built from the `fmt ` chunk found here,
+//! followed by the data; hound's own checks of that prefix are part of the verdict here.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::io::{self, BufReader, Read};
 use std::path::Path;
 
 use super::error::AudioError;
-
-/// The lowest sample rate the front-end accepts, in Hz.
-pub const MIN_SAMPLE_RATE: u32 = 1_000;
-/// The highest sample rate the front-end accepts, in Hz.
-pub const MAX_SAMPLE_RATE: u32 = 768_000;
-
-/// The largest `fmt ` chunk we accept (the largest standard one is 40 bytes).
-const MAX_FMT_LEN: u32 = 1024;
+use super::limits::{
+    MAX_CHANNELS, MAX_FMT_LEN, MAX_HEADER_BYTES, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE,
+};
 
 const WAVE_FORMAT_PCM: u16 = 0x0001;
 const WAVE_FORMAT_IEEE_FLOAT: u16 = 0x0003;
@@ -73,33 +72,96 @@ pub struct WavInfo {
     pub duration_seconds: f64,
 }
 
-/// A checked WAV header: what it says, and where the data is.
+/// How the samples are laid out, from a checked `fmt ` chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WavFormat {
+    /// Sample rate in Hz.
+    pub sample_rate: u32,
+    /// Interleaved channels.
+    pub channels: u16,
+    /// Valid bits per sample.
+    pub bits: u16,
+    /// Integer or float.
+    pub format: SampleFormat,
+    /// Bytes per sample in the data.
+    pub container: u16,
+}
+
+impl WavFormat {
+    /// Bytes per frame (all channels).
+    pub fn block_align(&self) -> usize {
+        usize::from(self.channels) * usize::from(self.container)
+    }
+
+    /// For people: "24414 Hz, 1 ch, 16-bit" or "48000 Hz, 2 ch, 32-bit float".
+    pub fn describe(&self) -> String {
+        let float = match self.format {
+            SampleFormat::Int => "",
+            SampleFormat::Float => " float",
+        };
+        format!(
+            "{} Hz, {} ch, {}-bit{float}",
+            self.sample_rate, self.channels, self.bits
+        )
+    }
+}
+
+/// A checked WAV header: the format, and where the data is.
 #[derive(Debug, Clone)]
-pub(crate) struct WavHeader {
-    /// What the header says about the audio.
-    pub info: WavInfo,
-    /// Bytes per frame (all channels), from the `fmt ` chunk.
-    pub block_align: u16,
-    /// Offset of the first byte of sample data in the file.
+pub struct WavHeader {
+    /// How the samples are laid out.
+    pub format: WavFormat,
+    /// Offset of the first byte of sample data from the start of the input.
     pub data_offset: u64,
-    /// Length of the data chunk in bytes, as the header claims (and the file holds).
-    pub data_len: u32,
-    /// A minimal RIFF/WAVE header (the `fmt ` chunk we read, then the `data` chunk header)
-    /// that, followed by the data chunk's bytes, is a WAV stream hound reads exactly as we
-    /// understood the file.
-    pub hound_prefix: Vec<u8>,
+    /// Bytes of sample data: the data chunk's size, or for a size left open the rest of
+    /// the input when its length is known; `None`: read until the input ends.
+    pub data_len: Option<u64>,
+    /// The `fmt ` chunk's body.
+    fmt: Vec<u8>,
+}
+
+impl WavHeader {
+    /// Whole frames in the data, when its length is known.
+    pub fn frames(&self) -> Option<u64> {
+        let block = self.format.block_align() as u64;
+        self.data_len.map(|len| len / block)
+    }
+
+    /// What the header says, as [`probe_wav`] reports it (0 frames when open-ended).
+    pub fn info(&self) -> WavInfo {
+        let frames = self.frames().unwrap_or(0);
+        WavInfo {
+            sample_rate: self.format.sample_rate,
+            channels: self.format.channels,
+            bits: self.format.bits,
+            format: self.format.format,
+            frames,
+            duration_seconds: frames as f64 / f64::from(self.format.sample_rate),
+        }
+    }
+
+    /// A minimal RIFF/WAVE header (the part of our `fmt ` chunk hound reads, then a `data`
+    /// chunk header of the whole frames of `data_len`) that, followed by the data, is a
+    /// WAV stream hound reads exactly as we understood the input.
+    pub(crate) fn hound_prefix(&self) -> Vec<u8> {
+        let block = self.format.block_align() as u64;
+        let whole = self.data_len.unwrap_or(0) / block * block;
+        // Over 4 GiB only with an open size; the duration limit refuses that long before.
+        let data_len = u32::try_from(whole).unwrap_or((u32::MAX as u64 / block * block) as u32);
+        hound_prefix(&self.fmt, data_len)
+    }
 }
 
 /// Reads only the header of the WAV file at `path` and checks it.
 ///
 /// Fails, like decoding would, on a missing file, an empty or corrupt header, an
-/// unsupported encoding or sample rate, no samples, or a data chunk longer than the file.
-/// It does not read the samples, so it cannot see NaNs in float files.
+/// unsupported encoding, rate or channel count, no samples, or a data chunk longer than
+/// the file. It does not read the samples, so it cannot see NaNs in float files.
 pub fn probe_wav(path: impl AsRef<Path>) -> Result<WavInfo, AudioError> {
     let path = path.as_ref();
     let name = path.display().to_string();
     let (mut reader, total_len) = open_file(path, &name)?;
-    Ok(read_header(&mut reader, total_len, &name)?.info)
+    Ok(read_header(&mut reader, Some(total_len), &name)?.info())
 }
 
 /// Opens `path` for buffered reading and returns it with its length in bytes.
@@ -113,31 +175,42 @@ pub(crate) fn open_file(path: &Path, name: &str) -> Result<(BufReader<File>, u64
     Ok((BufReader::new(file), total_len))
 }
 
-/// Reads and checks the header of a WAV stream of `total_len` bytes that starts at the
-/// reader's current position. Leaves the reader somewhere inside the file.
-pub(crate) fn read_header<R: Read + Seek>(
+/// Reads and checks a WAV header from the reader's position up to the first byte of
+/// sample data, where it leaves the reader. `total_len` is the input's length in bytes
+/// when known (a file), `None` for a pipe; `name` is used in errors.
+pub fn read_header<R: Read>(
     reader: &mut R,
-    total_len: u64,
+    total_len: Option<u64>,
     name: &str,
 ) -> Result<WavHeader, AudioError> {
-    if total_len == 0 {
+    let corrupt = |reason: String| AudioError::CorruptHeader {
+        name: name.to_owned(),
+        reason,
+    };
+    let unsupported = |found: &str| AudioError::UnsupportedEncoding {
+        name: name.to_owned(),
+        found: found.to_owned(),
+    };
+    if total_len == Some(0) {
         return Err(AudioError::Empty {
             name: name.to_owned(),
             reason: "the file is zero bytes long",
         });
     }
-    let corrupt = |reason: String| AudioError::CorruptHeader {
-        name: name.to_owned(),
-        reason,
-    };
 
     let mut riff = [0u8; 12];
     read_exact(reader, &mut riff, name, "the RIFF header")?;
-    if &riff[0..4] != b"RIFF" {
-        return Err(corrupt(format!(
-            "it starts with {:?}, not \"RIFF\"",
-            String::from_utf8_lossy(&riff[0..4])
-        )));
+    match &riff[0..4] {
+        b"RIFF" => {}
+        b"RF64" => return Err(unsupported("RF64 (a WAV over 4 GiB)")),
+        b"RIFX" => return Err(unsupported("big-endian WAV (RIFX)")),
+        other => {
+            return Err(corrupt(format!(
+                "it starts with {:?}, not \"RIFF\" (raw PCM needs a WAV header: record with \
+                 `arecord -t wav` or convert with `sox`)",
+                String::from_utf8_lossy(other)
+            )));
+        }
     }
     if &riff[8..12] != b"WAVE" {
         return Err(corrupt(format!(
@@ -148,8 +221,9 @@ pub(crate) fn read_header<R: Read + Seek>(
 
     // Walk the chunks until the data chunk; `fmt ` must come before it.
     let mut offset: u64 = 12;
+    let mut skipped: u64 = 0;
     let mut fmt: Option<Vec<u8>> = None;
-    let data_len = loop {
+    let stated_len = loop {
         let mut chunk = [0u8; 8];
         read_exact(
             reader,
@@ -157,9 +231,11 @@ pub(crate) fn read_header<R: Read + Seek>(
             name,
             "a chunk header (no data chunk found)",
         )?;
+        offset += 8;
         let id = [chunk[0], chunk[1], chunk[2], chunk[3]];
         let len = u32::from_le_bytes([chunk[4], chunk[5], chunk[6], chunk[7]]);
-        offset += 8;
+        // Chunks are word-aligned: an odd-sized chunk is followed by one pad byte.
+        let padded = u64::from(len) + u64::from(len & 1);
         match &id {
             b"data" => break len,
             b"fmt " => {
@@ -173,60 +249,64 @@ pub(crate) fn read_header<R: Read + Seek>(
                 }
                 let mut body = vec![0u8; len as usize];
                 read_exact(reader, &mut body, name, "the fmt chunk")?;
+                skip(reader, padded - u64::from(len), name, "the fmt chunk")?;
                 fmt = Some(body);
             }
-            _ => skip(reader, u64::from(len), name)?,
+            _ => {
+                skipped += padded + 8;
+                if skipped > MAX_HEADER_BYTES {
+                    return Err(corrupt(format!(
+                        "more than {} MiB of other chunks before the data chunk \
+                         (chunk {:?} claims {len} bytes)",
+                        MAX_HEADER_BYTES >> 20,
+                        String::from_utf8_lossy(&id)
+                    )));
+                }
+                skip(reader, padded, name, "a chunk before the data")?;
+            }
         }
-        // Chunks are word-aligned: an odd-sized chunk is followed by one pad byte.
-        let pad = u64::from(len & 1);
-        if pad == 1 {
-            skip(reader, pad, name)?;
-        }
-        offset += u64::from(len) + pad;
+        offset += padded;
     };
-    let data_offset = offset;
     let Some(fmt) = fmt else {
         return Err(corrupt(
             "the data chunk comes before any fmt chunk".to_owned(),
         ));
     };
+    let format = FmtChunk::parse(&fmt, name)?.check(name)?;
 
-    let fmt = FmtChunk::parse(&fmt, name)?;
-    let info_without_length = fmt.check(name)?;
-
-    if data_len == 0 {
+    let data_len = match (stated_len, total_len) {
+        // Left open by a streaming writer: to the end.
+        (0 | u32::MAX, None) => None,
+        (0 | u32::MAX, Some(total)) => Some(total.saturating_sub(offset)),
+        (len, total) => {
+            let available = total.map(|total| total.saturating_sub(offset));
+            if let Some(available) = available.filter(|&a| u64::from(len) > a) {
+                return Err(AudioError::TruncatedData {
+                    name: name.to_owned(),
+                    claimed_bytes: u64::from(len),
+                    available_bytes: available,
+                });
+            }
+            Some(u64::from(len))
+        }
+    };
+    let header = WavHeader {
+        format,
+        data_offset: offset,
+        data_len,
+        fmt,
+    };
+    if header.frames() == Some(0) {
         return Err(AudioError::Empty {
             name: name.to_owned(),
             reason: "the data chunk holds no samples",
         });
     }
-    let available = total_len.saturating_sub(data_offset);
-    if u64::from(data_len) > available {
-        return Err(AudioError::TruncatedData {
-            name: name.to_owned(),
-            claimed_bytes: u64::from(data_len),
-            available_bytes: available,
-        });
-    }
-
-    let frames = u64::from(data_len) / u64::from(fmt.block_align);
-    let info = WavInfo {
-        frames,
-        duration_seconds: frames as f64 / f64::from(fmt.sample_rate),
-        ..info_without_length
-    };
-    let hound_prefix = fmt.hound_prefix(data_len);
-    // Let hound check the header it will decode now, so probing and decoding agree.
-    if let Err(error) = hound::WavReader::new(io::Cursor::new(&hound_prefix)) {
+    // Let hound check the header it will decode now, so every reader agrees.
+    if let Err(error) = hound::WavReader::new(io::Cursor::new(header.hound_prefix())) {
         return Err(corrupt(format!("hound rejects it: {error}")));
     }
-    Ok(WavHeader {
-        info,
-        block_align: fmt.block_align,
-        data_offset,
-        data_len,
-        hound_prefix,
-    })
+    Ok(header)
 }
 
 /// The fields of a `fmt ` chunk that matter to us.
@@ -265,8 +345,8 @@ impl<'a> FmtChunk<'a> {
         })
     }
 
-    /// Checks that we can decode this format and returns what it says (with zero length).
-    fn check(&self, name: &str) -> Result<WavInfo, AudioError> {
+    /// Checks that we can decode this format and says what it is.
+    fn check(&self, name: &str) -> Result<WavFormat, AudioError> {
         let corrupt = |reason: String| AudioError::CorruptHeader {
             name: name.to_owned(),
             reason,
@@ -275,8 +355,15 @@ impl<'a> FmtChunk<'a> {
             name: name.to_owned(),
             found,
         };
-        if self.channels == 0 {
+        let channels = self.channels;
+        if channels == 0 {
             return Err(corrupt("the fmt chunk says zero channels".to_owned()));
+        }
+        if channels > MAX_CHANNELS {
+            return Err(AudioError::TooManyChannels {
+                name: name.to_owned(),
+                channels,
+            });
         }
 
         // WAVE_FORMAT_EXTENSIBLE names the real format in its sub-format GUID and may
@@ -312,15 +399,20 @@ impl<'a> FmtChunk<'a> {
             WAVE_FORMAT_IEEE_FLOAT => SampleFormat::Float,
             other => return Err(unsupported(describe_format_tag(other))),
         };
-        let container = self.block_align / self.channels;
-        if u32::from(bits) > u32::from(container) * 8 || bits == 0 {
+        if self.block_align == 0 || !self.block_align.is_multiple_of(channels) {
             return Err(corrupt(format!(
-                "{bits} bits per sample do not fit a block of {} bytes for {} channels",
-                self.block_align, self.channels
+                "a block of {} bytes cannot hold {channels} channels",
+                self.block_align
             )));
         }
-        let supported = is_supported(format, container, bits);
-        if !supported {
+        let container = self.block_align / channels;
+        if u32::from(bits) > u32::from(container) * 8 || bits == 0 {
+            return Err(corrupt(format!(
+                "{bits} bits per sample do not fit a block of {} bytes for {channels} channels",
+                self.block_align
+            )));
+        }
+        if !is_supported(format, container, bits) {
             let kind = match format {
                 SampleFormat::Int => "integer PCM",
                 SampleFormat::Float => "float",
@@ -335,44 +427,43 @@ impl<'a> FmtChunk<'a> {
                 rate: self.sample_rate,
             });
         }
-        Ok(WavInfo {
+        Ok(WavFormat {
             sample_rate: self.sample_rate,
-            channels: self.channels,
+            channels,
             bits,
             format,
-            frames: 0,
-            duration_seconds: 0.0,
+            container,
         })
     }
+}
 
-    /// A minimal WAV header for hound: RIFF, WAVE, the part of our `fmt ` chunk that hound
-    /// reads, and a `data` chunk header of `data_len` bytes.
-    fn hound_prefix(&self, data_len: u32) -> Vec<u8> {
-        // hound insists on exact fmt sizes (16, 18 or 40 for PCM; 16 or 18 for float;
-        // 40 for extensible). The first 16 bytes say everything for plain PCM and float,
-        // and the first 40 for extensible; extra bytes (e.g. a nonzero cbSize) are not ours
-        // to care about.
-        let fmt_len = if self.format_tag == WAVE_FORMAT_EXTENSIBLE {
-            40
-        } else {
-            16
-        };
-        let fmt = &self.raw[..fmt_len.min(self.raw.len())];
-        let mut prefix = Vec::with_capacity(28 + fmt.len());
-        prefix.extend_from_slice(b"RIFF");
-        // hound ignores the RIFF size; give a plausible one anyway.
-        let riff_len = 20u32
-            .saturating_add(fmt.len() as u32)
-            .saturating_add(data_len);
-        prefix.extend_from_slice(&riff_len.to_le_bytes());
-        prefix.extend_from_slice(b"WAVE");
-        prefix.extend_from_slice(b"fmt ");
-        prefix.extend_from_slice(&(fmt.len() as u32).to_le_bytes());
-        prefix.extend_from_slice(fmt);
-        prefix.extend_from_slice(b"data");
-        prefix.extend_from_slice(&data_len.to_le_bytes());
-        prefix
-    }
+/// A minimal WAV header for hound: RIFF, WAVE, the part of the `fmt ` chunk body `fmt`
+/// that hound reads, and a `data` chunk header of `data_len` bytes.
+fn hound_prefix(fmt: &[u8], data_len: u32) -> Vec<u8> {
+    // hound insists on exact fmt sizes (16, 18 or 40 for PCM; 16 or 18 for float;
+    // 40 for extensible). The first 16 bytes say everything for plain PCM and float,
+    // and the first 40 for extensible; extra bytes (e.g. a nonzero cbSize) are not ours
+    // to care about.
+    let fmt_len = if le_u16(fmt, 0) == Some(WAVE_FORMAT_EXTENSIBLE) {
+        40
+    } else {
+        16
+    };
+    let fmt = &fmt[..fmt_len.min(fmt.len())];
+    let mut prefix = Vec::with_capacity(28 + fmt.len());
+    prefix.extend_from_slice(b"RIFF");
+    // hound ignores the RIFF size; give a plausible one anyway.
+    let riff_len = 20u32
+        .saturating_add(fmt.len() as u32)
+        .saturating_add(data_len);
+    prefix.extend_from_slice(&riff_len.to_le_bytes());
+    prefix.extend_from_slice(b"WAVE");
+    prefix.extend_from_slice(b"fmt ");
+    prefix.extend_from_slice(&(fmt.len() as u32).to_le_bytes());
+    prefix.extend_from_slice(fmt);
+    prefix.extend_from_slice(b"data");
+    prefix.extend_from_slice(&data_len.to_le_bytes());
+    prefix
 }
 
 /// Names a non-PCM format tag for an error message.
@@ -400,6 +491,14 @@ fn le_u32(bytes: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
+/// The error for an input that ends inside `what`.
+fn cut_short(name: &str, what: &str) -> AudioError {
+    AudioError::CorruptHeader {
+        name: name.to_owned(),
+        reason: format!("it ends inside {what}; the header is cut short"),
+    }
+}
+
 /// `read_exact`, with running out of bytes reported as a cut-short header.
 fn read_exact<R: Read>(
     reader: &mut R,
@@ -409,10 +508,7 @@ fn read_exact<R: Read>(
 ) -> Result<(), AudioError> {
     reader.read_exact(buf).map_err(|source| {
         if source.kind() == io::ErrorKind::UnexpectedEof {
-            AudioError::CorruptHeader {
-                name: name.to_owned(),
-                reason: format!("the file ends inside {what}; the header is cut short"),
-            }
+            cut_short(name, what)
         } else {
             AudioError::Io {
                 name: name.to_owned(),
@@ -422,15 +518,17 @@ fn read_exact<R: Read>(
     })
 }
 
-/// Skips `len` bytes. Seeking past the end is not an error here; the next read notices.
-fn skip<R: Seek>(reader: &mut R, len: u64, name: &str) -> Result<(), AudioError> {
-    let io_error = |source| AudioError::Io {
-        name: name.to_owned(),
-        source,
-    };
-    // `len` is at most u32::MAX + 1, so it always fits an i64.
-    let len = i64::try_from(len).map_err(|_| io_error(io::ErrorKind::InvalidInput.into()))?;
-    reader.seek(SeekFrom::Current(len)).map_err(io_error)?;
+/// Skips `len` bytes by reading them (a pipe cannot seek).
+fn skip<R: Read>(reader: &mut R, len: u64, name: &str, what: &str) -> Result<(), AudioError> {
+    let copied = io::copy(&mut reader.by_ref().take(len), &mut io::sink()).map_err(|source| {
+        AudioError::Io {
+            name: name.to_owned(),
+            source,
+        }
+    })?;
+    if copied < len {
+        return Err(cut_short(name, what));
+    }
     Ok(())
 }
 
@@ -439,6 +537,16 @@ mod tests {
     use super::*;
     use crate::frontend::error::AudioErrorKind;
     use crate::frontend::test_wav::{RawWav, write_int_wav};
+
+    /// The header of `bytes`, read as a file (`known`) or as a pipe.
+    fn header(bytes: &[u8], known: bool) -> Result<WavHeader, AudioError> {
+        let total = known.then_some(bytes.len() as u64);
+        read_header(&mut io::Cursor::new(bytes), total, "t.wav")
+    }
+
+    fn kind(bytes: &[u8], known: bool) -> Option<AudioErrorKind> {
+        header(bytes, known).err().map(|e| e.kind())
+    }
 
     #[test]
     fn probe_reads_what_the_header_says() {
@@ -464,9 +572,13 @@ mod tests {
         // NaNs in the data are only found by decoding; the probe stops at the header.
         let wav = RawWav::float32(16_000, &[f32::NAN; 8]);
         let bytes = wav.to_bytes();
-        let header = read_header(&mut io::Cursor::new(&bytes), bytes.len() as u64, "nan.wav")
-            .expect("header is fine");
-        assert_eq!(header.info.frames, 8);
+        let header = read_header(
+            &mut io::Cursor::new(&bytes),
+            Some(bytes.len() as u64),
+            "nan.wav",
+        )
+        .expect("header is fine");
+        assert_eq!(header.frames(), Some(8));
         assert_eq!(header.data_offset, 44);
     }
 
@@ -511,8 +623,12 @@ mod tests {
     fn inconsistent_byte_rate_is_corrupt_as_hound_says() {
         let mut bytes = RawWav::pcm16(16_000, &[1, 2]).to_bytes();
         bytes[28..32].copy_from_slice(&12_345u32.to_le_bytes()); // nAvgBytesPerSec
-        let error = read_header(&mut io::Cursor::new(&bytes), bytes.len() as u64, "rate.wav")
-            .expect_err("must fail");
+        let error = read_header(
+            &mut io::Cursor::new(&bytes),
+            Some(bytes.len() as u64),
+            "rate.wav",
+        )
+        .expect_err("must fail");
         assert_eq!(error.kind(), AudioErrorKind::CorruptHeader);
         assert!(error.to_string().contains("hound"), "{error}");
     }
@@ -525,5 +641,136 @@ mod tests {
             describe_format_tag(0x1234),
             "an unknown compressed format (format tag 0x1234)"
         );
+    }
+
+    #[test]
+    fn the_limits_hold_for_files_and_pipes_alike() {
+        let rate = |r| RawWav::pcm16(r, &[1, 2]).to_bytes();
+        let channels = |c| RawWav::pcm(16_000, c, 16, vec![0; 2 * usize::from(c)]).to_bytes();
+        for known in [true, false] {
+            assert_eq!(
+                kind(&rate(7_999), known),
+                Some(AudioErrorKind::UnsupportedSampleRate)
+            );
+            assert_eq!(kind(&rate(8_000), known), None);
+            assert_eq!(kind(&rate(384_000), known), None);
+            assert_eq!(
+                kind(&rate(384_001), known),
+                Some(AudioErrorKind::UnsupportedSampleRate)
+            );
+            assert_eq!(kind(&channels(64), known), None);
+            assert_eq!(
+                kind(&channels(65), known),
+                Some(AudioErrorKind::TooManyChannels)
+            );
+        }
+    }
+
+    #[test]
+    fn an_open_size_is_the_rest_of_a_file_or_of_a_pipe() {
+        for open in [0, u32::MAX] {
+            let wav = RawWav {
+                claimed_data_len: Some(open),
+                ..RawWav::pcm16(16_000, &[1, 2, 3])
+            };
+            let bytes = wav.to_bytes();
+            assert_eq!(header(&bytes, true).expect("file").frames(), Some(3));
+            assert_eq!(header(&bytes, false).expect("pipe").data_len, None);
+            // With nothing after the header, a file has no samples.
+            let empty = RawWav {
+                claimed_data_len: Some(open),
+                ..RawWav::pcm16(16_000, &[])
+            };
+            assert_eq!(kind(&empty.to_bytes(), true), Some(AudioErrorKind::Empty));
+        }
+    }
+
+    #[test]
+    fn a_partial_last_frame_is_dropped_and_less_than_a_frame_is_empty() {
+        // Stereo 16-bit, 6 bytes: one whole frame and half of the next.
+        let wav = RawWav::pcm(16_000, 2, 16, vec![1, 0, 2, 0, 3, 0]);
+        for known in [true, false] {
+            let h = header(&wav.to_bytes(), known).expect("one frame");
+            assert_eq!((h.data_len, h.frames()), (Some(6), Some(1)));
+        }
+        let wav = RawWav::pcm(16_000, 2, 16, vec![1, 0]);
+        assert_eq!(kind(&wav.to_bytes(), false), Some(AudioErrorKind::Empty));
+    }
+
+    #[test]
+    fn only_a_known_length_can_show_truncation() {
+        let wav = RawWav {
+            claimed_data_len: Some(1000),
+            ..RawWav::pcm16(16_000, &[1, 2])
+        };
+        let bytes = wav.to_bytes();
+        assert_eq!(kind(&bytes, true), Some(AudioErrorKind::TruncatedData));
+        assert_eq!(header(&bytes, false).expect("pipe").data_len, Some(1000));
+    }
+
+    #[test]
+    fn odd_chunks_are_skipped_with_their_pad_byte_by_reading() {
+        let mut wav = RawWav::pcm16(16_000, &[1, 2]);
+        wav.extra_chunks = vec![(*b"LIST", b"abc".to_vec()), (*b"fact", vec![2, 0, 0, 0])];
+        let bytes = wav.to_bytes();
+        // 12 + fmt 24 + LIST 8+4 + fact 8+4 + data header 8.
+        assert_eq!(header(&bytes, false).expect("walks").data_offset, 68);
+        // More than the limit of other chunks before the data: refused, not read.
+        let mut big = RawWav::pcm16(16_000, &[1, 2]);
+        big.extra_chunks = vec![(*b"junk", vec![0; 16])];
+        let mut bytes = big.to_bytes();
+        bytes[40..44].copy_from_slice(&(MAX_HEADER_BYTES as u32).to_le_bytes());
+        let error = header(&bytes, false).expect_err("too much");
+        assert!(error.to_string().contains("16 MiB"), "{error}");
+    }
+
+    #[test]
+    fn headers_that_no_reader_here_takes_are_refused() {
+        let good = RawWav::pcm16(16_000, &[1, 2]).to_bytes();
+        let with = |at: usize, bytes: &[u8]| {
+            let mut b = good.clone();
+            b[at..at + bytes.len()].copy_from_slice(bytes);
+            b
+        };
+        let cases = [
+            (
+                with(0, b"RF64"),
+                AudioErrorKind::UnsupportedEncoding,
+                "RF64",
+            ),
+            (
+                with(0, b"RIFX"),
+                AudioErrorKind::UnsupportedEncoding,
+                "RIFX",
+            ),
+            (
+                with(0, b"OggS"),
+                AudioErrorKind::CorruptHeader,
+                "arecord -t wav",
+            ),
+            // nBlockAlign 3 for two channels.
+            (
+                with(22, &[2, 0, 0x80, 0x3E, 0, 0, 0, 0, 0, 0, 3, 0]),
+                AudioErrorKind::CorruptHeader,
+                "block of 3 bytes",
+            ),
+            (
+                good[..36].to_vec(),
+                AudioErrorKind::CorruptHeader,
+                "no data chunk",
+            ),
+            (
+                good[..30].to_vec(),
+                AudioErrorKind::CorruptHeader,
+                "cut short",
+            ),
+        ];
+        for (bytes, expected, words) in cases {
+            for known in [true, false] {
+                let error = header(&bytes, known).expect_err(words);
+                assert_eq!(error.kind(), expected, "{error}");
+                assert!(error.to_string().contains(words), "{error}");
+            }
+        }
     }
 }

@@ -1,19 +1,21 @@
-//! Streaming resampling of the capture to the model's rate.
+//! A stream (the board's capture) through the contract's resampler, piece by piece.
 //!
 //! [`StreamResampler`] feeds rubato the same windowed-sinc resampler, with the same
-//! parameters and in the same input chunks, as the front-end's
-//! [`ClipResampler`](models::frontend::ClipResampler), so a stream cut into any pieces
+//! parameters and in the same input chunks, as [`ClipResampler`](super::ClipResampler),
+//! so a stream cut into any pieces
 //! gives, sample for sample, what the clip resampler gives for the whole recording. It
 //! trims the filter delay the way the clip resampler does, so output sample `k` stands
 //! for input time `k / to_rate` (leading by under one output sample, as documented in
-//! `models::frontend::resample`), which keeps the segmenter's boundaries on the input's
+//! [`super`]), which keeps the segmenter's boundaries on the input's
 //! timeline. The price is latency: output comes in steps of [`CHUNK_FRAMES`] input
 //! frames, plus half the filter length.
 
 use audioadapter_buffers::direct::SequentialSlice;
-use models::frontend::resample::{BASE_SINC_LEN, CHUNK_FRAMES, contract_resampler, sinc_len_for};
-use models::frontend::{ResampleError, resampled_len};
 use rubato::{Async, Indexing, Resampler};
+
+use super::{
+    BASE_SINC_LEN, CHUNK_FRAMES, ResampleError, contract_resampler, resampled_len, sinc_len_for,
+};
 
 /// Resamples one mono stream from `from_rate` to `to_rate`, piece by piece.
 #[derive(Debug)]
@@ -197,7 +199,7 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use models::frontend::resample_to;
+    use crate::frontend::resample_to;
 
     /// A deterministic pseudo-random generator (xorshift), so the tests need no crate.
     struct Rng(u64);
@@ -318,6 +320,6 @@ mod tests {
     #[test]
     fn rates_outside_the_range_are_refused() {
         assert!(StreamResampler::new(0, 16_000).is_err());
-        assert!(StreamResampler::new(16_000, 1_000_000).is_err());
+        assert!(StreamResampler::new(16_000, 384_001).is_err());
     }
 }
