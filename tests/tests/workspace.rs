@@ -193,3 +193,34 @@ fn docs_document_the_metrics_schema_the_code_writes() {
         "docs/metrics-json.md differs from evaluate::summary::metrics_schema_markdown(); paste it again"
     );
 }
+
+/// No two modules of a crate import each other (scripts/check_module_loops.py; Python
+/// reads the sources, nothing is built).
+#[test]
+fn no_import_loop_between_modules() {
+    let crates = [
+        "models/src",
+        "onnx-build/src",
+        "host-trainer/src",
+        "edge-runtime/src",
+    ];
+    let out = match Command::new("python3")
+        .current_dir(repo_root())
+        .arg("scripts/check_module_loops.py")
+        .args(crates)
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!("skipped: python3 not found ({e})");
+            return;
+        }
+        Err(e) => panic!("python3 is needed under CI: {e}"),
+    };
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
