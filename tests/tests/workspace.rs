@@ -14,23 +14,14 @@ fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Every dependency with the feature sets it is built with (a build dependency can have
-/// its own), as `cargo tree` resolves them for `args`.
-fn resolved_features(args: &[&str]) -> BTreeMap<String, BTreeSet<String>> {
+/// `cargo tree ARGS --prefix none --offline`, one package per line.
+fn cargo_tree(args: &[&str]) -> String {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(repo_root())
         .arg("tree")
         .args(args)
-        .args([
-            "-e",
-            "normal,build",
-            "--prefix",
-            "none",
-            "-f",
-            "{p} [{f}]",
-            "--offline",
-        ])
+        .args(["--prefix", "none", "--offline"])
         .output()
         .expect("cargo tree runs");
     assert!(
@@ -38,8 +29,15 @@ fn resolved_features(args: &[&str]) -> BTreeMap<String, BTreeSet<String>> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every dependency with the feature sets it is built with (a build dependency can have
+/// its own), as `cargo tree` resolves them for `args`.
+fn resolved_features(args: &[&str]) -> BTreeMap<String, BTreeSet<String>> {
+    let tree = cargo_tree(&[args, &["-e", "normal,build", "-f", "{p} [{f}]"]].concat());
     let mut resolved: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
+    for line in tree.lines() {
         if let Some((package, features)) = line.trim_end_matches(" (*)").split_once(" [") {
             let features = features.trim_end_matches(']').to_string();
             resolved
@@ -76,27 +74,7 @@ fn host_trainer_alone_builds_its_dependencies_as_the_workspace_does() {
 
 #[test]
 fn edge_runtime_never_links_training_or_plotting_crates() {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .current_dir(repo_root())
-        .args([
-            "tree",
-            "-p",
-            "edge-runtime",
-            "-e",
-            "normal",
-            "--prefix",
-            "none",
-            "--offline",
-        ])
-        .output()
-        .expect("cargo tree runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let tree = String::from_utf8_lossy(&out.stdout);
+    let tree = cargo_tree(&["-p", "edge-runtime", "-e", "normal"]);
     assert!(
         tree.lines().any(|l| l.starts_with("models ")),
         "sanity: {tree}"
