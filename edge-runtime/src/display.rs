@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use models::Emotion;
+use models::{Emotion, KeywordSource};
 
 #[cfg(feature = "hardware")]
 pub mod led;
@@ -28,8 +28,8 @@ pub struct Reading {
     pub probabilities: [f32; Emotion::COUNT],
     /// The keyword whose transcript was used, if any.
     pub keyword: Option<String>,
-    /// Where the keyword came from: `prompt`, `spotted`, `given` or `none`.
-    pub keyword_source: &'static str,
+    /// Where the keyword came from.
+    pub keyword_source: KeywordSource,
     /// Seconds of speech in the utterance.
     pub speech_seconds: f32,
     /// From the end of speech to the emotion being shown.

@@ -707,7 +707,7 @@ impl<'a> Shower<'a> {
                 confidence: result.confidence,
                 probabilities: result.probabilities,
                 keyword: result.keyword.clone(),
-                keyword_source: result.keyword_source.name(),
+                keyword_source: result.keyword_source,
                 speech_seconds: done.speech_seconds,
                 latency: done.end_of_speech.elapsed(),
             };

@@ -63,8 +63,9 @@ pub enum TextInput<'a> {
     },
 }
 
-/// Where the keyword came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where the keyword came from. Serialised as its [`name`](Self::name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum KeywordSource {
     /// No keyword (no text, or a whole transcript).
     None,
@@ -797,4 +798,22 @@ fn check_layers(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyword_sources_serialise_as_their_names() {
+        for source in [
+            KeywordSource::None,
+            KeywordSource::Given,
+            KeywordSource::Prompt,
+            KeywordSource::Spotter,
+        ] {
+            let json = serde_json::to_value(source).unwrap();
+            assert_eq!(json, source.name(), "{source:?}");
+        }
+    }
 }

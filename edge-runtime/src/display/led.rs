@@ -144,7 +144,7 @@ mod tests {
             confidence,
             probabilities,
             keyword: None,
-            keyword_source: "none",
+            keyword_source: models::KeywordSource::None,
             speech_seconds: 1.0,
             latency: Duration::from_millis(100),
         }

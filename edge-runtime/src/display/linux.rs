@@ -587,7 +587,7 @@ mod tests {
             confidence: 1.0,
             probabilities,
             keyword: None,
-            keyword_source: "none",
+            keyword_source: models::KeywordSource::None,
             speech_seconds: 1.0,
             latency: Duration::ZERO,
         };

@@ -22,7 +22,7 @@ use embedded_graphics::prelude::*;
 use embedded_graphics::primitives::{PrimitiveStyle, Rectangle};
 use embedded_graphics::text::{Baseline, Text};
 use embedded_hal::i2c::I2c;
-use models::Emotion;
+use models::{Emotion, KeywordSource};
 
 use super::{Display, DisplayError, Reading};
 
@@ -365,7 +365,12 @@ pub fn prompt_line(word: &str) -> String {
 }
 
 /// The bottom line after a reading: the keyword, with its source when it fits.
-pub fn keyword_line(word: &str, source: &str) -> String {
+pub fn keyword_line(word: &str, source: KeywordSource) -> String {
+    // The spotter's word reads as "spotted" on the screen; the others by their name.
+    let source = match source {
+        KeywordSource::Spotter => "spotted",
+        other => other.name(),
+    };
     let long = format!("word: {word} ({source})");
     if long.chars().count() * char_width(&FOOTER_FONT) <= WIDTH {
         long
@@ -558,7 +563,11 @@ mod tests {
             confidence: probabilities[emotion.index()],
             probabilities,
             keyword: keyword.map(str::to_string),
-            keyword_source: if keyword.is_some() { "spotted" } else { "none" },
+            keyword_source: if keyword.is_some() {
+                KeywordSource::Spotter
+            } else {
+                KeywordSource::None
+            },
             speech_seconds: 1.2,
             latency: Duration::from_millis(80),
         }
@@ -742,9 +751,12 @@ mod tests {
         assert_eq!(percent(f32::NAN), 0);
         assert_eq!(percent(1.5), 100);
         assert_eq!(header_word(Emotion::PleasantSurprise), "surprise");
-        assert_eq!(keyword_line("back", "spotted"), "word: back (spotted)");
         assert_eq!(
-            keyword_line("extraordinarily", "spotted"),
+            keyword_line("back", KeywordSource::Spotter),
+            "word: back (spotted)"
+        );
+        assert_eq!(
+            keyword_line("extraordinarily", KeywordSource::Spotter),
             "word: extraordinarily"
         );
         assert_eq!(prompt_line("back"), "say: back");
@@ -762,7 +774,11 @@ mod tests {
         let probabilities = [0.04, 0.02, 0.03, 0.05, 0.06, 0.78, 0.02];
         let r = reading(Emotion::PleasantSurprise, probabilities, Some("back"));
         let mut frame = Framebuffer::default();
-        render_reading(&mut frame, &r, &keyword_line("back", "spotted"));
+        render_reading(
+            &mut frame,
+            &r,
+            &keyword_line("back", KeywordSource::Spotter),
+        );
         println!("{}", frame.to_ascii());
         let r = reading(Emotion::Disgust, [0.1, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0], None);
         render_reading(&mut frame, &r, &prompt_line("youth"));

@@ -179,7 +179,7 @@ mod tests {
             confidence: p,
             probabilities,
             keyword: Some("back".into()),
-            keyword_source: "spotter",
+            keyword_source: models::KeywordSource::Spotter,
             speech_seconds: 1.5,
             latency: Duration::from_millis(120),
         }

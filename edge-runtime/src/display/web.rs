@@ -27,7 +27,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use models::Emotion;
+use models::{Emotion, KeywordSource};
 use serde::Serialize;
 
 use super::{Display, DisplayError, Reading, color};
@@ -199,7 +199,7 @@ struct ReadingView {
     /// All seven, in [`Emotion::ALL`] order.
     probabilities: Vec<Probability>,
     keyword: Option<String>,
-    keyword_source: &'static str,
+    keyword_source: KeywordSource,
     speech_seconds: f32,
     latency_ms: f64,
     /// When it was shown, milliseconds since the Unix epoch (the page shows local time).
@@ -839,7 +839,7 @@ mod tests {
             confidence: p,
             probabilities,
             keyword: Some("back".into()),
-            keyword_source: "prompt",
+            keyword_source: KeywordSource::Prompt,
             speech_seconds: 1.25,
             latency: Duration::from_millis(42),
         }
