@@ -16,6 +16,7 @@ pub mod linux;
 pub mod oled;
 pub mod terminal;
 pub mod web;
+pub mod wiring;
 
 /// One classified utterance, as a display sees it.
 #[derive(Debug, Clone, PartialEq)]

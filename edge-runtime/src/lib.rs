@@ -12,6 +12,8 @@
 //! - [`segmenter`]: voice-activity segmentation of the stream into utterances.
 //! - [`display`]: the terminal, the kiosk page, an RGB LED and an OLED.
 //! - [`board`]: the Raspberry Pi profiles `--board` applies.
+//! - [`settings`]: the command line and a board profile resolved to what a command runs
+//!   with (flag, else board, else default).
 
 pub mod audio;
 pub mod bench;
@@ -24,4 +26,5 @@ pub mod listen;
 pub mod locate;
 pub mod output;
 pub mod segmenter;
+pub mod settings;
 pub mod variant_choice;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use edge_runtime::audio::source::{self, Pace, SourceSpec};
+use edge_runtime::audio::source;
 use edge_runtime::bench::{self, BenchOptions};
 use edge_runtime::board::{self, BoardProfile, DisplayKind};
 use edge_runtime::classify::{TextChoice, classify_file, wav_files};
@@ -15,11 +15,13 @@ use edge_runtime::cpu;
 use edge_runtime::display::Display;
 use edge_runtime::display::terminal::TerminalDisplay;
 use edge_runtime::display::web::WebDisplay;
+use edge_runtime::display::wiring::HardwareDisplays;
 use edge_runtime::inspect::inspect_file;
-use edge_runtime::listen::{ListenOptions, Prompt, listen};
+use edge_runtime::listen::listen;
 use edge_runtime::locate::bundle_dir;
 use edge_runtime::output;
 use edge_runtime::segmenter::SegmenterConfig;
+use edge_runtime::settings::{self, DisplaySettings, ListenFlags, TextFlags};
 use edge_runtime::variant_choice::{self, Choice, ChoiceInputs, ChoiceSource};
 use models::bundle::Bundle;
 use models::heads::ModelKind;
@@ -170,10 +172,7 @@ impl BundleArgs {
 
     /// Threads: the flag, then the board, then the cores up to 4.
     fn threads(&self, board: Option<&BoardProfile>) -> usize {
-        self.threads
-            .or(board.map(|b| b.threads))
-            .unwrap_or_else(default_threads)
-            .max(1)
+        settings::threads(self.threads, board, cores())
     }
 
     /// The variant for the bundle in `dir` on this machine, and why (see
@@ -238,18 +237,14 @@ struct TextArgs {
 }
 
 impl TextArgs {
-    fn choice(&self) -> TextChoice {
-        if let Some(k) = &self.keyword {
-            TextChoice::Keyword(k.clone())
-        } else if let Some(t) = &self.transcript {
-            TextChoice::Transcript(t.clone())
-        } else if self.no_text {
-            TextChoice::None
-        } else {
-            TextChoice::Auto {
-                prompt: self.prompt.clone(),
-            }
-        }
+    fn choice(&self, keyword_from_name: bool) -> TextChoice {
+        settings::text_choice(&TextFlags {
+            prompt: self.prompt.clone(),
+            keyword: self.keyword.clone(),
+            transcript: self.transcript.clone(),
+            no_text: self.no_text,
+            keyword_from_name,
+        })
     }
 }
 
@@ -339,8 +334,9 @@ fn parse_address(text: &str) -> Result<u8, String> {
     u8::from_str_radix(digits, 16).map_err(|_| format!("`{text}` is not an I2C address like 0x3c"))
 }
 
-fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+/// This machine's cores.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 fn main() -> ExitCode {
@@ -374,14 +370,13 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             text,
             keyword_from_name,
             json,
-        } => {
-            let choice = if keyword_from_name {
-                TextChoice::FromFileName
-            } else {
-                text.choice()
-            };
-            classify(&paths, &bundle, &choice, text.model, json)
-        }
+        } => classify(
+            &paths,
+            &bundle,
+            &text.choice(keyword_from_name),
+            text.model,
+            json,
+        ),
         Command::Listen(args) => listen_command(args),
         Command::Devices => devices(),
         Command::Boards { name } => boards(name.as_deref()),
@@ -406,7 +401,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 seconds,
                 rate,
                 warmup,
-                repeats: repeats.unwrap_or(if choose { 5 } else { 10 }),
+                repeats: settings::bench_repeats(repeats, choose),
             },
             json,
         ),
@@ -463,12 +458,7 @@ fn bench_command(
         ));
         rows
     } else {
-        options.threads = if threads_list.is_empty() {
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            (1..=cores).collect()
-        } else {
-            threads_list
-        };
+        options.threads = settings::bench_threads(threads_list, cores());
         options.variant = args.options(&dir, board.as_ref())?.variant;
         bench::run(&dir, &options, progress)?
     };
@@ -578,45 +568,51 @@ fn classify(
     Ok(ExitCode::SUCCESS)
 }
 
+impl ListenArgs {
+    /// What the command line gave, for [`settings::listen`].
+    fn flags(&self) -> ListenFlags {
+        ListenFlags {
+            source: self.source.clone(),
+            fast: self.fast,
+            prompt: self.prompt.clone(),
+            prompt_cycle: self.prompt_cycle,
+            no_text: self.no_text,
+            model: self.model,
+            json: self.json,
+            display: self.display.clone(),
+            web_port: self.web_port,
+            web_bind: self.web_bind,
+            oled_bus: self.hardware.oled_bus,
+            oled_address: self.hardware.oled_address,
+            led: self.hardware.led.clone(),
+            led_common_anode: self.hardware.led_common_anode,
+            segmenter: SegmenterConfig {
+                threshold_db: self.threshold_db,
+                hangover_ms: self.hangover_ms,
+                min_utterance_ms: self.min_utterance_ms,
+                max_utterance_ms: self.max_utterance_ms,
+                ..SegmenterConfig::default()
+            },
+            queue: self.queue,
+            ring_seconds: self.ring_seconds,
+        }
+    }
+}
+
 fn listen_command(args: ListenArgs) -> anyhow::Result<ExitCode> {
-    let pace = if args.fast {
-        Pace::Fast
-    } else {
-        Pace::RealTime
-    };
-    let prompt = match (&args.prompt, args.prompt_cycle) {
-        (Some(word), _) => Prompt::Fixed(word.clone()),
-        (None, true) => Prompt::Cycle,
-        (None, false) => Prompt::None,
-    };
     let board = args.bundle.board()?;
-    let source = match (&args.source, &board) {
-        (Some(source), _) => source.clone(),
-        (None, Some(board)) => board.audio.source.clone(),
-        (None, None) => "mic".to_string(),
-    };
-    let options = ListenOptions {
-        source: SourceSpec::from_arg(&source, pace),
-        segmenter: SegmenterConfig {
-            threshold_db: args.threshold_db,
-            hangover_ms: args.hangover_ms,
-            min_utterance_ms: args.min_utterance_ms,
-            max_utterance_ms: args.max_utterance_ms,
-            ..SegmenterConfig::default()
-        },
-        prompt,
-        no_text: args.no_text,
-        model: args.model,
-        queue: args.queue,
-        ring_seconds: args.ring_seconds,
-    };
+    let resolved = settings::listen(&args.flags(), board.as_ref())?;
     let pipeline = load(&args.bundle, board.as_ref())?;
-    let mut displays = open_displays(&args, board.as_ref())?;
+    let mut displays = open_displays(&resolved.displays)?;
     let stop = stop_flag()?;
-    let json = args.json;
-    let summary = listen(pipeline, &options, &mut displays, stop, &mut |heard| {
-        edge_runtime::listen::report(heard, json)
-    })?;
+    let json = resolved.json;
+    let summary = listen(
+        pipeline,
+        &resolved.options,
+        &mut displays,
+        stop,
+        &mut |heard| edge_runtime::listen::report(heard, json),
+    )?;
     eprintln!("{summary}");
     if json {
         println!("{}", serde_json::json!({ "summary": summary }));
@@ -628,105 +624,30 @@ fn listen_command(args: ListenArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The displays asked for: `--display`, else the board's, else the terminal; the OLED
-/// and LED also when their wiring is given.
-fn open_displays(
-    args: &ListenArgs,
-    board: Option<&BoardProfile>,
-) -> anyhow::Result<Vec<Box<dyn Display>>> {
-    let mut kinds = match (&args.display[..], board) {
-        ([], Some(board)) => board.display.kinds.clone(),
-        ([], None) => vec![DisplayKind::Terminal],
-        (given, _) => given.to_vec(),
-    };
-    let wiring = &args.hardware;
-    if (wiring.oled_bus.is_some() || wiring.oled_address.is_some())
-        && !kinds.contains(&DisplayKind::Oled)
-    {
-        kinds.push(DisplayKind::Oled);
-    }
-    if !wiring.led.is_empty() && !kinds.contains(&DisplayKind::Led) {
-        kinds.push(DisplayKind::Led);
-    }
+/// Opens the displays `settings` names.
+fn open_displays(settings: &DisplaySettings) -> anyhow::Result<Vec<Box<dyn Display>>> {
     let mut displays: Vec<Box<dyn Display>> = Vec::new();
-    // With --json, stdout carries the JSON lines, so the terminal display stays off.
-    if kinds.contains(&DisplayKind::Terminal) && !args.json {
+    if settings.terminal {
         displays.push(Box::new(TerminalDisplay::stdout()));
     }
-    if kinds.contains(&DisplayKind::Web) {
-        let port = args
-            .web_port
-            .or(board.map(|b| b.display.web_port))
-            .unwrap_or(8080);
-        let web = WebDisplay::start(std::net::SocketAddr::new(args.web_bind, port))?;
+    if let Some(address) = settings.web {
+        let web = WebDisplay::start(address)?;
         eprintln!("kiosk page: http://{}/", web.local_addr());
         displays.push(Box::new(web));
     }
-    let oled = kinds.contains(&DisplayKind::Oled);
-    let led = kinds.contains(&DisplayKind::Led);
-    if oled || led {
-        displays.extend(hardware_displays(wiring, board, oled, led)?);
+    if !settings.hardware.is_empty() {
+        displays.extend(hardware_displays(&settings.hardware)?);
     }
     Ok(displays)
 }
 
 #[cfg(feature = "hardware")]
-fn hardware_displays(
-    args: &HardwareArgs,
-    board: Option<&BoardProfile>,
-    oled: bool,
-    led: bool,
-) -> anyhow::Result<Vec<Box<dyn Display>>> {
-    use edge_runtime::display::linux::{self, HardwareDisplays, LedWiring, OledWiring, PwmPin};
-    let pin = |text: &str| -> anyhow::Result<PwmPin> {
-        let (chip, channel) = text
-            .split_once(':')
-            .and_then(|(c, m)| Some((c.trim().parse().ok()?, m.trim().parse().ok()?)))
-            .with_context(|| format!("an LED output is CHIP:CHANNEL, got `{text}`"))?;
-        Ok(PwmPin { chip, channel })
-    };
-    let board_oled = board.and_then(|b| b.display.oled.as_ref());
-    let oled = oled.then(|| OledWiring {
-        bus: args.oled_bus.or(board_oled.map(|o| o.bus)).unwrap_or(1),
-        address: args
-            .oled_address
-            .or(board_oled.map(|o| o.address))
-            .unwrap_or(0x3c),
-    });
-    let board_led = board.and_then(|b| b.display.led.as_ref());
-    let led = if !led {
-        None
-    } else if let [r, g, b] = &args.led[..] {
-        Some(LedWiring {
-            red: pin(r)?,
-            green: pin(g)?,
-            blue: pin(b)?,
-            common_anode: args.led_common_anode,
-            frequency_hz: 1000,
-        })
-    } else if let Some(wired) = board_led {
-        Some(LedWiring {
-            red: pin(&wired.red)?,
-            green: pin(&wired.green)?,
-            blue: pin(&wired.blue)?,
-            common_anode: args.led_common_anode || wired.common_anode,
-            frequency_hz: 1000,
-        })
-    } else {
-        anyhow::bail!(
-            "the LED display needs its outputs: --led CHIP:CHANNEL,CHIP:CHANNEL,CHIP:CHANNEL (red,green,blue)"
-        );
-    };
-    Ok(linux::open(&HardwareDisplays { oled, led })?)
+fn hardware_displays(wiring: &HardwareDisplays) -> anyhow::Result<Vec<Box<dyn Display>>> {
+    Ok(edge_runtime::display::linux::open(wiring)?)
 }
 
 #[cfg(not(feature = "hardware"))]
-fn hardware_displays(
-    _: &HardwareArgs,
-    _: Option<&BoardProfile>,
-    _: bool,
-    _: bool,
-) -> anyhow::Result<Vec<Box<dyn Display>>> {
+fn hardware_displays(_: &HardwareDisplays) -> anyhow::Result<Vec<Box<dyn Display>>> {
     anyhow::bail!(
         "this emotion-edge was built without the `hardware` feature: rebuild with `--features hardware` for the OLED and LED displays"
     )

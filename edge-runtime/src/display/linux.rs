@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use embedded_hal::pwm::{ErrorKind, ErrorType, SetDutyCycle};
 use linux_embedded_hal::I2cdev;
-use serde::{Deserialize, Serialize};
 
 use super::led::RgbLed;
 use super::oled::{self, OledDisplay};
+pub use super::wiring::{HardwareDisplays, LedWiring, OledWiring, PwmPin};
 use super::{Display, DisplayError, Reading};
 
 /// Where Linux puts I2C character devices.
@@ -25,90 +25,11 @@ pub const PWM_ROOT: &str = "/sys/class/pwm";
 /// How long to wait for udev to hand a freshly exported PWM channel to our group.
 const EXPORT_WAIT: Duration = Duration::from_secs(2);
 
-/// Which displays are wired, and how. Absent parts are not opened.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HardwareDisplays {
-    /// The SSD1306 OLED, if any.
-    #[serde(default)]
-    pub oled: Option<OledWiring>,
-    /// The RGB LED, if any.
-    #[serde(default)]
-    pub led: Option<LedWiring>,
-}
-
-/// An SSD1306 on an I2C bus.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OledWiring {
-    /// The `N` of `/dev/i2c-N` (1 on the Pi's header pins 3 and 5).
-    #[serde(default = "default_i2c_bus")]
-    pub bus: u32,
-    /// 0x3C, or 0x3D with the module's address jumper moved.
-    #[serde(default = "default_oled_address")]
-    pub address: u8,
-}
-
-impl Default for OledWiring {
-    fn default() -> Self {
-        OledWiring {
-            bus: default_i2c_bus(),
-            address: default_oled_address(),
-        }
-    }
-}
-
 impl HardwareDisplays {
-    /// Whether nothing is wired.
-    pub fn is_empty(&self) -> bool {
-        self.oled.is_none() && self.led.is_none()
-    }
-
     /// Opens every display wired (see [`open`]).
     pub fn open(&self) -> Result<Vec<Box<dyn Display>>, DisplayError> {
         open(self)
     }
-}
-
-fn default_i2c_bus() -> u32 {
-    1
-}
-
-fn default_oled_address() -> u8 {
-    oled::DEFAULT_ADDRESS
-}
-
-/// One PWM output: `pwmchip{chip}/pwm{channel}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PwmPin {
-    /// The `N` of `pwmchipN`.
-    pub chip: u32,
-    /// The `M` of `pwmM`.
-    pub channel: u32,
-}
-
-/// An RGB LED on three PWM outputs (they may sit on different chips: the Pi's
-/// `pwm-2chan` overlay gives only two channels).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LedWiring {
-    /// Red channel.
-    pub red: PwmPin,
-    /// Green channel.
-    pub green: PwmPin,
-    /// Blue channel.
-    pub blue: PwmPin,
-    /// The LED's common leg goes to 3.3 V, so a channel lights when its pin is low.
-    #[serde(default)]
-    pub common_anode: bool,
-    /// PWM frequency; 1 kHz is far above visible flicker.
-    #[serde(default = "default_frequency")]
-    pub frequency_hz: u32,
-}
-
-fn default_frequency() -> u32 {
-    1000
 }
 
 /// Opens every display in `config` on the real system.

@@ -27,7 +27,7 @@ use models::{Emotion, KeywordSource};
 use super::{Display, DisplayError, Reading};
 
 /// The usual address (SA0 low).
-pub const DEFAULT_ADDRESS: u8 = 0x3C;
+pub const DEFAULT_ADDRESS: u8 = super::wiring::DEFAULT_OLED_ADDRESS;
 /// The address with SA0 high (a jumper on most modules).
 pub const ALTERNATE_ADDRESS: u8 = 0x3D;
 /// Panel width in pixels.
