@@ -674,7 +674,7 @@ def analyse(rows, threads_list, cpu):
         if isa and ie and fe and ie >= fe:
             holds.append(f"Under {label}, the int8 speech encoder ({ie:.0f} ms) is no faster than "
                          f"fp32 ({fe:.0f} ms) on one thread: int8 does not pay on that class with "
-                         f"tract's kernels; `cargo run --release -p models --example profile_graph -- "
+                         f"tract's kernels; `cargo run --release -p emotion-core --example profile_graph -- "
                          f"BUNDLE/speech_encoder.int8.onnx` with the same `{ISA_VAR}` shows which nodes.")
 
     # What holds it back: stage figures only.

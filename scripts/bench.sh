@@ -32,7 +32,7 @@ mkdir -p "$OUT"
 echo "== building (release)"
 # Two commands: built together, resolver 3 unifies their features and rebuilds everything.
 cargo build --release -p host-trainer
-cargo build --release -p edge-runtime
+cargo build --release -p emotion-edge
 HOST="$TARGET/release/host-trainer"
 EDGE="$TARGET/release/emotion-edge"
 

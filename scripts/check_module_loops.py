@@ -4,7 +4,7 @@ strongly connected groups of file modules that import each other through `crate:
 `super::` or `self::` paths (comments and the test module after `#[cfg(test)]` aside;
 a module using its own parent does not count). Exits 1 when there is one.
 
-    python3 scripts/check_module_loops.py models/src host-trainer/src ...
+    python3 scripts/check_module_loops.py emotion-core/src host-trainer/src ...
 """
 import os
 import re

@@ -22,8 +22,8 @@ step() { # step NAME COMMAND...: runs it, keeps its time and the crates it compi
   "$@" >"$log" 2>&1
   rows+=("| $name | $(($(date +%s) - start)) | $(grep -c '^ *Compiling' "$log" || true) |")
 }
-step '`cargo run -p edge-runtime -- classify` (first printed emotion)' \
-  cargo run -p edge-runtime -- classify --bundle data/demo-bundle --keyword-from-name "${files[@]}"
+step '`cargo run -p emotion-edge -- classify` (first printed emotion)' \
+  cargo run -p emotion-edge -- classify --bundle data/demo-bundle --keyword-from-name "${files[@]}"
 step '`cargo build -p host-trainer` (after it)' cargo build -p host-trainer
 step '`host-trainer demo` (built)' cargo run -q -p host-trainer -- demo --out "$work/demo"
 step '`cargo test --workspace --no-run` (after them)' cargo test --workspace --no-run

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Where a bundle's speech encoder spends its time, node by node: tract's optimised plan
-# timed over a few runs of a 2 s clip on 1 thread (models/examples/profile_graph.rs), for
+# timed over a few runs of a 2 s clip on 1 thread (emotion-core/examples/profile_graph.rs), for
 # fp32 and int8 with this CPU's kernels, and int8 with tract restricted to an AVX2 + FMA
 # CPU's kernels (TRACT_CPU_ISA) both as the board computes it there (products in float)
 # and with integer kernels forced (the cliff the float rewrite avoids). Writes figures;
@@ -19,7 +19,7 @@ BUNDLE=$1
 OUT=${2:-docs/results/encoder-profile-$(date +%F).md}
 TARGET=${CARGO_TARGET_DIR:-target}
 AVX2=-avx512f,-avx512vnni,-avxvnni,-avx512fp16,-amx-int8,-amx-bf16
-cargo build --release -p models --example profile_graph
+cargo build --release -p emotion-core --example profile_graph
 PROFILE="$TARGET/release/examples/profile_graph"
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)
 family=$(grep -m1 'cpu family' /proc/cpuinfo | cut -d: -f2 | xargs)

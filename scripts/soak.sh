@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The soak of `emotion-edge listen`, recorded: runs the ignored hour-long test of
-# edge-runtime/tests/soak.rs and writes what it measured to a dated file.
+# emotion-edge/tests/soak.rs and writes what it measured to a dated file.
 #
 #   bash scripts/soak.sh [AUDIO_SECONDS]     (default 3600: an hour of audio)
 #
@@ -21,11 +21,11 @@ AUDIO_SECONDS=${1:-3600}
 DATE=$(date -u +%F)
 MD=${SOAK_MD:-docs/results/soak-$DATE.md}
 COMMAND="bash scripts/soak.sh${*:+ $*}"
-TEST=(cargo test -p edge-runtime --test soak -- --ignored --nocapture an_hour)
+TEST=(cargo test -p emotion-edge --test soak -- --ignored --nocapture an_hour)
 mkdir -p "$(dirname "$MD")"
 
 echo "== building the soak test (dev profile)"
-cargo test -p edge-runtime --test soak --no-run
+cargo test -p emotion-edge --test soak --no-run
 
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 log=$(mktemp)
@@ -54,7 +54,7 @@ field() { sed -nE "s/$1/\\1/p" <<<"$line"; }
   echo '```'
   echo
   echo "which runs \`SOAK_AUDIO_SECONDS=$AUDIO_SECONDS ${TEST[*]}\`"
-  echo "([edge-runtime/tests/soak.rs](../../edge-runtime/tests/soak.rs)): corpus utterances"
+  echo "([emotion-edge/tests/soak.rs](../../emotion-edge/tests/soak.rs)): corpus utterances"
   echo "with 1 s gaps streamed into \`emotion-edge listen --source - --fast --json --no-text\`"
   echo "on the committed demo bundle as fast as it takes them, RSS read every 200 ms. Dev"
   echo "build. Machine: $cpu, $(nproc) cores, load average $load at the start; git $commit;"

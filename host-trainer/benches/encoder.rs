@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use host_trainer::encoders::random::{Preset, RandomCheckpoint};
 use host_trainer::encoders::{EncoderKind, import};
-use models::encoder::{EncoderGraph, EncoderInput};
+use emotion_core::encoder::{EncoderGraph, EncoderInput};
 
 const AUDIO_SECONDS: f64 = 2.0;
 const RUNS: usize = 7;

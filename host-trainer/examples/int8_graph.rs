@@ -1,5 +1,5 @@
 //! Writes the int8 variant of a speech encoder graph as a bundle ships it (calibrated on
-//! synthetic speech), to profile it with `models`' `profile_graph` example.
+//! synthetic speech), to profile it with `emotion-core`'s `profile_graph` example.
 //!
 //!   cargo run --release -p host-trainer --example int8_graph -- IN.onnx OUT.onnx
 

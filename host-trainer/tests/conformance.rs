@@ -265,7 +265,7 @@ fn hubert_tiny_graph_structure_and_metadata() {
 
     // A written model loads from its path.
     let tmp = tempfile::tempdir().expect("tempdir");
-    let path = tmp.path().join("models/encoder.onnx");
+    let path = tmp.path().join("emotion-core/encoder.onnx");
     encoder.write(&path).expect("write");
     tract_onnx::onnx()
         .model_for_path(&path)
@@ -1212,7 +1212,7 @@ fn both_weight_norm_namings_load_from_pytorch_bin() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let names = |layout: &str| -> Vec<String> {
         let dir = with_only(tmp.path(), layout, "pytorch_model.bin");
-        let checkpoint = host_trainer::encoders::Checkpoint::open(&dir).expect("open");
+        let checkpoint = host_trainer::encoders::EncoderCheckpoint::open(&dir).expect("open");
         checkpoint
             .names()
             .filter(|n| n.starts_with("encoder.pos_conv_embed.conv."))

@@ -225,7 +225,7 @@ fn wavlm_tiny_pruned() {
 /// The board's runner takes a WavLM graph as it is: outputs, metadata, any length.
 #[test]
 fn wavlm_graph_runs_in_the_board_runner() {
-    use models::encoder::{EncoderGraph, EncoderInput, Modality};
+    use emotion_core::encoder::{EncoderGraph, EncoderInput, Modality};
     let dir = fixture("wavlm-tiny");
     let layers = layers_of(&dir);
     let encoder = import(&dir, Some(1..=layers)).expect("import");

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use host_trainer::data::manifest::CorpusManifest;
 use host_trainer::data::splits::SplitSet;
-use models::Emotion;
+use emotion_core::Emotion;
 
 use common::{files_under, host_trainer, text};
 

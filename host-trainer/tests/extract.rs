@@ -110,14 +110,14 @@ fn second_run_does_no_encoder_work_and_changes_recompute_only_what_they_must() {
     let manifest = host_trainer::data::manifest::CorpusManifest::read_csv(&setup.manifest).unwrap();
     let wav = std::fs::read(&manifest.get(id).unwrap().path).unwrap();
     let settings = ExtractSettings {
-        frontend: models::FrontendConfig {
+        frontend: emotion_core::FrontendConfig {
             normalize: false,
             ..ExtractSettings::default().frontend
         },
         ..Default::default()
     };
     // ~50 frames per second of the audio the encoder sees (trimmed to the speech).
-    let seconds = models::Frontend::new(settings.frontend.clone())
+    let seconds = emotion_core::Frontend::new(settings.frontend.clone())
         .process_bytes(&wav, id)
         .unwrap()
         .len() as f64

@@ -566,7 +566,7 @@ fn check_main_fetched_with_the_bin(repos: &[FakeRepo], cache: &Path, stdout: &st
     );
     // What `demo --encoders` checks is satisfied by the .bin alone, and it imports.
     assert!(HUBERT_BASE.missing_files(&hubert).is_empty());
-    let checkpoint = host_trainer::encoders::Checkpoint::open(&hubert).unwrap();
+    let checkpoint = host_trainer::encoders::EncoderCheckpoint::open(&hubert).unwrap();
     assert!(checkpoint.weights_path().ends_with(PYTORCH_BIN));
 
     let record = FetchRecord::read(&hubert).unwrap().unwrap();

@@ -18,9 +18,9 @@ use host_trainer::data::manifest::CorpusManifest;
 use host_trainer::data::splits::{Split, SplitSet};
 use host_trainer::train::dataset::load_split;
 use host_trainer::train::keyword_spotter::{KeywordModel, keyword_run_dir, vocabulary};
-use models::keyword_spotter::KeywordSpotter;
-use models::pipeline::{KeywordSource, TextInput};
-use models::{Pipeline, PipelineOptions};
+use emotion_core::keyword_spotter::KeywordSpotter;
+use emotion_core::pipeline::{KeywordSource, TextInput};
+use emotion_core::{Pipeline, PipelineOptions};
 
 const TOLERANCE: f32 = 1e-4;
 

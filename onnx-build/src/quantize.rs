@@ -85,7 +85,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use models::int8::{PRODUCTS_KEY, QuantizedProduct};
+use emotion_core::int8::{PRODUCTS_KEY, QuantizedProduct};
 use prost::Message;
 use tract_onnx::pb;
 use tract_onnx::pb::tensor_proto::{DataLocation, DataType};
@@ -218,7 +218,7 @@ pub struct QuantizeSummary {
     pub activation_sources: Vec<String>,
     /// How many of them got a calibrated (fixed) scale.
     pub calibrated: usize,
-    /// Every product rewritten, as the graph's [`models::int8::PRODUCTS_KEY`] entry lists
+    /// Every product rewritten, as the graph's [`emotion_core::int8::PRODUCTS_KEY`] entry lists
     /// it (so a board without fast int8 kernels can compute it in float).
     pub products: Vec<QuantizedProduct>,
 }
@@ -1336,7 +1336,7 @@ mod tests {
             ]
         );
         assert_eq!(metadata[3].0, PRODUCTS_KEY);
-        let listed = models::int8::quantized_products(&after)?;
+        let listed = emotion_core::int8::quantized_products(&after)?;
         assert_eq!(listed, summary.products);
         let outputs: Vec<&str> = listed.iter().map(|p| p.output.as_str()).collect();
         assert_eq!(outputs, ["fc1.matmul", "fc2.matmul", "side.matmul"]);
@@ -1406,7 +1406,7 @@ mod tests {
         // is left, within half a step of each weight's column.
         let mut in_float = after.clone();
         assert_eq!(
-            models::int8::products_in_float(&mut in_float, usize::MAX)?,
+            emotion_core::int8::products_in_float(&mut in_float, usize::MAX)?,
             3
         );
         let (dequantised, dequantised_ops) =

@@ -27,9 +27,9 @@ use host_trainer::train::heads::ModelKind;
 use host_trainer::train::keyword_spotter;
 use host_trainer::train::runs::{evaluate_run, train_run};
 use host_trainer::train::trainer::TrainConfig;
-use models::bundle::{Bundle, BundleError, BundleManifest, MANIFEST_FILE, MANIFEST_JSON};
-use models::pipeline::{PipelineError, TextInput, TextSource};
-use models::{Pipeline, PipelineOptions};
+use emotion_core::bundle::{Bundle, BundleError, BundleManifest, MANIFEST_FILE, MANIFEST_JSON};
+use emotion_core::pipeline::{PipelineError, TextInput, TextSource};
+use emotion_core::{Pipeline, PipelineOptions};
 
 /// Words kept in the slice: 4 words × 2 speakers × 7 emotions = 56 utterances.
 const WORDS: [&str; 4] = ["back", "dog", "king", "youth"];
@@ -512,7 +512,7 @@ fn rewritten(bundle: &Path, to: &Path, edit: impl FnOnce(&Path, &mut BundleManif
     for file in &mut manifest.files {
         let bytes = std::fs::read(to.join(&file.path)).unwrap();
         file.bytes = bytes.len() as u64;
-        file.sha256 = models::bundle::sha256_hex(&bytes);
+        file.sha256 = emotion_core::bundle::sha256_hex(&bytes);
     }
     std::fs::write(to.join(MANIFEST_FILE), manifest.to_bytes().unwrap()).unwrap();
     std::fs::write(

@@ -73,10 +73,10 @@ fn host_trainer_alone_builds_its_dependencies_as_the_workspace_does() {
 }
 
 #[test]
-fn edge_runtime_never_links_training_or_plotting_crates() {
-    let tree = cargo_tree(&["-p", "edge-runtime", "-e", "normal"]);
+fn emotion_edge_never_links_training_or_plotting_crates() {
+    let tree = cargo_tree(&["-p", "emotion-edge", "-e", "normal"]);
     assert!(
-        tree.lines().any(|l| l.starts_with("models ")),
+        tree.lines().any(|l| l.starts_with("emotion-core ")),
         "sanity: {tree}"
     );
     for banned in ["burn", "plotters", "ureq", "host-trainer"] {
@@ -88,7 +88,7 @@ fn edge_runtime_never_links_training_or_plotting_crates() {
                     .is_some_and(|name| name == banned || name.starts_with(&format!("{banned}-")))
             })
             .collect();
-        assert!(found.is_empty(), "edge-runtime links {found:?}");
+        assert!(found.is_empty(), "emotion-edge links {found:?}");
     }
 }
 
@@ -177,10 +177,10 @@ fn docs_document_the_metrics_schema_the_code_writes() {
 #[test]
 fn no_import_loop_between_modules() {
     let crates = [
-        "models/src",
+        "emotion-core/src",
         "onnx-build/src",
         "host-trainer/src",
-        "edge-runtime/src",
+        "emotion-edge/src",
     ];
     let out = match Command::new("python3")
         .current_dir(repo_root())

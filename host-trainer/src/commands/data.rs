@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use models::TranscriptTemplate;
+use emotion_core::TranscriptTemplate;
 
 use crate::data::corpus::default_corpus_dir;
 use crate::data::manifest::CorpusManifest;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use models::TranscriptTemplate;
+use emotion_core::TranscriptTemplate;
 
 use super::data::{scan_corpus, split_manifest};
 use super::encoders::{EncoderChoice, EncoderGraphs, prepare_encoders};

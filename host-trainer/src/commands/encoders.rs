@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use models::FrontendConfig;
-use models::encoder::EncoderGraph;
+use emotion_core::FrontendConfig;
+use emotion_core::encoder::EncoderGraph;
 
 use crate::data::corpus::embedded_tokenizer;
 use crate::encoders::cost::{CostOptions, graph_facts, int8_variant, measure};

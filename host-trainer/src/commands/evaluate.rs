@@ -16,8 +16,8 @@ use crate::evaluate::summary::{comparison_markdown, write_evaluation};
 use crate::evaluate::through_bundle::predict_through_bundle;
 use crate::train::heads::ModelKind;
 use crate::train::runs::evaluate_run;
-use models::Pipeline;
-use models::PipelineOptions;
+use emotion_core::Pipeline;
+use emotion_core::PipelineOptions;
 
 /// `evaluate`.
 pub fn evaluate(args: EvaluateArgs) -> Result<()> {

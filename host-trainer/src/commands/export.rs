@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use models::pipeline::{KeywordSource, TextInput};
-use models::{Pipeline, PipelineOptions};
+use emotion_core::pipeline::{KeywordSource, TextInput};
+use emotion_core::{Pipeline, PipelineOptions};
 
 use super::encoders::EncoderGraphs;
 use super::{RunInputs, corpus_of, read_inputs};

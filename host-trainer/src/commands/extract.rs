@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use models::FrontendConfig;
+use emotion_core::FrontendConfig;
 
 use crate::data::manifest::CorpusManifest;
 use crate::features::cache::{FeatureCache, FeatureDtype, FeatureIndex, LayerCombination};

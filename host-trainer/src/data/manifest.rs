@@ -1,14 +1,14 @@
 //! The corpus manifest (`manifest.csv`): one row per utterance (path, speaker, word,
 //! emotion, transcript, sample rate, duration), written as CSV so people and pandas can
 //! read it, and the emotion × speaker count table printed after a scan. Not the bundle's
-//! manifest (`models::bundle::BundleManifest`), which lists a bundle's files.
+//! manifest (`emotion_core::bundle::BundleManifest`), which lists a bundle's files.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use models::Emotion;
-use models::fs::write_atomically;
+use emotion_core::Emotion;
+use emotion_core::fs::write_atomically;
 use serde::{Deserialize, Serialize};
 
 /// One utterance.

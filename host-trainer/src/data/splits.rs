@@ -15,14 +15,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use models::Emotion;
+use emotion_core::Emotion;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::data::manifest::{CorpusEntry, CorpusManifest};
-use models::fs::write_atomically;
+use emotion_core::fs::write_atomically;
 
 /// Version of the splits file layout.
 pub const FORMAT_VERSION: u32 = 1;

@@ -11,8 +11,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use models::frontend::probe_wav;
-use models::{Emotion, TranscriptTemplate};
+use emotion_core::frontend::probe_wav;
+use emotion_core::{Emotion, TranscriptTemplate};
 use walkdir::WalkDir;
 
 use crate::data::manifest::{CorpusEntry, CorpusManifest};

@@ -11,7 +11,7 @@
 
 use onnx_build::graph::{Activation, AttentionWeights, Attr, Dim, ElemType, GraphBuilder};
 
-use super::checkpoint::Checkpoint;
+use super::checkpoint::EncoderCheckpoint;
 use super::error::ImportError;
 use super::{check_heads, emit_hidden_state, layer_norm, parse_activation, size_field};
 
@@ -40,7 +40,7 @@ pub struct TextConfig {
 
 impl TextConfig {
     /// Reads the config of `checkpoint` (HF defaults where a field is absent).
-    pub fn from_checkpoint(checkpoint: &Checkpoint) -> Result<Self, ImportError> {
+    pub fn from_checkpoint(checkpoint: &EncoderCheckpoint) -> Result<Self, ImportError> {
         let c = checkpoint.config();
         let path = checkpoint.config_path();
         let hidden_size = size_field(c.hidden_size, 768, "hidden_size", path)?;
@@ -92,7 +92,7 @@ impl TextConfig {
 
 /// Builds the graph for hidden states `indices` (ascending, each ≤ `num_hidden_layers`).
 pub fn build_graph(
-    checkpoint: &Checkpoint,
+    checkpoint: &EncoderCheckpoint,
     config: &TextConfig,
     indices: &[usize],
 ) -> Result<GraphBuilder, ImportError> {
@@ -119,7 +119,7 @@ pub fn build_graph(
 
 /// Embeddings, in HF's order: (words + token type 0) + positions, then LayerNorm.
 fn embeddings(
-    checkpoint: &Checkpoint,
+    checkpoint: &EncoderCheckpoint,
     config: &TextConfig,
     g: &mut GraphBuilder,
     ids: &str,
@@ -169,7 +169,7 @@ fn embeddings(
 
 /// The position table's first `tokens` rows, sliced with the run-time length.
 fn position_embeddings(
-    checkpoint: &Checkpoint,
+    checkpoint: &EncoderCheckpoint,
     config: &TextConfig,
     g: &mut GraphBuilder,
     ids: &str,
@@ -198,7 +198,7 @@ fn position_embeddings(
 /// Post-LN layer `encoder.layer.{layer}`: `h = LN(h + attention(h))`, then
 /// `h = LN(h + dense(act(intermediate(h))))`.
 fn encoder_layer(
-    checkpoint: &Checkpoint,
+    checkpoint: &EncoderCheckpoint,
     config: &TextConfig,
     g: &mut GraphBuilder,
     layer: usize,
@@ -243,7 +243,7 @@ fn encoder_layer(
 
 /// The query/key/value/output projections of layer `p` (`encoder.layer.{i}`).
 fn attention_weights(
-    checkpoint: &Checkpoint,
+    checkpoint: &EncoderCheckpoint,
     config: &TextConfig,
     p: &str,
 ) -> Result<AttentionWeights, ImportError> {

@@ -1,7 +1,7 @@
 //! Reading a Hugging Face checkpoint folder: `config.json` and its weights, either
 //! `model.safetensors` or PyTorch's `pytorch_model.bin` (read natively by [`super::pytorch`];
 //! safetensors is preferred when both are there). Every reader of a checkpoint (import,
-//! probe, demo) comes through [`Checkpoint::open`].
+//! probe, demo) comes through [`EncoderCheckpoint::open`].
 //!
 //! Tensor names are normalised so one importer reads every export of an architecture:
 //! a leading `hubert.`, `wav2vec2.`, `wavlm.`, `bert.` or `model.` is dropped (task-head checkpoints
@@ -11,7 +11,7 @@
 //!
 //! The positional convolution of HuBERT/wav2vec2 is stored weight-normed, either as
 //! `weight_g`/`weight_v` (older exports) or `parametrizations.weight.original0/1`;
-//! [`Checkpoint::weight_normed`] folds either into the effective weight.
+//! [`EncoderCheckpoint::weight_normed`] folds either into the effective weight.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -100,7 +100,7 @@ pub fn weights_file(dir: &Path) -> Option<PathBuf> {
 
 /// An opened checkpoint: its parsed config and its (not yet converted) weights.
 #[derive(Debug)]
-pub struct Checkpoint {
+pub struct EncoderCheckpoint {
     dir: PathBuf,
     config_path: PathBuf,
     weights_path: PathBuf,
@@ -145,7 +145,7 @@ impl HfConfig {
     }
 }
 
-impl Checkpoint {
+impl EncoderCheckpoint {
     /// Opens `dir`: parses `config.json`, reads the weights (`model.safetensors`, else
     /// `pytorch_model.bin`) and indexes their tensors.
     pub fn open(dir: &Path) -> Result<Self, ImportError> {
@@ -515,7 +515,7 @@ mod tests {
         ];
         safetensors::serialize_to_file(views, None, &tmp.path().join("model.safetensors"))
             .expect("write");
-        let checkpoint = Checkpoint::open(tmp.path()).expect("open");
+        let checkpoint = EncoderCheckpoint::open(tmp.path()).expect("open");
         assert_eq!(checkpoint.sha256().len(), 64);
         assert_eq!(checkpoint.tensor("a", &[3]).expect("a").data(), &values);
         assert_eq!(checkpoint.tensor("b", &[1, 3]).expect("b").data(), &values);

@@ -1,6 +1,6 @@
 //! What an encoder graph costs per second of audio: `host-trainer encoders cost` times
 //! imported speech graphs with tract, the way the board runs them
-//! ([`models::encoder::EncoderGraph`], one input at a time, a chosen number of threads),
+//! ([`emotion_core::encoder::EncoderGraph`], one input at a time, a chosen number of threads),
 //! on a synthetic voiced clip of each length asked for, and reports the median.
 //!
 //! The int8 variant is the one a bundle ships ([`crate::export::bundle`]): the transformer's
@@ -11,7 +11,7 @@
 
 use std::time::Instant;
 
-use models::encoder::{EncoderError, EncoderGraph, EncoderInput};
+use emotion_core::encoder::{EncoderError, EncoderGraph, EncoderInput};
 use prost::Message;
 use serde::Serialize;
 use tract_onnx::pb;
@@ -156,7 +156,7 @@ pub fn synthetic_speech(seconds: f64, pitch: f32) -> Vec<f32> {
                 + 0.02 * noise
         })
         .collect();
-    models::frontend::normalize(&mut samples);
+    emotion_core::frontend::normalize(&mut samples);
     samples
 }
 

@@ -23,7 +23,7 @@
 //!   against the copy's `fetch.json` where there is one, and in any case the weights file
 //!   must be complete (a safetensors header and length that agree; a readable zip with a
 //!   `data.pkl` for `pytorch_model.bin`) and every `.json` must parse. A copy that no
-//!   record vouches for is also read whole by [`crate::encoders::Checkpoint::open`], as
+//!   record vouches for is also read whole by [`crate::encoders::EncoderCheckpoint::open`], as
 //!   `encoders import` will read it.
 //! - When nothing can be downloaded, the error lists the exact files of the revision asked,
 //!   their URLs and where to put them.
@@ -1494,7 +1494,7 @@ fn check_unrecorded_checkpoint(
     weights: &str,
     in_place: bool,
 ) -> Result<(), FetchError> {
-    if let Err(e) = crate::encoders::Checkpoint::open(dir) {
+    if let Err(e) = crate::encoders::EncoderCheckpoint::open(dir) {
         if !in_place {
             let _ = fs::remove_file(dir.join(weights));
         }

@@ -6,9 +6,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use models::encoder::{EncoderGraph, EncoderInput, HiddenState};
-use models::tokenizer::TranscriptTokenizer;
-use models::{Frontend, FrontendConfig};
+use emotion_core::encoder::{EncoderGraph, EncoderInput, HiddenState};
+use emotion_core::tokenizer::TranscriptTokenizer;
+use emotion_core::{Frontend, FrontendConfig};
 use safetensors::tensor::{Dtype, TensorView};
 
 /// What to feed the encoder.
@@ -65,6 +65,6 @@ pub fn dump_hidden_states(
             .join(","),
     )]);
     let file = safetensors::serialize(views, Some(metadata))?;
-    models::fs::write_atomically(out, &file)?;
+    emotion_core::fs::write_atomically(out, &file)?;
     Ok(states)
 }

@@ -30,7 +30,7 @@ use onnx_build::graph::{
     Activation, AttentionWeights, Conv1dGeometry, Dim, ElemType, GraphBuilder,
 };
 
-use super::checkpoint::{Checkpoint, HfConfig};
+use super::checkpoint::{EncoderCheckpoint, HfConfig};
 use super::error::ImportError;
 use super::{
     EncoderKind, check_heads, emit_hidden_state, layer_norm, parse_activation, size_field,
@@ -91,7 +91,7 @@ pub struct SpeechConfig {
 impl SpeechConfig {
     /// Reads the config of `checkpoint` (HF defaults where a field is absent).
     pub fn from_checkpoint(
-        checkpoint: &Checkpoint,
+        checkpoint: &EncoderCheckpoint,
         kind: EncoderKind,
     ) -> Result<Self, ImportError> {
         let c = checkpoint.config();
@@ -257,7 +257,7 @@ fn positional_conv(
 
 /// Builds the graph for hidden states `indices` (ascending, each ≤ `num_hidden_layers`).
 pub fn build_graph(
-    checkpoint: &Checkpoint,
+    checkpoint: &EncoderCheckpoint,
     config: &SpeechConfig,
     indices: &[usize],
 ) -> Result<GraphBuilder, ImportError> {
@@ -278,7 +278,7 @@ pub(crate) type AttentionBlock<'a> =
 /// (ascending, each ≤ `num_hidden_layers`): everything in the module docs, with each
 /// layer's attention block built by `attention`.
 pub(crate) fn build_speech_graph(
-    checkpoint: &Checkpoint,
+    checkpoint: &EncoderCheckpoint,
     config: &SpeechConfig,
     indices: &[usize],
     attention: &mut AttentionBlock<'_>,
@@ -329,7 +329,7 @@ pub(crate) fn build_speech_graph(
 /// The conv feature encoder on `[1, N, 1]`, each layer one matrix product
 /// (`conv1d_time_major`): returns `[1, T, C]` and `C`.
 fn conv_feature_encoder(
-    checkpoint: &Checkpoint,
+    checkpoint: &EncoderCheckpoint,
     config: &SpeechConfig,
     g: &mut GraphBuilder,
     mut h: String,
@@ -383,7 +383,7 @@ fn conv_feature_encoder(
 
 /// `[1, T, C]` → `[1, T, hidden]`, layer-normed first if the config says so.
 fn feature_projection(
-    checkpoint: &Checkpoint,
+    checkpoint: &EncoderCheckpoint,
     config: &SpeechConfig,
     g: &mut GraphBuilder,
     mut h: String,
@@ -404,7 +404,7 @@ fn feature_projection(
 
 /// `h + act(conv(h))` with the grouped, weight-normed positional conv, run channel-major.
 fn positional_conv_embedding(
-    checkpoint: &Checkpoint,
+    checkpoint: &EncoderCheckpoint,
     config: &SpeechConfig,
     g: &mut GraphBuilder,
     h: String,
@@ -447,7 +447,7 @@ fn positional_conv_embedding(
 
 /// A pre-LN ("large") layer: `h += attention(LN(h))`, then `h += ff(LN(h))`.
 fn pre_ln_layer(
-    checkpoint: &Checkpoint,
+    checkpoint: &EncoderCheckpoint,
     config: &SpeechConfig,
     g: &mut GraphBuilder,
     layer: usize,
@@ -478,7 +478,7 @@ fn pre_ln_layer(
 
 /// A post-LN ("base") layer: `h = LN(h + attention(h))`, then `h = LN(h + ff(h))`.
 fn post_ln_layer(
-    checkpoint: &Checkpoint,
+    checkpoint: &EncoderCheckpoint,
     config: &SpeechConfig,
     g: &mut GraphBuilder,
     layer: usize,
@@ -510,7 +510,7 @@ fn post_ln_layer(
 /// The q/k/v/out projections (with biases) of the attention module `p`
 /// (`encoder.layers.{i}.attention`).
 pub(crate) fn attention_weights(
-    checkpoint: &Checkpoint,
+    checkpoint: &EncoderCheckpoint,
     config: &SpeechConfig,
     p: &str,
 ) -> Result<AttentionWeights, ImportError> {
@@ -526,7 +526,7 @@ pub(crate) fn attention_weights(
 
 /// `{layer}.feed_forward`: intermediate_dense → activation → output_dense.
 fn feed_forward(
-    checkpoint: &Checkpoint,
+    checkpoint: &EncoderCheckpoint,
     g: &mut GraphBuilder,
     config: &SpeechConfig,
     layer: &str,

@@ -17,7 +17,7 @@
 //!
 //! # The graph contract
 //!
-//! The runner (`models::encoder`) relies on exactly this:
+//! The runner (`emotion_core::encoder`) relies on exactly this:
 //! - one input: `input_values`, f32 `[1, samples]` (speech: the normalised 16 kHz wave), or
 //!   `input_ids`, i64 `[1, tokens]` (text: ids from the model's tokenizer);
 //! - outputs `hidden_states.{i}`, f32 `[1, frames, hidden]` (`[1, tokens, hidden]` for
@@ -45,7 +45,7 @@ pub mod wavlm;
 use std::ops::RangeInclusive;
 use std::path::Path;
 
-pub use checkpoint::{Checkpoint, HfConfig};
+pub use checkpoint::{EncoderCheckpoint, HfConfig};
 pub use error::ImportError;
 
 use onnx_build::graph::{Activation, GraphBuilder};
@@ -193,7 +193,7 @@ pub fn import(
     checkpoint_dir: &Path,
     layers: Option<RangeInclusive<usize>>,
 ) -> Result<ImportedEncoder, ImportError> {
-    let checkpoint = Checkpoint::open(checkpoint_dir)?;
+    let checkpoint = EncoderCheckpoint::open(checkpoint_dir)?;
     let config_path = checkpoint.config_path().to_path_buf();
     let model_type =
         checkpoint
@@ -387,7 +387,7 @@ pub(crate) fn emit_hidden_state(
 
 /// LayerNorm `{name}.weight`/`{name}.bias` (width `width`) over the last axis of `x`.
 pub(crate) fn layer_norm(
-    checkpoint: &Checkpoint,
+    checkpoint: &EncoderCheckpoint,
     graph: &mut GraphBuilder,
     name: &str,
     x: &str,

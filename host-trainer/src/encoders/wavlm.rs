@@ -33,7 +33,7 @@ use serde::Deserialize;
 
 use onnx_build::graph::{Attr, FloatArray, GraphBuilder};
 
-use super::checkpoint::Checkpoint;
+use super::checkpoint::EncoderCheckpoint;
 use super::error::ImportError;
 use super::hubert::{SpeechConfig, attention_weights, build_speech_graph};
 
@@ -68,7 +68,7 @@ struct WavLmFields {
 impl RelativePositions {
     /// Reads `num_buckets` and `max_bucket_distance` from the checkpoint's `config.json`
     /// (HF's defaults, 320 and 800, where absent) and checks them.
-    pub fn from_checkpoint(checkpoint: &Checkpoint) -> Result<Self, ImportError> {
+    pub fn from_checkpoint(checkpoint: &EncoderCheckpoint) -> Result<Self, ImportError> {
         let path = checkpoint.config_path();
         let text = std::fs::read_to_string(path).map_err(|source| ImportError::Io {
             path: path.to_path_buf(),
@@ -180,7 +180,7 @@ pub fn relative_position_bucket(relative: i64, num_buckets: usize, max_distance:
 /// Builds the WavLM graph for hidden states `indices` (ascending, each ≤
 /// `num_hidden_layers`); reads the relative position settings from the config.
 pub fn build_graph(
-    checkpoint: &Checkpoint,
+    checkpoint: &EncoderCheckpoint,
     config: &SpeechConfig,
     indices: &[usize],
 ) -> Result<GraphBuilder, ImportError> {
@@ -305,7 +305,7 @@ fn relative_position_bias(
 /// (see the module docs), from `x [1, T, hidden]` and `{p}.gru_rel_pos_linear`,
 /// `{p}.gru_rel_pos_const`.
 fn gated_bias(
-    checkpoint: &Checkpoint,
+    checkpoint: &EncoderCheckpoint,
     g: &mut GraphBuilder,
     config: &SpeechConfig,
     p: &str,

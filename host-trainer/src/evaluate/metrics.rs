@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 
-use models::Emotion;
+use emotion_core::Emotion;
 use serde::{Deserialize, Serialize};
 
 /// Precision, recall, F1 and support of one class (or an average).

@@ -12,8 +12,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use models::Emotion;
-use models::features::LayerCombination;
+use emotion_core::Emotion;
+use emotion_core::features::LayerCombination;
 use serde::{Deserialize, Serialize};
 
 use crate::data::manifest::{CorpusEntry, CorpusManifest};
@@ -21,7 +21,7 @@ use crate::data::splits::Split;
 use crate::encoders::{HfConfig, ImportError, import};
 use crate::evaluate::metrics::ClassificationReport;
 use crate::features::extract::{ExtractError, ExtractSettings, Extractor};
-use models::fs::write_atomically;
+use emotion_core::fs::write_atomically;
 
 /// Version of `probe.json`.
 pub const PROBE_FORMAT: u32 = 1;
@@ -535,7 +535,7 @@ impl LinearProbe {
             .zip(&self.bias)
             .map(|(w, b)| b + w.iter().zip(input).map(|(w, x)| w * x).sum::<f64>())
             .collect();
-        models::scores::softmax_f64(&logits)
+        emotion_core::scores::softmax_f64(&logits)
     }
 
     /// The most probable class of `x` (the lowest index on a tie).

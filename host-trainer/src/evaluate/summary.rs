@@ -25,11 +25,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use models::Emotion;
+use emotion_core::Emotion;
 use serde::{Deserialize, Serialize};
 
 use crate::evaluate::metrics::{ClassMetrics, ClassificationReport};
-use models::fs::write_atomically;
+use emotion_core::fs::write_atomically;
 
 /// Version of the `metrics.json` layout (its `format` key).
 pub const METRICS_FORMAT: u32 = 1;

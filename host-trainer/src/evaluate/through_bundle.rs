@@ -1,4 +1,4 @@
-//! A split's test part classified through an exported bundle (`models::Pipeline`, tract),
+//! A split's test part classified through an exported bundle (`emotion_core::Pipeline`, tract),
 //! from the WAV files, as the board would: the front-end and the encoder run again, the
 //! transcript's text features come from the bundle's keyword table.
 
@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
-use models::Pipeline;
-use models::pipeline::TextInput;
+use emotion_core::Pipeline;
+use emotion_core::pipeline::TextInput;
 
 use crate::data::manifest::CorpusManifest;
 use crate::evaluate::summary::{Prediction, SplitEvaluation};

@@ -15,8 +15,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use models::Emotion;
-use models::bundle::{
+use emotion_core::Emotion;
+use emotion_core::bundle::{
     BundleManifest, BundleProvenance, BundleWriter, EncoderSpec, FORMAT_VERSION,
     KeywordSpotterSpec, KeywordTable, Variant,
 };

@@ -1,6 +1,6 @@
 //! The default-variant rule: which precision variant a bundle loads unless told.
 
-use models::bundle::{MAX_MACRO_F1_LOSS, VariantReport, accuracy_problems};
+use emotion_core::bundle::{MAX_MACRO_F1_LOSS, VariantReport, accuracy_problems};
 
 /// How much smaller than fp32 a variant must be to become the default (memory is what a
 /// Pi Zero 2 W lacks first).

@@ -42,7 +42,7 @@
 //! with zero frames as the training batches do; the pooled sequence is then never empty.
 //!
 //! Metadata (`metadata_props`): [`KIND_METADATA`] (`speech`, `text`, `fusion`),
-//! [`CLASSES_METADATA`] (the TESS codes of the seven classes in [`models::Emotion`]
+//! [`CLASSES_METADATA`] (the TESS codes of the seven classes in [`emotion_core::Emotion`]
 //! order, comma-separated), `min_frames`, and per branch (`speech_` / `text_` prefix)
 //! `layers`, `dim`, `conv_channels`, `conv_kernel`, `lstm_hidden` and, with a layer mix,
 //! `layer_weights`; the fusion model adds `attention_dim` and `gate` (= tanh(g)).
@@ -68,9 +68,9 @@ use onnx_build::graph::{
     Attr, Conv1dGeometry, Dim, ElemType, FloatArray, GraphBuilder, GraphError,
 };
 
-// The names the bundle loader reads, from the contract in `models` (one source for both).
-pub use models::heads::{KIND_METADATA, LOGITS_OUTPUT, SPEECH_INPUT, TEXT_INPUT};
-pub use models::keyword_spotter::{KEYWORD_KIND, WORDS_METADATA};
+// The names the bundle loader reads, from the contract in `emotion-core` (one source for both).
+pub use emotion_core::head_graph::{KIND_METADATA, LOGITS_OUTPUT, SPEECH_INPUT, TEXT_INPUT};
+pub use emotion_core::keyword_spotter::{KEYWORD_KIND, WORDS_METADATA};
 
 /// Symbolic dimension of the speech input's time axis.
 pub const SPEECH_FRAMES: &str = "frames";
@@ -115,7 +115,7 @@ pub fn export_head(head: &EmotionHead) -> Result<Vec<u8>, HeadExportError> {
         "{kind} emotion head exported by host-trainer: batch 1, one unpadded sequence"
     ));
     g.metadata(KIND_METADATA, kind.name());
-    let classes: Vec<&str> = models::Emotion::ALL.iter().map(|e| e.code()).collect();
+    let classes: Vec<&str> = emotion_core::Emotion::ALL.iter().map(|e| e.code()).collect();
     g.metadata(CLASSES_METADATA, &classes.join(","));
     g.metadata("min_frames", &MIN_FRAMES.to_string());
 
@@ -640,7 +640,7 @@ mod tests {
     use crate::train::heads::{FeatureLayout, HeadConfig, HeadInput, ModelKind, SequenceBatch};
     use burn::module::Param;
     use burn::tensor::{Device, TensorData};
-    use models::scores::argmax;
+    use emotion_core::scores::argmax;
     use prost::Message;
     use rand_chacha::ChaCha8Rng;
     use rand_chacha::rand_core::SeedableRng;
@@ -1020,8 +1020,8 @@ mod tests {
         };
         assert_eq!(meta(KIND_METADATA).as_deref(), Some("fusion"));
         let classes = meta(CLASSES_METADATA).unwrap();
-        let parsed: Vec<models::Emotion> = classes.split(',').map(|c| c.parse().unwrap()).collect();
-        assert_eq!(parsed, models::Emotion::ALL, "{classes}");
+        let parsed: Vec<emotion_core::Emotion> = classes.split(',').map(|c| c.parse().unwrap()).collect();
+        assert_eq!(parsed, emotion_core::Emotion::ALL, "{classes}");
         assert_eq!(meta("speech_layers").as_deref(), Some("3"));
         assert_eq!(meta("text_dim").as_deref(), Some("4"));
         assert_eq!(meta("speech_lstm_hidden").as_deref(), Some("6"));

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use models::bundle::{Bundle, KeywordEntry, KeywordSpotterSpec, KeywordTable, Variant};
-use models::keyword_spotter::KeywordSpotter;
+use emotion_core::bundle::{Bundle, KeywordEntry, KeywordSpotterSpec, KeywordTable, Variant};
+use emotion_core::keyword_spotter::KeywordSpotter;
 
 use super::measure::agreement;
 use super::request::ExportRequest;
@@ -15,7 +15,7 @@ use crate::data::manifest::CorpusManifest;
 use crate::features::cache::{FeatureCache, FeatureIndex};
 use crate::train::dataset::SplitData;
 use crate::train::keyword_spotter::{KeywordEvaluation, KeywordModel, evaluate, keyword_run_dir};
-use models::scores::{argmax, softmax};
+use emotion_core::scores::{argmax, softmax};
 
 /// The keyword spotter in the bundle, measured on the test part's cached speech features.
 #[derive(Debug, Clone)]

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use anyhow::bail;
-use models::Pipeline;
-use models::PipelineOptions;
-use models::bundle::{Bundle, BundleManifest, ModelMetrics, VariantReport};
-use models::pipeline::TextInput;
+use emotion_core::Pipeline;
+use emotion_core::PipelineOptions;
+use emotion_core::bundle::{Bundle, BundleManifest, ModelMetrics, VariantReport};
+use emotion_core::pipeline::TextInput;
 
 use super::request::ExportRequest;
 use super::request::Precision;
@@ -18,7 +18,7 @@ use crate::evaluate::through_bundle::{BundlePredictions, predict_through_bundle}
 use crate::train::dataset::SplitData;
 use crate::train::heads::ModelKind;
 use crate::train::trainer::TrainedModel;
-use models::scores::argmax;
+use emotion_core::scores::argmax;
 
 /// How the fp32 bundle compares with the burn models on the test part.
 #[derive(Debug, Clone, PartialEq)]

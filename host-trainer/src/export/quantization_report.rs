@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use models::bundle::BundleManifest;
+use emotion_core::bundle::BundleManifest;
 
 use super::keyword_spotter::SpotterExport;
 use super::measure::Parity;

@@ -3,7 +3,7 @@
 //! encoder's activation scales calibrated on training utterances).
 
 use anyhow::Context as _;
-use models::bundle::{BundleWriter, HeadFile, Variant};
+use emotion_core::bundle::{BundleWriter, HeadFile, Variant};
 
 use super::head_onnx::{export_head, export_keyword_spotter};
 use super::request::{ExportRequest, Precision};
@@ -176,7 +176,7 @@ pub(super) fn write_variant(
 }
 
 /// The bytes a variant loads: its speech encoder, heads and spotter.
-pub(super) fn variant_bytes(bundle: &models::bundle::Bundle, variant: &Variant) -> u64 {
+pub(super) fn variant_bytes(bundle: &emotion_core::bundle::Bundle, variant: &Variant) -> u64 {
     let manifest = bundle.manifest();
     std::iter::once(&variant.speech_encoder)
         .chain(variant.heads.iter().map(|h| &h.file))
@@ -209,7 +209,7 @@ fn calibration_ranges(
     let mut ids = request.split.train.clone();
     ids.sort();
     let step = ids.len().div_ceil(CALIBRATION_UTTERANCES).max(1);
-    let frontend = models::Frontend::new(index.frontend.clone());
+    let frontend = emotion_core::Frontend::new(index.frontend.clone());
     let mut inputs = Vec::new();
     for id in ids.iter().step_by(step) {
         let entry = request

@@ -17,9 +17,9 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use models::fs::write_atomically;
+use emotion_core::fs::write_atomically;
 
-pub use models::features::{Features, LayerCombination};
+pub use emotion_core::features::{Features, LayerCombination};
 
 /// Storage precision of the cached features.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -173,7 +173,7 @@ impl FeatureCache {
 }
 
 /// The process id in a temporary file name of ours (`.NAME.tmpPID-N`, as
-/// `models::fs::write_atomically` names them, or an older `.NAME.tmpPID`); `None` for any
+/// `emotion_core::fs::write_atomically` names them, or an older `.NAME.tmpPID`); `None` for any
 /// other name.
 fn temp_writer(name: &str) -> Option<u32> {
     if !name.starts_with('.') {
@@ -291,7 +291,7 @@ pub struct FeatureIndex {
     /// The front-end settings the speech features were computed with (older indexes
     /// lack it: they were made with the defaults).
     #[serde(default)]
-    pub frontend: models::FrontendConfig,
+    pub frontend: emotion_core::FrontendConfig,
     /// SHA-256 of the speech encoder graph.
     pub speech_encoder: String,
     /// HF layers of the speech features.

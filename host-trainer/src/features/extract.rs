@@ -15,11 +15,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use models::encoder::{EncoderError, EncoderGraph, EncoderInput, Modality};
-use models::features::combine_layers;
-use models::frontend::TrimConfig;
-use models::tokenizer::{TokenizerError, TranscriptTokenizer};
-use models::{Frontend, FrontendConfig};
+use emotion_core::encoder::{EncoderError, EncoderGraph, EncoderInput, Modality};
+use emotion_core::features::combine_layers;
+use emotion_core::frontend::TrimConfig;
+use emotion_core::tokenizer::{TokenizerError, TranscriptTokenizer};
+use emotion_core::{Frontend, FrontendConfig};
 
 use crate::data::manifest::{CorpusEntry, CorpusManifest};
 use crate::features::cache::{

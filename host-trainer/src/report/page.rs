@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use models::Emotion;
+use emotion_core::Emotion;
 use serde::{Deserialize, Serialize};
 
 use crate::data::manifest::CorpusManifest;
@@ -26,7 +26,7 @@ use crate::report::representations::{StageSummary, format_score, model_represent
 use crate::train::heads::ModelKind;
 use crate::train::runs::run_dir;
 use crate::train::trainer::EpochRecord;
-use models::fs::write_atomically;
+use emotion_core::fs::write_atomically;
 
 /// Version of `report.json`.
 pub const REPORT_SUMMARY_FORMAT: u32 = 1;

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use models::Emotion;
+use emotion_core::Emotion;
 use serde::{Deserialize, Serialize};
 
 use crate::data::manifest::CorpusManifest;

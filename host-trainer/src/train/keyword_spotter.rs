@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use models::scores::argmax;
+use emotion_core::scores::argmax;
 
 use crate::data::manifest::CorpusManifest;
 use crate::data::splits::Split;
@@ -40,7 +40,7 @@ use crate::train::runs::{epoch_printer, save_curves};
 use crate::train::trainer::{
     Classes, EpochRecord, Example, TrainConfig, TrainError, TrainedModel, train_classes,
 };
-use models::fs::write_atomically;
+use emotion_core::fs::write_atomically;
 
 /// Validation precision the accepted words must reach at the chosen threshold.
 pub const TARGET_PRECISION: f64 = 0.9;
@@ -636,7 +636,7 @@ mod tests {
     use super::*;
     use crate::data::manifest::CorpusEntry;
     use crate::train::heads::test_support::random_features;
-    use models::Emotion;
+    use emotion_core::Emotion;
     use rand_chacha::ChaCha8Rng;
     use rand_chacha::rand_core::{RngCore, SeedableRng};
 

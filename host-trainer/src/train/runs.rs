@@ -10,7 +10,7 @@ use crate::evaluate::summary::{Prediction, SplitEvaluation};
 use crate::train::dataset::load_split;
 use crate::train::heads::{EmotionHead, ModelKind};
 use crate::train::trainer::{EpochRecord, TrainConfig, TrainedModel, train};
-use models::fs::write_atomically;
+use emotion_core::fs::write_atomically;
 
 /// The folder of one run.
 pub fn run_dir(runs: &Path, model: ModelKind, split: &str) -> PathBuf {

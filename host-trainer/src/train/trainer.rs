@@ -26,7 +26,7 @@
 
 pub mod resume;
 
-use models::scores::{argmax, softmax};
+use emotion_core::scores::{argmax, softmax};
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -36,7 +36,7 @@ use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::store::{BurnpackStore, ModuleSnapshot};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use models::Emotion;
+use emotion_core::Emotion;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -49,7 +49,7 @@ use crate::train::heads::{
 };
 use crate::train::trainer::resume::EpochCheckpoint;
 pub use crate::train::trainer::resume::remove_checkpoint;
-use models::fs::write_atomically;
+use emotion_core::fs::write_atomically;
 
 /// Samples per forward pass when predicting or validating (no gradients kept).
 const INFERENCE_BATCH: usize = 32;
@@ -295,7 +295,7 @@ pub enum TrainError {
     #[error(
         "{path}: training checkpoint not usable ({detail}); delete the folder {dir} (or pass --fresh to `host-trainer train`) to train this run from the start"
     )]
-    Checkpoint {
+    EpochCheckpoint {
         /// The file at fault.
         path: PathBuf,
         /// The checkpoint folder.
@@ -998,7 +998,7 @@ impl TrainedModel {
 /// Writes `head`'s weights (with their parameter ids) to `path` through a temporary
 /// file in the same folder, synced, then renamed.
 pub(super) fn save_weights(head: &EmotionHead, path: &Path) -> Result<(), TrainError> {
-    let tmp = models::fs::temporary_path(path);
+    let tmp = emotion_core::fs::temporary_path(path);
     let mut store = BurnpackStore::from_file(&tmp)
         .auto_extension(false)
         .overwrite(true);
@@ -1408,7 +1408,7 @@ mod tests {
         bytes[middle] ^= 0xFF;
         std::fs::write(&best, &bytes).unwrap();
         match train(&config, &train_set, &val, &mut ignore) {
-            Err(e @ TrainError::Checkpoint { .. }) => {
+            Err(e @ TrainError::EpochCheckpoint { .. }) => {
                 let message = e.to_string();
                 assert!(message.contains(&best.display().to_string()), "{message}");
                 assert!(message.contains("delete the folder"), "{message}");
@@ -1419,7 +1419,7 @@ mod tests {
         let json = checkpoint.join(CHECKPOINT_FILE);
         std::fs::write(&json, "{\"format_version\": 1, \"epo").unwrap();
         match train(&config, &train_set, &val, &mut ignore) {
-            Err(TrainError::Checkpoint { path, .. }) => assert_eq!(path, json),
+            Err(TrainError::EpochCheckpoint { path, .. }) => assert_eq!(path, json),
             other => panic!("expected a damaged checkpoint, got {other:?}"),
         }
         // Removed, the run starts over.

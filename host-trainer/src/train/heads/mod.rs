@@ -38,14 +38,14 @@ use branch::BranchConfig;
 use classifier::{BranchClassifier, BranchClassifierConfig};
 use fusion::{FusionHead, FusionHeadConfig};
 
-/// Number of output classes: the seven TESS emotions, in [`models::Emotion`] order.
-pub const CLASSES: usize = models::Emotion::COUNT;
+/// Number of output classes: the seven TESS emotions, in [`emotion_core::Emotion`] order.
+pub const CLASSES: usize = emotion_core::Emotion::COUNT;
 
-/// The fewest frames a sample is given (see [`models::heads::MIN_FRAMES`]: the board
+/// The fewest frames a sample is given (see [`emotion_core::head_graph::MIN_FRAMES`]: the board
 /// pads the same way).
-pub const MIN_FRAMES: usize = models::heads::MIN_FRAMES;
+pub const MIN_FRAMES: usize = emotion_core::head_graph::MIN_FRAMES;
 
-pub use models::heads::ModelKind;
+pub use emotion_core::head_graph::ModelKind;
 
 /// The sizes a user chooses for a head; the input sizes come from the features.
 ///

@@ -1,5 +1,5 @@
 //! Resuming a training: the per-epoch training checkpoint (not to be confused with an
-//! encoder checkpoint, [`crate::encoders::Checkpoint`], the pretrained weights a
+//! encoder checkpoint, [`crate::encoders::EncoderCheckpoint`], the pretrained weights a
 //! feature extractor reads).
 //!
 //! With [`TrainConfig::checkpoint`](super::trainer::TrainConfig::checkpoint) set, the
@@ -32,7 +32,7 @@ use crate::train::trainer::{
     Best, Classes, EpochRecord, Example, LoopState, TrainConfig, TrainError, generators,
     load_weights, save_weights,
 };
-use models::fs::write_atomically;
+use emotion_core::fs::write_atomically;
 
 /// Version of the checkpoint layout; bumped when `checkpoint.json` or its files change.
 const CHECKPOINT_VERSION: u32 = 1;
@@ -240,7 +240,7 @@ impl EpochCheckpoint {
 
     /// An error about `path` inside this checkpoint.
     fn unusable(&self, path: &Path, detail: impl Into<String>) -> TrainError {
-        TrainError::Checkpoint {
+        TrainError::EpochCheckpoint {
             path: path.to_path_buf(),
             dir: self.dir.clone(),
             detail: detail.into(),

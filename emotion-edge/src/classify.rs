@@ -1,0 +1,140 @@
+//! `emotion-edge classify`: WAV files (or folders of them) through the bundle's
+//! pipeline, one result per file; a bad file is reported and the rest go on.
+
+use std::path::{Path, PathBuf};
+
+use emotion_core::head_graph::ModelKind;
+use emotion_core::pipeline::{Classification, Pipeline, TextInput};
+
+/// Which text goes with each file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TextChoice {
+    /// The fallback chain: the prompt word if given, else the keyword spotter if it is
+    /// sure, else none (speech-only head).
+    Auto {
+        /// The word the speaker was asked to say.
+        prompt: Option<String>,
+    },
+    /// This keyword for every file.
+    Keyword(String),
+    /// This transcript for every file.
+    Transcript(String),
+    /// The word in a TESS-style file name (`OAF_back_angry.wav` → `back`).
+    FromFileName,
+    /// No text: the speech-only head answers.
+    None,
+}
+
+/// The WAV files named by `paths`: files as given, folders searched recursively,
+/// each folder's files in name order.
+pub fn wav_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let before = files.len();
+            collect_wavs(path, &mut files)?;
+            if files.len() == before {
+                return Err(format!("{} holds no .wav files", path.display()));
+            }
+        } else if path.exists() {
+            files.push(path.clone());
+        } else {
+            return Err(format!("{} does not exist", path.display()));
+        }
+    }
+    Ok(files)
+}
+
+fn collect_wavs(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for path in paths {
+        if path.is_dir() {
+            collect_wavs(&path, files)?;
+        } else if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("wav"))
+        {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// The word of a TESS-style name `SPEAKER_WORD_EMOTION.wav`: everything between the
+/// first and the last underscore.
+pub fn word_from_file_name(path: &Path) -> Option<String> {
+    let stem = path.file_stem()?.to_str()?;
+    let (_, rest) = stem.split_once('_')?;
+    let (word, _) = rest.rsplit_once('_')?;
+    (!word.is_empty()).then(|| word.to_lowercase())
+}
+
+/// Classifies one file.
+pub fn classify_file(
+    pipeline: &Pipeline,
+    path: &Path,
+    text: &TextChoice,
+    model: Option<ModelKind>,
+) -> anyhow::Result<Classification> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    let word;
+    let input = match text {
+        TextChoice::Auto { prompt } => TextInput::Auto {
+            prompt: prompt.as_deref(),
+        },
+        TextChoice::Keyword(k) => TextInput::Keyword(k),
+        TextChoice::Transcript(t) => TextInput::Transcript(t),
+        TextChoice::None => TextInput::None,
+        TextChoice::FromFileName => {
+            word = word_from_file_name(path).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{name}: no word in the file name (expected SPEAKER_WORD_EMOTION.wav, as TESS names its files)"
+                )
+            })?;
+            TextInput::Keyword(&word)
+        }
+    };
+    Ok(pipeline.classify_wav(&bytes, &name, input, model)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_come_from_tess_style_names() {
+        let word = |p: &str| word_from_file_name(Path::new(p));
+        assert_eq!(word("a/OAF_back_angry.wav").as_deref(), Some("back"));
+        assert_eq!(word("YAF_pain_ps.wav").as_deref(), Some("pain"));
+        assert_eq!(word("X_two_words_sad.wav").as_deref(), Some("two_words"));
+        assert_eq!(word("noword.wav"), None);
+        assert_eq!(word("A__sad.wav"), None);
+    }
+
+    #[test]
+    fn folders_are_searched_in_name_order_and_missing_paths_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("b");
+        std::fs::create_dir(&sub).unwrap();
+        for p in [
+            dir.path().join("z.WAV"),
+            sub.join("a.wav"),
+            sub.join("notes.txt"),
+        ] {
+            std::fs::write(p, b"").unwrap();
+        }
+        let found = wav_files(&[dir.path().to_path_buf()]).unwrap();
+        assert_eq!(found, [sub.join("a.wav"), dir.path().join("z.WAV")]);
+        let missing = dir.path().join("nope.wav");
+        assert!(wav_files(&[missing]).unwrap_err().contains("nope.wav"));
+        let empty = tempfile::tempdir().unwrap();
+        assert!(
+            wav_files(&[empty.path().to_path_buf()])
+                .unwrap_err()
+                .contains("no .wav")
+        );
+    }
+}
