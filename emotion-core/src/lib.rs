@@ -21,6 +21,7 @@
 //! - [`fs`]: files written whole or not at all (temporary file, sync, rename).
 //! - [`scores`]: softmax and argmax, one formula for host and board.
 //! - [`pipeline`]: a bundle loaded for inference: samples (and text) to seven probabilities.
+//! - [`real_speech`]: the recorded-speech test set's index (fetched into a cache, never committed).
 
 pub mod bundle;
 pub mod cpu;
@@ -36,6 +37,7 @@ pub mod labels;
 pub mod memory;
 mod onnx_model;
 pub mod pipeline;
+pub mod real_speech;
 pub mod scores;
 pub mod tokenizer;
 pub mod transcript;
