@@ -21,6 +21,7 @@
 //! - [`fs`]: files written whole or not at all (temporary file, sync, rename).
 //! - [`scores`]: softmax and argmax, one formula for host and board.
 //! - [`pipeline`]: a bundle loaded for inference: samples (and text) to seven probabilities.
+//! - [`vad`]: the neural voice-activity detector (Silero VAD), streamed chunk by chunk.
 //! - [`real_speech`]: the recorded-speech test set's index (fetched into a cache, never committed).
 
 pub mod bundle;
@@ -41,6 +42,7 @@ pub mod real_speech;
 pub mod scores;
 pub mod tokenizer;
 pub mod transcript;
+pub mod vad;
 
 pub use frontend::{AudioError, Frontend, FrontendConfig};
 pub use labels::Emotion;
