@@ -31,6 +31,7 @@ use crate::audio::source::{self, Capture, ReadOutcome, SourceSpec};
 use crate::display::{Display, Reading};
 use crate::segmenter::{Segmenter, SegmenterConfig, Utterance};
 use emotion_core::frontend::StreamResampler;
+use emotion_core::vad::VadModel;
 
 /// How long one read waits for audio before the loop checks for a stop.
 const POLL: Duration = Duration::from_millis(20);
@@ -56,6 +57,8 @@ pub struct ListenOptions {
     pub source: SourceSpec,
     /// How utterances are cut from the stream.
     pub segmenter: SegmenterConfig,
+    /// The neural voice-activity detector the segmenter runs; `None`: the energy one.
+    pub vad: Option<VadModel>,
     /// The kiosk's prompt.
     pub prompt: Prompt,
     /// Use no text at all (the speech-only head answers).
@@ -374,11 +377,16 @@ pub fn listen_from(
     let mut capture = open()
         .with_context(|| format!("cannot open the audio source {}", describe(&options.source)))?;
     let mut resampler = StreamResampler::new(capture.sample_rate(), rate)?;
-    let mut segmenter = Segmenter::new(options.segmenter.clone(), rate)
-        .map_err(|e| anyhow::anyhow!("segmenter settings: {e}"))?;
+    let mut segmenter = match &options.vad {
+        Some(vad) => Segmenter::with_vad(options.segmenter.clone(), rate, vad)
+            .map_err(|e| anyhow::anyhow!("segmenter: {e}"))?,
+        None => Segmenter::new(options.segmenter.clone(), rate)
+            .map_err(|e| anyhow::anyhow!("segmenter settings: {e}"))?,
+    };
     eprintln!(
-        "listening: {} -> {rate} Hz; bundle variant {} (Ctrl-C to stop)",
+        "listening: {} -> {rate} Hz; {} segmenter; bundle variant {} (Ctrl-C to stop)",
         capture.describe(),
+        segmenter.detector_name(),
         pipeline.variant()
     );
 
@@ -447,7 +455,9 @@ pub fn listen_from(
         if ended {
             resampler.flush(&mut resampled)?;
         }
-        segmenter.push(&resampled, arrived, &mut utterances);
+        segmenter
+            .push(&resampled, arrived, &mut utterances)
+            .context("the voice-activity detector failed")?;
         if ended {
             segmenter.finish(&mut utterances);
         }

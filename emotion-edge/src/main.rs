@@ -7,6 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use emotion_core::bundle::Bundle;
+use emotion_core::head_graph::ModelKind;
+use emotion_core::{Frontend, FrontendConfig, Pipeline, PipelineOptions};
 use emotion_edge::audio::source;
 use emotion_edge::bench::{self, BenchOptions};
 use emotion_edge::board::{self, BoardProfile, DisplayKind};
@@ -20,12 +23,9 @@ use emotion_edge::inspect::inspect_file;
 use emotion_edge::listen::listen;
 use emotion_edge::locate::bundle_dir;
 use emotion_edge::output;
-use emotion_edge::segmenter::SegmenterConfig;
+use emotion_edge::segmenter::{SegmenterConfig, SegmenterKind};
 use emotion_edge::settings::{self, DisplaySettings, ListenFlags, TextFlags};
 use emotion_edge::variant_choice::{self, Choice, ChoiceInputs, ChoiceSource};
-use emotion_core::bundle::Bundle;
-use emotion_core::head_graph::ModelKind;
-use emotion_core::{Frontend, FrontendConfig, Pipeline, PipelineOptions};
 use serde_json::{Map, json};
 
 /// Recognise emotion from speech on the board: classify WAV files, or listen to a
@@ -290,7 +290,12 @@ struct ListenArgs {
     web_bind: std::net::IpAddr,
     #[command(flatten)]
     hardware: HardwareArgs,
-    /// Speech must be this many dB above the noise floor.
+    /// How utterances are found: `silero` (the neural VAD the bundle carries), `energy`
+    /// (a level above the noise floor; no model), or `auto` (silero when the bundle
+    /// carries it, else energy).
+    #[arg(long, value_enum, default_value_t = SegmenterKind::default())]
+    segmenter: SegmenterKind,
+    /// Energy segmenter: speech must be this many dB above the noise floor.
     #[arg(long, default_value_t = SegmenterConfig::default().threshold_db)]
     threshold_db: f32,
     /// Silence that ends an utterance, ms.
@@ -593,6 +598,7 @@ impl ListenArgs {
                 max_utterance_ms: self.max_utterance_ms,
                 ..SegmenterConfig::default()
             },
+            segmenter_kind: self.segmenter,
             queue: self.queue,
             ring_seconds: self.ring_seconds,
         }
@@ -601,8 +607,13 @@ impl ListenArgs {
 
 fn listen_command(args: ListenArgs) -> anyhow::Result<ExitCode> {
     let board = args.bundle.board()?;
-    let resolved = settings::listen(&args.flags(), board.as_ref())?;
+    let mut resolved = settings::listen(&args.flags(), board.as_ref())?;
     let pipeline = load(&args.bundle, board.as_ref())?;
+    resolved.options.vad = bundle_vad(
+        &args.bundle,
+        resolved.segmenter_kind,
+        pipeline.frontend().config().target_rate,
+    )?;
     let mut displays = open_displays(&resolved.displays)?;
     let stop = stop_flag()?;
     let json = resolved.json;
@@ -622,6 +633,25 @@ fn listen_command(args: ListenArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The bundle's neural VAD when `kind` asks for it ([`settings::use_vad`]), loaded for
+/// the stream's rate through the bundle's checksummed read.
+fn bundle_vad(
+    args: &BundleArgs,
+    kind: SegmenterKind,
+    rate_hz: u32,
+) -> anyhow::Result<Option<emotion_core::vad::VadModel>> {
+    let dir = bundle_dir(args.bundle.as_deref()).map_err(anyhow::Error::msg)?;
+    let bundle =
+        Bundle::open(&dir).with_context(|| format!("cannot open the bundle {}", dir.display()))?;
+    if !settings::use_vad(kind, bundle.manifest().vad.is_some())? {
+        return Ok(None);
+    }
+    let vad = bundle
+        .vad_model(rate_hz)
+        .with_context(|| format!("cannot load the voice-activity model of {}", dir.display()))?;
+    Ok(vad)
 }
 
 /// Opens the displays `settings` names.

@@ -1,9 +1,12 @@
 //! Voice-activity segmentation: cuts the resampled stream into utterances for the
 //! pipeline.
 //!
-//! An energy detector on fixed frames (20 ms by default) against an adaptive noise
-//! floor. A frame is voiced when its level is `threshold_db` above the floor and above
-//! `min_level_dbfs`. `attack` voiced frames in a row start an utterance (with
+//! A detector says whether each fixed frame is voiced: the energy detector
+//! ([`energy`], 20 ms frames by default, against an adaptive noise floor) or the neural
+//! one ([`neural`], Silero VAD's probability per 32 ms chunk, with hysteresis), chosen
+//! by [`Segmenter::new`] or [`Segmenter::with_vad`]. The rest is one state machine for
+//! both. With the energy detector a frame is voiced when its level is `threshold_db`
+//! above the floor and above `min_level_dbfs`. `attack` voiced frames in a row start an utterance (with
 //! `pre_roll_ms` of what came before, so soft onsets are kept); `hangover_ms` without a
 //! voiced frame ends it (keeping `post_roll_ms` after the last voiced frame). The floor
 //! follows the level only outside utterances: quickly down, slowly up, so it settles on
@@ -33,11 +36,29 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
+mod energy;
+mod neural;
+
 use emotion_core::frontend::{MAX_SAMPLE_RATE, MIN_SAMPLE_RATE};
+pub use emotion_core::vad::VadError;
+use emotion_core::vad::VadModel;
 use serde::{Deserialize, Serialize};
 
-/// Frame levels are clamped here (digital silence would be -inf dB).
-const LEVEL_FLOOR_DB: f64 = -120.0;
+use energy::{EnergyDetector, level_db};
+use neural::NeuralDetector;
+
+/// Which detector `listen` segments with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum SegmenterKind {
+    /// The neural detector when the bundle carries one, else the energy detector.
+    #[default]
+    Auto,
+    /// The energy detector (no model; the cheapest).
+    Energy,
+    /// Silero VAD, from the bundle (an error when the bundle has none).
+    Silero,
+}
 
 /// How the segmenter decides where utterances are. All times in ms, levels in dB.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,6 +87,12 @@ pub struct SegmenterConfig {
     pub floor_fall_ms: f32,
     /// Time constant of the noise floor moving up (slow: do not learn speech as noise).
     pub floor_rise_ms: f32,
+    /// Neural detector: the speech probability from which a chunk outside an utterance
+    /// is voiced.
+    pub vad_onset: f32,
+    /// Neural detector: the probability below which a chunk inside an utterance is
+    /// silence (at most `vad_onset`).
+    pub vad_offset: f32,
 }
 
 impl Default for SegmenterConfig {
@@ -82,6 +109,8 @@ impl Default for SegmenterConfig {
             max_utterance_ms: 8_000.0,
             floor_fall_ms: 100.0,
             floor_rise_ms: 2_000.0,
+            vad_onset: 0.5,
+            vad_offset: 0.35,
         }
     }
 }
@@ -119,6 +148,8 @@ impl SegmenterConfig {
             ("max_utterance_ms", self.max_utterance_ms),
             ("floor_fall_ms", self.floor_fall_ms),
             ("floor_rise_ms", self.floor_rise_ms),
+            ("vad_onset", self.vad_onset),
+            ("vad_offset", self.vad_offset),
         ];
         for (field, value) in finite {
             if !value.is_finite() {
@@ -144,6 +175,20 @@ impl SegmenterConfig {
                 "min_level_dbfs",
                 self.min_level_dbfs,
                 "must be -120 to 0 dBFS (about -55 is usual)".to_owned(),
+            );
+        }
+        if !(0.0 < self.vad_onset && self.vad_onset < 1.0) {
+            return err(
+                "vad_onset",
+                self.vad_onset,
+                "must be a probability above 0 and below 1 (0.5 is usual)".to_owned(),
+            );
+        }
+        if !(0.0 < self.vad_offset && self.vad_offset <= self.vad_onset) {
+            return err(
+                "vad_offset",
+                self.vad_offset,
+                format!("must be above 0 and at most vad_onset ({})", self.vad_onset),
             );
         }
         if !(1..=50).contains(&self.attack_frames) {
@@ -255,10 +300,29 @@ struct Active {
     previewed: bool,
 }
 
+/// A neural segmenter that cannot be made, or a chunk its graph could not run.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SegmenterError {
+    /// The settings.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The VAD graph.
+    #[error(transparent)]
+    Vad(#[from] VadError),
+}
+
+/// What decides whether a frame is voiced.
+#[derive(Debug)]
+enum Detector {
+    Energy(EnergyDetector),
+    Neural(NeuralDetector),
+}
+
 /// Cuts a mono stream into utterances. See the module documentation.
 #[derive(Debug)]
 pub struct Segmenter {
     config: SegmenterConfig,
+    detector: Detector,
     rate_hz: u32,
     frame_len: usize,
     hangover_len: usize,
@@ -267,9 +331,6 @@ pub struct Segmenter {
     min_len: u64,
     max_len: usize,
     attack: u32,
-    /// Per-frame smoothing factors for the floor.
-    fall: f64,
-    rise: f64,
     /// The frame being filled.
     frame: Vec<f32>,
     /// Stream index of `frame[0]`.
@@ -281,14 +342,40 @@ pub struct Segmenter {
     run: u32,
     run_start: u64,
     active: Option<Active>,
-    /// The noise floor in dB (`None` until the first frame).
-    floor_db: Option<f64>,
     stats: SegmenterStats,
 }
 
 impl Segmenter {
-    /// A segmenter for a stream at `rate_hz`; the configuration is validated.
+    /// An energy segmenter for a stream at `rate_hz`; the configuration is validated.
     pub fn new(config: SegmenterConfig, rate_hz: u32) -> Result<Self, ConfigError> {
+        Self::build(config, rate_hz, None)
+    }
+
+    /// A segmenter whose frames are `vad`'s chunks, voiced by its probability; the
+    /// stream's rate must be the one `vad` was loaded for.
+    pub fn with_vad(
+        config: SegmenterConfig,
+        rate_hz: u32,
+        vad: &VadModel,
+    ) -> Result<Self, SegmenterError> {
+        if vad.rate_hz() != rate_hz {
+            return Err(ConfigError {
+                field: "rate_hz",
+                value: f64::from(rate_hz),
+                reason: format!("the VAD was loaded for {} Hz", vad.rate_hz()),
+            }
+            .into());
+        }
+        config.validate()?;
+        let detector = NeuralDetector::new(vad, &config)?;
+        Ok(Self::build(config, rate_hz, Some(detector))?)
+    }
+
+    fn build(
+        config: SegmenterConfig,
+        rate_hz: u32,
+        neural: Option<NeuralDetector>,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         if !(MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&rate_hz) {
             return Err(ConfigError {
@@ -298,9 +385,15 @@ impl Segmenter {
             });
         }
         let samples = |ms: f32| ((f64::from(ms) * f64::from(rate_hz) / 1_000.0).round()) as usize;
-        let frame_len = samples(config.frame_ms).max(1);
+        let frame_len = match &neural {
+            Some(n) => n.frame_len(),
+            None => samples(config.frame_ms).max(1),
+        };
         let frame_s = frame_len as f64 / f64::from(rate_hz);
-        let smoothing = |ms: f32| 1.0 - (-frame_s * 1_000.0 / f64::from(ms)).exp();
+        let detector = match neural {
+            Some(n) => Detector::Neural(n),
+            None => Detector::Energy(EnergyDetector::new(&config, frame_s)),
+        };
         let pre_roll_len = samples(config.pre_roll_ms);
         let history_cap = pre_roll_len + frame_len * config.attack_frames as usize;
         Ok(Segmenter {
@@ -311,8 +404,7 @@ impl Segmenter {
             min_len: samples(config.min_utterance_ms) as u64,
             max_len: samples(config.max_utterance_ms),
             attack: config.attack_frames,
-            fall: smoothing(config.floor_fall_ms),
-            rise: smoothing(config.floor_rise_ms),
+            detector,
             frame: Vec::with_capacity(frame_len),
             frame_start: 0,
             history: VecDeque::with_capacity(history_cap),
@@ -320,7 +412,6 @@ impl Segmenter {
             run: 0,
             run_start: 0,
             active: None,
-            floor_db: None,
             stats: SegmenterStats::default(),
             config,
             rate_hz,
@@ -342,15 +433,38 @@ impl Segmenter {
         self.stats
     }
 
-    /// The current noise floor in dBFS (`None` before the first frame).
+    /// The energy detector's noise floor in dBFS (`None` before the first frame, and
+    /// with the neural detector).
     pub fn noise_floor_db(&self) -> Option<f64> {
-        self.floor_db
+        match &self.detector {
+            Detector::Energy(e) => e.floor_db(),
+            Detector::Neural(_) => None,
+        }
     }
 
-    /// The level a frame must exceed to be voiced, in dBFS.
-    pub fn threshold_dbfs(&self) -> f64 {
-        let floor = self.floor_db.unwrap_or(LEVEL_FLOOR_DB);
-        (floor + f64::from(self.config.threshold_db)).max(f64::from(self.config.min_level_dbfs))
+    /// The level a frame must exceed to be voiced, in dBFS (energy detector only).
+    pub fn threshold_dbfs(&self) -> Option<f64> {
+        match &self.detector {
+            Detector::Energy(e) => Some(e.threshold_dbfs()),
+            Detector::Neural(_) => None,
+        }
+    }
+
+    /// The neural detector's last speech probability (`None` before the first chunk,
+    /// and with the energy detector).
+    pub fn speech_probability(&self) -> Option<f32> {
+        match &self.detector {
+            Detector::Energy(_) => None,
+            Detector::Neural(n) => n.last_probability(),
+        }
+    }
+
+    /// Which detector: `energy` or `silero`.
+    pub fn detector_name(&self) -> &'static str {
+        match &self.detector {
+            Detector::Energy(_) => "energy",
+            Detector::Neural(_) => "silero",
+        }
     }
 
     /// Whether an utterance is being collected.
@@ -364,19 +478,29 @@ impl Segmenter {
     }
 
     /// Takes the next piece of the stream; `arrived` is when it came in. Finished
-    /// utterances are appended to `out`.
-    pub fn push(&mut self, samples: &[f32], arrived: Instant, out: &mut Vec<Utterance>) {
+    /// utterances are appended to `out`. Only the neural detector can fail (its graph
+    /// did not run); the frame is then dropped and the stream goes on.
+    pub fn push(
+        &mut self,
+        samples: &[f32],
+        arrived: Instant,
+        out: &mut Vec<Utterance>,
+    ) -> Result<(), VadError> {
         let mut rest = samples;
+        let mut failed = None;
         while !rest.is_empty() {
             let take = (self.frame_len - self.frame.len()).min(rest.len());
             self.frame.extend_from_slice(&rest[..take]);
             rest = &rest[take..];
             if self.frame.len() == self.frame_len {
-                self.process_frame(arrived, out);
+                if let Err(e) = self.process_frame(arrived, out) {
+                    failed.get_or_insert(e);
+                }
                 self.frame_start += self.frame_len as u64;
                 self.frame.clear();
             }
         }
+        failed.map_or(Ok(()), Err)
     }
 
     /// The utterance in progress exactly as it will be emitted if no speech follows:
@@ -417,15 +541,21 @@ impl Segmenter {
         self.frame.clear();
         self.history.clear();
         self.run = 0;
+        if let Detector::Neural(n) = &mut self.detector {
+            n.reset();
+        }
     }
 
-    fn process_frame(&mut self, arrived: Instant, out: &mut Vec<Utterance>) {
+    fn process_frame(
+        &mut self,
+        arrived: Instant,
+        out: &mut Vec<Utterance>,
+    ) -> Result<(), VadError> {
         let level = level_db(&self.frame);
-        let lowest = f64::from(self.config.min_level_dbfs - self.config.threshold_db);
-        let floor = *self.floor_db.get_or_insert(level.max(lowest));
-        let threshold = (floor + f64::from(self.config.threshold_db))
-            .max(f64::from(self.config.min_level_dbfs));
-        let mut voiced = level > threshold;
+        let mut voiced = match &mut self.detector {
+            Detector::Energy(e) => e.voiced(level),
+            Detector::Neural(n) => n.voiced(&self.frame, self.active.is_some())?,
+        };
         let frame_end = self.frame_start + self.frame_len as u64;
 
         if let Some(mut active) = self.active.take() {
@@ -434,11 +564,9 @@ impl Segmenter {
                 // this long is background), and treat this frame as idle.
                 let quietest = active.quietest_db;
                 self.close(active, true, out);
-                let raised = floor.max(quietest);
-                self.floor_db = Some(raised);
-                voiced = level
-                    > (raised + f64::from(self.config.threshold_db))
-                        .max(f64::from(self.config.min_level_dbfs));
+                if let Detector::Energy(e) = &mut self.detector {
+                    voiced = e.raise_after_cut(quietest, level);
+                }
             } else {
                 // Grow by doubling, but never past max_len (the check above keeps
                 // len + frame within it).
@@ -464,25 +592,25 @@ impl Segmenter {
                 } else {
                     self.active = Some(active);
                 }
-                return;
+                return Ok(());
             }
         }
 
         // Idle: remember the frame for the pre-roll, learn the floor, watch for onsets.
         self.remember_frame();
-        let floor = self.floor_db.unwrap_or(floor);
-        let alpha = if level < floor { self.fall } else { self.rise };
-        self.floor_db = Some((floor + alpha * (level - floor)).max(lowest));
+        if let Detector::Energy(e) = &mut self.detector {
+            e.learn_background(level);
+        }
         if !voiced {
             self.run = 0;
-            return;
+            return Ok(());
         }
         if self.run == 0 {
             self.run_start = self.frame_start;
         }
         self.run += 1;
         if self.run < self.attack {
-            return;
+            return Ok(());
         }
         self.run = 0;
         let history_start = frame_end.saturating_sub(self.history.len() as u64);
@@ -504,6 +632,7 @@ impl Segmenter {
             quietest_db: level,
             previewed: false,
         });
+        Ok(())
     }
 
     /// Appends the current frame to the bounded pre-roll history.
@@ -553,30 +682,6 @@ impl Segmenter {
     }
 }
 
-/// A frame's mean-square level in dBFS (a full-scale sine is -3 dB), at least -120.
-/// Non-finite samples count as silence.
-fn level_db(frame: &[f32]) -> f64 {
-    if frame.is_empty() {
-        return LEVEL_FLOOR_DB;
-    }
-    let energy: f64 = frame
-        .iter()
-        .map(|&x| {
-            if x.is_finite() {
-                f64::from(x) * f64::from(x)
-            } else {
-                0.0
-            }
-        })
-        .sum::<f64>()
-        / frame.len() as f64;
-    if energy > 0.0 {
-        (10.0 * energy.log10()).max(LEVEL_FLOOR_DB)
-    } else {
-        LEVEL_FLOOR_DB
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -612,7 +717,7 @@ mod tests {
         let mut out = Vec::new();
         let now = Instant::now();
         for piece in input.chunks(chunk.max(1)) {
-            segmenter.push(piece, now, &mut out);
+            segmenter.push(piece, now, &mut out).unwrap();
         }
         segmenter.finish(&mut out);
         (out, segmenter.stats())
@@ -634,7 +739,7 @@ mod tests {
         let mut segmenter = Segmenter::new(SegmenterConfig::default(), RATE).expect("valid");
         let (mut previews, mut emitted, mut out) = (Vec::new(), Vec::new(), Vec::new());
         for piece in input.chunks(ms(10.0)) {
-            segmenter.push(piece, Instant::now(), &mut out);
+            segmenter.push(piece, Instant::now(), &mut out).unwrap();
             let at = segmenter.position();
             emitted.extend(out.drain(..).map(|u| (at, u)));
             previews.extend(segmenter.take_preview().map(|u| (at, u)));
@@ -794,10 +899,14 @@ mod tests {
         );
         let mut segmenter = Segmenter::new(SegmenterConfig::default(), RATE).expect("valid");
         let mut out = Vec::new();
-        segmenter.push(&input[..ms(2_900.0)], Instant::now(), &mut out);
+        segmenter
+            .push(&input[..ms(2_900.0)], Instant::now(), &mut out)
+            .unwrap();
         let floor = segmenter.noise_floor_db().expect("floor");
         assert!((-27.0..=-22.0).contains(&floor), "floor {floor}");
-        segmenter.push(&input[ms(2_900.0)..], Instant::now(), &mut out);
+        segmenter
+            .push(&input[ms(2_900.0)..], Instant::now(), &mut out)
+            .unwrap();
         segmenter.finish(&mut out);
         assert_eq!(out.len(), 2, "{:?}", segmenter.stats());
         close_to(out[0].speech_end_sample, ms(3_700.0), 2, "first end");
@@ -902,7 +1011,7 @@ mod tests {
             .map(|i| t0 + std::time::Duration::from_millis(100 * i as u64))
             .collect();
         for (piece, &t) in input.chunks(1_600).zip(&times) {
-            segmenter.push(piece, t, &mut out);
+            segmenter.push(piece, t, &mut out).unwrap();
         }
         assert_eq!(out.len(), 1);
         // The burst ends at 900 ms, inside the chunk pushed at 800 ms.
@@ -969,12 +1078,151 @@ mod tests {
         let mut segmenter = Segmenter::new(SegmenterConfig::default(), RATE).expect("valid");
         let mut out = Vec::new();
         let now = Instant::now();
-        segmenter.push(&[], now, &mut out);
-        segmenter.push(&[f32::NAN; 1_000], now, &mut out);
-        segmenter.push(&[f32::INFINITY; 1_000], now, &mut out);
-        segmenter.push(&[1.0; 100_000], now, &mut out);
+        segmenter.push(&[], now, &mut out).unwrap();
+        segmenter.push(&[f32::NAN; 1_000], now, &mut out).unwrap();
+        segmenter
+            .push(&[f32::INFINITY; 1_000], now, &mut out)
+            .unwrap();
+        segmenter.push(&[1.0; 100_000], now, &mut out).unwrap();
         segmenter.finish(&mut out);
         segmenter.finish(&mut out);
         assert_eq!(segmenter.position(), 102_000);
+    }
+
+    /// Neural-detector tests: the shipped Silero model and the committed espeak corpus.
+    mod neural {
+        use super::*;
+        use emotion_core::frontend::{decode_file, resample_to};
+
+        fn vad() -> VadModel {
+            let path = concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../data/vad/silero_vad_op18_ifless.onnx"
+            );
+            let bytes = std::fs::read(path).expect("the committed VAD model");
+            VadModel::from_bytes(&bytes, "silero", RATE).expect("loads")
+        }
+
+        /// `words` corpus utterances at 16 kHz, each after `gap_ms` of `noise`-amplitude
+        /// white noise; with the truth spans (whole clips).
+        fn stream(words: &[&str], gap_ms: f64, noise: f32) -> (Vec<f32>, Vec<(usize, usize)>) {
+            let dir = concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../data/synthetic-tess/TESS Toronto emotional speech set data/OAF_Fear"
+            );
+            let mut out = signal(&[(gap_ms, 0.0)], noise);
+            let mut truth = Vec::new();
+            for word in words {
+                let clip =
+                    decode_file(format!("{dir}/OAF_{word}_fear.wav"), 30.0).expect("corpus clip");
+                let clip = resample_to(&clip.samples, clip.sample_rate, RATE).expect("resampled");
+                truth.push((out.len(), out.len() + clip.len()));
+                let bed = signal(
+                    &[(clip.len() as f64 * 1_000.0 / f64::from(RATE), 0.0)],
+                    noise,
+                );
+                out.extend(
+                    clip.iter()
+                        .zip(bed.iter().chain(std::iter::repeat(&0.0)))
+                        .map(|(s, n)| s + n),
+                );
+                out.extend(signal(&[(gap_ms, 0.0)], noise));
+            }
+            (out, truth)
+        }
+
+        fn segment(input: &[f32], chunk: usize) -> Vec<Utterance> {
+            let mut segmenter =
+                Segmenter::with_vad(SegmenterConfig::default(), RATE, &vad()).expect("valid");
+            assert_eq!(segmenter.detector_name(), "silero");
+            let mut out = Vec::new();
+            for piece in input.chunks(chunk) {
+                segmenter
+                    .push(piece, Instant::now(), &mut out)
+                    .expect("the VAD runs");
+            }
+            segmenter.finish(&mut out);
+            out
+        }
+
+        #[test]
+        fn spoken_words_in_noise_are_found_one_utterance_each() {
+            let words = ["back", "bean", "chair", "dog"];
+            let (input, truth) = stream(&words, 1_500.0, 0.02);
+            let found = segment(&input, 320);
+            assert_eq!(
+                found.len(),
+                truth.len(),
+                "{:?}",
+                found
+                    .iter()
+                    .map(|u| (u.start_sample, u.end_sample()))
+                    .collect::<Vec<_>>()
+            );
+            for (u, &(start, end)) in found.iter().zip(&truth) {
+                let (s, e) = (u.start_sample as usize, u.end_sample() as usize);
+                assert!(
+                    s < end && e > start,
+                    "utterance {s}..{e} misses the word at {start}..{end}"
+                );
+            }
+        }
+
+        #[test]
+        fn noise_and_silence_alone_give_no_utterance() {
+            assert!(segment(&signal(&[(6_000.0, 0.0)], 0.0), 512).is_empty());
+            assert!(segment(&signal(&[(6_000.0, 0.0)], 0.05), 512).is_empty());
+        }
+
+        #[test]
+        fn chunk_size_does_not_change_the_result() {
+            let (input, _) = stream(&["back", "bean"], 800.0, 0.01);
+            let spans = |chunk| {
+                segment(&input, chunk)
+                    .iter()
+                    .map(|u| (u.start_sample, u.end_sample()))
+                    .collect::<Vec<_>>()
+            };
+            let reference = spans(512);
+            assert!(!reference.is_empty());
+            for chunk in [1, 100, 333, 4_096] {
+                assert_eq!(spans(chunk), reference, "chunks of {chunk}");
+            }
+        }
+
+        #[test]
+        fn odd_input_does_not_panic_and_rates_must_match() {
+            let mut out = Vec::new();
+            let mut segmenter =
+                Segmenter::with_vad(SegmenterConfig::default(), RATE, &vad()).unwrap();
+            segmenter
+                .push(&[f32::NAN; 1_000], Instant::now(), &mut out)
+                .unwrap();
+            segmenter
+                .push(&[f32::INFINITY; 1_000], Instant::now(), &mut out)
+                .unwrap();
+            segmenter
+                .push(&[1.0; 40_000], Instant::now(), &mut out)
+                .unwrap();
+            assert!(
+                segmenter
+                    .speech_probability()
+                    .is_some_and(|p| (0.0..=1.0).contains(&p))
+            );
+            segmenter.finish(&mut out);
+            assert_eq!(segmenter.speech_probability(), None, "a new stream starts afresh");
+            let err = Segmenter::with_vad(SegmenterConfig::default(), 8_000, &vad()).unwrap_err();
+            assert!(err.to_string().contains("16000 Hz"), "{err}");
+            let bad = SegmenterConfig {
+                vad_offset: 0.7,
+                ..SegmenterConfig::default()
+            };
+            assert!(
+                Segmenter::with_vad(bad, RATE, &vad())
+                    .unwrap_err()
+                    .to_string()
+                    .contains("vad_offset")
+            );
+        }
     }
 }

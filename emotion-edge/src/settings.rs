@@ -17,7 +17,7 @@ use crate::display::wiring::{
     DEFAULT_LED_FREQUENCY_HZ, DEFAULT_OLED_ADDRESS, HardwareDisplays, LedWiring, OledWiring, PwmPin,
 };
 use crate::listen::{ListenOptions, Prompt};
-use crate::segmenter::SegmenterConfig;
+use crate::segmenter::{SegmenterConfig, SegmenterKind};
 
 /// The source `listen` reads when neither the flag nor a board names one.
 pub const DEFAULT_SOURCE: &str = "mic";
@@ -40,6 +40,23 @@ pub enum SettingsError {
          (red,green,blue)"
     )]
     LedUnwired,
+    /// `--segmenter silero` with a bundle that carries no VAD.
+    #[error(
+        "--segmenter silero: the bundle carries no voice-activity model (bundles exported \
+         with `host-trainer export --vad` do); use --segmenter energy or auto"
+    )]
+    NoVad,
+}
+
+/// Whether `listen` runs the bundle's neural VAD: `--segmenter`, given whether the
+/// bundle carries one.
+pub fn use_vad(kind: SegmenterKind, bundle_has_vad: bool) -> Result<bool, SettingsError> {
+    match kind {
+        SegmenterKind::Energy => Ok(false),
+        SegmenterKind::Auto => Ok(bundle_has_vad),
+        SegmenterKind::Silero if bundle_has_vad => Ok(true),
+        SegmenterKind::Silero => Err(SettingsError::NoVad),
+    }
 }
 
 /// Threads for the matrix products: the flag, else the board's, else the `cores` up to
@@ -130,6 +147,8 @@ pub struct ListenFlags {
     pub led_common_anode: bool,
     /// `--threshold-db`, `--hangover-ms`, `--min-utterance-ms`, `--max-utterance-ms`.
     pub segmenter: SegmenterConfig,
+    /// `--segmenter`.
+    pub segmenter_kind: SegmenterKind,
     /// `--queue`.
     pub queue: usize,
     /// `--ring-seconds`.
@@ -150,8 +169,10 @@ pub struct DisplaySettings {
 /// Everything `listen` runs with, besides the bundle.
 #[derive(Debug, Clone)]
 pub struct ListenSettings {
-    /// The loop's options.
+    /// The loop's options (`vad` is filled in once the bundle is open: [`use_vad`]).
     pub options: ListenOptions,
+    /// Which detector was asked for.
+    pub segmenter_kind: SegmenterKind,
     /// The displays.
     pub displays: DisplaySettings,
     /// One JSON object per utterance on stdout.
@@ -182,6 +203,7 @@ pub fn listen(
         options: ListenOptions {
             source: SourceSpec::from_arg(source, pace),
             segmenter: flags.segmenter.clone(),
+            vad: None,
             prompt,
             no_text: flags.no_text,
             model: flags.model,
@@ -189,6 +211,7 @@ pub fn listen(
             ring_seconds: flags.ring_seconds,
         },
         displays: displays(flags, board)?,
+        segmenter_kind: flags.segmenter_kind,
         json: flags.json,
     })
 }
@@ -292,6 +315,7 @@ mod tests {
             led: Vec::new(),
             led_common_anode: false,
             segmenter: SegmenterConfig::default(),
+            segmenter_kind: SegmenterKind::default(),
             queue: 4,
             ring_seconds: 2.0,
         }
@@ -540,5 +564,15 @@ mod tests {
         let wired = pi.display.led.as_ref().unwrap();
         assert_eq!(led.red, wired.red.parse().unwrap());
         assert!(led.common_anode);
+    }
+
+    #[test]
+    fn the_neural_vad_runs_when_asked_for_or_when_the_bundle_carries_one() {
+        assert!(use_vad(SegmenterKind::Auto, true).unwrap());
+        assert!(!use_vad(SegmenterKind::Auto, false).unwrap());
+        assert!(!use_vad(SegmenterKind::Energy, true).unwrap());
+        assert!(use_vad(SegmenterKind::Silero, true).unwrap());
+        let err = use_vad(SegmenterKind::Silero, false).unwrap_err();
+        assert!(err.to_string().contains("--segmenter energy"), "{err}");
     }
 }

@@ -5,9 +5,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use emotion_core::frontend::StreamResampler;
 use emotion_edge::audio::{Capture, Pace, ReadOutcome, SourceSpec, open, open_stream};
 use emotion_edge::segmenter::{Segmenter, SegmenterConfig, Utterance};
-use emotion_core::frontend::StreamResampler;
 
 const TARGET_RATE: u32 = 16_000;
 
@@ -129,12 +129,16 @@ fn listen(mut capture: Capture, config: SegmenterConfig) -> (Vec<Utterance>, Seg
         }
         resampled.clear();
         resampler.process(&raw, &mut resampled).expect("resample");
-        segmenter.push(&resampled, Instant::now(), &mut utterances);
+        segmenter
+            .push(&resampled, Instant::now(), &mut utterances)
+            .unwrap();
         assert!(started.elapsed() < Duration::from_secs(300), "stuck");
     }
     resampled.clear();
     resampler.flush(&mut resampled).expect("flush");
-    segmenter.push(&resampled, Instant::now(), &mut utterances);
+    segmenter
+        .push(&resampled, Instant::now(), &mut utterances)
+        .unwrap();
     segmenter.finish(&mut utterances);
     (utterances, segmenter)
 }

@@ -11,12 +11,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{CORPUS_RATE, demo_bundle, spread, utterances, wav_header};
+use emotion_core::pipeline::{Pipeline, PipelineOptions};
 use emotion_edge::audio::device::{MIN_RING_SECONDS, SourceError};
 use emotion_edge::audio::source::{self, Capture, Pace, SourceSpec};
 use emotion_edge::display::{Display, DisplayError, Reading};
 use emotion_edge::listen::{Heard, ListenOptions, ListenSummary, Prompt, listen_from};
 use emotion_edge::segmenter::SegmenterConfig;
-use emotion_core::pipeline::{Pipeline, PipelineOptions};
 
 /// A device stream: open-ended sizes, so it runs until its reader ends or fails.
 fn device_bytes(samples: &[i16]) -> Vec<u8> {
@@ -62,6 +62,7 @@ fn options(queue: usize) -> ListenOptions {
             device: Some("test device".into()),
         },
         segmenter: SegmenterConfig::default(),
+        vad: None,
         prompt: Prompt::None,
         no_text: true,
         model: None,

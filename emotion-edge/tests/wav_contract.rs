@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use emotion_edge::audio::{Pace, ReadOutcome, SourceError, SourceSpec, open};
 use emotion_core::frontend::{AudioErrorKind, decode_bytes, probe_wav};
+use emotion_edge::audio::{Pace, ReadOutcome, SourceError, SourceSpec, open};
 
 /// A WAV file byte by byte, so that any header can be written.
 #[derive(Clone)]

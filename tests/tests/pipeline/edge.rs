@@ -149,6 +149,7 @@ pub fn listen_finds_and_classifies_each_utterance(
             pace: Pace::Fast,
         },
         segmenter: SegmenterConfig::default(),
+        vad: None,
         prompt: Prompt::None,
         no_text: true,
         model: None,
