@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use emotion_core::head_graph::ModelKind;
-use emotion_core::pipeline::{Classification, Pipeline, TextInput};
+use emotion_core::pipeline::{Classification, Pipeline, PipelineError, TextInput};
 
 /// Which text goes with each file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,7 +71,7 @@ pub fn word_from_file_name(path: &Path) -> Option<String> {
     (!word.is_empty()).then(|| word.to_lowercase())
 }
 
-/// Classifies one file.
+/// Classifies one file. Every error names the file, once.
 pub fn classify_file(
     pipeline: &Pipeline,
     path: &Path,
@@ -97,7 +97,13 @@ pub fn classify_file(
             TextInput::Keyword(&word)
         }
     };
-    Ok(pipeline.classify_wav(&bytes, &name, input, model)?)
+    pipeline
+        .classify_wav(&bytes, &name, input, model)
+        .map_err(|error| match error {
+            // The front-end's errors start with the name they were given.
+            PipelineError::Audio(_) => anyhow::Error::new(error),
+            other => anyhow::Error::new(other).context(name),
+        })
 }
 
 #[cfg(test)]

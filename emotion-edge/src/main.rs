@@ -559,7 +559,8 @@ fn classify(
             Ok(result) => println!("{}: {}", file.display(), output::line(&result)),
             Err(error) => {
                 failures += 1;
-                eprintln!("error: {}: {error:#}", file.display());
+                // `classify_file`'s errors name the file.
+                eprintln!("error: {error:#}");
             }
         }
     }

@@ -89,3 +89,45 @@ fn conflicting_text_options_are_refused_by_the_parser() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_file_classify_refuses_is_named_once_and_the_others_are_classified() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("not-audio.wav");
+    std::fs::write(&bad, b"RIFF, but no WAVE after it").unwrap();
+    let bundle = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/demo-bundle");
+    let (bad_name, good) = (bad.to_str().unwrap(), corpus_file());
+    let out = run(
+        &[
+            "classify",
+            bad_name,
+            good.to_str().unwrap(),
+            "--bundle",
+            bundle.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line: {err}"));
+    assert!(line.contains("not a readable WAV file"), "{line}");
+    assert_eq!(
+        line.matches(bad_name).count(),
+        1,
+        "the file named once: {line}"
+    );
+    assert!(
+        err.contains("1 of 2 files could not be classified"),
+        "{err}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "the good file is classified: {stdout}"
+    );
+}
