@@ -374,9 +374,10 @@ pub fn listen_from(
 ) -> anyhow::Result<ListenSummary> {
     let rate = pipeline.frontend().config().target_rate;
     let prompts = prompt_words(&pipeline, &options.prompt)?;
-    let mut capture = open()
+    let first = open()
         .with_context(|| format!("cannot open the audio source {}", describe(&options.source)))?;
-    let mut resampler = StreamResampler::new(capture.sample_rate(), rate)?;
+    let mut native_rate = first.sample_rate();
+    let mut resampler = StreamResampler::new(native_rate, rate)?;
     let mut segmenter = match &options.vad {
         Some(vad) => Segmenter::with_vad(options.segmenter.clone(), rate, vad)
             .map_err(|e| anyhow::anyhow!("segmenter: {e}"))?,
@@ -385,13 +386,15 @@ pub fn listen_from(
     };
     eprintln!(
         "listening: {} -> {rate} Hz; {} segmenter; bundle variant {} (Ctrl-C to stop)",
-        capture.describe(),
+        first.describe(),
         segmenter.detector_name(),
         pipeline.variant()
     );
 
     let queue = Arc::new(JobQueue::new(options.queue));
-    let wait_for_room = capture.waits_for_reader();
+    let wait_for_room = first.waits_for_reader();
+    // `None` only while a lost device is being reopened.
+    let mut capture = Some(first);
     let (done_tx, done_rx) = mpsc::channel::<Done>();
     let worker = {
         let queue = Arc::clone(&queue);
@@ -421,17 +424,26 @@ pub fn listen_from(
             break;
         }
         native.clear();
-        let ended = match capture.read(&mut native, POLL) {
+        let Some(live) = capture.as_mut() else {
+            break; // not reached: a failed reopen ends the loop below
+        };
+        let ended = match live.read(&mut native, POLL) {
             Ok(ReadOutcome::Samples(_)) => false,
             Ok(ReadOutcome::Ended) => true,
-            Err(error) if capture.is_live() => {
+            Err(error) if live.is_live() => {
+                // Close the lost device before opening it again: a card's PCM opens once
+                // at a time, so a stream still holding it would keep every retry busy (and
+                // a USB microphone plugged back in can take its old card number only once
+                // nothing holds the old one). Its count; the last one's is added at the end.
+                if let Some(lost) = capture.take() {
+                    summary.overruns += lost.overruns();
+                }
                 match reopen(open, &error, &mut retry, &stop, &mut shower) {
                     Some(new) => {
-                        // The lost capture's count; the last capture's is added at the end.
-                        summary.overruns += capture.overruns();
-                        capture = new;
+                        native_rate = new.sample_rate();
+                        capture = Some(new);
                         summary.reopened += 1;
-                        resampler = StreamResampler::new(capture.sample_rate(), rate)?;
+                        resampler = StreamResampler::new(native_rate, rate)?;
                         segmenter.finish(&mut utterances);
                         shower.idle("listening");
                         continue;
@@ -529,8 +541,10 @@ pub fn listen_from(
         summary.utterances += 1;
         shower.count(done, latency, &mut summary);
     }
-    summary.overruns += capture.overruns();
-    summary.audio_seconds = native_samples as f64 / f64::from(capture.sample_rate().max(1));
+    if let Some(capture) = &capture {
+        summary.overruns += capture.overruns();
+    }
+    summary.audio_seconds = native_samples as f64 / f64::from(native_rate.max(1));
     let counts = segmenter.stats();
     summary.too_short = counts.dropped_short;
     summary.cut = counts.cut;

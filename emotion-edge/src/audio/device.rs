@@ -37,6 +37,9 @@ pub enum SourceError {
          to read a WAV file or stdin"
     )]
     NoMicSupport,
+    /// The audio system itself (ALSA) cannot start, e.g. its configuration is broken.
+    #[error("cannot start the audio system: {0}")]
+    AudioSystem(String),
     /// No input device matched, or there is none.
     #[error("{0}")]
     NoDevice(String),

@@ -32,7 +32,7 @@ pub(crate) struct OpenedMic {
 
 /// Lists the host's input devices with their default configurations.
 pub(crate) fn list_devices() -> Result<Vec<DeviceInfo>, SourceError> {
-    let host = cpal::default_host();
+    let host = host()?;
     let default_id = host.default_input_device().and_then(|d| d.id().ok());
     let devices = host.input_devices().map_err(|error| {
         SourceError::NoDevice(format!(
@@ -58,7 +58,7 @@ pub(crate) fn list_devices() -> Result<Vec<DeviceInfo>, SourceError> {
 
 /// Opens `wanted` (or the default input) in its default configuration and starts it.
 pub(crate) fn open(wanted: Option<&str>, ring_seconds: f32) -> Result<OpenedMic, SourceError> {
-    let host = cpal::default_host();
+    let host = host()?;
     let device = find_device(&host, wanted)?;
     let label = device_label(&device);
     let device_error = |message: String| SourceError::Device {
@@ -103,6 +103,30 @@ pub(crate) fn open(wanted: Option<&str>, ring_seconds: f32) -> Result<OpenedMic,
         sample_rate,
         device: format!("'{label}'"),
     })
+}
+
+/// The audio host (ALSA on Linux; the first of cpal's hosts that starts).
+///
+/// Not `cpal::default_host()`: it panics when ALSA cannot start, e.g. when its
+/// configuration does not parse (a broken `~/.asoundrc` or `/etc/asound.conf`), and a
+/// board's program must say what is wrong instead.
+fn host() -> Result<cpal::Host, SourceError> {
+    let mut failures = Vec::new();
+    for id in cpal::available_hosts() {
+        match cpal::host_from_id(id) {
+            Ok(host) => return Ok(host),
+            Err(error) => failures.push(format!("{}: {error}", id.name())),
+        }
+    }
+    Err(SourceError::AudioSystem(if failures.is_empty() {
+        "cpal offers no audio host on this system".to_owned()
+    } else {
+        format!(
+            "{}; check ALSA's configuration (/etc/asound.conf, ~/.asoundrc, and \
+             ALSA_CONFIG_PATH if set): `arecord -L` shows what ALSA itself complains about",
+            failures.join("; ")
+        )
+    }))
 }
 
 /// Builds the input stream for sample type `T`. The data callback converts and pushes
@@ -238,7 +262,7 @@ mod tests {
             Err(SourceError::NoDevice(message)) => {
                 assert!(message.contains("no-such-device-xyzzy"), "{message}")
             }
-            Err(SourceError::Device { .. }) => {}
+            Err(SourceError::Device { .. } | SourceError::AudioSystem(_)) => {}
             Err(other) => panic!("unexpected error: {other}"),
             Ok(_) => panic!("a device called no-such-device-xyzzy opened"),
         }
