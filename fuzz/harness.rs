@@ -177,6 +177,7 @@ pub fn bundle_loader(data: &[u8]) {
     let _ = bundle.keyword_table();
     if listed_bytes <= MAX_PIPELINE_BYTES {
         let _ = bundle.verify();
+        let _ = bundle.vad_model(16_000);
         let _ = Pipeline::load(root, &PipelineOptions::default());
     }
 }

@@ -33,7 +33,8 @@ while IFS= read -r -d '' file; do wavs+=("$file"); done < <(
   find data/synthetic-tess -name '*.wav' -print0 | sort -z | awk 'BEGIN{RS=ORS="\0"} NR%40==1')
 seed wav_frontend "${wavs[@]}"
 seed wav_stream "${wavs[@]}"
-seed bundle_manifest data/demo-bundle/manifest.bin data/demo-bundle/manifest.json
+seed bundle_manifest data/demo-bundle/manifest.bin data/demo-bundle/manifest.json \
+  fixtures/bundle/format-2-manifest.bin fixtures/bundle/format-3-manifest.bin
 # The loader's input: [manifest length, u16 LE][manifest.bin][keywords.bin] (fuzz/harness.rs).
 mkdir -p fuzz/corpus/bundle_loader
 manifest_len=$(stat -c %s data/demo-bundle/manifest.bin)

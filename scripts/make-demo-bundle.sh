@@ -3,17 +3,19 @@
 #
 # It is the random split's models from `host-trainer demo` (tiny random-weight encoders,
 # heads trained on the embedded synthetic corpus), exported without the text encoder
-# (the keyword table covers the corpus's words), fp32 and int8. The board's program
-# finds it last (after out/demo/bundle and /var/lib/emotion-edge/bundle), CI classifies
-# with it on x86 and on aarch64 under qemu, and the kiosk's browser test listens with it.
-# Rebuild it when the bundle format or the front-end changes (the tests fail until then).
+# (the keyword table covers the corpus's words), fp32 and int8, with the Silero VAD
+# (data/vad). The board's program finds it last (after out/demo/bundle and
+# /var/lib/emotion-edge/bundle), CI classifies with it on x86 and on aarch64 under qemu,
+# and the kiosk's browser test listens with it.
+# Rebuild it when the bundle format or the front-end changes (the tests fail until then);
+# for a new VAD alone, `host-trainer bundle add-vad --bundle data/demo-bundle` (no retraining).
 #
 # Usage: scripts/make-demo-bundle.sh [--skip-demo]   (run from anywhere in the repo)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [[ "${1:-}" == "--help" || "${1:-}" == "-h" ]]; then
-  sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
   exit 0
 fi
 if [[ "${1:-}" != "--skip-demo" ]]; then

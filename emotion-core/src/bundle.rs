@@ -10,6 +10,7 @@
 //!   tokenizer.json, keywords.bin                          text side: tokenizer, keyword table
 //!   text_encoder.onnx     optional: BERT, for transcripts outside the keyword table
 //!   text_encoder.int8.onnx  optional (format 3): the int8 variant's own, quantised BERT
+//!   vad.silero.onnx       optional (format 4): the neural voice-activity detector
 //! ```
 //!
 //! The manifest records the labels, the front-end settings, the transcript template,
@@ -20,7 +21,8 @@
 //! [`Bundle::open`] reads the manifest, refuses a newer format, checks that the JSON copy
 //! agrees, that every file the manifest names is listed and present with its recorded
 //! size; [`Bundle::read`] checks a file's SHA-256 as it reads it (the pipeline reads every
-//! file it uses through it), and [`Bundle::verify`] hashes every file.
+//! file it uses through it, [`Bundle::vad_model`] the VAD), and [`Bundle::verify`] hashes
+//! every file.
 
 pub mod error;
 pub mod keywords;
@@ -36,6 +38,7 @@ use crate::FrontendConfig;
 use crate::features::LayerCombination;
 use crate::head_graph::ModelKind;
 use crate::labels::Emotion;
+use crate::vad::{SILERO_KIND, VadModel};
 
 pub use error::BundleError;
 pub use keywords::{KeywordEntry, KeywordTable};
@@ -43,11 +46,12 @@ pub use writer::BundleWriter;
 
 /// The bundle format this program writes and the newest it reads.
 /// Format 2 added the keyword-spotting head; format 3 a text encoder per variant
-/// ([`Variant::text_encoder`], the int8 variant's quantised BERT).
-pub const FORMAT_VERSION: u32 = 3;
-/// The oldest bundle format this program reads: a format-2 bundle loads as it is (every
-/// variant uses the manifest's text encoder), and a format-2 manifest is written back
-/// in format 2.
+/// ([`Variant::text_encoder`], the int8 variant's quantised BERT); format 4 the neural
+/// voice-activity detector ([`BundleManifest::vad`]).
+pub const FORMAT_VERSION: u32 = 4;
+/// The oldest bundle format this program reads: a format-2 or format-3 bundle loads as
+/// it is (every variant uses the manifest's text encoder; no VAD), and its manifest is
+/// written back in its own format.
 pub const OLDEST_FORMAT: u32 = 2;
 /// The manifest, binary (authoritative).
 pub const MANIFEST_FILE: &str = "manifest.bin";
@@ -82,6 +86,10 @@ pub struct BundleManifest {
     pub text_encoder: Option<String>,
     /// The keyword-spotting head's words and threshold, if the bundle has one.
     pub keyword_spotter: Option<KeywordSpotterSpec>,
+    /// The neural voice-activity detector (format 4), if the bundle has one; loaded by
+    /// [`Bundle::vad_model`]. Absent from a format-3 JSON copy.
+    #[serde(default)]
+    pub vad: Option<VadSpec>,
     /// The variants, e.g. fp32 and int8.
     pub variants: Vec<Variant>,
     /// The variant used when none is asked for.
@@ -148,6 +156,19 @@ pub struct KeywordSpotterSpec {
     pub test_accuracy: Option<f64>,
     /// How many test utterances that accuracy is over.
     pub test_utterances: usize,
+}
+
+/// The voice-activity detector a bundle carries (format 4): which graph contract, which
+/// file, at which rate the export checked that it loads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VadSpec {
+    /// The graph contract: [`SILERO_KIND`] (`silero-vad`) is the one this program runs.
+    pub kind: String,
+    /// The file ([`crate::vad::SILERO_FILE`] when host-trainer writes it).
+    pub file: String,
+    /// The sample rate the export loaded it at and the board feeds it (16000: the
+    /// front-end's rate).
+    pub rate_hz: u32,
 }
 
 /// A head graph of a variant.
@@ -285,6 +306,15 @@ impl BundleManifest {
         if let Some(text) = &self.text_encoder {
             files.push((text.as_str(), "the text encoder".to_string()));
         }
+        if let Some(vad) = &self.vad {
+            files.push((
+                vad.file.as_str(),
+                format!(
+                    "the voice-activity detector, {}; `host-trainer bundle add-vad --bundle DIR` puts one back",
+                    vad.kind
+                ),
+            ));
+        }
         for v in &self.variants {
             files.push((
                 v.speech_encoder.as_str(),
@@ -307,10 +337,10 @@ impl BundleManifest {
     pub fn to_bytes(&self) -> Result<Vec<u8>, BundleError> {
         let mut bytes = MAGIC.to_vec();
         bytes.extend_from_slice(&self.format.to_le_bytes());
-        let payload = if self.format >= 3 {
-            postcard::to_stdvec(self)
-        } else {
-            postcard::to_stdvec(&legacy::ManifestV2::try_from(self)?)
+        let payload = match self.format {
+            4.. => postcard::to_stdvec(self),
+            3 => postcard::to_stdvec(&legacy::ManifestV3::try_from(self)?),
+            _ => postcard::to_stdvec(&legacy::ManifestV2::try_from(self)?),
         }
         .map_err(|e| BundleError::Write(format!("manifest: {e}")))?;
         bytes.extend_from_slice(&payload);
@@ -351,10 +381,10 @@ impl BundleManifest {
             path: path.to_path_buf(),
             detail,
         };
-        let manifest: BundleManifest = if version >= 3 {
-            postcard::from_bytes(payload)
-        } else {
-            postcard::from_bytes::<legacy::ManifestV2>(payload).map(BundleManifest::from)
+        let manifest: BundleManifest = match version {
+            4.. => postcard::from_bytes(payload),
+            3 => postcard::from_bytes::<legacy::ManifestV3>(payload).map(BundleManifest::from),
+            _ => postcard::from_bytes::<legacy::ManifestV2>(payload).map(BundleManifest::from),
         }
         .map_err(|e| corrupt(format!("the manifest does not decode ({e})")))?;
         if manifest.format != version {
@@ -367,9 +397,11 @@ impl BundleManifest {
     }
 }
 
-/// Format 2, as postcard lays it out: the format-3 manifest without
-/// [`Variant::text_encoder`] (postcard writes fields in order, unnamed, so a field more
-/// is another layout).
+/// The older formats as postcard lays them out (postcard writes fields in order,
+/// unnamed, so a field more is another layout): format 3 is the format-4 manifest
+/// without [`BundleManifest::vad`]; format 2 is format 3 without [`Variant::text_encoder`].
+/// Each reads into a [`BundleManifest`] and is written back from one that holds nothing
+/// its format cannot.
 mod legacy {
     use serde::{Deserialize, Serialize};
 
@@ -378,6 +410,91 @@ mod legacy {
         KeywordSpotterSpec, Variant,
     };
     use crate::FrontendConfig;
+
+    /// A voice-activity detector cannot be written in `m.format` (< 4).
+    fn refuse_vad(m: &BundleManifest) -> Result<(), BundleError> {
+        match &m.vad {
+            Some(vad) => Err(BundleError::Write(format!(
+                "the manifest has a voice-activity detector ({}), which bundle format {} cannot hold (format 4 can)",
+                vad.file, m.format
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Format 3. Its nested types are today's: a change to one of them (e.g. a field
+    /// more in [`KeywordSpotterSpec`]) needs a copy of the old layout here, as
+    /// [`VariantV2`] is for format 2.
+    #[derive(Serialize, Deserialize)]
+    pub(super) struct ManifestV3 {
+        format: u32,
+        created_by: String,
+        labels: Vec<String>,
+        frontend: FrontendConfig,
+        transcript_template: String,
+        speech: EncoderSpec,
+        text: EncoderSpec,
+        tokenizer: String,
+        keywords: String,
+        text_encoder: Option<String>,
+        keyword_spotter: Option<KeywordSpotterSpec>,
+        variants: Vec<Variant>,
+        default_variant: String,
+        default_reason: String,
+        files: Vec<FileEntry>,
+        provenance: BundleProvenance,
+    }
+
+    impl From<ManifestV3> for BundleManifest {
+        fn from(m: ManifestV3) -> Self {
+            BundleManifest {
+                format: m.format,
+                created_by: m.created_by,
+                labels: m.labels,
+                frontend: m.frontend,
+                transcript_template: m.transcript_template,
+                speech: m.speech,
+                text: m.text,
+                tokenizer: m.tokenizer,
+                keywords: m.keywords,
+                text_encoder: m.text_encoder,
+                keyword_spotter: m.keyword_spotter,
+                vad: None,
+                variants: m.variants,
+                default_variant: m.default_variant,
+                default_reason: m.default_reason,
+                files: m.files,
+                provenance: m.provenance,
+            }
+        }
+    }
+
+    impl TryFrom<&BundleManifest> for ManifestV3 {
+        type Error = BundleError;
+
+        fn try_from(m: &BundleManifest) -> Result<Self, BundleError> {
+            refuse_vad(m)?;
+            let m = m.clone();
+            Ok(ManifestV3 {
+                format: m.format,
+                created_by: m.created_by,
+                labels: m.labels,
+                frontend: m.frontend,
+                transcript_template: m.transcript_template,
+                speech: m.speech,
+                text: m.text,
+                tokenizer: m.tokenizer,
+                keywords: m.keywords,
+                text_encoder: m.text_encoder,
+                keyword_spotter: m.keyword_spotter,
+                variants: m.variants,
+                default_variant: m.default_variant,
+                default_reason: m.default_reason,
+                files: m.files,
+                provenance: m.provenance,
+            })
+        }
+    }
 
     #[derive(Serialize, Deserialize)]
     pub(super) struct ManifestV2 {
@@ -422,6 +539,7 @@ mod legacy {
                 keywords: m.keywords,
                 text_encoder: m.text_encoder,
                 keyword_spotter: m.keyword_spotter,
+                vad: None,
                 variants: m
                     .variants
                     .into_iter()
@@ -462,6 +580,7 @@ mod legacy {
                     keyword_spotter: v.keyword_spotter.clone(),
                 });
             }
+            refuse_vad(m)?;
             let m = m.clone();
             Ok(ManifestV2 {
                 format: m.format,
@@ -678,6 +797,31 @@ impl Bundle {
         table.check().map_err(mismatch)?;
         Ok(table)
     }
+
+    /// The bundle's voice-activity detector, loaded and planned for samples at `rate_hz`
+    /// (normally its [`VadSpec::rate_hz`], the front-end's 16000; Silero also runs at
+    /// 8000), or `None` when the bundle has none (format 3, or exported with `--no-vad`).
+    ///
+    /// The file is read through [`Bundle::read`], so a changed file is
+    /// [`BundleError::Tampered`]; a kind other than [`SILERO_KIND`] is
+    /// [`BundleError::UnknownVad`]; a file that is intact but does not load (or a rate
+    /// Silero has no branch for) is [`BundleError::Vad`] with the [`crate::vad::VadError`].
+    pub fn vad_model(&self, rate_hz: u32) -> Result<Option<VadModel>, BundleError> {
+        let Some(spec) = &self.manifest.vad else {
+            return Ok(None);
+        };
+        let path = self.dir.join(&spec.file);
+        if spec.kind != SILERO_KIND {
+            return Err(BundleError::UnknownVad {
+                path,
+                kind: spec.kind.clone(),
+            });
+        }
+        let bytes = self.read(&spec.file)?;
+        VadModel::from_bytes(&bytes, &spec.file, rate_hz)
+            .map(Some)
+            .map_err(|error| BundleError::Vad { path, error })
+    }
 }
 
 /// Lowercase hex SHA-256 of `bytes`.
@@ -821,6 +965,7 @@ mod tests {
             keywords: "keywords.bin".into(),
             text_encoder: None,
             keyword_spotter: None,
+            vad: None,
             variants: vec![Variant {
                 name: "fp32".into(),
                 description: "float".into(),
@@ -1048,6 +1193,266 @@ mod tests {
         assert!(err.to_string().contains("no spotter words"), "{err}");
         let err = manifest().variant(Some("fp16")).unwrap_err();
         assert!(err.to_string().contains("fp32"), "{err}");
+    }
+
+    /// The Silero graph this project ships (`data/vad`).
+    fn silero() -> Vec<u8> {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/vad/silero_vad_op18_ifless.onnx");
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    fn vad_spec() -> VadSpec {
+        VadSpec {
+            kind: SILERO_KIND.into(),
+            file: crate::vad::SILERO_FILE.into(),
+            rate_hz: 16_000,
+        }
+    }
+
+    /// [`write`], with `vad_bytes` as the VAD file and `m` naming it.
+    fn write_with_vad(
+        dir: &Path,
+        m: &BundleManifest,
+        vad_bytes: &[u8],
+    ) -> Result<Bundle, BundleError> {
+        let mut w = BundleWriter::new(dir)?;
+        w.add("tokenizer.json", b"{}")?;
+        w.add_keywords("keywords.bin", &keywords())?;
+        w.add("speech.onnx", b"speech graph bytes")?;
+        w.add("head_speech.onnx", b"head graph bytes")?;
+        w.add(crate::vad::SILERO_FILE, vad_bytes)?;
+        w.finish(m)
+    }
+
+    fn with_vad() -> BundleManifest {
+        BundleManifest {
+            vad: Some(vad_spec()),
+            ..manifest()
+        }
+    }
+
+    #[test]
+    fn a_bundle_with_a_vad_round_trips_and_loads_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("b");
+        let bundle = write_with_vad(&dir, &with_vad(), &silero()).unwrap();
+        assert_eq!(bundle.manifest().format, 4);
+        assert_eq!(bundle.manifest().vad, Some(vad_spec()));
+        let reopened = Bundle::open(&dir).unwrap();
+        assert_eq!(reopened.manifest(), bundle.manifest());
+        let bytes = reopened.manifest().to_bytes().unwrap();
+        assert_eq!(
+            BundleManifest::from_bytes(&bytes, Path::new("m")).unwrap(),
+            *reopened.manifest()
+        );
+        let model = reopened.vad_model(16_000).unwrap().expect("a VAD");
+        assert_eq!((model.rate_hz(), model.chunk_len()), (16_000, 512));
+        let err = reopened.vad_model(44_100).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                BundleError::Vad {
+                    error: crate::vad::VadError::Rate(44_100),
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        // Without one: None, not an error.
+        let (_tmp, plain) = fresh();
+        assert!(
+            Bundle::open(&plain)
+                .unwrap()
+                .vad_model(16_000)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_format_3_manifest_loads_without_a_vad_and_cannot_be_given_one() {
+        // Written by the format-3 program (the demo bundle's manifest before format 4).
+        let fixture =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/bundle/format-3-manifest.bin");
+        let written = std::fs::read(&fixture).unwrap();
+        let old = BundleManifest::from_bytes(&written, &fixture).unwrap();
+        assert_eq!(old.format, 3);
+        assert_eq!(old.vad, None);
+        assert_eq!(old.to_bytes().unwrap(), written, "written back as format 3");
+        // Its JSON copy has no `vad`: it reads as None.
+        let mut json: serde_json::Value = serde_json::to_value(&old).unwrap();
+        json.as_object_mut().unwrap().remove("vad");
+        assert_eq!(serde_json::from_value::<BundleManifest>(json).unwrap(), old);
+
+        // A format-3 bundle opens; a VAD cannot be written in format 3 (nor 2).
+        let tmp = tempfile::tempdir().unwrap();
+        let m = BundleManifest {
+            format: 3,
+            ..manifest()
+        };
+        let bundle = write(&tmp.path().join("v3"), &m).unwrap();
+        assert_eq!(bundle.manifest().format, 3);
+        assert!(bundle.vad_model(16_000).unwrap().is_none());
+        for format in [3, 2] {
+            let m = BundleManifest {
+                format,
+                ..with_vad()
+            };
+            let err = m.to_bytes().unwrap_err();
+            assert!(matches!(err, BundleError::Write(_)), "{err}");
+            assert!(err.to_string().contains("vad.silero.onnx"), "{err}");
+            assert!(
+                err.to_string().contains(&format!(
+                    "bundle format {format} cannot hold (format 4 can)"
+                )),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_vad_the_bundle_lacks_is_named() {
+        // Named but never added: the writer refuses.
+        let tmp = tempfile::tempdir().unwrap();
+        let err = write(&tmp.path().join("a"), &with_vad()).unwrap_err();
+        assert!(err.to_string().contains("vad.silero.onnx"), "{err}");
+        assert!(err.to_string().contains("voice-activity detector"), "{err}");
+
+        // Listed, then deleted: open names it and says what to do.
+        let dir = tmp.path().join("b");
+        write_with_vad(&dir, &with_vad(), &silero()).unwrap();
+        std::fs::remove_file(dir.join("vad.silero.onnx")).unwrap();
+        let err = Bundle::open(&dir).unwrap_err();
+        assert!(matches!(err, BundleError::Missing { .. }), "{err}");
+        let message = err.to_string();
+        assert!(message.contains("vad.silero.onnx"), "{message}");
+        assert!(message.contains("voice-activity detector"), "{message}");
+        assert!(message.contains("host-trainer bundle add-vad"), "{message}");
+
+        // Named but not listed in `files`: a contradiction in the manifest.
+        let dir = tmp.path().join("c");
+        write(&dir, &manifest()).unwrap();
+        std::fs::write(dir.join("vad.silero.onnx"), silero()).unwrap();
+        let m = with_vad();
+        let mut m = BundleManifest {
+            files: Bundle::open(&dir).unwrap().manifest().files.clone(),
+            ..m
+        };
+        m.files.retain(|f| f.path != "vad.silero.onnx");
+        std::fs::write(dir.join(MANIFEST_FILE), m.to_bytes().unwrap()).unwrap();
+        std::fs::write(dir.join(MANIFEST_JSON), serde_json::to_vec(&m).unwrap()).unwrap();
+        let err = Bundle::open(&dir).unwrap_err();
+        assert!(matches!(err, BundleError::Corrupt { .. }), "{err}");
+        assert!(
+            err.to_string().contains("refers to vad.silero.onnx"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_changed_vad_is_a_checksum_error_naming_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("b");
+        write_with_vad(&dir, &with_vad(), &silero()).unwrap();
+        let mut bytes = silero();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x01;
+        std::fs::write(dir.join("vad.silero.onnx"), &bytes).unwrap();
+        let bundle = Bundle::open(&dir).unwrap();
+        let err = bundle.vad_model(16_000).unwrap_err();
+        assert!(matches!(err, BundleError::Tampered { .. }), "{err}");
+        assert!(err.to_string().contains("vad.silero.onnx"), "{err}");
+        assert!(matches!(bundle.verify(), Err(BundleError::Tampered { .. })));
+    }
+
+    #[test]
+    fn an_unknown_vad_kind_is_refused_by_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let m = BundleManifest {
+            vad: Some(VadSpec {
+                kind: "webrtc-vad".into(),
+                ..vad_spec()
+            }),
+            ..manifest()
+        };
+        let bundle = write_with_vad(&tmp.path().join("b"), &m, &silero()).unwrap();
+        let err = bundle.vad_model(16_000).unwrap_err();
+        assert!(matches!(err, BundleError::UnknownVad { .. }), "{err}");
+        let message = err.to_string();
+        assert!(message.contains("`webrtc-vad`"), "{message}");
+        assert!(
+            message.contains("this program knows silero-vad"),
+            "{message}"
+        );
+        assert!(message.contains("vad.silero.onnx"), "{message}");
+    }
+
+    #[test]
+    fn an_intact_file_that_is_no_vad_is_a_load_error_not_a_panic() {
+        // The manifest records the broken file's own digest: the checksum passes, the
+        // graph does not load.
+        let tmp = tempfile::tempdir().unwrap();
+        let good = silero();
+        let cases: [(&str, Vec<u8>); 3] = [
+            ("cut", good[..good.len() / 2].to_vec()),
+            (
+                "garbage",
+                (0..5000u32).map(|i| (i * 7919 % 251) as u8).collect(),
+            ),
+            ("empty", Vec::new()),
+        ];
+        for (name, bytes) in cases {
+            let bundle = write_with_vad(&tmp.path().join(name), &with_vad(), &bytes).unwrap();
+            bundle.verify().unwrap();
+            let err = bundle.vad_model(16_000).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    BundleError::Vad {
+                        error: crate::vad::VadError::Load { .. } | crate::vad::VadError::Empty(_),
+                        ..
+                    }
+                ),
+                "{name}: {err}"
+            );
+            let message = err.to_string();
+            assert!(message.contains("vad.silero.onnx"), "{message}");
+            assert!(message.contains("host-trainer bundle add-vad"), "{message}");
+        }
+        // An ONNX graph of another contract (a head): a contract error.
+        let head =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/demo-bundle/head_speech.fp32.onnx");
+        let bundle = write_with_vad(
+            &tmp.path().join("head"),
+            &with_vad(),
+            &std::fs::read(head).unwrap(),
+        )
+        .unwrap();
+        let err = bundle.vad_model(16_000).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                BundleError::Vad {
+                    error: crate::vad::VadError::Contract { .. },
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_demo_bundle_carries_the_pinned_vad() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/demo-bundle");
+        let bundle = Bundle::open(&dir).unwrap();
+        bundle.verify().unwrap();
+        let manifest = bundle.manifest();
+        assert_eq!(manifest.format, FORMAT_VERSION);
+        assert_eq!(manifest.vad, Some(vad_spec()));
+        let entry = manifest.file(crate::vad::SILERO_FILE).unwrap();
+        assert_eq!(entry.sha256, crate::vad::SILERO_SHA256);
+        assert!(bundle.vad_model(16_000).unwrap().is_some());
     }
 
     #[test]

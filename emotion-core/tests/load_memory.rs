@@ -217,6 +217,7 @@ fn write_format_2_copy() {
     let no_text = std::env::var("EMOTION_TEXT").is_ok_and(|v| v == "none");
     let mut manifest = Bundle::open(&dir).unwrap().manifest().clone();
     manifest.format = OLDEST_FORMAT;
+    manifest.vad = None;
     for v in &mut manifest.variants {
         v.text_encoder = None;
     }

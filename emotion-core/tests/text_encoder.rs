@@ -318,7 +318,10 @@ fn the_int8_variant_runs_its_own_text_encoder() {
         },
     );
     let opened = Bundle::open(&dir).unwrap();
-    assert_eq!(opened.manifest().format, 3);
+    assert_eq!(
+        opened.manifest().format,
+        emotion_core::bundle::FORMAT_VERSION
+    );
     let samples = samples();
     let fp32 = load(&dir, "fp32");
     let result = fp32
@@ -336,9 +339,10 @@ fn the_int8_variant_runs_its_own_text_encoder() {
     assert!(matches!(err, BundleError::Missing { .. }), "{err}");
     assert!(err.to_string().contains("the int8 text encoder"), "{err}");
 
-    // Format 2 cannot hold it.
+    // Format 2 cannot hold it (nor the demo bundle's VAD, format 4's).
     let mut old = opened.manifest().clone();
     old.format = OLDEST_FORMAT;
+    old.vad = None;
     let err = old.to_bytes().unwrap_err();
     assert!(err.to_string().contains("format 3"), "{err}");
 }
@@ -356,7 +360,11 @@ fn format_2_bundles_still_load_and_are_written_back_as_format_2() {
 
     // A format-2 bundle loads and runs; without a text encoder, the old message.
     let tmp = tempfile::tempdir().unwrap();
-    let dir = bundle_with(&tmp.path().join("v2"), &[], |m| m.format = OLDEST_FORMAT);
+    // (The demo bundle's VAD is format 4's: a format-2 copy leaves it out.)
+    let dir = bundle_with(&tmp.path().join("v2"), &[], |m| {
+        m.format = OLDEST_FORMAT;
+        m.vad = None;
+    });
     let demo = Bundle::open(&dir).unwrap();
     assert_eq!(demo.manifest().format, OLDEST_FORMAT);
     demo.verify().unwrap();
@@ -378,6 +386,7 @@ fn format_2_bundles_still_load_and_are_written_back_as_format_2() {
         &[("text_encoder.onnx", demo_text_encoder(6))],
         |m| {
             m.format = OLDEST_FORMAT;
+            m.vad = None;
             m.text_encoder = Some("text_encoder.onnx".into())
         },
     );

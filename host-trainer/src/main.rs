@@ -4,7 +4,7 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use host_trainer::commands::{
-    data, demo, encoders, evaluate, export, extract, fetch, report, train,
+    bundle, data, demo, encoders, evaluate, export, extract, fetch, report, train,
 };
 
 /// Train speech + text emotion models on the host and prepare them for the board.
@@ -20,10 +20,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the whole job on the embedded synthetic corpus: scan, split, import the
-    /// encoders, extract features, train the three models, evaluate and compare, probe
-    /// every encoder layer, train the keyword spotter, export a bundle (fp32 and int8),
-    /// classify held-out files through it, and write the report.
+    /// Run the whole job on the embedded synthetic corpus: scan, split, import the encoders,
+    /// extract features, train the three models, evaluate and compare, probe every encoder
+    /// layer, train the keyword spotter, export a bundle, classify through it, report.
     Demo(demo::DemoArgs),
     /// Corpus work: scan a TESS folder into a manifest, split it.
     #[command(subcommand)]
@@ -64,14 +63,15 @@ enum Command {
     /// Probe every layer of the encoders with a linear classifier: which layers hold the
     /// emotion (HuBERT 1–12, BERT's layers), per split; writes probe.json.
     Probe(evaluate::ProbeArgs),
-    /// Write the report (HTML, opens offline, and Markdown) that compares the three models:
-    /// comparison table, per-class F1, confusion matrices, training curves, error analysis,
-    /// t-SNE/PCA maps of the representations with silhouettes, the layer probe, provenance.
+    /// Write the report (HTML, opens offline, and Markdown) comparing the three models: table,
+    /// per-class F1, confusions, curves, errors, t-SNE/PCA maps, silhouettes, probe, provenance.
     Report(report::ReportArgs),
-    /// Pack the trained heads of one split (and its keyword spotter, when trained) and their
-    /// encoders into a bundle for the board (fp32 and int8 variants, measured; the default
-    /// variant chosen from the measurements).
+    /// Pack one split's trained heads (and keyword spotter, when trained), their encoders and
+    /// the Silero VAD into a bundle for the board (fp32 and int8, measured; a default chosen).
     Export(export::ExportArgs),
+    /// Work on an exported bundle: `add-vad` puts the voice-activity detector in.
+    #[command(subcommand)]
+    Bundle(bundle::BundleCommand),
 }
 
 fn main() {
@@ -94,5 +94,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Probe(args) => evaluate::probe(args),
         Command::Report(args) => report::run(args),
         Command::Export(args) => export::run(args),
+        Command::Bundle(command) => bundle::run(command),
     }
 }

@@ -116,6 +116,13 @@ fn bundle_inputs_never_crash_the_manifest_parser_or_the_loader() {
         ("manifest.bin".to_owned(), manifest.clone()),
         ("manifest.json".to_owned(), json),
     ];
+    // The older layouts' manifests (each written back in its own format).
+    for format in [2, 3] {
+        let name = format!("fixtures/bundle/format-{format}-manifest.bin");
+        let bytes =
+            std::fs::read(repo_root().join(&name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        inputs.push((name, bytes));
+    }
     inputs.extend(regressions("bundle_manifest"));
     replay("bundle_manifest", inputs, harness::bundle_manifest);
 

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::vad::{SILERO_KIND, VadError};
+
 /// A bundle that cannot be written, opened or used.
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -89,6 +91,36 @@ pub enum BundleError {
     /// Something the exporter was given is not usable.
     #[error("cannot write the bundle: {0}")]
     Write(String),
+    /// The bundle's voice-activity detector is of a kind this program does not run.
+    #[error(
+        "{path}: the bundle's voice-activity detector is of kind `{kind}`, and this program knows {}: update emotion-edge, or put the Silero VAD in the bundle with `host-trainer bundle add-vad --bundle DIR`",
+        SILERO_KIND
+    )]
+    UnknownVad {
+        /// The VAD file.
+        path: PathBuf,
+        /// The kind the manifest names.
+        kind: String,
+    },
+    /// The bundle's voice-activity detector is intact (its SHA-256 is the manifest's) but
+    /// does not load as a Silero VAD graph, or not at the rate asked for.
+    #[error("{path}: {error}{}", vad_hint(.error))]
+    Vad {
+        /// The VAD file.
+        path: PathBuf,
+        /// What the VAD loader said.
+        error: VadError,
+    },
+}
+
+fn vad_hint(error: &VadError) -> &'static str {
+    match error {
+        VadError::Rate(_) => ": feed it 16 kHz samples, the front-end's rate",
+        VadError::Run(_) => "",
+        VadError::Empty(_) | VadError::Load { .. } | VadError::Contract { .. } => {
+            "; put silero-vad's silero_vad_op18_ifless.onnx in the bundle with `host-trainer bundle add-vad --bundle DIR --vad FILE`, or export the bundle again"
+        }
+    }
 }
 
 fn hint(what: &str) -> String {

@@ -9,7 +9,7 @@ use emotion_core::TranscriptTemplate;
 use super::data::{scan_corpus, split_manifest};
 use super::encoders::{EncoderChoice, EncoderGraphs, prepare_encoders};
 use super::evaluate::{evaluate_models, probe_layers};
-use super::export::{classify_held_out, export};
+use super::export::{classify_held_out, export, vad_choice};
 use super::extract::extract_features;
 use super::report::report;
 use super::train::{train_keyword_spotter, train_models};
@@ -179,8 +179,8 @@ fn spot_keywords(inputs: &RunInputs, seed: u64) -> Result<()> {
     Ok(())
 }
 
-/// Stage 9: the exported split's models as a bundle (fp32 and int8), and five held-out
-/// files classified through it.
+/// Stage 9: the exported split's models as a bundle (fp32 and int8, with the committed
+/// Silero VAD), and five held-out files classified through it.
 fn export_and_classify(
     layout: &OutputLayout,
     inputs: &RunInputs,
@@ -196,7 +196,10 @@ fn export_and_classify(
         encoders,
         true,
         &[Precision::Fp32, Precision::Int8],
-        &ExportOptions::default(),
+        &ExportOptions {
+            vad: vad_choice(None, false),
+            ..ExportOptions::default()
+        },
         &bundle,
     )?;
     classify_held_out(inputs, EXPORTED_SPLIT, &bundle, 5)

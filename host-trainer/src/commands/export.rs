@@ -12,6 +12,7 @@ use super::encoders::EncoderGraphs;
 use super::{RunInputs, corpus_of, read_inputs};
 use crate::export::bundle::{ExportOptions, ExportRequest, default_bundle_dir, export_bundle_with};
 use crate::export::request::Precision;
+use crate::export::vad::{COMMITTED_VAD, default_vad_file};
 
 /// `export`.
 pub fn run(args: ExportArgs) -> Result<()> {
@@ -26,6 +27,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
     };
     let options = ExportOptions {
         skip_keyword_spotter: args.no_keyword_spotter,
+        vad: vad_choice(args.vad.clone(), args.no_vad),
     };
     export(
         &args.inputs,
@@ -65,6 +67,14 @@ pub struct ExportArgs {
     /// board then takes its text from the kiosk prompt only.
     #[arg(long)]
     no_keyword_spotter: bool,
+    /// The Silero VAD graph to put in the bundle as the board's voice-activity detector
+    /// (checked to load at 16 kHz first; a graph other than the pinned silero-vad 6.2.3
+    /// one goes in with a note) [default: the committed data/vad/silero_vad_op18_ifless.onnx].
+    #[arg(long, value_name = "FILE", conflicts_with = "no_vad")]
+    vad: Option<PathBuf>,
+    /// Leave the voice-activity detector out of the bundle.
+    #[arg(long)]
+    no_vad: bool,
     /// The bundle directory (replaced whole) [default: beside RUNS, `bundle`].
     #[arg(long)]
     out: Option<PathBuf>,
@@ -119,6 +129,9 @@ pub(crate) fn export(
             "no keyword spotter for split {split} (train one with `host-trainer keywords --split {split}`): the board will rely on the kiosk prompt only"
         ),
     }
+    if let Some(vad) = &outcome.vad {
+        println!("{}", vad.describe());
+    }
     let size: u64 = outcome.manifest.files.iter().map(|f| f.bytes).sum();
     println!(
         "bundle: {} ({} files, {:.1} MB; default variant {}; report in quantization.md)",
@@ -128,6 +141,24 @@ pub(crate) fn export(
         outcome.manifest.default_variant
     );
     Ok(())
+}
+
+/// The VAD graph an export puts in the bundle: `--vad FILE`; none with `--no-vad`; else
+/// the committed one when it can be found ([`default_vad_file`]), and a note when not.
+pub(crate) fn vad_choice(given: Option<PathBuf>, no_vad: bool) -> Option<PathBuf> {
+    if no_vad {
+        println!("voice-activity detector left out (--no-vad): the bundle has no neural VAD");
+        return None;
+    }
+    given.or_else(|| {
+        let found = default_vad_file();
+        if found.is_none() {
+            println!(
+                "note: no voice-activity detector in the bundle: {COMMITTED_VAD} is neither in the source tree this program was built from nor under the current directory; pass --vad FILE (silero-vad's silero_vad_op18_ifless.onnx) to include one"
+            );
+        }
+        found
+    })
 }
 
 /// Classifies the first `count` test utterances of `split` through the bundle, one line each.

@@ -9,6 +9,7 @@
 //! - [`train`]: `train`, `keywords`.
 //! - [`evaluate`]: `evaluate` (burn runs or through a bundle), `probe`.
 //! - [`export`]: `export`, and held-out files classified through the bundle.
+//! - [`bundle`]: `bundle add-vad` (the VAD into an exported bundle, nothing retrained).
 //! - [`report`]: `report`.
 //! - [`demo`]: the whole job on one folder.
 
@@ -22,6 +23,7 @@ use crate::data::splits::SplitSet;
 use crate::evaluate::summary::Provenance;
 use crate::features::cache::FeatureIndex;
 
+pub mod bundle;
 pub mod data;
 pub mod demo;
 pub mod encoders;

@@ -6,7 +6,8 @@
 //! each head, and the keyword spotter when one was trained for the split, to ONNX; make
 //! the int8 variant (dynamic quantisation of every weight matrix product: encoder,
 //! heads, spotter); build the keyword table from the cached text features of the corpus
-//! vocabulary; stage the bundle; classify the split's test part through each variant
+//! vocabulary; add the voice-activity detector when asked (checked to load first);
+//! stage the bundle; classify the split's test part through each variant
 //! (tract, from the WAV files), compare with the burn models and with fp32, time 2 s of
 //! audio; run each variant's spotter over the test part's cached speech features
 //! (exactly what the board computes) against burn and fp32; choose the default variant;
@@ -18,7 +19,7 @@ use anyhow::{Context as _, bail};
 use emotion_core::Emotion;
 use emotion_core::bundle::{
     BundleManifest, BundleProvenance, BundleWriter, EncoderSpec, FORMAT_VERSION,
-    KeywordSpotterSpec, KeywordTable, Variant,
+    KeywordSpotterSpec, KeywordTable, VadSpec, Variant,
 };
 
 use super::default_variant::choose_default;
@@ -27,6 +28,7 @@ use super::measure::{Parity, burn_parity, fp32_metrics, measure_variants, varian
 use super::quantization_report::quantization_markdown;
 use super::request::Precision;
 pub use super::request::{ExportOptions, ExportRequest};
+use super::vad::{VadGraph, VadSource};
 use super::variants::{FloatGraphs, Quantizers, with_fp32, write_variant};
 use crate::features::cache::{FeatureIndex, digest};
 use crate::train::dataset::load_split;
@@ -44,6 +46,8 @@ pub struct ExportOutcome {
     pub parity: Vec<Parity>,
     /// The keyword spotter, when the bundle has one.
     pub keyword_spotter: Option<SpotterExport>,
+    /// The voice-activity detector's source, when the bundle has one.
+    pub vad: Option<VadSource>,
     /// The quantisation report as Markdown (also `quantization.md` in the bundle).
     pub report: String,
 }
@@ -61,6 +65,12 @@ pub fn export_bundle_with(
 ) -> anyhow::Result<ExportOutcome> {
     let index = FeatureIndex::read(request.features)?;
     let encoders = EncoderFiles::read_checked(request, &index)?;
+    let vad = options
+        .vad
+        .as_deref()
+        .map(VadGraph::read_checked)
+        .transpose()
+        .context("the bundle's voice-activity detector (--vad FILE; --no-vad leaves it out)")?;
     let trained = load_trained_heads(request)?;
     let models: Vec<ModelKind> = trained.iter().map(TrainedModel::kind).collect();
     let keywords = keyword_table(request.manifest, &index, request.features)?;
@@ -81,6 +91,7 @@ pub fn export_bundle_with(
     } else {
         None
     };
+    let vad_spec = vad.as_ref().map(|v| v.add_to(&mut writer)).transpose()?;
     let graphs = FloatGraphs::export(&encoders.speech, &encoders.text, &trained, spotter_model)?;
     let quantizers = Quantizers::new(request, &index, &graphs, &precisions)?;
     let variants = precisions
@@ -100,6 +111,7 @@ pub fn export_bundle_with(
         keywords: &keywords,
         text_encoder,
         spotter: spotter_model,
+        vad: vad_spec,
     };
     let mut manifest = draft.manifest(request, variants);
     let staged = writer.stage(&manifest)?;
@@ -133,6 +145,7 @@ pub fn export_bundle_with(
         manifest: bundle.manifest().clone(),
         parity,
         keyword_spotter: spotter,
+        vad: vad.map(|v| v.source),
         report,
     })
 }
@@ -197,6 +210,7 @@ struct DraftManifest<'a> {
     keywords: &'a KeywordTable,
     text_encoder: Option<String>,
     spotter: Option<&'a KeywordModel>,
+    vad: Option<VadSpec>,
 }
 
 impl DraftManifest<'_> {
@@ -225,6 +239,7 @@ impl DraftManifest<'_> {
                 test_accuracy: None,
                 test_utterances: 0,
             }),
+            vad: self.vad,
             variants,
             default_variant: Precision::Fp32.name().into(),
             default_reason: "measuring".into(),

@@ -9,6 +9,8 @@
 //! - [`measure`]: each variant through the staged bundle: accuracy, agreement, latency.
 //! - [`default_variant`]: which variant the board loads unless told.
 //! - [`quantization_report`]: `quantization.md`.
+//! - [`vad`]: the voice-activity detector the bundle carries (Silero), checked, and added
+//!   to a bundle exported without it.
 
 pub mod bundle;
 pub mod default_variant;
@@ -17,4 +19,5 @@ pub mod keyword_spotter;
 pub mod measure;
 pub mod quantization_report;
 pub mod request;
+pub mod vad;
 pub mod variants;

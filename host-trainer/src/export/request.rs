@@ -1,6 +1,6 @@
 //! What an export is asked to do: which split's runs, which encoders, which variants.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::data::manifest::CorpusManifest;
 use crate::data::splits::Split;
@@ -44,6 +44,10 @@ pub struct ExportOptions {
     /// Leave the keyword spotter out even when one was trained for the split (the board
     /// then relies on the kiosk prompt for text).
     pub skip_keyword_spotter: bool,
+    /// The Silero VAD graph to put in the bundle (checked to load at 16 kHz first;
+    /// [`super::vad`]); `None` leaves the bundle without a neural VAD. The CLI's default
+    /// is the committed graph ([`super::vad::default_vad_file`]).
+    pub vad: Option<PathBuf>,
 }
 
 /// A precision variant of the bundle.
