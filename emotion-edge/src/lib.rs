@@ -10,6 +10,8 @@
 //! - [`locate`]: where the bundle is when none is named; [`output`]: result formats.
 //! - [`audio`]: microphone, file and stdin sources, the capture ring, resampling.
 //! - [`segmenter`]: voice-activity segmentation of the stream into utterances.
+//! - [`segmentation_bench`]: segmenters measured on real speech in noise (streams, noises,
+//!   SNR mixing, scoring; the `segmentation_table` example prints the table).
 //! - [`display`]: the terminal, the kiosk page, an RGB LED and an OLED.
 //! - [`board`]: the Raspberry Pi profiles `--board` applies.
 //! - [`settings`]: the command line and a board profile resolved to what a command runs
@@ -25,6 +27,7 @@ pub mod inspect;
 pub mod listen;
 pub mod locate;
 pub mod output;
+pub mod segmentation_bench;
 pub mod segmenter;
 pub mod settings;
 pub mod variant_choice;
