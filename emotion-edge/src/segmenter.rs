@@ -1210,7 +1210,11 @@ mod tests {
                     .is_some_and(|p| (0.0..=1.0).contains(&p))
             );
             segmenter.finish(&mut out);
-            assert_eq!(segmenter.speech_probability(), None, "a new stream starts afresh");
+            assert_eq!(
+                segmenter.speech_probability(),
+                None,
+                "a new stream starts afresh"
+            );
             let err = Segmenter::with_vad(SegmenterConfig::default(), 8_000, &vad()).unwrap_err();
             assert!(err.to_string().contains("16000 Hz"), "{err}");
             let bad = SegmenterConfig {

@@ -26,7 +26,7 @@ pub mod streams;
 pub use noise::{NoiseBank, NoiseKind};
 pub use score::Score;
 pub use segmenters::{
-    BENCH_RATE, DEFAULT_SEGMENTER, EnergySegmenter, NamedSegmenter, SEGMENTERS, Span,
+    BENCH_RATE, BoardSegmenter, DEFAULT_SEGMENTER, NamedSegmenter, SEGMENTERS, Span,
     StreamSegmenter, make_segmenter,
 };
 pub use streams::{Stream, StreamOptions};

@@ -77,11 +77,28 @@ pub struct NamedSegmenter {
 
 /// Every segmenter the benchmark knows. To add one, implement [`StreamSegmenter`] and
 /// add its line here.
-pub const SEGMENTERS: &[NamedSegmenter] = &[NamedSegmenter {
-    name: "energy",
-    what: "emotion-edge's energy segmenter (`segmenter::Segmenter`), default settings",
-    make: || Ok(Box::new(EnergySegmenter::new(SegmenterConfig::default())?)),
-}];
+pub const SEGMENTERS: &[NamedSegmenter] = &[
+    NamedSegmenter {
+        name: "energy",
+        what: "emotion-edge's segmenter (`segmenter::Segmenter`) with the energy detector, default settings",
+        make: || Ok(Box::new(BoardSegmenter::new(SegmenterConfig::default())?)),
+    },
+    NamedSegmenter {
+        name: "silero",
+        what: "emotion-edge's segmenter with the neural detector (Silero VAD, data/vad; onset 0.5, offset 0.35), default settings",
+        make: || {
+            Ok(Box::new(
+                BoardSegmenter::silero(SegmenterConfig::default())?,
+            ))
+        },
+    },
+];
+
+/// The committed Silero VAD model.
+pub const SILERO_MODEL: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../data/vad/silero_vad_op18_ifless.onnx"
+);
 
 /// A fresh segmenter by name; an unknown name lists the known ones.
 pub fn make_segmenter(name: &str) -> anyhow::Result<Box<dyn StreamSegmenter>> {
@@ -98,7 +115,7 @@ pub fn make_segmenter(name: &str) -> anyhow::Result<Box<dyn StreamSegmenter>> {
     }
 }
 
-/// The energy [`Segmenter`] as a [`StreamSegmenter`].
+/// The board's [`Segmenter`] (either detector) as a [`StreamSegmenter`].
 ///
 /// Its span is `[start_sample + pre-roll, speech_end_sample)`: from the first voiced
 /// frame (the utterance starts `pre_roll_ms` before it) to just past the last voiced
@@ -106,24 +123,38 @@ pub fn make_segmenter(name: &str) -> anyhow::Result<Box<dyn StreamSegmenter>> {
 /// utterance starting within `pre_roll_ms` of the stream's start, or right after a cut at
 /// `max_utterance_ms`); it is then up to `pre_roll_ms` late.
 #[derive(Debug)]
-pub struct EnergySegmenter {
+pub struct BoardSegmenter {
+    name: &'static str,
     segmenter: Segmenter,
     pre_roll: u64,
     out: Vec<Utterance>,
 }
 
-impl EnergySegmenter {
+impl BoardSegmenter {
     /// An energy segmenter at [`BENCH_RATE`] with `config`.
     pub fn new(config: SegmenterConfig) -> anyhow::Result<Self> {
         let pre_roll =
             (f64::from(config.pre_roll_ms) * f64::from(BENCH_RATE) / 1_000.0).round() as u64;
         let segmenter = Segmenter::new(config, BENCH_RATE)
             .map_err(|e| anyhow::anyhow!("energy segmenter: {e}"))?;
-        Ok(EnergySegmenter {
+        Ok(BoardSegmenter {
+            name: "energy",
             segmenter,
             pre_roll,
             out: Vec::new(),
         })
+    }
+
+    /// A segmenter at [`BENCH_RATE`] with `config` and the neural detector
+    /// ([`SILERO_MODEL`]).
+    pub fn silero(config: SegmenterConfig) -> anyhow::Result<Self> {
+        let bytes =
+            std::fs::read(SILERO_MODEL).map_err(|e| anyhow::anyhow!("{SILERO_MODEL}: {e}"))?;
+        let vad = emotion_core::vad::VadModel::from_bytes(&bytes, SILERO_MODEL, BENCH_RATE)?;
+        let mut board = Self::new(config.clone())?;
+        board.segmenter = Segmenter::with_vad(config, BENCH_RATE, &vad)?;
+        board.name = "silero";
+        Ok(board)
     }
 
     /// The speech part of one of its utterances.
@@ -138,13 +169,14 @@ impl EnergySegmenter {
     }
 }
 
-impl StreamSegmenter for EnergySegmenter {
+impl StreamSegmenter for BoardSegmenter {
     fn name(&self) -> &str {
-        "energy"
+        self.name
     }
 
     fn push(&mut self, samples: &[f32]) -> anyhow::Result<Vec<Span>> {
-        self.segmenter.push(samples, Instant::now(), &mut self.out);
+        self.segmenter
+            .push(samples, Instant::now(), &mut self.out)?;
         Ok(self.drain())
     }
 
