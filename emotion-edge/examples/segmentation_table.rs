@@ -281,5 +281,44 @@ fn render(
             cell.cost()
         );
     }
+    board_costs(&mut md, rows);
     md
+}
+
+/// Per-core fp32 peaks (GFLOP/s) the performance page scales by (docs/performance.md):
+/// this machine's core, then the boards'.
+const HOST_PEAK: f64 = 83.0;
+const BOARD_PEAKS: [(&str, f64); 3] = [
+    ("Pi Zero 2 W (A53)", 4.0),
+    ("Pi 4 (A72)", 29.0),
+    ("Pi 5 (A76)", 38.0),
+];
+
+/// Each segmenter's cost on the boards, estimated as the encoders' is: the median cost
+/// here scaled by the ratio of per-core fp32 peaks (the Silero graph is fp32). Not
+/// measured on a board.
+fn board_costs(md: &mut String, rows: &[(&str, Option<NoiseKind>, f64, Cell)]) {
+    let _ = writeln!(
+        md,
+        "\n## Estimated on the boards (not measured)\n\nThe median CPU s per audio s above, scaled by per-core fp32 peaks as docs/performance.md scales the encoders (this core {HOST_PEAK} GFLOP/s; {}), on one core. 0.01 is 1 % of one core.\n\n| segmenter | here |{}|\n|---|---:|{}|",
+        BOARD_PEAKS.map(|(b, p)| format!("{b} {p}")).join(", "),
+        BOARD_PEAKS.map(|(b, _)| format!(" {b} ")).join("|"),
+        BOARD_PEAKS.map(|_| "---:").join("|"),
+    );
+    let mut names: Vec<&str> = rows.iter().map(|r| r.0).collect();
+    names.dedup();
+    for name in names {
+        let mut costs: Vec<f64> = rows
+            .iter()
+            .filter(|r| r.0 == name)
+            .map(|r| r.3.cost())
+            .collect();
+        costs.sort_by(f64::total_cmp);
+        let median = costs[costs.len() / 2];
+        let boards: Vec<String> = BOARD_PEAKS
+            .iter()
+            .map(|(_, peak)| format!(" {:.1e} ", median * HOST_PEAK / peak))
+            .collect();
+        let _ = writeln!(md, "| {name} | {median:.1e} |{}|", boards.join("|"));
+    }
 }
