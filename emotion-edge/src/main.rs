@@ -327,7 +327,7 @@ struct HardwareArgs {
     oled_address: Option<u8>,
     /// The RGB LED's three sysfs PWM outputs, `CHIP:CHANNEL` each, red,green,blue
     /// (e.g. `0:0,0:1,0:2`) [default: the board's].
-    #[arg(long, value_delimiter = ',', num_args = 3)]
+    #[arg(long, value_delimiter = ',')]
     led: Vec<String>,
     /// The LED's common leg is on 3.3 V (a channel lights when low).
     #[arg(long)]

@@ -272,6 +272,13 @@ fn led_wiring(
 ) -> Result<LedWiring, SettingsError> {
     let pin = |text: &str| text.parse::<PwmPin>().map_err(SettingsError::LedPin);
     let board_led = board.and_then(|b| b.display.led.as_ref());
+    if !matches!(flags.led.len(), 0 | 3) {
+        return Err(SettingsError::LedPin(format!(
+            "--led takes the three outputs red,green,blue as CHIP:CHANNEL (e.g. --led 0:0,0:1,0:2), not {}: {}",
+            flags.led.len(),
+            flags.led.join(",")
+        )));
+    }
     let (red, green, blue, common_anode) = if let [r, g, b] = &flags.led[..] {
         (r, g, b, flags.led_common_anode)
     } else if let Some(wired) = board_led {
@@ -574,5 +581,23 @@ mod tests {
         assert!(use_vad(SegmenterKind::Silero, true).unwrap());
         let err = use_vad(SegmenterKind::Silero, false).unwrap_err();
         assert!(err.to_string().contains("--segmenter energy"), "{err}");
+    }
+
+    #[test]
+    fn led_outputs_come_three_or_not_at_all() {
+        for led in [
+            vec!["0:0"],
+            vec!["0:0", "0:1"],
+            vec!["0:0", "0:1", "0:2", "0:3"],
+        ] {
+            let flags = ListenFlags {
+                led: led.iter().map(|s| s.to_string()).collect(),
+                ..flags()
+            };
+            let err = listen(&flags, Some(&wired_board()))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("three outputs"), "{led:?}: {err}");
+        }
     }
 }
