@@ -43,11 +43,12 @@ pub use writer::BundleWriter;
 
 /// The bundle format this program writes and the newest it reads.
 /// Format 2 added the keyword-spotting head; format 3 a text encoder per variant
-/// ([`Variant::text_encoder`], the int8 variant's quantised BERT).
-pub const FORMAT_VERSION: u32 = 3;
+/// ([`Variant::text_encoder`], the int8 variant's quantised BERT); format 4 the open-set
+/// spotter's "not a keyword" threshold and measured rates ([`KeywordSpotterSpec::open_set`]).
+pub const FORMAT_VERSION: u32 = 4;
 /// The oldest bundle format this program reads: a format-2 bundle loads as it is (every
-/// variant uses the manifest's text encoder), and a format-2 manifest is written back
-/// in format 2.
+/// variant uses the manifest's text encoder), a format-2 or 3 bundle's spotter is a
+/// closed-set one, and an older manifest is written back in its own format.
 pub const OLDEST_FORMAT: u32 = 2;
 /// The manifest, binary (authoritative).
 pub const MANIFEST_FILE: &str = "manifest.bin";
@@ -148,6 +149,71 @@ pub struct KeywordSpotterSpec {
     pub test_accuracy: Option<f64>,
     /// How many test utterances that accuracy is over.
     pub test_utterances: usize,
+    /// The open-set spotter's "not a keyword" threshold and what it lets through
+    /// (format 4); `None`: a closed-set spotter, which always names a word. Absent from
+    /// older JSON copies.
+    #[serde(default)]
+    pub open_set: Option<OpenSetSpec>,
+}
+
+/// An open-set spotter (its graph's last output is `<none>`, see
+/// [`crate::keyword_spotter`]): the threshold on the probability that a vocabulary word
+/// was said, and the rates measured at export with the fp32 variant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenSetSpec {
+    /// Below this probability that a vocabulary word was said (`1 − p(<none>)`), the
+    /// board says "no word heard".
+    pub keyword_threshold: f32,
+    /// The false-accept rate the threshold was chosen for, on the calibration part.
+    pub target_false_accept_rate: f64,
+    /// Vocabulary words left out of the spotter's outputs and trained as "not a
+    /// keyword" (the kiosk can still prompt them: the keyword table has them).
+    pub held_out_words: Vec<String>,
+    /// The variant the rates below were measured with.
+    pub measured_variant: String,
+    /// Where the threshold was chosen: false accepts at the threshold.
+    pub calibration: MeasuredRate,
+    /// False accepts on recorded speech of speakers the spotter never heard, none of it
+    /// saying a vocabulary word; `None` when it was trained without recorded speech.
+    pub false_accept: Option<MeasuredRate>,
+    /// False accepts on the test part's utterances of the held-out words; `None`
+    /// without held-out words.
+    pub held_out_false_accept: Option<MeasuredRate>,
+    /// False rejects ("no word heard") on the test part's utterances of the spotter's
+    /// words.
+    pub false_reject: MeasuredRate,
+}
+
+/// A rate measured on one part: `errors` of `utterances`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeasuredRate {
+    /// What the part holds, in words.
+    pub part: String,
+    /// Its speakers (`source/speaker` for recorded speech, corpus speakers otherwise).
+    pub speakers: Vec<String>,
+    /// Utterances (recorded speech: windows of at most a few seconds).
+    pub utterances: usize,
+    /// False accepts (or rejects).
+    pub errors: usize,
+    /// `errors / utterances` (0 when there are none).
+    pub rate: f64,
+}
+
+impl MeasuredRate {
+    /// `errors` of `utterances` on `part`.
+    pub fn new(part: &str, speakers: Vec<String>, errors: usize, utterances: usize) -> Self {
+        Self {
+            part: part.to_string(),
+            speakers,
+            utterances,
+            errors,
+            rate: if utterances == 0 {
+                0.0
+            } else {
+                errors as f64 / utterances as f64
+            },
+        }
+    }
 }
 
 /// A head graph of a variant.
@@ -307,10 +373,10 @@ impl BundleManifest {
     pub fn to_bytes(&self) -> Result<Vec<u8>, BundleError> {
         let mut bytes = MAGIC.to_vec();
         bytes.extend_from_slice(&self.format.to_le_bytes());
-        let payload = if self.format >= 3 {
-            postcard::to_stdvec(self)
-        } else {
-            postcard::to_stdvec(&legacy::ManifestV2::try_from(self)?)
+        let payload = match self.format {
+            4.. => postcard::to_stdvec(self),
+            3 => postcard::to_stdvec(&legacy::ManifestV3::try_from(self)?),
+            _ => postcard::to_stdvec(&legacy::ManifestV2::try_from(self)?),
         }
         .map_err(|e| BundleError::Write(format!("manifest: {e}")))?;
         bytes.extend_from_slice(&payload);
@@ -351,10 +417,10 @@ impl BundleManifest {
             path: path.to_path_buf(),
             detail,
         };
-        let manifest: BundleManifest = if version >= 3 {
-            postcard::from_bytes(payload)
-        } else {
-            postcard::from_bytes::<legacy::ManifestV2>(payload).map(BundleManifest::from)
+        let manifest: BundleManifest = match version {
+            4.. => postcard::from_bytes(payload),
+            3 => postcard::from_bytes::<legacy::ManifestV3>(payload).map(BundleManifest::from),
+            _ => postcard::from_bytes::<legacy::ManifestV2>(payload).map(BundleManifest::from),
         }
         .map_err(|e| corrupt(format!("the manifest does not decode ({e})")))?;
         if manifest.format != version {
@@ -367,9 +433,10 @@ impl BundleManifest {
     }
 }
 
-/// Format 2, as postcard lays it out: the format-3 manifest without
-/// [`Variant::text_encoder`] (postcard writes fields in order, unnamed, so a field more
-/// is another layout).
+/// Formats 2 and 3, as postcard lays them out (postcard writes fields in order,
+/// unnamed, so a field more is another layout): format 3 is format 4 without
+/// [`KeywordSpotterSpec::open_set`]; format 2 is format 3 without
+/// [`Variant::text_encoder`].
 mod legacy {
     use serde::{Deserialize, Serialize};
 
@@ -379,6 +446,69 @@ mod legacy {
     };
     use crate::FrontendConfig;
 
+    /// The spotter of formats 2 and 3: closed set.
+    #[derive(Serialize, Deserialize)]
+    struct SpotterV3 {
+        words: Vec<String>,
+        min_confidence: f32,
+        test_accuracy: Option<f64>,
+        test_utterances: usize,
+    }
+
+    impl From<SpotterV3> for KeywordSpotterSpec {
+        fn from(s: SpotterV3) -> Self {
+            KeywordSpotterSpec {
+                words: s.words,
+                min_confidence: s.min_confidence,
+                test_accuracy: s.test_accuracy,
+                test_utterances: s.test_utterances,
+                open_set: None,
+            }
+        }
+    }
+
+    fn spotter_v3(
+        spec: &Option<KeywordSpotterSpec>,
+        format: u32,
+    ) -> Result<Option<SpotterV3>, BundleError> {
+        let Some(s) = spec else {
+            return Ok(None);
+        };
+        if s.open_set.is_some() {
+            return Err(BundleError::Write(format!(
+                "the keyword spotter is an open-set one, which bundle format {format} cannot hold (format 4 can)"
+            )));
+        }
+        Ok(Some(SpotterV3 {
+            words: s.words.clone(),
+            min_confidence: s.min_confidence,
+            test_accuracy: s.test_accuracy,
+            test_utterances: s.test_utterances,
+        }))
+    }
+
+    /// Format 3.
+    #[derive(Serialize, Deserialize)]
+    pub(super) struct ManifestV3 {
+        format: u32,
+        created_by: String,
+        labels: Vec<String>,
+        frontend: FrontendConfig,
+        transcript_template: String,
+        speech: EncoderSpec,
+        text: EncoderSpec,
+        tokenizer: String,
+        keywords: String,
+        text_encoder: Option<String>,
+        keyword_spotter: Option<SpotterV3>,
+        variants: Vec<Variant>,
+        default_variant: String,
+        default_reason: String,
+        files: Vec<FileEntry>,
+        provenance: BundleProvenance,
+    }
+
+    /// Format 2.
     #[derive(Serialize, Deserialize)]
     pub(super) struct ManifestV2 {
         format: u32,
@@ -391,7 +521,7 @@ mod legacy {
         tokenizer: String,
         keywords: String,
         text_encoder: Option<String>,
-        keyword_spotter: Option<KeywordSpotterSpec>,
+        keyword_spotter: Option<SpotterV3>,
         variants: Vec<VariantV2>,
         default_variant: String,
         default_reason: String,
@@ -408,6 +538,29 @@ mod legacy {
         keyword_spotter: Option<String>,
     }
 
+    impl From<ManifestV3> for BundleManifest {
+        fn from(m: ManifestV3) -> Self {
+            BundleManifest {
+                format: m.format,
+                created_by: m.created_by,
+                labels: m.labels,
+                frontend: m.frontend,
+                transcript_template: m.transcript_template,
+                speech: m.speech,
+                text: m.text,
+                tokenizer: m.tokenizer,
+                keywords: m.keywords,
+                text_encoder: m.text_encoder,
+                keyword_spotter: m.keyword_spotter.map(KeywordSpotterSpec::from),
+                variants: m.variants,
+                default_variant: m.default_variant,
+                default_reason: m.default_reason,
+                files: m.files,
+                provenance: m.provenance,
+            }
+        }
+    }
+
     impl From<ManifestV2> for BundleManifest {
         fn from(m: ManifestV2) -> Self {
             BundleManifest {
@@ -421,7 +574,7 @@ mod legacy {
                 tokenizer: m.tokenizer,
                 keywords: m.keywords,
                 text_encoder: m.text_encoder,
-                keyword_spotter: m.keyword_spotter,
+                keyword_spotter: m.keyword_spotter.map(KeywordSpotterSpec::from),
                 variants: m
                     .variants
                     .into_iter()
@@ -439,6 +592,33 @@ mod legacy {
                 files: m.files,
                 provenance: m.provenance,
             }
+        }
+    }
+
+    impl TryFrom<&BundleManifest> for ManifestV3 {
+        type Error = BundleError;
+
+        fn try_from(m: &BundleManifest) -> Result<Self, BundleError> {
+            let keyword_spotter = spotter_v3(&m.keyword_spotter, m.format)?;
+            let m = m.clone();
+            Ok(ManifestV3 {
+                format: m.format,
+                created_by: m.created_by,
+                labels: m.labels,
+                frontend: m.frontend,
+                transcript_template: m.transcript_template,
+                speech: m.speech,
+                text: m.text,
+                tokenizer: m.tokenizer,
+                keywords: m.keywords,
+                text_encoder: m.text_encoder,
+                keyword_spotter,
+                variants: m.variants,
+                default_variant: m.default_variant,
+                default_reason: m.default_reason,
+                files: m.files,
+                provenance: m.provenance,
+            })
         }
     }
 
@@ -462,6 +642,7 @@ mod legacy {
                     keyword_spotter: v.keyword_spotter.clone(),
                 });
             }
+            let keyword_spotter = spotter_v3(&m.keyword_spotter, m.format)?;
             let m = m.clone();
             Ok(ManifestV2 {
                 format: m.format,
@@ -474,7 +655,7 @@ mod legacy {
                 tokenizer: m.tokenizer,
                 keywords: m.keywords,
                 text_encoder: m.text_encoder,
-                keyword_spotter: m.keyword_spotter,
+                keyword_spotter,
                 variants,
                 default_variant: m.default_variant,
                 default_reason: m.default_reason,
@@ -1048,6 +1229,64 @@ mod tests {
         assert!(err.to_string().contains("no spotter words"), "{err}");
         let err = manifest().variant(Some("fp16")).unwrap_err();
         assert!(err.to_string().contains("fp32"), "{err}");
+    }
+
+    fn spotter(open_set: Option<OpenSetSpec>) -> KeywordSpotterSpec {
+        KeywordSpotterSpec {
+            words: vec!["back".into(), "dog".into()],
+            min_confidence: 0.5,
+            test_accuracy: Some(0.75),
+            test_utterances: 4,
+            open_set,
+        }
+    }
+
+    fn open_set() -> OpenSetSpec {
+        OpenSetSpec {
+            keyword_threshold: 0.62,
+            target_false_accept_rate: 0.01,
+            held_out_words: vec!["king".into()],
+            measured_variant: "fp32".into(),
+            calibration: MeasuredRate::new("calibration", vec!["a/b".into()], 0, 20),
+            false_accept: Some(MeasuredRate::new("unseen", vec!["c/d".into()], 3, 700)),
+            held_out_false_accept: None,
+            false_reject: MeasuredRate::new("test words", vec!["OAF".into()], 1, 8),
+        }
+    }
+
+    /// Format 4 holds an open-set spotter; a format-3 manifest (closed-set spotter)
+    /// still reads and writes back in format 3, and cannot be given an open-set one.
+    #[test]
+    fn open_set_spotters_need_format_4_and_older_formats_still_load() {
+        let path = Path::new("manifest.bin");
+        let mut m = manifest();
+        m.keyword_spotter = Some(spotter(Some(open_set())));
+        let back = BundleManifest::from_bytes(&m.to_bytes().unwrap(), path).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(
+            back.keyword_spotter.unwrap().open_set.unwrap().false_accept.unwrap().rate,
+            3.0 / 700.0
+        );
+        for format in [2, 3] {
+            let mut old = manifest();
+            old.format = format;
+            old.keyword_spotter = Some(spotter(None));
+            let bytes = old.to_bytes().unwrap();
+            assert_eq!(BundleManifest::from_bytes(&bytes, path).unwrap(), old);
+            // Format 4's layout is another one: the old bytes do not decode as it.
+            let mut relabelled = bytes.clone();
+            relabelled[8..12].copy_from_slice(&4u32.to_le_bytes());
+            assert!(BundleManifest::from_bytes(&relabelled, path).is_err());
+            old.keyword_spotter = Some(spotter(Some(open_set())));
+            let err = old.to_bytes().unwrap_err();
+            assert!(err.to_string().contains("open-set"), "{err}");
+        }
+        // A JSON copy written before format 4 has no `open_set`: read as closed set.
+        let json = serde_json::to_string(&spotter(None)).unwrap();
+        let without: String = json.replace(",\"open_set\":null", "");
+        assert_ne!(json, without);
+        let read: KeywordSpotterSpec = serde_json::from_str(&without).unwrap();
+        assert_eq!(read, spotter(None));
     }
 
     #[test]
