@@ -48,7 +48,9 @@ use emotion_core::real_speech::RealSpeech;
 use emotion_core::scores::{argmax, softmax};
 
 use crate::data::manifest::CorpusManifest;
-use crate::data::negatives::{NegativesError, RealNegatives, window_examples};
+use crate::data::negatives::{
+    Augment, NegativesError, RealNegatives, noise_examples, window_examples,
+};
 use crate::data::splits::Split;
 use crate::features::cache::FeatureCache;
 use crate::features::extract::Extractor;
@@ -555,10 +557,14 @@ pub fn default_held_out_count(vocabulary: usize) -> usize {
     (vocabulary / 6).max(1)
 }
 
-/// The keyword threshold from the calibration part's keyword probabilities: the lowest
-/// at which at most `target` of them are accepted (a probability is accepted when it
-/// is at least the threshold), raised to [`KEYWORD_THRESHOLD_FLOOR`], at most 1. An
-/// empty part, or a probability that is not a number, is an error.
+/// The keyword threshold from the calibration part's keyword probabilities (one is
+/// accepted when it is at least the threshold): at most `target` of them may be
+/// accepted, so the highest one that must be refused sets it, halfway between that one
+/// and the next higher probability of the part (1 when there is none). Halfway, not
+/// just above: the board's arithmetic (tract, int8) moves a probability by a few 1e-7,
+/// and a threshold a hair above one would let it through. Raised to
+/// [`KEYWORD_THRESHOLD_FLOOR`], at most 1. An empty part, or a probability that is not
+/// a number, is an error.
 pub fn choose_keyword_threshold(scores: &[f32], target: f64) -> Result<f32, String> {
     if scores.is_empty() {
         return Err("no calibration utterances to choose the keyword threshold on".into());
@@ -571,8 +577,17 @@ pub fn choose_keyword_threshold(scores: &[f32], target: f64) -> Result<f32, Stri
     // The most that may be accepted; a hair of slack for products like 0.01 × 300.
     let allowed = (target * sorted.len() as f64 + 1e-9).floor() as usize;
     let threshold = match sorted.get(allowed) {
-        // Just above the first one that must be refused.
-        Some(&score) => score.next_up(),
+        Some(&refused) => {
+            let above = sorted
+                .iter()
+                .rev()
+                .find(|&&s| s > refused)
+                .copied()
+                .unwrap_or(1.0)
+                .max(refused);
+            let halfway = refused + (above - refused) / 2.0;
+            if halfway > refused { halfway } else { refused.next_up() }
+        }
         None => 0.0,
     };
     Ok(threshold.clamp(KEYWORD_THRESHOLD_FLOOR, 1.0))
@@ -624,12 +639,24 @@ impl Negatives {
     }
 }
 
+/// The copies of each recorded training window the spotter also learns from.
+pub const TRAINING_AUGMENTS: &[Augment] = &[
+    Augment::Telephone,
+    Augment::Faster,
+    Augment::Slower,
+    Augment::Short,
+];
+
+/// Synthetic noise clips of each colour trained as "not a keyword" with recorded speech.
+pub const NOISE_PER_COLOUR: usize = 8;
+
 /// The recorded negatives' parts as examples.
 #[derive(Debug, Clone)]
 pub struct RecordedExamples {
     /// Where they came from and the speaker groups of each part.
     pub parts: RecordedParts,
-    /// Trained on.
+    /// Trained on: the training windows, their [`TRAINING_AUGMENTS`] copies, and
+    /// [`NOISE_PER_COLOUR`] synthetic noise clips of each colour.
     pub train: Vec<Example>,
     /// The keyword threshold is chosen here.
     pub calibration: Vec<Example>,
@@ -639,18 +666,21 @@ pub struct RecordedExamples {
 
 impl RecordedExamples {
     /// The features of every window of `negatives`, computed with `extractor` (or read
-    /// from `cache`).
+    /// from `cache`); the training windows also through [`TRAINING_AUGMENTS`].
     pub fn extract(
         negatives: &RealNegatives,
         extractor: &Extractor,
         cache: &FeatureCache,
     ) -> Result<Self, NegativesError> {
         let jobs = std::thread::available_parallelism().map_or(1, usize::from);
+        let mut train =
+            window_examples(&negatives.train, extractor, cache, jobs, TRAINING_AUGMENTS)?;
+        train.extend(noise_examples(NOISE_PER_COLOUR, extractor, cache)?);
         Ok(Self {
             parts: RecordedParts::of(negatives),
-            train: window_examples(&negatives.train, extractor, cache, jobs)?,
-            calibration: window_examples(&negatives.calibration, extractor, cache, jobs)?,
-            test: window_examples(&negatives.test, extractor, cache, jobs)?,
+            train,
+            calibration: window_examples(&negatives.calibration, extractor, cache, jobs, &[])?,
+            test: window_examples(&negatives.test, extractor, cache, jobs, &[])?,
         })
     }
 }
@@ -866,7 +896,7 @@ pub fn train_keywords(
         Some(&w) => w,
         None if open_set
             && (held_out_ids.contains(e.id.as_str())
-                || e.id.starts_with(crate::data::negatives::ID_PREFIX)) =>
+                || crate::data::negatives::is_negative_id(&e.id)) =>
         {
             none
         }
@@ -904,6 +934,17 @@ pub fn train_keywords(
     }
     if let Some(r) = recorded {
         train.extend(r.train.iter().cloned());
+    }
+    // As many keyword utterances as negatives: the keyword utterances are repeated
+    // (whole copies) until they are at least as many, so "not a keyword" does not win
+    // by number alone.
+    let keywords: Vec<Example> = train.iter().filter(|e| is_keyword(e)).cloned().collect();
+    let negative_count = train.len() - keywords.len();
+    if !keywords.is_empty() {
+        let copies = negative_count.div_ceil(keywords.len()).saturating_sub(1);
+        for _ in 0..copies {
+            train.extend(keywords.iter().cloned());
+        }
     }
     let val: Vec<Example> = data
         .val
@@ -1449,15 +1490,22 @@ mod tests {
 
     #[test]
     fn the_keyword_threshold_lets_through_at_most_the_target_of_calibration() {
-        // 200 scores 0.000, 0.005, …, 0.995: 1% may be accepted, so 2 of them.
+        // 200 scores 0.000, 0.005, …, 0.995: 1% may be accepted, so 2 of them; the
+        // third highest, 0.985, is refused: halfway to 0.99.
         let scores: Vec<f32> = (0..200).map(|i| i as f32 / 200.0).collect();
         let t = choose_keyword_threshold(&scores, 0.01).unwrap();
-        assert_eq!(t, 0.985f32.next_up());
+        assert!((t - 0.9875).abs() < 1e-6, "{t}");
         assert_eq!(scores.iter().filter(|&&s| s >= t).count(), 2);
-        // Few scores: none may be accepted; the floor when all are low.
-        assert_eq!(choose_keyword_threshold(&[0.9, 0.2], 0.01).unwrap(), 0.9f32.next_up());
+        // Ties with the refused one are refused too.
+        let tied = [0.99, 0.95, 0.95, 0.2];
+        let t = choose_keyword_threshold(&tied, 0.3).unwrap();
+        assert!((t - 0.97).abs() < 1e-6, "{t}");
+        // Few scores: none may be accepted (halfway to 1); the floor when all are low.
+        assert!((choose_keyword_threshold(&[0.9, 0.2], 0.01).unwrap() - 0.95).abs() < 1e-6);
+        assert!((choose_keyword_threshold(&[0.01, 0.2], 0.01).unwrap() - 0.6).abs() < 1e-6);
+        let low: Vec<f32> = scores.iter().map(|s| s / 10.0).collect();
         assert_eq!(
-            choose_keyword_threshold(&[0.01, 0.2], 0.01).unwrap(),
+            choose_keyword_threshold(&low, 0.01).unwrap(),
             KEYWORD_THRESHOLD_FLOOR
         );
         // A calibration utterance the spotter is certain of: the threshold stops at 1.
