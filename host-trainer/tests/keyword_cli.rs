@@ -133,6 +133,44 @@ fn keyword_spotter_trains_exports_and_runs_like_burn() {
         recorded_false_accepts_are_rare_and_recomputed(&trained, &bundle, set);
     }
     left_out_when_told(root, &base);
+    without_the_real_speech_set(root, &base);
+}
+
+/// Without the real-speech set in its default place, `keywords` says so and trains on
+/// the held-out words alone; a set named with --real-speech that is not there is an
+/// error that says how to fetch it.
+fn without_the_real_speech_set(root: &Path, base: &[String]) {
+    let empty = tempfile::tempdir().unwrap();
+    let mut args = with(&base[..6], "keywords", &["--epochs", "1"]);
+    args.extend([
+        "--runs".to_string(),
+        root.join("runs-without").display().to_string(),
+        "--speech-encoder".into(),
+        root.join("speech.onnx").display().to_string(),
+    ]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_host-trainer"))
+        .args(&args)
+        .env("EMOTION_REAL_SPEECH", empty.path())
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        stdout.contains("no real-speech set at")
+            && stdout.contains("scripts/fetch-real-speech.sh")
+            && stdout.contains("held-out words only"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("FAR on unseen speakers not measured"), "{stdout}");
+    let mut named = args.clone();
+    named.extend(["--real-speech".into(), empty.path().display().to_string()]);
+    let out = host_trainer(&named);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("no real-speech set in") && stderr.contains("--no-real-speech"),
+        "{stderr}"
+    );
 }
 
 /// The keyword spotter trained on the random split, with what the later checks compare

@@ -340,8 +340,17 @@ fn train_and_export(prepared: &Prepared) -> (PathBuf, ExportOutcome) {
         seed: 3,
         ..keyword_spotter::default_config()
     };
-    keyword_spotter::train_keyword_run(&prepared.manifest, split, &features, &runs, &spotter)
-        .unwrap();
+    // A closed-set spotter (no negatives): the board's chain as it was before open-set
+    // spotters (host-trainer's keyword_cli tests the open-set one).
+    keyword_spotter::train_keyword_run(
+        &prepared.manifest,
+        split,
+        &features,
+        &runs,
+        &spotter,
+        &keyword_spotter::NegativeSources::none(),
+    )
+    .unwrap();
     let out = prepared.root.join("bundle");
     let request = ExportRequest {
         manifest: &prepared.manifest,

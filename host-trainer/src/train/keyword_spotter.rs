@@ -825,7 +825,7 @@ impl KeywordRun {
 /// The keyword threshold's rule, in words.
 pub fn keyword_threshold_rule() -> String {
     format!(
-        "the lowest threshold on 1 - p(<none>) at which at most {:.0}% of the calibration part is accepted, at least {KEYWORD_THRESHOLD_FLOOR}",
+        "the threshold on 1 − p(<none>) that accepts at most {:.0}% of the calibration part, halfway between the highest probability it must refuse and the next one up, at least {KEYWORD_THRESHOLD_FLOOR}",
         100.0 * TARGET_FALSE_ACCEPT_RATE
     )
 }
