@@ -1264,7 +1264,13 @@ mod tests {
         let back = BundleManifest::from_bytes(&m.to_bytes().unwrap(), path).unwrap();
         assert_eq!(back, m);
         assert_eq!(
-            back.keyword_spotter.unwrap().open_set.unwrap().false_accept.unwrap().rate,
+            back.keyword_spotter
+                .unwrap()
+                .open_set
+                .unwrap()
+                .false_accept
+                .unwrap()
+                .rate,
             3.0 / 700.0
         );
         for format in [2, 3] {

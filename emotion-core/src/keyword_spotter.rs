@@ -262,7 +262,10 @@ mod tests {
             open.outcome(&spotted(0.9, Some(f32::NAN))),
             SpotOutcome::NotAKeyword
         );
-        assert_eq!(open.outcome(&spotted(f32::NAN, Some(0.9))), SpotOutcome::Unsure);
+        assert_eq!(
+            open.outcome(&spotted(f32::NAN, Some(0.9))),
+            SpotOutcome::Unsure
+        );
         // A closed-set spotter (old bundles) never says "not a keyword".
         let closed = SpotterThresholds {
             min_confidence: 0.6,

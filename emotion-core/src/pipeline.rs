@@ -24,7 +24,7 @@ use crate::bundle::{Bundle, BundleError, KeywordTable};
 use crate::encoder::{EncoderError, EncoderGraph, EncoderInput, Modality};
 use crate::features::{Features, combine_layers};
 use crate::head_graph::{HeadError, HeadGraph, ModelKind};
-use crate::keyword_spotter::{KeywordSpotter, SpotOutcome, SpotterThresholds, Spotted};
+use crate::keyword_spotter::{KeywordSpotter, SpotOutcome, Spotted, SpotterThresholds};
 use crate::onnx_model::{DecodeFailure, OnnxModel, decode_model};
 use crate::scores::{argmax, softmax};
 use crate::tokenizer::{TokenizerError, TranscriptTokenizer};
@@ -298,7 +298,9 @@ impl Pipeline {
         }
         let keywords = bundle.keyword_table()?;
         let spotter = match (&variant.keyword_spotter, &manifest.keyword_spotter) {
-            (Some(file), Some(spec)) => Some(load_spotter(&bundle, file, spec, &keywords, threads)?),
+            (Some(file), Some(spec)) => {
+                Some(load_spotter(&bundle, file, spec, &keywords, threads)?)
+            }
             _ => None,
         };
         let text_encoder = variant.text_encoder(&manifest).map(|file| LazyTextEncoder {

@@ -16,7 +16,12 @@ fn demo_bundle() -> PathBuf {
 fn a_format_3_bundle_keeps_its_closed_set_spotter() {
     let pipeline = Pipeline::load(&demo_bundle(), &PipelineOptions::default()).unwrap();
     assert_eq!(pipeline.bundle().manifest().format, 3);
-    let spec = pipeline.bundle().manifest().keyword_spotter.clone().unwrap();
+    let spec = pipeline
+        .bundle()
+        .manifest()
+        .keyword_spotter
+        .clone()
+        .unwrap();
     assert!(spec.open_set.is_none());
     let thresholds = pipeline.spotter_thresholds().unwrap();
     assert_eq!(thresholds.keyword_threshold, None);
@@ -31,13 +36,22 @@ fn a_format_3_bundle_keeps_its_closed_set_spotter() {
     for path in files.iter().take(4) {
         let bytes = std::fs::read(path).unwrap();
         let result = pipeline
-            .classify_wav(&bytes, &path.display().to_string(), TextInput::Auto { prompt: None }, None)
+            .classify_wav(
+                &bytes,
+                &path.display().to_string(),
+                TextInput::Auto { prompt: None },
+                None,
+            )
             .unwrap();
         let spotted = result.spotted.clone().expect("the spotter ran");
         assert_eq!(spotted.keyword_probability, None, "{path:?}");
         assert_eq!(spotted.probabilities.len(), spec.words.len());
         assert_ne!(thresholds.outcome(&spotted), SpotOutcome::NotAKeyword);
-        assert_ne!(result.keyword_source, KeywordSource::NoWordHeard, "{path:?}");
+        assert_ne!(
+            result.keyword_source,
+            KeywordSource::NoWordHeard,
+            "{path:?}"
+        );
         // As before: the word is used only when sure enough (the demo's threshold is 1,
         // never).
         let used = result.keyword_source == KeywordSource::Spotter;

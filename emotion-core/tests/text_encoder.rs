@@ -318,7 +318,10 @@ fn the_int8_variant_runs_its_own_text_encoder() {
         },
     );
     let opened = Bundle::open(&dir).unwrap();
-    assert_eq!(opened.manifest().format, emotion_core::bundle::FORMAT_VERSION);
+    assert_eq!(
+        opened.manifest().format,
+        emotion_core::bundle::FORMAT_VERSION
+    );
     let samples = samples();
     let fp32 = load(&dir, "fp32");
     let result = fp32

@@ -123,9 +123,9 @@ pub fn json(extra: Map<String, Value>, result: &Classification) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use emotion_core::head_graph::ModelKind;
     use emotion_core::keyword_spotter::Spotted;
     use emotion_core::pipeline::{StageTimings, TextSource};
-    use emotion_core::head_graph::ModelKind;
 
     fn no_word_heard() -> Classification {
         let mut probabilities = [0.05; Emotion::COUNT];
@@ -177,7 +177,11 @@ mod tests {
         assert_eq!(json(Map::new(), &r)["spotted"]["outcome"], "unsure");
         r.keyword = Some("king".into());
         r.keyword_source = KeywordSource::Spotter;
-        assert!(line(&r).contains("keyword \"king\" (spotter 0.90)"), "{}", line(&r));
+        assert!(
+            line(&r).contains("keyword \"king\" (spotter 0.90)"),
+            "{}",
+            line(&r)
+        );
         let j = json(Map::new(), &r);
         assert_eq!(j["spotted"]["outcome"], "word");
         assert_eq!(j["spotted"]["word"], "king");

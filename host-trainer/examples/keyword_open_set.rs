@@ -145,7 +145,11 @@ fn run() -> Result<()> {
             keyword_n += 1;
             if !heard {
                 rejected += 1;
-            } else if result.spotted.as_ref().is_some_and(|s| s.word == entry.word) {
+            } else if result
+                .spotted
+                .as_ref()
+                .is_some_and(|s| s.word == entry.word)
+            {
                 right += 1;
             }
             if result.keyword_source == KeywordSource::Spotter {
@@ -164,13 +168,23 @@ fn run() -> Result<()> {
     let set = RealSpeech::open(&RealSpeech::default_root())?;
     let negatives = RealNegatives::split(&set, &vocabulary(&manifest))?;
     let calibration = false_accepts(&pipeline, &negatives.calibration)?;
-    check("calibration", &open.calibration, calibration.len(), negatives.calibration.len())?;
+    check(
+        "calibration",
+        &open.calibration,
+        calibration.len(),
+        negatives.calibration.len(),
+    )?;
     let unseen = false_accepts(&pipeline, &negatives.test)?;
     let recorded_unseen = open
         .false_accept
         .as_ref()
         .context("the bundle records no false-accept rate on recorded speech")?;
-    check("unseen speakers", recorded_unseen, unseen.len(), negatives.test.len())?;
+    check(
+        "unseen speakers",
+        recorded_unseen,
+        unseen.len(),
+        negatives.test.len(),
+    )?;
 
     let mut md = String::new();
     let _ = writeln!(
@@ -222,7 +236,9 @@ fn run() -> Result<()> {
         negatives.calibration.groups.join(", "),
         negatives.calibration.len(),
         rate(calibration.len(), negatives.calibration.len()),
-        open.held_out_false_accept.as_ref().map_or(String::new(), |r| r.speakers.join(", ")),
+        open.held_out_false_accept
+            .as_ref()
+            .map_or(String::new(), |r| r.speakers.join(", ")),
         held_n,
         rate(held_accepted, held_n),
         open.false_reject.speakers.join(", "),
@@ -240,8 +256,16 @@ fn run() -> Result<()> {
         md,
         "False accepts among the unseen windows: {}.\n\nFalse accepts among the calibration \
          windows: {}.\n",
-        if unseen.is_empty() { "none".to_string() } else { unseen.join(", ") },
-        if calibration.is_empty() { "none".to_string() } else { calibration.join(", ") },
+        if unseen.is_empty() {
+            "none".to_string()
+        } else {
+            unseen.join(", ")
+        },
+        if calibration.is_empty() {
+            "none".to_string()
+        } else {
+            calibration.join(", ")
+        },
     );
     let _ = writeln!(
         md,
@@ -286,6 +310,10 @@ fn run() -> Result<()> {
         );
     }
     std::fs::write(Path::new(result), md).with_context(|| format!("cannot write {result}"))?;
-    println!("{result}: FAR unseen {}, FRR {}", rate(unseen.len(), negatives.test.len()), rate(rejected, keyword_n));
+    println!(
+        "{result}: FAR unseen {}, FRR {}",
+        rate(unseen.len(), negatives.test.len()),
+        rate(rejected, keyword_n)
+    );
     Ok(())
 }

@@ -22,14 +22,14 @@ use std::path::{Path, PathBuf};
 
 use common::{corpus_and_tiny_encoders, host_trainer, host_trainer_ok, text};
 
-use host_trainer::data::manifest::CorpusManifest;
-use host_trainer::data::splits::{Split, SplitSet};
-use host_trainer::train::dataset::load_split;
 use emotion_core::keyword_spotter::{KeywordSpotter, SpotOutcome};
 use emotion_core::pipeline::{KeywordSource, TextInput};
 use emotion_core::real_speech::RealSpeech;
 use emotion_core::{Pipeline, PipelineOptions};
+use host_trainer::data::manifest::CorpusManifest;
 use host_trainer::data::negatives::RealNegatives;
+use host_trainer::data::splits::{Split, SplitSet};
+use host_trainer::train::dataset::load_split;
 use host_trainer::train::keyword_spotter::{KeywordModel, keyword_run_dir, vocabulary};
 
 const TOLERANCE: f32 = 1e-4;
@@ -119,7 +119,10 @@ fn keyword_spotter_trains_exports_and_runs_like_burn() {
     let real = RealSpeech::for_tests("the keyword spotter's false-accept rate on recorded speech");
     // The training inputs, the speech encoder, and where the recorded speech is.
     let mut inputs = base[..8].to_vec();
-    inputs.extend(["--speech-encoder".into(), root.join("speech.onnx").display().to_string()]);
+    inputs.extend([
+        "--speech-encoder".into(),
+        root.join("speech.onnx").display().to_string(),
+    ]);
     match &real {
         Some(set) => inputs.extend(["--real-speech".into(), set.root.display().to_string()]),
         None => inputs.push("--no-real-speech".into()),
@@ -161,7 +164,10 @@ fn without_the_real_speech_set(root: &Path, base: &[String]) {
             && stdout.contains("held-out words only"),
         "{stdout}"
     );
-    assert!(stdout.contains("FAR on unseen speakers not measured"), "{stdout}");
+    assert!(
+        stdout.contains("FAR on unseen speakers not measured"),
+        "{stdout}"
+    );
     let mut named = args.clone();
     named.extend(["--real-speech".into(), empty.path().display().to_string()]);
     let out = host_trainer(&named);
@@ -197,9 +203,8 @@ fn keywords_on_the_random_split(root: &Path, inputs: &[String], recorded: bool) 
 
     let stdout = host_trainer_ok(&with(inputs, "keywords", &["--split", "random"]));
     assert!(
-        stdout.contains(
-            "-- keyword spotter (10 words + \"not a keyword\" (held-out words dog, pain"
-        ),
+        stdout
+            .contains("-- keyword spotter (10 words + \"not a keyword\" (held-out words dog, pain"),
         "{stdout}"
     );
     assert_eq!(
@@ -324,11 +329,21 @@ fn export_with_the_spotter(
         open["false_reject"]["utterances"],
         trained.keyword_test.len()
     );
-    assert!(open["held_out_false_accept"]["utterances"].as_u64().unwrap() > 0);
+    assert!(
+        open["held_out_false_accept"]["utterances"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
     assert_eq!(open["false_accept"].is_null(), !recorded, "{open}");
     // The training run's figures (burn) and the export's (tract) agree.
     let metrics = json(&trained.run.join("metrics.json"));
-    for key in ["calibration", "false_reject", "held_out_false_accept", "false_accept"] {
+    for key in [
+        "calibration",
+        "false_reject",
+        "held_out_false_accept",
+        "false_accept",
+    ] {
         assert_eq!(
             open[key]["errors"], metrics["open_set"][key]["errors"],
             "{key}: {open} vs {}",
@@ -346,7 +361,10 @@ fn export_with_the_spotter(
     let difference = number_after(&report, "utterances, max abs logit difference");
     assert!(difference <= f64::from(TOLERANCE), "{report}");
     assert!(report.contains("### Not a keyword (open set)"), "{report}");
-    assert!(report.contains("| variant | FAR calibration | FAR unseen speakers"), "{report}");
+    assert!(
+        report.contains("| variant | FAR calibration | FAR unseen speakers"),
+        "{report}"
+    );
     let fp32 = variants[0]["keyword_spotter"].as_str().unwrap().to_string();
     (bundle, fp32)
 }
@@ -409,7 +427,11 @@ fn board_runs_the_spotter(trained: &Trained, bundle: &Path) {
 /// threshold was chosen) and on the speakers neither the spotter nor its threshold met
 /// are at most 1 %, and the board's pipeline (fp32) finds the same false accepts on the
 /// same windows.
-fn recorded_false_accepts_are_rare_and_recomputed(trained: &Trained, bundle: &Path, set: &RealSpeech) {
+fn recorded_false_accepts_are_rare_and_recomputed(
+    trained: &Trained,
+    bundle: &Path,
+    set: &RealSpeech,
+) {
     let manifest_json = json(&bundle.join("manifest.json"));
     let open = &manifest_json["keyword_spotter"]["open_set"];
     let negatives = RealNegatives::split(set, &vocabulary(&trained.manifest)).unwrap();
@@ -429,7 +451,11 @@ fn recorded_false_accepts_are_rare_and_recomputed(trained: &Trained, bundle: &Pa
         let recorded = &open[key];
         let recorded_rate = recorded["rate"].as_f64().unwrap();
         let recorded_errors = recorded["errors"].as_u64().unwrap() as usize;
-        assert_eq!(recorded["speakers"], serde_json::json!(part.groups), "{key}");
+        assert_eq!(
+            recorded["speakers"],
+            serde_json::json!(part.groups),
+            "{key}"
+        );
         assert_eq!(recorded["utterances"], part.len(), "{key}");
         assert!(!part.is_empty(), "{key}");
         // Two workers, each with its own clone of the pipeline; clips in order.
@@ -476,7 +502,10 @@ fn recorded_false_accepts_are_rare_and_recomputed(trained: &Trained, bundle: &Pa
             (recorded_rate - recorded_errors as f64 / part.len() as f64).abs() < 1e-12,
             "{recorded}"
         );
-        assert!(recorded_rate <= 0.01, "{key}: FAR {recorded_rate} > 1%: {accepted:?}");
+        assert!(
+            recorded_rate <= 0.01,
+            "{key}: FAR {recorded_rate} > 1%: {accepted:?}"
+        );
     }
 }
 

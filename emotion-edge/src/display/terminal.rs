@@ -228,7 +228,10 @@ mod tests {
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
         assert!(text.contains("    sad 60%  no word heard  "), "{text}");
         // The speech-only emotion still shows.
-        assert!(text.lines().any(|l| l.contains("sad") && l.ends_with('◀')), "{text}");
+        assert!(
+            text.lines().any(|l| l.contains("sad") && l.ends_with('◀')),
+            "{text}"
+        );
     }
 
     #[test]

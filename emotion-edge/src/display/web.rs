@@ -1062,7 +1062,10 @@ mod tests {
             "kiosk.html does not show `heard`"
         );
         let (_, _, body) = get(address, "/");
-        assert!(body.contains("\"heard\":\"no word heard\""), "state not embedded");
+        assert!(
+            body.contains("\"heard\":\"no word heard\""),
+            "state not embedded"
+        );
     }
 
     #[test]

@@ -156,14 +156,16 @@ pub(crate) fn negative_sources(
             "no real-speech set in {} (fetch it with `bash {} {}`), or train without it: --no-real-speech",
             root.display(),
             emotion_core::real_speech::FETCH_SCRIPT,
-            root.parent().map_or(String::new(), |p| p.display().to_string())
+            root.parent()
+                .map_or(String::new(), |p| p.display().to_string())
         ),
         Ok(None) => {
             println!(
                 "no real-speech set at {} (fetch it with `bash {} {}`, or set {}): the keyword spotter learns \"not a keyword\" from held-out words only, and its false-accept rate on recorded speech is not measured",
                 root.display(),
                 emotion_core::real_speech::FETCH_SCRIPT,
-                root.parent().map_or(String::new(), |p| p.display().to_string()),
+                root.parent()
+                    .map_or(String::new(), |p| p.display().to_string()),
                 emotion_core::real_speech::CACHE_ENV
             );
             return Ok(sources(None));

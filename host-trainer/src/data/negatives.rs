@@ -301,10 +301,10 @@ impl ClipWindows {
             path: self.clip.path.clone(),
             detail,
         };
-        let audio = decode_file(&self.clip.path, LONGEST_CLIP_SECONDS)
+        let audio =
+            decode_file(&self.clip.path, LONGEST_CLIP_SECONDS).map_err(|e| error(e.to_string()))?;
+        let samples = resample_to(&audio.samples, audio.sample_rate, rate)
             .map_err(|e| error(e.to_string()))?;
-        let samples =
-            resample_to(&audio.samples, audio.sample_rate, rate).map_err(|e| error(e.to_string()))?;
         let n = self.windows.len().max(1);
         Ok((0..n)
             .map(|k| samples[k * samples.len() / n..(k + 1) * samples.len() / n].to_vec())
@@ -452,7 +452,12 @@ fn clip_examples(
     for (window, samples) in clip.windows.iter().zip(samples) {
         examples.push(example(window.id.clone(), &samples)?);
         for augment in augments {
-            for (k, copy) in augment.apply(&samples, rate).map_err(error)?.iter().enumerate() {
+            for (k, copy) in augment
+                .apply(&samples, rate)
+                .map_err(error)?
+                .iter()
+                .enumerate()
+            {
                 let id = format!("{}~{}{k}", window.id, augment.name());
                 examples.push(example(id, copy)?);
             }
@@ -489,9 +494,12 @@ pub fn noise_examples(
                 0.5
             };
             let seconds = 1.0 + 2.0 * fraction;
-            let level = 10f64.powf((-50.0 + 40.0 * ((k * 7 + c * 3) % per_colour.max(1)) as f64
-                / per_colour.max(1) as f64)
-                / 20.0);
+            let level = 10f64.powf(
+                (-50.0
+                    + 40.0 * ((k * 7 + c * 3) % per_colour.max(1)) as f64
+                        / per_colour.max(1) as f64)
+                    / 20.0,
+            );
             let n = (seconds * f64::from(rate)) as usize;
             // Pink: Paul Kellet's economy filter; brown: leaky integral of white.
             let (mut b0, mut b1, mut b2, mut brown) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
@@ -542,7 +550,9 @@ pub fn noise_examples(
 
 /// The real-speech set for the spotter: `Ok(None)` when `root` holds none (the caller
 /// says so and goes on without), an error when it holds a damaged one.
-pub fn open_set(root: &Path) -> Result<Option<RealSpeech>, emotion_core::real_speech::RealSpeechError> {
+pub fn open_set(
+    root: &Path,
+) -> Result<Option<RealSpeech>, emotion_core::real_speech::RealSpeechError> {
     match RealSpeech::open(root) {
         Ok(set) => Ok(Some(set)),
         Err(emotion_core::real_speech::RealSpeechError::Missing(_)) => Ok(None),
@@ -554,7 +564,15 @@ pub fn open_set(root: &Path) -> Result<Option<RealSpeech>, emotion_core::real_sp
 mod tests {
     use super::*;
 
-    fn clip(root: &Path, name: &str, source: &str, speaker: &str, kind: ClipKind, seconds: f64, transcript: &str) -> Clip {
+    fn clip(
+        root: &Path,
+        name: &str,
+        source: &str,
+        speaker: &str,
+        kind: ClipKind,
+        seconds: f64,
+        transcript: &str,
+    ) -> Clip {
         Clip {
             path: root.join(name),
             source: source.into(),
@@ -593,7 +611,15 @@ mod tests {
         let set = RealSpeech {
             root: root.to_path_buf(),
             clips: vec![
-                clip(root, "a1.wav", "a", "big", ClipKind::Sentence, 7.0, "hello there"),
+                clip(
+                    root,
+                    "a1.wav",
+                    "a",
+                    "big",
+                    ClipKind::Sentence,
+                    7.0,
+                    "hello there",
+                ),
                 clip(root, "a2.wav", "a", "big", ClipKind::Word, 0.8, "yes"),
                 clip(root, "a3.wav", "a", "big", ClipKind::Word, 0.8, "dog"),
                 clip(root, "b1.wav", "b", "x", ClipKind::Phrase, 2.0, "one two"),
@@ -621,8 +647,14 @@ mod tests {
             .collect();
         assert_eq!(all.len(), 4, "no group in two parts");
         let summary = n.summary();
-        assert!(summary.contains("calibration 4 windows (8 s) of a/big"), "{summary}");
-        assert!(summary.contains("unseen test 1 windows (1 s) of c/unknown"), "{summary}");
+        assert!(
+            summary.contains("calibration 4 windows (8 s) of a/big"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("unseen test 1 windows (1 s) of c/unknown"),
+            "{summary}"
+        );
 
         let two = RealSpeech {
             root: root.to_path_buf(),
@@ -635,7 +667,9 @@ mod tests {
     #[test]
     fn augments_keep_the_rate_and_cut_short_pieces() {
         let rate = 16_000;
-        let tone: Vec<f32> = (0..rate * 2).map(|i| (i as f32 * 0.3).sin() * 0.5).collect();
+        let tone: Vec<f32> = (0..rate * 2)
+            .map(|i| (i as f32 * 0.3).sin() * 0.5)
+            .collect();
         let telephone = Augment::Telephone.apply(&tone, rate as u32).unwrap();
         assert_eq!(telephone.len(), 1);
         assert!(telephone[0].len().abs_diff(tone.len()) <= 2);
@@ -643,7 +677,9 @@ mod tests {
         let rms = |x: &[f32]| (x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32).sqrt();
         assert!((rms(&telephone[0][1000..30_000]) - rms(&tone)).abs() < 0.02);
         // 3 rad per sample is 7.6 kHz: above the band, gone.
-        let high: Vec<f32> = (0..rate * 2).map(|i| (i as f32 * 3.0).sin() * 0.5).collect();
+        let high: Vec<f32> = (0..rate * 2)
+            .map(|i| (i as f32 * 3.0).sin() * 0.5)
+            .collect();
         let cut = Augment::Telephone.apply(&high, rate as u32).unwrap();
         assert!(rms(&cut[0][1000..30_000]) < 0.01, "{}", rms(&cut[0]));
         let faster = Augment::Faster.apply(&tone, rate as u32).unwrap();
@@ -653,7 +689,12 @@ mod tests {
         let pieces = Augment::Short.apply(&tone, rate as u32).unwrap();
         assert_eq!(pieces.len(), 2);
         assert_eq!(pieces.concat(), tone);
-        assert!(Augment::Short.apply(&tone[..rate], rate as u32).unwrap().is_empty());
+        assert!(
+            Augment::Short
+                .apply(&tone[..rate], rate as u32)
+                .unwrap()
+                .is_empty()
+        );
         assert!(is_negative_id("real:x.wav#0/1") && is_negative_id("noise:white#0"));
         assert!(!is_negative_id("OAF_back_angry"));
     }
@@ -674,11 +715,20 @@ mod tests {
         };
         let mut w = hound::WavWriter::create(&path, spec).unwrap();
         for i in 0..(8000 * 7) {
-            w.write_sample(((i as f32 * 0.05).sin() * 8000.0) as i16).unwrap();
+            w.write_sample(((i as f32 * 0.05).sin() * 8000.0) as i16)
+                .unwrap();
         }
         w.finalize().unwrap();
         let c = ClipWindows {
-            clip: clip(dir.path(), "tone.wav", "t", "s", ClipKind::Sentence, 7.0, "la"),
+            clip: clip(
+                dir.path(),
+                "tone.wav",
+                "t",
+                "s",
+                ClipKind::Sentence,
+                7.0,
+                "la",
+            ),
             group: "t/s".into(),
             windows: (0..3)
                 .map(|piece| NegativeWindow {

@@ -17,9 +17,9 @@ use super::measure::agreement;
 use super::request::ExportRequest;
 use super::request::Precision;
 use crate::data::manifest::CorpusManifest;
-use crate::features::cache::{FeatureCache, FeatureIndex};
 use crate::data::negatives::RealNegatives;
 use crate::features::cache::FeatureCache as Cache;
+use crate::features::cache::{FeatureCache, FeatureIndex};
 use crate::train::dataset::SplitData;
 use crate::train::keyword_spotter::{
     KeywordEvaluation, KeywordModel, OpenSetChoice, OpenSetEvaluation, OpenSetParts,
@@ -349,7 +349,9 @@ pub(super) fn measure_spotter(
         let graph = KeywordSpotter::from_bytes(&staged.read(file)?, file, 1)
             .with_context(|| format!("the exported keyword spotter {file} does not load"))?;
         if graph.is_open_set() != choice.is_some() {
-            bail!("internal error: the exported keyword spotter {file} and the trained one disagree on `<none>`");
+            bail!(
+                "internal error: the exported keyword spotter {file} and the trained one disagree on `<none>`"
+            );
         }
         let run_graph = |examples: &[&Example]| -> anyhow::Result<Vec<Vec<f32>>> {
             examples

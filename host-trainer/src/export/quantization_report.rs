@@ -106,7 +106,8 @@ fn open_set_markdown(s: &SpotterExport) -> String {
     let Some(first) = s.variants.first().and_then(|v| v.open_set.as_ref()) else {
         return String::new();
     };
-    let rate = |r: &MeasuredRate| format!("{:.2}% ({} of {})", 100.0 * r.rate, r.errors, r.utterances);
+    let rate =
+        |r: &MeasuredRate| format!("{:.2}% ({} of {})", 100.0 * r.rate, r.errors, r.utterances);
     let held = if choice.held_out_words.is_empty() {
         "none".to_string()
     } else {

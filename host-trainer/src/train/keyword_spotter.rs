@@ -52,9 +52,9 @@ use crate::data::negatives::{
     Augment, NegativesError, RealNegatives, noise_examples, window_examples,
 };
 use crate::data::splits::Split;
+use crate::evaluate::metrics::ClassificationReport;
 use crate::features::cache::FeatureCache;
 use crate::features::extract::Extractor;
-use crate::evaluate::metrics::ClassificationReport;
 use crate::train::dataset::{DatasetError, SplitData, load_split};
 use crate::train::heads::classifier::BranchClassifier;
 use crate::train::heads::{EmotionHead, HeadConfig, ModelKind};
@@ -290,7 +290,11 @@ impl KeywordModel {
                 "the model has {} outputs for {} words{}",
                 model.classes(),
                 words.len(),
-                if open_set.is_some() { " and `<none>`" } else { "" }
+                if open_set.is_some() {
+                    " and `<none>`"
+                } else {
+                    ""
+                }
             ));
         }
         if let Some(t) = open_set.as_ref().map(|o| o.keyword_threshold)
@@ -586,7 +590,11 @@ pub fn choose_keyword_threshold(scores: &[f32], target: f64) -> Result<f32, Stri
                 .unwrap_or(1.0)
                 .max(refused);
             let halfway = refused + (above - refused) / 2.0;
-            if halfway > refused { halfway } else { refused.next_up() }
+            if halfway > refused {
+                halfway
+            } else {
+                refused.next_up()
+            }
         }
         None => 0.0,
     };
@@ -618,7 +626,13 @@ pub fn rate_at(
 ) -> MeasuredRate {
     let errors = scores
         .iter()
-        .filter(|&&s| if negatives { s >= threshold } else { !(s >= threshold) })
+        .filter(|&&s| {
+            if negatives {
+                s >= threshold
+            } else {
+                !(s >= threshold)
+            }
+        })
         .count();
     MeasuredRate::new(part, speakers, errors, scores.len())
 }
@@ -993,7 +1007,8 @@ pub fn train_keywords(
                 .collect()
         };
         let (held_val, held_test) = (held_out_part(&data.val), held_out_part(&data.test));
-        let speakers = |examples: &[Example]| speakers_of(manifest, &examples.iter().collect::<Vec<_>>());
+        let speakers =
+            |examples: &[Example]| speakers_of(manifest, &examples.iter().collect::<Vec<_>>());
         let (calibration_scores, calibration_what, calibration_speakers) = match recorded {
             Some(r) => (
                 scores(&r.calibration)?,
@@ -1006,10 +1021,15 @@ pub fn train_keywords(
                 speakers(&held_val),
             ),
         };
-        let keyword_threshold =
-            choose_keyword_threshold(&calibration_scores, TARGET_FALSE_ACCEPT_RATE).map_err(
-                |e| KeywordError::Calibration(format!("split {split}: {e}")),
-            )?;
+        // No calibration utterance (a small corpus whose validation part holds none of
+        // the held-out words, and no recorded speech): the floor, and the calibration
+        // rate reads 0 of 0.
+        let keyword_threshold = if calibration_scores.is_empty() {
+            KEYWORD_THRESHOLD_FLOOR
+        } else {
+            choose_keyword_threshold(&calibration_scores, TARGET_FALSE_ACCEPT_RATE)
+                .map_err(|e| KeywordError::Calibration(format!("split {split}: {e}")))?
+        };
         let choice = OpenSetChoice {
             keyword_threshold,
             held_out_words: negatives.held_out_words.clone(),
@@ -1029,8 +1049,12 @@ pub fn train_keywords(
             &choice,
             OpenSetParts {
                 calibration: (&calibration_scores, calibration_what, &calibration_speakers),
-                recorded_test: recorded_test.as_ref().map(|(s, g)| (s.as_slice(), g.as_slice())),
-                held_out_test: held_out_test.as_ref().map(|(s, g)| (s.as_slice(), g.as_slice())),
+                recorded_test: recorded_test
+                    .as_ref()
+                    .map(|(s, g)| (s.as_slice(), g.as_slice())),
+                held_out_test: held_out_test
+                    .as_ref()
+                    .map(|(s, g)| (s.as_slice(), g.as_slice())),
                 keyword_test: (&keyword_test.0, &keyword_test.1),
             },
         );
@@ -1038,12 +1062,13 @@ pub fn train_keywords(
     } else {
         (None, None)
     };
-    let model = KeywordModel::new(outcome.model, words, min_confidence, choice).map_err(
-        |detail| KeywordError::Saved {
-            path: PathBuf::new(),
-            detail,
-        },
-    )?;
+    let model =
+        KeywordModel::new(outcome.model, words, min_confidence, choice).map_err(|detail| {
+            KeywordError::Saved {
+                path: PathBuf::new(),
+                detail,
+            }
+        })?;
     Ok(KeywordRun {
         split: split.to_string(),
         model,
@@ -1115,8 +1140,12 @@ pub fn extractor_for(cache: &Path, speech_encoder: &Path) -> anyhow::Result<Extr
         combination: index.combination,
         dtype: index.dtype,
     };
-    let extractor = Extractor::new(speech_encoder, None, settings)
-        .with_context(|| format!("cannot load the speech encoder {}", speech_encoder.display()))?;
+    let extractor = Extractor::new(speech_encoder, None, settings).with_context(|| {
+        format!(
+            "cannot load the speech encoder {}",
+            speech_encoder.display()
+        )
+    })?;
     if extractor.speech_digest() != index.speech_encoder {
         anyhow::bail!(
             "{} is not the speech encoder the features in {} came from: pass the graph given to `extract` (--speech-encoder)",
@@ -1150,10 +1179,13 @@ pub fn train_keyword_run(
             } else {
                 format!("held-out words {}", negatives.held_out_words.join(", "))
             },
-            negatives.recorded.as_ref().map_or(String::new(), |r| format!(
-                ", {} recorded training windows",
-                r.train.len()
-            ))
+            negatives
+                .recorded
+                .as_ref()
+                .map_or(String::new(), |r| format!(
+                    ", {} recorded training windows",
+                    r.train.len()
+                ))
         )
     };
     println!(
@@ -1164,7 +1196,14 @@ pub fn train_keyword_run(
         data.test.len()
     );
     let mut on_epoch = epoch_printer(config.max_epochs);
-    let run = train_keywords(manifest, &split.name, &data, &negatives, config, &mut on_epoch)?;
+    let run = train_keywords(
+        manifest,
+        &split.name,
+        &data,
+        &negatives,
+        config,
+        &mut on_epoch,
+    )?;
     let dir = keyword_run_dir(runs, &split.name);
     run.save(&dir)?;
     let v = &run.validation.accepted;
@@ -1195,25 +1234,16 @@ pub fn train_keyword_run(
 
 /// One line for people: the keyword threshold and the rates at it.
 pub fn open_set_line(o: &OpenSetEvaluation) -> String {
-    let rate = |r: &MeasuredRate| {
-        format!(
-            "{:.1}% ({} of {})",
-            100.0 * r.rate,
-            r.errors,
-            r.utterances
-        )
-    };
+    let rate =
+        |r: &MeasuredRate| format!("{:.1}% ({} of {})", 100.0 * r.rate, r.errors, r.utterances);
     let mut line = format!(
         "keyword threshold {:.3} (calibration FAR {}): FAR on unseen speakers {}",
         o.keyword_threshold,
         rate(&o.calibration),
-        o.false_accept
-            .as_ref()
-            .map_or("not measured (no recorded speech)".to_string(), |r| format!(
-                "{} [{}]",
-                rate(r),
-                r.speakers.join(", ")
-            )),
+        o.false_accept.as_ref().map_or(
+            "not measured (no recorded speech)".to_string(),
+            |r| format!("{} [{}]", rate(r), r.speakers.join(", "))
+        ),
     );
     if let Some(r) = &o.held_out_false_accept {
         line.push_str(&format!(", FAR on held-out words {}", rate(r)));
@@ -1249,7 +1279,6 @@ pub fn summary_line(run: &KeywordRun) -> String {
         run.model.min_confidence(),
     )
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -1423,8 +1452,15 @@ mod tests {
     fn learns_separable_words_saves_and_loads() {
         let (manifest, data) = corpus(&["dog", "back", "king", "youth", "bean"], 12);
         let mut epochs = 0;
-        let run =
-            train_keywords(&manifest, "random", &data, &Negatives::default(), &quick(), &mut |_| epochs += 1).unwrap();
+        let run = train_keywords(
+            &manifest,
+            "random",
+            &data,
+            &Negatives::default(),
+            &quick(),
+            &mut |_| epochs += 1,
+        )
+        .unwrap();
         assert_eq!(epochs, run.curves.len());
         assert_eq!(
             run.model.words(),
@@ -1464,7 +1500,15 @@ mod tests {
         data.test
             .extend(data.train.extract_if(.., |e| e.id.contains("_dog_")));
         data.val.retain(|e| !e.id.contains("_dog_"));
-        let error = train_keywords(&manifest, "word", &data, &Negatives::default(), &quick(), &mut |_| {}).unwrap_err();
+        let error = train_keywords(
+            &manifest,
+            "word",
+            &data,
+            &Negatives::default(),
+            &quick(),
+            &mut |_| {},
+        )
+        .unwrap_err();
         assert!(
             matches!(&error, KeywordError::UnseenWords { words, .. } if words == &["dog"]),
             "{error}"
@@ -1478,12 +1522,26 @@ mod tests {
             ..quick()
         };
         assert!(matches!(
-            train_keywords(&manifest, "random", &data, &Negatives::default(), &text, &mut |_| {}),
+            train_keywords(
+                &manifest,
+                "random",
+                &data,
+                &Negatives::default(),
+                &text,
+                &mut |_| {}
+            ),
             Err(KeywordError::NotSpeech(ModelKind::Text))
         ));
         let (one, data) = corpus(&["dog"], 4);
         assert!(matches!(
-            train_keywords(&one, "random", &data, &Negatives::default(), &quick(), &mut |_| {}),
+            train_keywords(
+                &one,
+                "random",
+                &data,
+                &Negatives::default(),
+                &quick(),
+                &mut |_| {}
+            ),
             Err(KeywordError::TooFewWords(1))
         ));
     }
@@ -1578,7 +1636,10 @@ mod tests {
         };
         let run =
             train_keywords(&manifest, "random", &data, &negatives, &config, &mut |_| {}).unwrap();
-        assert_eq!(run.model.words(), strings(&["back", "bean", "dog", "youth"]));
+        assert_eq!(
+            run.model.words(),
+            strings(&["back", "bean", "dog", "youth"])
+        );
         assert_eq!(
             run.model.output_names().last().map(String::as_str),
             Some(NONE_CLASS)
@@ -1591,7 +1652,10 @@ mod tests {
         assert_eq!(o.calibration.utterances, 30);
         assert!(o.calibration.rate <= TARGET_FALSE_ACCEPT_RATE, "{o:?}");
         let far = o.false_accept.as_ref().unwrap();
-        assert_eq!((far.utterances, far.speakers.as_slice()), (60, &["c/z".to_string()][..]));
+        assert_eq!(
+            (far.utterances, far.speakers.as_slice()),
+            (60, &["c/z".to_string()][..])
+        );
         assert!(far.rate <= 0.05, "{o:?}");
         // King's test utterances (2 speakers × 1 of 7 emotions) and the 4 words' ones.
         let held = o.held_out_false_accept.as_ref().unwrap();
@@ -1600,7 +1664,10 @@ mod tests {
         assert_eq!(run.test.utterances, 8);
         assert!(o.false_reject.rate <= 0.25, "{o:?}");
         let line = summary_line(&run);
-        assert!(line.contains("FAR on unseen speakers") && line.contains("FRR"), "{line}");
+        assert!(
+            line.contains("FAR on unseen speakers") && line.contains("FRR"),
+            "{line}"
+        );
 
         let dir = tempfile::tempdir().unwrap();
         run.save(dir.path()).unwrap();
@@ -1610,7 +1677,12 @@ mod tests {
         let metrics: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.path().join(METRICS_FILE)).unwrap()).unwrap();
         assert_eq!(metrics["open_set"]["false_accept"]["utterances"], 60);
-        assert!(metrics["keyword_threshold_rule"].as_str().unwrap().contains("1%"));
+        assert!(
+            metrics["keyword_threshold_rule"]
+                .as_str()
+                .unwrap()
+                .contains("1%")
+        );
 
         // Held-out words only: calibrated on their validation utterances.
         let held_only = Negatives {
@@ -1622,7 +1694,11 @@ mod tests {
         let o = run.open_set.unwrap();
         assert!(o.false_accept.is_none());
         assert_eq!(o.calibration.utterances, 2);
-        assert!(o.calibration.part.contains("held-out"), "{}", o.calibration.part);
+        assert!(
+            o.calibration.part.contains("held-out"),
+            "{}",
+            o.calibration.part
+        );
     }
 
     #[test]
@@ -1638,7 +1714,15 @@ mod tests {
             max_epochs: 1,
             ..quick()
         };
-        let run = train_keywords(&manifest, "random", &data, &Negatives::default(), &config, &mut |_| {}).unwrap();
+        let run = train_keywords(
+            &manifest,
+            "random",
+            &data,
+            &Negatives::default(),
+            &config,
+            &mut |_| {},
+        )
+        .unwrap();
         run.save(dir.path()).unwrap();
         assert!(KeywordModel::exists_in(dir.path()));
         let path = dir.path().join(SPOTTER_FILE);
