@@ -47,11 +47,12 @@ pub use writer::BundleWriter;
 /// The bundle format this program writes and the newest it reads.
 /// Format 2 added the keyword-spotting head; format 3 a text encoder per variant
 /// ([`Variant::text_encoder`], the int8 variant's quantised BERT); format 4 the neural
-/// voice-activity detector ([`BundleManifest::vad`]).
+/// voice-activity detector ([`BundleManifest::vad`]) and the open-set spotter's "not a
+/// keyword" threshold and measured rates ([`KeywordSpotterSpec::open_set`]).
 pub const FORMAT_VERSION: u32 = 4;
-/// The oldest bundle format this program reads: a format-2 or format-3 bundle loads as
-/// it is (every variant uses the manifest's text encoder; no VAD), and its manifest is
-/// written back in its own format.
+/// The oldest bundle format this program reads: a format-2 bundle loads as it is (every
+/// variant uses the manifest's text encoder), a format-2 or 3 bundle has no VAD and a
+/// closed-set spotter, and an older manifest is written back in its own format.
 pub const OLDEST_FORMAT: u32 = 2;
 /// The manifest, binary (authoritative).
 pub const MANIFEST_FILE: &str = "manifest.bin";
@@ -156,6 +157,71 @@ pub struct KeywordSpotterSpec {
     pub test_accuracy: Option<f64>,
     /// How many test utterances that accuracy is over.
     pub test_utterances: usize,
+    /// The open-set spotter's "not a keyword" threshold and what it lets through
+    /// (format 4); `None`: a closed-set spotter, which always names a word. Absent from
+    /// older JSON copies.
+    #[serde(default)]
+    pub open_set: Option<OpenSetSpec>,
+}
+
+/// An open-set spotter (its graph's last output is `<none>`, see
+/// [`crate::keyword_spotter`]): the threshold on the probability that a vocabulary word
+/// was said, and the rates measured at export with the fp32 variant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenSetSpec {
+    /// Below this probability that a vocabulary word was said (`1 − p(<none>)`), the
+    /// board says "no word heard".
+    pub keyword_threshold: f32,
+    /// The false-accept rate the threshold was chosen for, on the calibration part.
+    pub target_false_accept_rate: f64,
+    /// Vocabulary words left out of the spotter's outputs and trained as "not a
+    /// keyword" (the kiosk can still prompt them: the keyword table has them).
+    pub held_out_words: Vec<String>,
+    /// The variant the rates below were measured with.
+    pub measured_variant: String,
+    /// Where the threshold was chosen: false accepts at the threshold.
+    pub calibration: MeasuredRate,
+    /// False accepts on recorded speech of speakers the spotter never heard, none of it
+    /// saying a vocabulary word; `None` when it was trained without recorded speech.
+    pub false_accept: Option<MeasuredRate>,
+    /// False accepts on the test part's utterances of the held-out words; `None`
+    /// without held-out words.
+    pub held_out_false_accept: Option<MeasuredRate>,
+    /// False rejects ("no word heard") on the test part's utterances of the spotter's
+    /// words.
+    pub false_reject: MeasuredRate,
+}
+
+/// A rate measured on one part: `errors` of `utterances`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeasuredRate {
+    /// What the part holds, in words.
+    pub part: String,
+    /// Its speakers (`source/speaker` for recorded speech, corpus speakers otherwise).
+    pub speakers: Vec<String>,
+    /// Utterances (recorded speech: windows of at most a few seconds).
+    pub utterances: usize,
+    /// False accepts (or rejects).
+    pub errors: usize,
+    /// `errors / utterances` (0 when there are none).
+    pub rate: f64,
+}
+
+impl MeasuredRate {
+    /// `errors` of `utterances` on `part`.
+    pub fn new(part: &str, speakers: Vec<String>, errors: usize, utterances: usize) -> Self {
+        Self {
+            part: part.to_string(),
+            speakers,
+            utterances,
+            errors,
+            rate: if utterances == 0 {
+                0.0
+            } else {
+                errors as f64 / utterances as f64
+            },
+        }
+    }
 }
 
 /// The voice-activity detector a bundle carries (format 4): which graph contract, which
@@ -397,11 +463,10 @@ impl BundleManifest {
     }
 }
 
-/// The older formats as postcard lays them out (postcard writes fields in order,
-/// unnamed, so a field more is another layout): format 3 is the format-4 manifest
-/// without [`BundleManifest::vad`]; format 2 is format 3 without [`Variant::text_encoder`].
-/// Each reads into a [`BundleManifest`] and is written back from one that holds nothing
-/// its format cannot.
+/// Formats 2 and 3, as postcard lays them out (postcard writes fields in order,
+/// unnamed, so a field more is another layout): format 3 is format 4 without
+/// [`BundleManifest::vad`] and [`KeywordSpotterSpec::open_set`]; format 2 is format 3
+/// without [`Variant::text_encoder`].
 mod legacy {
     use serde::{Deserialize, Serialize};
 
@@ -422,9 +487,48 @@ mod legacy {
         }
     }
 
-    /// Format 3. Its nested types are today's: a change to one of them (e.g. a field
-    /// more in [`KeywordSpotterSpec`]) needs a copy of the old layout here, as
-    /// [`VariantV2`] is for format 2.
+    /// The spotter of formats 2 and 3: closed set.
+    #[derive(Serialize, Deserialize)]
+    struct SpotterV3 {
+        words: Vec<String>,
+        min_confidence: f32,
+        test_accuracy: Option<f64>,
+        test_utterances: usize,
+    }
+
+    impl From<SpotterV3> for KeywordSpotterSpec {
+        fn from(s: SpotterV3) -> Self {
+            KeywordSpotterSpec {
+                words: s.words,
+                min_confidence: s.min_confidence,
+                test_accuracy: s.test_accuracy,
+                test_utterances: s.test_utterances,
+                open_set: None,
+            }
+        }
+    }
+
+    fn spotter_v3(
+        spec: &Option<KeywordSpotterSpec>,
+        format: u32,
+    ) -> Result<Option<SpotterV3>, BundleError> {
+        let Some(s) = spec else {
+            return Ok(None);
+        };
+        if s.open_set.is_some() {
+            return Err(BundleError::Write(format!(
+                "the keyword spotter is an open-set one, which bundle format {format} cannot hold (format 4 can)"
+            )));
+        }
+        Ok(Some(SpotterV3 {
+            words: s.words.clone(),
+            min_confidence: s.min_confidence,
+            test_accuracy: s.test_accuracy,
+            test_utterances: s.test_utterances,
+        }))
+    }
+
+    /// Format 3.
     #[derive(Serialize, Deserialize)]
     pub(super) struct ManifestV3 {
         format: u32,
@@ -437,7 +541,7 @@ mod legacy {
         tokenizer: String,
         keywords: String,
         text_encoder: Option<String>,
-        keyword_spotter: Option<KeywordSpotterSpec>,
+        keyword_spotter: Option<SpotterV3>,
         variants: Vec<Variant>,
         default_variant: String,
         default_reason: String,
@@ -445,57 +549,7 @@ mod legacy {
         provenance: BundleProvenance,
     }
 
-    impl From<ManifestV3> for BundleManifest {
-        fn from(m: ManifestV3) -> Self {
-            BundleManifest {
-                format: m.format,
-                created_by: m.created_by,
-                labels: m.labels,
-                frontend: m.frontend,
-                transcript_template: m.transcript_template,
-                speech: m.speech,
-                text: m.text,
-                tokenizer: m.tokenizer,
-                keywords: m.keywords,
-                text_encoder: m.text_encoder,
-                keyword_spotter: m.keyword_spotter,
-                vad: None,
-                variants: m.variants,
-                default_variant: m.default_variant,
-                default_reason: m.default_reason,
-                files: m.files,
-                provenance: m.provenance,
-            }
-        }
-    }
-
-    impl TryFrom<&BundleManifest> for ManifestV3 {
-        type Error = BundleError;
-
-        fn try_from(m: &BundleManifest) -> Result<Self, BundleError> {
-            refuse_vad(m)?;
-            let m = m.clone();
-            Ok(ManifestV3 {
-                format: m.format,
-                created_by: m.created_by,
-                labels: m.labels,
-                frontend: m.frontend,
-                transcript_template: m.transcript_template,
-                speech: m.speech,
-                text: m.text,
-                tokenizer: m.tokenizer,
-                keywords: m.keywords,
-                text_encoder: m.text_encoder,
-                keyword_spotter: m.keyword_spotter,
-                variants: m.variants,
-                default_variant: m.default_variant,
-                default_reason: m.default_reason,
-                files: m.files,
-                provenance: m.provenance,
-            })
-        }
-    }
-
+    /// Format 2.
     #[derive(Serialize, Deserialize)]
     pub(super) struct ManifestV2 {
         format: u32,
@@ -508,7 +562,7 @@ mod legacy {
         tokenizer: String,
         keywords: String,
         text_encoder: Option<String>,
-        keyword_spotter: Option<KeywordSpotterSpec>,
+        keyword_spotter: Option<SpotterV3>,
         variants: Vec<VariantV2>,
         default_variant: String,
         default_reason: String,
@@ -525,6 +579,30 @@ mod legacy {
         keyword_spotter: Option<String>,
     }
 
+    impl From<ManifestV3> for BundleManifest {
+        fn from(m: ManifestV3) -> Self {
+            BundleManifest {
+                format: m.format,
+                created_by: m.created_by,
+                labels: m.labels,
+                frontend: m.frontend,
+                transcript_template: m.transcript_template,
+                speech: m.speech,
+                text: m.text,
+                tokenizer: m.tokenizer,
+                keywords: m.keywords,
+                text_encoder: m.text_encoder,
+                keyword_spotter: m.keyword_spotter.map(KeywordSpotterSpec::from),
+                vad: None,
+                variants: m.variants,
+                default_variant: m.default_variant,
+                default_reason: m.default_reason,
+                files: m.files,
+                provenance: m.provenance,
+            }
+        }
+    }
+
     impl From<ManifestV2> for BundleManifest {
         fn from(m: ManifestV2) -> Self {
             BundleManifest {
@@ -538,7 +616,7 @@ mod legacy {
                 tokenizer: m.tokenizer,
                 keywords: m.keywords,
                 text_encoder: m.text_encoder,
-                keyword_spotter: m.keyword_spotter,
+                keyword_spotter: m.keyword_spotter.map(KeywordSpotterSpec::from),
                 vad: None,
                 variants: m
                     .variants
@@ -557,6 +635,34 @@ mod legacy {
                 files: m.files,
                 provenance: m.provenance,
             }
+        }
+    }
+
+    impl TryFrom<&BundleManifest> for ManifestV3 {
+        type Error = BundleError;
+
+        fn try_from(m: &BundleManifest) -> Result<Self, BundleError> {
+            refuse_vad(m)?;
+            let keyword_spotter = spotter_v3(&m.keyword_spotter, m.format)?;
+            let m = m.clone();
+            Ok(ManifestV3 {
+                format: m.format,
+                created_by: m.created_by,
+                labels: m.labels,
+                frontend: m.frontend,
+                transcript_template: m.transcript_template,
+                speech: m.speech,
+                text: m.text,
+                tokenizer: m.tokenizer,
+                keywords: m.keywords,
+                text_encoder: m.text_encoder,
+                keyword_spotter,
+                variants: m.variants,
+                default_variant: m.default_variant,
+                default_reason: m.default_reason,
+                files: m.files,
+                provenance: m.provenance,
+            })
         }
     }
 
@@ -581,6 +687,7 @@ mod legacy {
                 });
             }
             refuse_vad(m)?;
+            let keyword_spotter = spotter_v3(&m.keyword_spotter, m.format)?;
             let m = m.clone();
             Ok(ManifestV2 {
                 format: m.format,
@@ -593,7 +700,7 @@ mod legacy {
                 tokenizer: m.tokenizer,
                 keywords: m.keywords,
                 text_encoder: m.text_encoder,
-                keyword_spotter: m.keyword_spotter,
+                keyword_spotter,
                 variants,
                 default_variant: m.default_variant,
                 default_reason: m.default_reason,
@@ -1453,6 +1560,70 @@ mod tests {
         let entry = manifest.file(crate::vad::SILERO_FILE).unwrap();
         assert_eq!(entry.sha256, crate::vad::SILERO_SHA256);
         assert!(bundle.vad_model(16_000).unwrap().is_some());
+    }
+
+    fn spotter(open_set: Option<OpenSetSpec>) -> KeywordSpotterSpec {
+        KeywordSpotterSpec {
+            words: vec!["back".into(), "dog".into()],
+            min_confidence: 0.5,
+            test_accuracy: Some(0.75),
+            test_utterances: 4,
+            open_set,
+        }
+    }
+
+    fn open_set() -> OpenSetSpec {
+        OpenSetSpec {
+            keyword_threshold: 0.62,
+            target_false_accept_rate: 0.01,
+            held_out_words: vec!["king".into()],
+            measured_variant: "fp32".into(),
+            calibration: MeasuredRate::new("calibration", vec!["a/b".into()], 0, 20),
+            false_accept: Some(MeasuredRate::new("unseen", vec!["c/d".into()], 3, 700)),
+            held_out_false_accept: None,
+            false_reject: MeasuredRate::new("test words", vec!["OAF".into()], 1, 8),
+        }
+    }
+
+    /// Format 4 holds an open-set spotter; a format-3 manifest (closed-set spotter)
+    /// still reads and writes back in format 3, and cannot be given an open-set one.
+    #[test]
+    fn open_set_spotters_need_format_4_and_older_formats_still_load() {
+        let path = Path::new("manifest.bin");
+        let mut m = manifest();
+        m.keyword_spotter = Some(spotter(Some(open_set())));
+        let back = BundleManifest::from_bytes(&m.to_bytes().unwrap(), path).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(
+            back.keyword_spotter
+                .unwrap()
+                .open_set
+                .unwrap()
+                .false_accept
+                .unwrap()
+                .rate,
+            3.0 / 700.0
+        );
+        for format in [2, 3] {
+            let mut old = manifest();
+            old.format = format;
+            old.keyword_spotter = Some(spotter(None));
+            let bytes = old.to_bytes().unwrap();
+            assert_eq!(BundleManifest::from_bytes(&bytes, path).unwrap(), old);
+            // Format 4's layout is another one: the old bytes do not decode as it.
+            let mut relabelled = bytes.clone();
+            relabelled[8..12].copy_from_slice(&4u32.to_le_bytes());
+            assert!(BundleManifest::from_bytes(&relabelled, path).is_err());
+            old.keyword_spotter = Some(spotter(Some(open_set())));
+            let err = old.to_bytes().unwrap_err();
+            assert!(err.to_string().contains("open-set"), "{err}");
+        }
+        // A JSON copy written before format 4 has no `open_set`: read as closed set.
+        let json = serde_json::to_string(&spotter(None)).unwrap();
+        let without: String = json.replace(",\"open_set\":null", "");
+        assert_ne!(json, without);
+        let read: KeywordSpotterSpec = serde_json::from_str(&without).unwrap();
+        assert_eq!(read, spotter(None));
     }
 
     #[test]

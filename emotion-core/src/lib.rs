@@ -15,7 +15,8 @@
 //!   pool per thread count for every graph of the process.
 //! - [`features`]: hidden states to the feature sequence a head reads (layer mean or stack).
 //! - [`head_graph`]: the models (speech, text, fusion), the head-graph contract, running a head.
-//! - [`keyword_spotter`]: which vocabulary word was said, from the speech features.
+//! - [`keyword_spotter`]: which vocabulary word was said, from the speech features, or
+//!   (open set) that none was.
 //! - [`bundle`]: the model bundle: manifest, files, checksums, format version, keyword table.
 //! - [`memory`]: the C allocator's share of the board program's memory.
 //! - [`fs`]: files written whole or not at all (temporary file, sync, rename).

@@ -9,7 +9,9 @@
 //! ```
 //!
 //! Which keyword ([`TextInput::Auto`]): the kiosk's prompt word when there is one, else
-//! the word the bundle's keyword spotter heard when it is sure enough, else none.
+//! the word the bundle's keyword spotter heard when it is sure enough, else none. An
+//! open-set spotter can also say that no vocabulary word was said
+//! ([`KeywordSource::NoWordHeard`]): then there is no keyword, never a guess.
 //! Which head answers: the one asked for, else fusion when text features are at hand
 //! and the bundle has a fusion head, else speech-only. The result says which head
 //! answered, where the keyword and the text came from, so a fallback is never silent.
@@ -22,7 +24,7 @@ use crate::bundle::{Bundle, BundleError, KeywordTable};
 use crate::encoder::{EncoderError, EncoderGraph, EncoderInput, Modality};
 use crate::features::{Features, combine_layers};
 use crate::head_graph::{HeadError, HeadGraph, ModelKind};
-use crate::keyword_spotter::{KeywordSpotter, Spotted};
+use crate::keyword_spotter::{KeywordSpotter, SpotOutcome, Spotted, SpotterThresholds};
 use crate::onnx_model::{DecodeFailure, OnnxModel, decode_model};
 use crate::scores::{argmax, softmax};
 use crate::tokenizer::{TokenizerError, TranscriptTokenizer};
@@ -75,6 +77,10 @@ pub enum KeywordSource {
     Prompt,
     /// The bundle's keyword spotter, confident enough.
     Spotter,
+    /// No keyword: the bundle's open-set keyword spotter heard no vocabulary word ("no
+    /// word heard"). Set on every head's result (the speech-only head answers).
+    #[serde(rename = "no_word_heard")]
+    NoWordHeard,
 }
 
 impl KeywordSource {
@@ -85,6 +91,7 @@ impl KeywordSource {
             KeywordSource::Given => "given",
             KeywordSource::Prompt => "prompt",
             KeywordSource::Spotter => "spotter",
+            KeywordSource::NoWordHeard => "no_word_heard",
         }
     }
 }
@@ -151,7 +158,8 @@ pub struct Classification {
     pub model: ModelKind,
     /// The keyword whose transcript was used, if any.
     pub keyword: Option<String>,
-    /// Where that keyword came from.
+    /// Where that keyword came from ([`KeywordSource::NoWordHeard`]: the spotter heard
+    /// none).
     pub keyword_source: KeywordSource,
     /// What the keyword spotter heard, when it ran (also when it was not sure enough
     /// and its word was not used).
@@ -218,8 +226,8 @@ pub struct Pipeline {
     template: TranscriptTemplate,
     /// The text encoder, when the bundle has one: loaded at first use.
     text_encoder: Option<LazyTextEncoder>,
-    /// The keyword spotter and the confidence it needs.
-    spotter: Option<(KeywordSpotter, f32)>,
+    /// The keyword spotter and its thresholds.
+    spotter: Option<(KeywordSpotter, SpotterThresholds)>,
 }
 
 /// A tokenizer and text encoder graph, loaded.
@@ -290,10 +298,9 @@ impl Pipeline {
         }
         let keywords = bundle.keyword_table()?;
         let spotter = match (&variant.keyword_spotter, &manifest.keyword_spotter) {
-            (Some(file), Some(spec)) => Some((
-                load_spotter(&bundle, file, spec, &keywords, threads)?,
-                spec.min_confidence,
-            )),
+            (Some(file), Some(spec)) => {
+                Some(load_spotter(&bundle, file, spec, &keywords, threads)?)
+            }
             _ => None,
         };
         let text_encoder = variant.text_encoder(&manifest).map(|file| LazyTextEncoder {
@@ -347,6 +354,12 @@ impl Pipeline {
     /// The keyword spotter's words, when the variant has a spotter.
     pub fn spotter_words(&self) -> Option<&[String]> {
         self.spotter.as_ref().map(|(s, _)| s.words())
+    }
+
+    /// The keyword spotter's thresholds (with a keyword threshold when it is an
+    /// open-set spotter), when the variant has a spotter.
+    pub fn spotter_thresholds(&self) -> Option<SpotterThresholds> {
+        self.spotter.as_ref().map(|(_, t)| *t)
     }
 
     /// True when `text` can be turned into text features (a known keyword, or any text
@@ -494,21 +507,29 @@ impl Pipeline {
                 None,
             ));
         }
-        let Some((spotter, min_confidence)) = &self.spotter else {
+        let Some((spotter, thresholds)) = &self.spotter else {
             return Ok(resolved(TextInput::None, KeywordSource::None, None));
         };
         let features = self.speech_features(samples, speech, timings)?;
         let start = Instant::now();
         let spotted = spotter.spot(features)?;
         timings.text += start.elapsed();
-        // A threshold of 1 means the spotter was never precise enough on validation:
-        // never trust it (a softmax can round to exactly 1.0 in f32).
-        if spotted.confidence < *min_confidence || *min_confidence >= 1.0 {
-            return Ok(resolved(
-                TextInput::None,
-                KeywordSource::None,
-                Some(spotted),
-            ));
+        match thresholds.outcome(&spotted) {
+            SpotOutcome::Word => {}
+            SpotOutcome::Unsure => {
+                return Ok(resolved(
+                    TextInput::None,
+                    KeywordSource::None,
+                    Some(spotted),
+                ));
+            }
+            SpotOutcome::NotAKeyword => {
+                return Ok(resolved(
+                    TextInput::None,
+                    KeywordSource::NoWordHeard,
+                    Some(spotted),
+                ));
+            }
         }
         // The spotter's words are checked against the keyword table on load.
         let word = self
@@ -613,7 +634,9 @@ impl Pipeline {
                 logits,
                 model,
                 keyword: if uses_text { keyword.clone() } else { None },
-                keyword_source: if uses_text {
+                keyword_source: if uses_text
+                    || resolved.keyword_source == KeywordSource::NoWordHeard
+                {
                     resolved.keyword_source
                 } else {
                     KeywordSource::None
@@ -741,15 +764,16 @@ fn load_encoder(
     Ok(graph)
 }
 
-/// Loads the keyword spotter and checks that its words are the manifest's and that
-/// each has keyword-table features.
+/// Loads the keyword spotter and checks that its words are the manifest's, that each
+/// has keyword-table features, and that the graph and the manifest agree on whether it
+/// is an open-set spotter; returns it with its thresholds.
 fn load_spotter(
     bundle: &Bundle,
     file: &str,
     spec: &crate::bundle::KeywordSpotterSpec,
     keywords: &KeywordTable,
     threads: usize,
-) -> Result<KeywordSpotter, BundleError> {
+) -> Result<(KeywordSpotter, SpotterThresholds), BundleError> {
     let path = bundle.dir().join(file);
     let bytes = bundle.read(file)?;
     let spotter =
@@ -779,7 +803,32 @@ fn load_spotter(
             spec.min_confidence
         )));
     }
-    Ok(spotter)
+    let keyword_threshold = spec.open_set.as_ref().map(|o| o.keyword_threshold);
+    match (spotter.is_open_set(), keyword_threshold) {
+        (true, None) => {
+            return Err(mismatch(format!(
+                "its last output is `{}` (not a keyword), but the manifest gives no keyword threshold for it",
+                crate::keyword_spotter::NONE_CLASS
+            )));
+        }
+        (false, Some(_)) => {
+            return Err(mismatch(format!(
+                "the manifest gives it a keyword threshold, but it has no `{}` output",
+                crate::keyword_spotter::NONE_CLASS
+            )));
+        }
+        (_, Some(t)) if !(0.0..=1.0).contains(&t) => {
+            return Err(mismatch(format!(
+                "keyword_threshold {t} is not a probability"
+            )));
+        }
+        _ => {}
+    }
+    let thresholds = SpotterThresholds {
+        min_confidence: spec.min_confidence,
+        keyword_threshold,
+    };
+    Ok((spotter, thresholds))
 }
 
 fn check_layers(
@@ -811,6 +860,7 @@ mod tests {
             KeywordSource::Given,
             KeywordSource::Prompt,
             KeywordSource::Spotter,
+            KeywordSource::NoWordHeard,
         ] {
             let json = serde_json::to_value(source).unwrap();
             assert_eq!(json, source.name(), "{source:?}");

@@ -29,12 +29,24 @@ pub struct Reading {
     pub probabilities: [f32; Emotion::COUNT],
     /// The keyword whose transcript was used, if any.
     pub keyword: Option<String>,
-    /// Where the keyword came from.
+    /// Where the keyword came from ([`KeywordSource::NoWordHeard`]: the spotter heard
+    /// no vocabulary word, and the displays say [`NO_WORD_HEARD`]).
     pub keyword_source: KeywordSource,
     /// Seconds of speech in the utterance.
     pub speech_seconds: f32,
     /// From the end of speech to the emotion being shown.
     pub latency: Duration,
+}
+
+/// What every display writes when the keyword spotter heard no vocabulary word
+/// ([`KeywordSource::NoWordHeard`]): never a guessed word.
+pub const NO_WORD_HEARD: &str = "no word heard";
+
+impl Reading {
+    /// True when the keyword spotter said that no vocabulary word was said.
+    pub fn no_word_heard(&self) -> bool {
+        self.keyword.is_none() && self.keyword_source == KeywordSource::NoWordHeard
+    }
 }
 
 /// A colour as 8-bit sRGB-like levels.

@@ -1,8 +1,10 @@
 //! One classification as a line of text or as a JSON object, the same for `classify`
 //! and `listen`.
 
-use emotion_core::Emotion;
 use emotion_core::pipeline::Classification;
+use emotion_core::{Emotion, KeywordSource};
+
+use crate::display::NO_WORD_HEARD;
 use serde_json::{Map, Value, json};
 
 /// `angry 0.83 [ang .83 dis .02 …] fusion, keyword "back" (spotter 0.97), 41 ms`.
@@ -15,6 +17,9 @@ pub fn line(result: &Classification) -> String {
     let text = match (&result.keyword, &result.transcript) {
         (Some(word), _) => format!("keyword \"{word}\" ({})", keyword_origin(result)),
         (None, Some(t)) => format!("transcript \"{t}\""),
+        (None, None) if result.keyword_source == KeywordSource::NoWordHeard => {
+            NO_WORD_HEARD.to_string()
+        }
         (None, None) => match &result.spotted {
             Some(s) => format!(
                 "no keyword (spotter unsure: \"{}\" {:.2})",
@@ -37,8 +42,30 @@ pub fn line(result: &Classification) -> String {
 /// The source of the keyword, with the spotter's confidence when it chose it.
 fn keyword_origin(result: &Classification) -> String {
     match (&result.spotted, result.keyword_source) {
-        (Some(s), emotion_core::KeywordSource::Spotter) => format!("spotter {:.2}", s.confidence),
+        (Some(s), KeywordSource::Spotter) => format!("spotter {:.2}", s.confidence),
         (_, source) => source.to_string(),
+    }
+}
+
+/// What the keyword spotter heard: `null` when it did not run; `{"outcome": "no word
+/// heard", "keyword_probability": p}` when it heard no vocabulary word (no guessed word);
+/// else the word, its confidence, the keyword probability (open-set spotters) and
+/// whether it was used (`"word"`) or not sure enough (`"unsure"`).
+fn spotted_json(result: &Classification) -> Value {
+    let Some(s) = &result.spotted else {
+        return Value::Null;
+    };
+    match result.keyword_source {
+        KeywordSource::NoWordHeard => json!({
+            "outcome": NO_WORD_HEARD,
+            "keyword_probability": s.keyword_probability,
+        }),
+        source => json!({
+            "outcome": if source == KeywordSource::Spotter { "word" } else { "unsure" },
+            "word": s.word,
+            "confidence": s.confidence,
+            "keyword_probability": s.keyword_probability,
+        }),
     }
 }
 
@@ -73,13 +100,7 @@ pub fn json(extra: Map<String, Value>, result: &Classification) -> Value {
         ("model", json!(result.model.name())),
         ("keyword", json!(result.keyword)),
         ("keyword_source", json!(result.keyword_source.name())),
-        (
-            "spotted",
-            match &result.spotted {
-                Some(s) => json!({"word": s.word, "confidence": s.confidence}),
-                None => Value::Null,
-            },
-        ),
+        ("spotted", spotted_json(result)),
         ("transcript", json!(result.transcript)),
         ("text_source", json!(result.text_source.to_string())),
         ("audio_seconds", json!(result.audio_seconds)),
@@ -97,4 +118,72 @@ pub fn json(extra: Map<String, Value>, result: &Classification) -> Value {
         object.insert(key.to_string(), value);
     }
     Value::Object(object)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use emotion_core::head_graph::ModelKind;
+    use emotion_core::keyword_spotter::Spotted;
+    use emotion_core::pipeline::{StageTimings, TextSource};
+
+    fn no_word_heard() -> Classification {
+        let mut probabilities = [0.05; Emotion::COUNT];
+        probabilities[Emotion::Sad.index()] = 0.7;
+        Classification {
+            emotion: Emotion::Sad,
+            confidence: 0.7,
+            probabilities,
+            logits: [0.0; Emotion::COUNT],
+            model: ModelKind::Speech,
+            keyword: None,
+            keyword_source: KeywordSource::NoWordHeard,
+            spotted: Some(Spotted {
+                word: "king".into(),
+                confidence: 0.9,
+                probabilities: vec![0.9, 0.1],
+                keyword_probability: Some(0.125),
+            }),
+            transcript: None,
+            text_source: TextSource::None,
+            audio_seconds: 1.0,
+            timings: StageTimings::default(),
+        }
+    }
+
+    #[test]
+    fn no_word_heard_is_said_in_the_line_and_the_json_without_the_guess() {
+        let r = no_word_heard();
+        let text = line(&r);
+        assert!(text.starts_with("sad 0.70 ["), "{text}");
+        assert!(text.contains("speech head, no word heard,"), "{text}");
+        assert!(!text.contains("king"), "{text}");
+        let j = json(Map::new(), &r);
+        assert_eq!(j["emotion"], "sad");
+        assert_eq!(j["keyword"], Value::Null);
+        assert_eq!(j["keyword_source"], "no_word_heard");
+        assert_eq!(
+            j["spotted"],
+            json!({"outcome": "no word heard", "keyword_probability": 0.125})
+        );
+        assert!(!j.to_string().contains("king"), "{j}");
+    }
+
+    #[test]
+    fn a_used_or_unsure_word_keeps_its_figures() {
+        let mut r = no_word_heard();
+        r.keyword_source = KeywordSource::None;
+        assert!(line(&r).contains("no keyword (spotter unsure: \"king\" 0.90)"));
+        assert_eq!(json(Map::new(), &r)["spotted"]["outcome"], "unsure");
+        r.keyword = Some("king".into());
+        r.keyword_source = KeywordSource::Spotter;
+        assert!(
+            line(&r).contains("keyword \"king\" (spotter 0.90)"),
+            "{}",
+            line(&r)
+        );
+        let j = json(Map::new(), &r);
+        assert_eq!(j["spotted"]["outcome"], "word");
+        assert_eq!(j["spotted"]["word"], "king");
+    }
 }

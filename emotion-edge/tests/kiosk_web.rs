@@ -631,3 +631,46 @@ fn the_kiosk_page_shows_what_listen_heard() {
         "the kiosk server outlived listen"
     );
 }
+
+/// "No word heard", in a browser: the kiosk display shown a reading whose keyword
+/// spotter heard no vocabulary word; the page loaded after it says so where the keyword
+/// goes, and still shows the emotion.
+#[test]
+fn the_kiosk_page_says_no_word_heard() {
+    use emotion_core::{Emotion, KeywordSource};
+    use emotion_edge::display::web::WebDisplay;
+    use emotion_edge::display::{Display, Reading};
+
+    let chromium = match chromium() {
+        Ok(path) => path,
+        Err(why) if std::env::var_os("CI").is_some() => {
+            panic!("{why}; CI must run the kiosk page test")
+        }
+        Err(why) => {
+            eprintln!("skipping the kiosk page's \"no word heard\" in a browser: {why}");
+            return;
+        }
+    };
+    let mut web = WebDisplay::start("127.0.0.1:0".parse().unwrap()).unwrap();
+    let mut probabilities = [0.05; Emotion::COUNT];
+    probabilities[Emotion::Sad.index()] = 0.7;
+    web.show(&Reading {
+        emotion: Emotion::Sad,
+        confidence: 0.7,
+        probabilities,
+        keyword: None,
+        keyword_source: KeywordSource::NoWordHeard,
+        speech_seconds: 1.25,
+        latency: Duration::from_millis(90),
+    })
+    .unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    let url = format!("http://{}/", web.local_addr());
+    let dom = browse(&chromium, profile.path(), &url, &["--dump-dom".to_string()]);
+    assert_eq!(text_after(&dom, "<div id=\"emotion\""), "sad");
+    let detail = text_after(&dom, "<div id=\"detail\"");
+    assert!(
+        detail.starts_with("no word heard · 1.3 s of speech"),
+        "{detail}"
+    );
+}

@@ -57,6 +57,9 @@ enum Command {
     Train(train::TrainArgs),
     /// Train the keyword spotter on one split: which vocabulary word was said, from the
     /// speech features, so the board needs no prompt; its threshold chosen on validation.
+    /// "Not a keyword" is learnt from held-out vocabulary words and, when the real-speech
+    /// set is there, recorded speech without a vocabulary word; its threshold is chosen
+    /// for a false-accept rate of at most 1 % on recorded speech of other speakers.
     Keywords(train::KeywordArgs),
     /// Evaluate trained models on the test parts of their splits: reports, comparison, metrics.json.
     Evaluate(evaluate::EvaluateArgs),

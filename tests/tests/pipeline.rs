@@ -9,6 +9,9 @@ mod edge;
 
 use std::path::{Path, PathBuf};
 
+use emotion_core::bundle::{Bundle, BundleError, BundleManifest, MANIFEST_FILE, MANIFEST_JSON};
+use emotion_core::pipeline::{PipelineError, TextInput, TextSource};
+use emotion_core::{Pipeline, PipelineOptions};
 use host_trainer::data::corpus::{embedded_corpus_dir, embedded_tokenizer};
 use host_trainer::data::manifest::CorpusManifest;
 use host_trainer::data::splits::{SplitConfig, SplitSet};
@@ -27,9 +30,6 @@ use host_trainer::train::heads::ModelKind;
 use host_trainer::train::keyword_spotter;
 use host_trainer::train::runs::{evaluate_run, train_run};
 use host_trainer::train::trainer::TrainConfig;
-use emotion_core::bundle::{Bundle, BundleError, BundleManifest, MANIFEST_FILE, MANIFEST_JSON};
-use emotion_core::pipeline::{PipelineError, TextInput, TextSource};
-use emotion_core::{Pipeline, PipelineOptions};
 
 /// Words kept in the slice: 4 words × 2 speakers × 7 emotions = 56 utterances.
 const WORDS: [&str; 4] = ["back", "dog", "king", "youth"];
@@ -340,8 +340,17 @@ fn train_and_export(prepared: &Prepared) -> (PathBuf, ExportOutcome) {
         seed: 3,
         ..keyword_spotter::default_config()
     };
-    keyword_spotter::train_keyword_run(&prepared.manifest, split, &features, &runs, &spotter)
-        .unwrap();
+    // A closed-set spotter (no negatives): the board's chain as it was before open-set
+    // spotters (host-trainer's keyword_cli tests the open-set one).
+    keyword_spotter::train_keyword_run(
+        &prepared.manifest,
+        split,
+        &features,
+        &runs,
+        &spotter,
+        &keyword_spotter::NegativeSources::none(),
+    )
+    .unwrap();
     let out = prepared.root.join("bundle");
     let request = ExportRequest {
         manifest: &prepared.manifest,

@@ -24,7 +24,7 @@ use embedded_graphics::text::{Baseline, Text};
 use embedded_hal::i2c::I2c;
 use emotion_core::{Emotion, KeywordSource};
 
-use super::{Display, DisplayError, Reading};
+use super::{Display, DisplayError, NO_WORD_HEARD, Reading};
 
 /// The usual address (SA0 low).
 pub const DEFAULT_ADDRESS: u8 = super::wiring::DEFAULT_OLED_ADDRESS;
@@ -336,10 +336,7 @@ impl<I: I2c> Display for OledDisplay<I> {
     }
 
     fn show(&mut self, reading: &Reading) -> Result<(), DisplayError> {
-        self.keyword_line = reading
-            .keyword
-            .as_deref()
-            .map(|word| keyword_line(word, reading.keyword_source));
+        self.keyword_line = reading_line(reading);
         self.body = Body::Reading(reading.clone());
         self.redraw()
     }
@@ -362,6 +359,16 @@ impl<I: I2c> Display for OledDisplay<I> {
 /// The bottom line while prompting.
 pub fn prompt_line(word: &str) -> String {
     fit(&format!("say: {word}"), &FOOTER_FONT, WIDTH)
+}
+
+/// The bottom line after a reading: the keyword ([`keyword_line`]), "no word heard"
+/// when the keyword spotter heard no vocabulary word, else nothing.
+pub fn reading_line(reading: &Reading) -> Option<String> {
+    match &reading.keyword {
+        Some(word) => Some(keyword_line(word, reading.keyword_source)),
+        None if reading.no_word_heard() => Some(fit(NO_WORD_HEARD, &FOOTER_FONT, WIDTH)),
+        None => None,
+    }
 }
 
 /// The bottom line after a reading: the keyword, with its source when it fits.
@@ -736,6 +743,36 @@ mod tests {
         let mut driver = Ssd1306::new(mock.clone(), 0x3C);
         assert!(driver.command(&[0; 8]).is_err(), "too long, nothing sent");
         mock.done();
+    }
+
+    /// "no word heard" on the bottom line, with the emotion above it as usual.
+    #[test]
+    fn oled_says_no_word_heard() {
+        let probabilities = [0.05, 0.02, 0.03, 0.10, 0.10, 0.0, 0.7];
+        let mut r = reading(Emotion::Sad, probabilities, None);
+        assert_eq!(reading_line(&r), None);
+        r.keyword_source = KeywordSource::NoWordHeard;
+        assert_eq!(reading_line(&r).as_deref(), Some("no word heard"));
+        let mut frame = Framebuffer::default();
+        render_reading(&mut frame, &r, "no word heard");
+        let mut plain = Framebuffer::default();
+        render_reading(&mut plain, &r, "");
+        let top = FOOTER_TOP as usize;
+        assert!((0..WIDTH).any(|x| (top..HEIGHT).any(|y| frame.pixel(x, y))));
+        for y in 0..top {
+            for x in 0..WIDTH {
+                assert_eq!(frame.pixel(x, y), plain.pixel(x, y), "the reading stays");
+            }
+        }
+        let (mut display, mut mock) = opened(0x3C, flush_writes(0x3C, frame.as_bytes()));
+        display.show(&r).unwrap();
+        assert_eq!(display.frame(), &frame);
+        mock.done();
+        let with_word = reading(Emotion::Sad, probabilities, Some("back"));
+        assert_eq!(
+            reading_line(&with_word).as_deref(),
+            Some("word: back (spotted)")
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::io::Write;
 
 use emotion_core::Emotion;
 
-use super::{Display, DisplayError, Reading};
+use super::{Display, DisplayError, NO_WORD_HEARD, Reading};
 
 /// Utterances kept in the history under the bars.
 const HISTORY: usize = 5;
@@ -106,6 +106,7 @@ impl TerminalDisplay {
 pub fn summary(reading: &Reading) -> String {
     let keyword = match &reading.keyword {
         Some(word) => format!("\"{word}\" ({})", reading.keyword_source),
+        None if reading.no_word_heard() => NO_WORD_HEARD.into(),
         None => "no keyword".into(),
     };
     format!(
@@ -206,6 +207,30 @@ mod tests {
             second.matches("shown 120 ms").count(),
             2,
             "history keeps both"
+        );
+    }
+
+    #[test]
+    fn no_word_heard_is_said_not_guessed() {
+        let mut r = reading(Emotion::Sad, 0.6);
+        r.keyword = None;
+        r.keyword_source = emotion_core::KeywordSource::NoWordHeard;
+        assert_eq!(
+            summary(&r),
+            "sad 60%  no word heard  1.5 s of speech, shown 120 ms after it ended"
+        );
+        r.keyword_source = emotion_core::KeywordSource::None;
+        assert!(summary(&r).contains("  no keyword  "), "{}", summary(&r));
+        let out = Shared::default();
+        let mut d = TerminalDisplay::new(Box::new(out.clone()), true);
+        r.keyword_source = emotion_core::KeywordSource::NoWordHeard;
+        d.show(&r).unwrap();
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("    sad 60%  no word heard  "), "{text}");
+        // The speech-only emotion still shows.
+        assert!(
+            text.lines().any(|l| l.contains("sad") && l.ends_with('◀')),
+            "{text}"
         );
     }
 

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use emotion_core::{Emotion, KeywordSource};
 use serde::Serialize;
 
-use super::{Display, DisplayError, Reading, color};
+use super::{Display, DisplayError, NO_WORD_HEARD, Reading, color};
 
 /// Clients served at once (page loads, event streams, state requests); more get 503.
 pub const MAX_CLIENTS: usize = 16;
@@ -200,6 +200,9 @@ struct ReadingView {
     probabilities: Vec<Probability>,
     keyword: Option<String>,
     keyword_source: KeywordSource,
+    /// Shown instead of a keyword: [`NO_WORD_HEARD`] when the keyword spotter heard no
+    /// vocabulary word, else `null`.
+    heard: Option<&'static str>,
     speech_seconds: f32,
     latency_ms: f64,
     /// When it was shown, milliseconds since the Unix epoch (the page shows local time).
@@ -222,6 +225,7 @@ impl ReadingView {
                 .collect(),
             keyword: reading.keyword.clone(),
             keyword_source: reading.keyword_source,
+            heard: reading.no_word_heard().then_some(NO_WORD_HEARD),
             speech_seconds: reading.speech_seconds,
             latency_ms: reading.latency.as_secs_f64() * 1e3,
             unix_ms,
@@ -1031,6 +1035,36 @@ mod tests {
             body.matches("</script>").count(),
             2,
             "the state ended a script"
+        );
+    }
+
+    /// The page says "no word heard" (from the state's `heard`) where a keyword would
+    /// be, and still shows the emotion.
+    #[test]
+    fn no_word_heard_reaches_the_page() {
+        let mut web = WebDisplay::start(loopback()).unwrap();
+        let address = web.local_addr();
+        let mut r = reading(Emotion::Sad, 0.6);
+        web.show(&r).unwrap();
+        assert!(state(address)["reading"]["heard"].is_null());
+        r.keyword = None;
+        r.keyword_source = KeywordSource::NoWordHeard;
+        web.show(&r).unwrap();
+        let s = state(address);
+        let shown = &s["reading"];
+        assert_eq!(shown["emotion"], "sad");
+        assert!(shown["keyword"].is_null());
+        assert_eq!(shown["keyword_source"], "no_word_heard");
+        assert_eq!(shown["heard"], "no word heard");
+        // The page's script puts `heard` where the keyword goes.
+        assert!(
+            PAGE.contains("else if (r.heard) parts.push(r.heard);"),
+            "kiosk.html does not show `heard`"
+        );
+        let (_, _, body) = get(address, "/");
+        assert!(
+            body.contains("\"heard\":\"no word heard\""),
+            "state not embedded"
         );
     }
 

@@ -12,7 +12,7 @@ use super::evaluate::{evaluate_models, probe_layers};
 use super::export::{classify_held_out, export, vad_choice};
 use super::extract::extract_features;
 use super::report::report;
-use super::train::{train_keyword_spotter, train_models};
+use super::train::{NegativeFlags, negative_sources, train_keyword_spotter, train_models};
 use super::{OutputLayout, RunInputs};
 use crate::data::splits::{SplitConfig, SplitKind, SplitSet};
 use crate::evaluate::probe::ProbeConfig;
@@ -114,7 +114,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         ProbeConfig::default(),
     )?;
 
-    spot_keywords(&inputs, args.seed)?;
+    spot_keywords(&inputs, &encoders, args.seed)?;
     export_and_classify(&layout, &inputs, &encoders)?;
 
     println!("\n== 10/10 write the report");
@@ -159,14 +159,25 @@ fn train_and_evaluate(
     evaluate_models(inputs, &MODELS, split_names, &layout.evaluation())
 }
 
-/// Stage 8: the keyword spotter on the exported split, and its test accuracy.
-fn spot_keywords(inputs: &RunInputs, seed: u64) -> Result<()> {
+/// Stage 8: the keyword spotter on the exported split ("not a keyword" trained on
+/// held-out words, and on the real-speech set when it is there), and its test figures.
+fn spot_keywords(inputs: &RunInputs, encoders: &EncoderGraphs, seed: u64) -> Result<()> {
     println!("\n== 8/10 train the keyword spotter on the {EXPORTED_SPLIT} split");
     let config = TrainConfig {
         seed,
         ..keyword_spotter::default_config()
     };
-    let run = train_keyword_spotter(inputs, EXPORTED_SPLIT, &config)?;
+    let (manifest, _) = super::read_inputs(inputs)?;
+    let flags = NegativeFlags {
+        speech_encoder: Some(encoders.speech.clone()),
+        ..NegativeFlags::default()
+    };
+    let sources = negative_sources(
+        keyword_spotter::vocabulary(&manifest).len(),
+        &inputs.features,
+        &flags,
+    )?;
+    let run = train_keyword_spotter(inputs, EXPORTED_SPLIT, &config, &sources)?;
     let t = &run.test;
     println!(
         "keyword spotter: {} words, test accuracy {:.1}% ({} utterances; top-3 {:.1}%, chance {:.1}%)",
@@ -176,6 +187,9 @@ fn spot_keywords(inputs: &RunInputs, seed: u64) -> Result<()> {
         100.0 * t.top3_accuracy,
         100.0 / run.model.words().len() as f64
     );
+    if let Some(o) = &run.open_set {
+        println!("{}", keyword_spotter::open_set_line(o));
+    }
     Ok(())
 }
 

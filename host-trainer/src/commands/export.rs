@@ -121,6 +121,12 @@ pub(crate) fn export(
                 fp32.map_or(0, |e| e.utterances),
                 spotter.parity.max_logit_difference
             );
+            if let Some(o) = spotter.variants.first().and_then(|v| v.open_set.as_ref()) {
+                println!(
+                    "keyword spotter, fp32 through tract: {}",
+                    crate::train::keyword_spotter::open_set_line(o)
+                );
+            }
         }
         (None, true) => println!(
             "keyword spotter left out (--no-keyword-spotter): the board will rely on the kiosk prompt only"
@@ -201,7 +207,15 @@ pub(crate) fn classify_held_out(
         }
         // The same file without a prompt: the keyword spotter's word, if it is sure.
         let auto = pipeline.classify_wav(&bytes, &name, TextInput::Auto { prompt: None }, None)?;
-        if let Some(spotted) = &auto.spotted {
+        if auto.keyword_source == KeywordSource::NoWordHeard {
+            println!(
+                "  {:<28} without a prompt: no word heard -> {} {:.1}% [{} head]",
+                "",
+                auto.emotion.name(),
+                100.0 * auto.confidence,
+                auto.model
+            );
+        } else if let Some(spotted) = &auto.spotted {
             println!(
                 "  {:<28} without a prompt: spotter heard \"{}\" ({:.0}%, {}) -> {} {:.1}% [{} head]",
                 "",

@@ -23,7 +23,9 @@ use emotion_core::bundle::{
 };
 
 use super::default_variant::choose_default;
-use super::keyword_spotter::{SpotterExport, keyword_table, measure_spotter, trained_spotter};
+use super::keyword_spotter::{
+    SpotterExport, keyword_table, measure_spotter, staged_open_set_spec, trained_spotter,
+};
 use super::measure::{Parity, burn_parity, fp32_metrics, measure_variants, variant_rows};
 use super::quantization_report::quantization_markdown;
 use super::request::Precision;
@@ -122,7 +124,7 @@ pub fn export_bundle_with(
     let parity = burn_parity(&data, &trained, fp32)?;
     let spotter = match spotter {
         Some((run, model)) => {
-            let measured = measure_spotter(request.manifest, &data, &staged, run, &model)?;
+            let measured = measure_spotter(request, &data, &staged, run, &model)?;
             manifest.keyword_spotter = Some(measured.spec()?);
             Some(measured)
         }
@@ -238,6 +240,7 @@ impl DraftManifest<'_> {
                 min_confidence: model.min_confidence(),
                 test_accuracy: None,
                 test_utterances: 0,
+                open_set: model.open_set().map(staged_open_set_spec),
             }),
             vad: self.vad,
             variants,

@@ -48,9 +48,10 @@
 //! `layer_weights`; the fusion model adds `attention_dim` and `gate` (= tanh(g)).
 //!
 //! The **keyword spotter** ([`export_keyword_spotter`]) is the speech model's graph with
-//! one logit per vocabulary word: `speech_features` in, `logits [1, V]` out,
-//! [`KIND_METADATA`] = [`KEYWORD_KIND`] and [`WORDS_METADATA`] = the V words in output
-//! order, comma-separated, instead of the class codes.
+//! one logit per output: `speech_features` in, `logits [1, N]` out, [`KIND_METADATA`] =
+//! [`KEYWORD_KIND`] and [`WORDS_METADATA`] = the N output names in order,
+//! comma-separated, instead of the class codes: the vocabulary words, then
+//! [`NONE_CLASS`] last for an open-set spotter (see [`emotion_core::keyword_spotter`]).
 
 use burn::nn::activation::Activation;
 use burn::nn::conv::Conv1d;
@@ -70,7 +71,7 @@ use onnx_build::graph::{
 
 // The names the bundle loader reads, from the contract in `emotion-core` (one source for both).
 pub use emotion_core::head_graph::{KIND_METADATA, LOGITS_OUTPUT, SPEECH_INPUT, TEXT_INPUT};
-pub use emotion_core::keyword_spotter::{KEYWORD_KIND, WORDS_METADATA};
+pub use emotion_core::keyword_spotter::{KEYWORD_KIND, NONE_CLASS, WORDS_METADATA};
 
 /// Symbolic dimension of the speech input's time axis.
 pub const SPEECH_FRAMES: &str = "frames";
@@ -115,7 +116,10 @@ pub fn export_head(head: &EmotionHead) -> Result<Vec<u8>, HeadExportError> {
         "{kind} emotion head exported by host-trainer: batch 1, one unpadded sequence"
     ));
     g.metadata(KIND_METADATA, kind.name());
-    let classes: Vec<&str> = emotion_core::Emotion::ALL.iter().map(|e| e.code()).collect();
+    let classes: Vec<&str> = emotion_core::Emotion::ALL
+        .iter()
+        .map(|e| e.code())
+        .collect();
     g.metadata(CLASSES_METADATA, &classes.join(","));
     g.metadata("min_frames", &MIN_FRAMES.to_string());
 
@@ -134,8 +138,9 @@ pub fn export_head(head: &EmotionHead) -> Result<Vec<u8>, HeadExportError> {
 }
 
 /// Writes a keyword spotter: a speech model whose outputs are `words`, in order (see the
-/// module documentation). The words (at least two) must be distinct, non-empty, free of
-/// commas and surrounding spaces, and as many as the model's outputs.
+/// module documentation; [`NONE_CLASS`] may only be last). The words (at least two
+/// besides it) must be distinct, non-empty, free of commas and surrounding spaces, and
+/// as many as the model's outputs.
 pub fn export_keyword_spotter(
     model: &BranchClassifier,
     words: &[String],
@@ -143,7 +148,7 @@ pub fn export_keyword_spotter(
     check_words(words)?;
     let mut g = GraphBuilder::new("keyword_spotter");
     g.set_doc(
-        "keyword spotter exported by host-trainer: speech features to one logit per vocabulary word; batch 1, one unpadded sequence",
+        "keyword spotter exported by host-trainer: speech features to one logit per vocabulary word (then <none>, not a keyword, for an open-set spotter); batch 1, one unpadded sequence",
     );
     g.metadata(KIND_METADATA, KEYWORD_KIND);
     g.metadata(WORDS_METADATA, &words.join(","));
@@ -155,10 +160,19 @@ pub fn export_keyword_spotter(
 
 /// Words that survive being joined with commas and split again, each once.
 fn check_words(words: &[String]) -> Result<(), HeadExportError> {
-    if words.len() < 2 {
+    let vocabulary = match words.split_last() {
+        Some((last, rest)) if last == NONE_CLASS => rest,
+        _ => words,
+    };
+    if vocabulary.iter().any(|w| w == NONE_CLASS) {
+        return Err(HeadExportError::Words(format!(
+            "`{NONE_CLASS}` can only be the last output"
+        )));
+    }
+    if vocabulary.len() < 2 {
         return Err(HeadExportError::Words(format!(
             "{} word(s): a spotter needs at least two",
-            words.len()
+            vocabulary.len()
         )));
     }
     let mut seen = std::collections::BTreeSet::new();
@@ -1020,7 +1034,8 @@ mod tests {
         };
         assert_eq!(meta(KIND_METADATA).as_deref(), Some("fusion"));
         let classes = meta(CLASSES_METADATA).unwrap();
-        let parsed: Vec<emotion_core::Emotion> = classes.split(',').map(|c| c.parse().unwrap()).collect();
+        let parsed: Vec<emotion_core::Emotion> =
+            classes.split(',').map(|c| c.parse().unwrap()).collect();
         assert_eq!(parsed, emotion_core::Emotion::ALL, "{classes}");
         assert_eq!(meta("speech_layers").as_deref(), Some("3"));
         assert_eq!(meta("text_dim").as_deref(), Some("4"));
@@ -1140,6 +1155,32 @@ mod tests {
         assert_eq!(dims(&graph.output[0]), ["1", "5"]);
     }
 
+    /// An open-set spotter lists `<none>` last; the board's loader reads it as "not a
+    /// keyword", the vocabulary without it.
+    #[test]
+    fn open_set_spotter_lists_none_last_and_loads_as_open_set() {
+        let mut names = words(4);
+        names.push(NONE_CLASS.to_string());
+        let model = spotter(5, 1, 79);
+        let bytes = export_keyword_spotter(&model, &names).unwrap();
+        let loaded =
+            emotion_core::keyword_spotter::KeywordSpotter::from_bytes(&bytes, "kws.onnx", 1)
+                .unwrap();
+        assert!(loaded.is_open_set());
+        assert_eq!(loaded.words(), &names[..4]);
+        let head = EmotionHead::Speech(model);
+        let pairs: Vec<_> = sequences(80, 1, &[3, 20], SPEECH_DIM)
+            .into_iter()
+            .map(|s| (Some(s), None))
+            .collect();
+        assert_graph_parity(&head, &bytes, &pairs);
+        let closed = export_keyword_spotter(&spotter(4, 1, 81), &words(4)).unwrap();
+        let closed =
+            emotion_core::keyword_spotter::KeywordSpotter::from_bytes(&closed, "k.onnx", 1)
+                .unwrap();
+        assert!(!closed.is_open_set());
+    }
+
     #[test]
     fn keyword_spotter_words_must_label_the_outputs() {
         let model = spotter(3, 1, 77);
@@ -1154,6 +1195,8 @@ mod tests {
         assert!(refused(&["a", "b", "a"]).contains("twice"));
         assert!(refused(&["a", "b", " c"]).contains("spaces"));
         assert!(refused(&["a"]).contains("at least two"));
+        assert!(refused(&["a", "<none>", "b"]).contains("last output"));
+        assert!(refused(&["a", "<none>"]).contains("at least two"));
         // An emotion head with other than seven outputs is refused too.
         let error = export_head(&EmotionHead::Speech(spotter(3, 1, 78))).unwrap_err();
         assert!(error.to_string().contains("3 outputs"), "{error}");

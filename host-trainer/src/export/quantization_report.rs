@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use emotion_core::bundle::BundleManifest;
+use emotion_core::bundle::{BundleManifest, MeasuredRate};
 
 use super::keyword_spotter::SpotterExport;
 use super::measure::Parity;
@@ -93,5 +93,72 @@ fn spotter_markdown(spotter: Option<&SpotterExport>) -> String {
         "\nfp32 graph vs the burn spotter: same word for {} of {} utterances, max abs logit difference {:.2e}.",
         p.same_predictions, p.utterances, p.max_logit_difference
     );
+    out.push_str(&open_set_markdown(s));
     out
+}
+
+/// An open-set spotter's rates per variant ("not a keyword"), or a note that it is a
+/// closed-set one.
+fn open_set_markdown(s: &SpotterExport) -> String {
+    let Some(choice) = &s.open_set else {
+        return "\nClosed set: no `<none>` output, so it always names one of its words (or abstains below the minimum confidence).\n".into();
+    };
+    let Some(first) = s.variants.first().and_then(|v| v.open_set.as_ref()) else {
+        return String::new();
+    };
+    let rate =
+        |r: &MeasuredRate| format!("{:.2}% ({} of {})", 100.0 * r.rate, r.errors, r.utterances);
+    let held = if choice.held_out_words.is_empty() {
+        "none".to_string()
+    } else {
+        choice.held_out_words.join(", ")
+    };
+    let mut out = format!(
+        "\n### Not a keyword (open set)\n\nThe last output is `<none>`; the board says \"no word heard\" when \
+         1 − p(<none>) is below the keyword threshold **{:.4}**, {}. Held-out vocabulary words \
+         (trained as \"not a keyword\"): {held}. FAR: false accepts (a word named) on speech that \
+         says no word of the spotter's; FRR: its own words' test utterances rejected.\n\n\
+         - calibration: {}\n",
+        choice.keyword_threshold,
+        crate::train::keyword_spotter::keyword_threshold_rule(),
+        describe(&first.calibration),
+    );
+    if let Some(r) = &first.false_accept {
+        let _ = writeln!(out, "- unseen test speakers: {}", describe(r));
+    }
+    if let Some(r) = &first.held_out_false_accept {
+        let _ = writeln!(out, "- held-out words: {}", describe(r));
+    }
+    let _ = writeln!(out, "- false rejects: {}", describe(&first.false_reject));
+    out.push_str(
+        "\n| variant | FAR calibration | FAR unseen speakers | FAR held-out words | FRR |\n|---|---:|---:|---:|---:|\n",
+    );
+    for v in &s.variants {
+        let Some(o) = &v.open_set else { continue };
+        let or_dash = |r: &Option<MeasuredRate>| r.as_ref().map_or("–".to_string(), rate);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            v.name,
+            rate(&o.calibration),
+            or_dash(&o.false_accept),
+            or_dash(&o.held_out_false_accept),
+            rate(&o.false_reject)
+        );
+    }
+    out
+}
+
+/// `part (speakers): N utterances`.
+fn describe(r: &MeasuredRate) -> String {
+    format!(
+        "{} ({}): {} utterances",
+        r.part,
+        if r.speakers.is_empty() {
+            "speakers unknown".to_string()
+        } else {
+            r.speakers.join(", ")
+        },
+        r.utterances
+    )
 }

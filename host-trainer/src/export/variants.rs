@@ -52,7 +52,7 @@ impl<'a> FloatGraphs<'a> {
         }
         let keyword_spotter = match spotter {
             Some(model) => Some(
-                export_keyword_spotter(model.classifier(), model.words())
+                export_keyword_spotter(model.classifier(), &model.output_names())
                     .context("cannot export the keyword spotter")?,
             ),
             None => None,

@@ -14,12 +14,12 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use emotion_core::encoder::{EncoderError, EncoderGraph, EncoderInput, Modality};
 use emotion_core::features::combine_layers;
 use emotion_core::frontend::TrimConfig;
 use emotion_core::tokenizer::{TokenizerError, TranscriptTokenizer};
 use emotion_core::{Frontend, FrontendConfig};
+use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::data::manifest::{CorpusEntry, CorpusManifest};
 use crate::features::cache::{
@@ -193,6 +193,50 @@ impl Extractor {
             .run(EncoderInput::Audio(&samples))
             .map_err(|e| e.to_string())?;
         Ok(combine_layers(&states, self.settings.combination))
+    }
+
+    /// Cache path of the speech features of samples already at the front-end's target
+    /// rate (a window cut from a longer recording: its own key, apart from files').
+    pub fn samples_path(&self, samples: &[f32]) -> PathBuf {
+        let bytes: Vec<u8> = samples.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let key = digest(&[
+            b"speech-samples-v1",
+            &digest(&[&bytes]).into_bytes(),
+            self.speech.digest.as_bytes(),
+            self.frontend_key.as_bytes(),
+            self.storage_key.as_bytes(),
+        ]);
+        FeatureCache::relative_path("speech", &key)
+    }
+
+    /// Front-end (trim, normalise: samples already at its target rate, as the board's
+    /// pipeline gets an utterance cut from its stream) and speech encoder; `name` is
+    /// used in errors.
+    pub fn speech_features_of_samples(
+        &self,
+        samples: &[f32],
+        name: &str,
+    ) -> Result<Features, String> {
+        let samples = self
+            .frontend
+            .process_samples(samples, self.frontend.config().target_rate, name)
+            .map_err(|e| e.to_string())?;
+        let states = self
+            .speech
+            .graph
+            .run(EncoderInput::Audio(&samples))
+            .map_err(|e| e.to_string())?;
+        Ok(combine_layers(&states, self.settings.combination))
+    }
+
+    /// The SHA-256 of the speech encoder graph (as `features.json` records it).
+    pub fn speech_digest(&self) -> &str {
+        &self.speech.digest
+    }
+
+    /// The settings features are made with.
+    pub fn settings(&self) -> &ExtractSettings {
+        &self.settings
     }
 
     /// Tokenizer and text encoder over a transcript (None without a text encoder).
