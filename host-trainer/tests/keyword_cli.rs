@@ -14,13 +14,13 @@ use std::path::{Path, PathBuf};
 
 use common::{corpus_and_tiny_encoders, host_trainer, host_trainer_ok, text};
 
+use emotion_core::keyword_spotter::KeywordSpotter;
+use emotion_core::pipeline::{KeywordSource, TextInput};
+use emotion_core::{Pipeline, PipelineOptions};
 use host_trainer::data::manifest::CorpusManifest;
 use host_trainer::data::splits::{Split, SplitSet};
 use host_trainer::train::dataset::load_split;
 use host_trainer::train::keyword_spotter::{KeywordModel, keyword_run_dir, vocabulary};
-use emotion_core::keyword_spotter::KeywordSpotter;
-use emotion_core::pipeline::{KeywordSource, TextInput};
-use emotion_core::{Pipeline, PipelineOptions};
 
 const TOLERANCE: f32 = 1e-4;
 

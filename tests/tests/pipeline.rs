@@ -9,6 +9,9 @@ mod edge;
 
 use std::path::{Path, PathBuf};
 
+use emotion_core::bundle::{Bundle, BundleError, BundleManifest, MANIFEST_FILE, MANIFEST_JSON};
+use emotion_core::pipeline::{PipelineError, TextInput, TextSource};
+use emotion_core::{Pipeline, PipelineOptions};
 use host_trainer::data::corpus::{embedded_corpus_dir, embedded_tokenizer};
 use host_trainer::data::manifest::CorpusManifest;
 use host_trainer::data::splits::{SplitConfig, SplitSet};
@@ -27,9 +30,6 @@ use host_trainer::train::heads::ModelKind;
 use host_trainer::train::keyword_spotter;
 use host_trainer::train::runs::{evaluate_run, train_run};
 use host_trainer::train::trainer::TrainConfig;
-use emotion_core::bundle::{Bundle, BundleError, BundleManifest, MANIFEST_FILE, MANIFEST_JSON};
-use emotion_core::pipeline::{PipelineError, TextInput, TextSource};
-use emotion_core::{Pipeline, PipelineOptions};
 
 /// Words kept in the slice: 4 words × 2 speakers × 7 emotions = 56 utterances.
 const WORDS: [&str; 4] = ["back", "dog", "king", "youth"];

@@ -115,7 +115,10 @@ pub fn export_head(head: &EmotionHead) -> Result<Vec<u8>, HeadExportError> {
         "{kind} emotion head exported by host-trainer: batch 1, one unpadded sequence"
     ));
     g.metadata(KIND_METADATA, kind.name());
-    let classes: Vec<&str> = emotion_core::Emotion::ALL.iter().map(|e| e.code()).collect();
+    let classes: Vec<&str> = emotion_core::Emotion::ALL
+        .iter()
+        .map(|e| e.code())
+        .collect();
     g.metadata(CLASSES_METADATA, &classes.join(","));
     g.metadata("min_frames", &MIN_FRAMES.to_string());
 
@@ -1020,7 +1023,8 @@ mod tests {
         };
         assert_eq!(meta(KIND_METADATA).as_deref(), Some("fusion"));
         let classes = meta(CLASSES_METADATA).unwrap();
-        let parsed: Vec<emotion_core::Emotion> = classes.split(',').map(|c| c.parse().unwrap()).collect();
+        let parsed: Vec<emotion_core::Emotion> =
+            classes.split(',').map(|c| c.parse().unwrap()).collect();
         assert_eq!(parsed, emotion_core::Emotion::ALL, "{classes}");
         assert_eq!(meta("speech_layers").as_deref(), Some("3"));
         assert_eq!(meta("text_dim").as_deref(), Some("4"));

@@ -14,12 +14,12 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use emotion_core::encoder::{EncoderError, EncoderGraph, EncoderInput, Modality};
 use emotion_core::features::combine_layers;
 use emotion_core::frontend::TrimConfig;
 use emotion_core::tokenizer::{TokenizerError, TranscriptTokenizer};
 use emotion_core::{Frontend, FrontendConfig};
+use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::data::manifest::{CorpusEntry, CorpusManifest};
 use crate::features::cache::{
