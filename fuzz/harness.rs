@@ -11,10 +11,12 @@
 use std::io::Cursor;
 use std::path::Path;
 
-use emotion_edge::audio::wav::WavStream;
 use emotion_core::bundle::{Bundle, BundleManifest, MANIFEST_FILE, MANIFEST_JSON, sha256_hex};
-use emotion_core::frontend::{AudioErrorKind, Frontend, FrontendConfig, SampleFormat, decode_bytes};
+use emotion_core::frontend::{
+    AudioErrorKind, Frontend, FrontendConfig, SampleFormat, decode_bytes,
+};
 use emotion_core::pipeline::{Pipeline, PipelineOptions};
+use emotion_edge::audio::wav::WavStream;
 
 /// Frames the stream target asks for per read (10 ms at 16 kHz).
 const STREAM_CHUNK: usize = 160;

@@ -8,9 +8,9 @@
 
 use std::time::Instant;
 
+use emotion_core::encoder::{EncoderGraph, EncoderInput};
 use host_trainer::encoders::random::{Preset, RandomCheckpoint};
 use host_trainer::encoders::{EncoderKind, import};
-use emotion_core::encoder::{EncoderGraph, EncoderInput};
 
 const AUDIO_SECONDS: f64 = 2.0;
 const RUNS: usize = 7;

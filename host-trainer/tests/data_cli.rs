@@ -5,9 +5,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use emotion_core::Emotion;
 use host_trainer::data::manifest::CorpusManifest;
 use host_trainer::data::splits::SplitSet;
-use emotion_core::Emotion;
 
 use common::{files_under, host_trainer, text};
 

@@ -4,10 +4,10 @@
 
 use std::error::Error;
 
+use emotion_core::encoder::{EncoderGraph, EncoderInput};
 use host_trainer::encoders::EncoderKind;
 use host_trainer::encoders::random::{Preset, RandomCheckpoint};
 use host_trainer::export::variants::SPEECH_FLOAT_PREFIX;
-use emotion_core::encoder::{EncoderGraph, EncoderInput};
 use onnx_build::quantize::{
     ActivationQuantization, METADATA_KEY, METADATA_VALUE, QuantizeOptions, SkipReason,
     quantize_dynamic,

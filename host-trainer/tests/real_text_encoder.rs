@@ -36,12 +36,12 @@ use std::process::{Command, Output};
 use std::time::{Instant, SystemTime};
 
 use common::{host_trainer, host_trainer_ok, text};
-use host_trainer::data::manifest::{CorpusEntry, CorpusManifest};
-use host_trainer::data::splits::SplitSet;
 use emotion_core::Emotion;
 use emotion_core::encoder::{EncoderGraph, EncoderInput, HiddenState};
 use emotion_core::features::combine_layers;
 use emotion_core::tokenizer::TranscriptTokenizer;
+use host_trainer::data::manifest::{CorpusEntry, CorpusManifest};
+use host_trainer::data::splits::SplitSet;
 use onnx_build::quantize::{
     ActivationQuantization, QuantizeOptions, QuantizeSummary, quantize_dynamic,
 };

@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use indicatif::{ProgressBar, ProgressStyle};
 use emotion_core::frontend::probe_wav;
 use emotion_core::{Emotion, TranscriptTemplate};
+use indicatif::{ProgressBar, ProgressStyle};
 use walkdir::WalkDir;
 
 use crate::data::manifest::{CorpusEntry, CorpusManifest};

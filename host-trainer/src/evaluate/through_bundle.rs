@@ -5,9 +5,9 @@
 use std::time::Instant;
 
 use anyhow::Context as _;
-use indicatif::{ProgressBar, ProgressStyle};
 use emotion_core::Pipeline;
 use emotion_core::pipeline::TextInput;
+use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::data::manifest::CorpusManifest;
 use crate::evaluate::summary::{Prediction, SplitEvaluation};

@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use emotion_core::bundle::BundleManifest;
+use emotion_core::pipeline::TextInput;
+use emotion_core::{KeywordSource, Pipeline, PipelineOptions};
 use emotion_edge::audio::source::{Pace, SourceSpec};
 use emotion_edge::classify::{TextChoice, classify_file};
 use emotion_edge::listen::{Heard, ListenOptions, Prompt, listen};
@@ -15,9 +18,6 @@ use host_trainer::data::manifest::CorpusManifest;
 use host_trainer::data::splits::Split;
 use host_trainer::train::heads::ModelKind;
 use host_trainer::train::runs::evaluate_run;
-use emotion_core::bundle::BundleManifest;
-use emotion_core::pipeline::TextInput;
-use emotion_core::{KeywordSource, Pipeline, PipelineOptions};
 
 /// Seconds of silence before, between and after the utterances of the stream.
 const GAP_SECONDS: f64 = 1.2;
