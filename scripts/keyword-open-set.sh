@@ -12,8 +12,8 @@
 # 3. writes docs/results/keyword-open-set-2026-12-03.md (RESULT_MD to write elsewhere),
 #    the commands at its top.
 #
-# About 10 minutes on a 2-core machine (dev build; the extraction of the recorded
-# speech's 830 windows is most of the spotter's share).
+# About 15 minutes on a busy 2-core machine (dev build; the extraction of the recorded
+# speech's 2,400 windows is most of the spotter's share).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-out/keyword-open-set}

@@ -310,13 +310,13 @@ fn run() -> Result<()> {
          Their features barely carry the word (the spotter names the right one of {} words \
          for {:.0} % of its test utterances), nor separate the synthetic corpus voice from the \
          8 kHz calibration voice well: to refuse 99 % of that voice the threshold sits at \
-         {:.4}, above most of the corpus's own utterances. The held-out words' test part has \
+         {:.4}, above the scores of {:.0} % of the corpus's own test words. The held-out words' test part has \
          {} utterance(s): their FAR says little. A speech encoder with real weights should \
          separate them far better (not measured here: no real speech encoder on this machine); \
          nothing else (outputs, negatives, calibration, measurement, board) changes with it.\n\
          - **The board**: below the threshold it shows \"no word heard\" and the speech-only \
-         emotion; with this FRR, an utterance of the demo corpus is mostly \"no word heard\" \
-         too (it was \"unsure\", no keyword, before: the demo's min confidence is {:.2}).\n",
+         emotion: so for {:.0} % of the demo corpus's test words (above it, the word is shown \
+         only when its probability among words reaches the min confidence, {:.2} here).\n",
         calibration.len(),
         negatives.calibration.len(),
         unseen.len(),
@@ -327,7 +327,9 @@ fn run() -> Result<()> {
         spec.words.len(),
         100.0 * spec.test_accuracy.unwrap_or(0.0),
         open.keyword_threshold,
+        100.0 * rejected as f64 / keyword_n.max(1) as f64,
         held_n,
+        100.0 * rejected as f64 / keyword_n.max(1) as f64,
         spec.min_confidence,
     );
     let report = std::fs::read_to_string(bundle.join("quantization.md"))?;

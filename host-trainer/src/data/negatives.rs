@@ -43,6 +43,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use emotion_core::Emotion;
 use emotion_core::frontend::{decode_file, resample_to};
 use emotion_core::real_speech::{Clip, ClipKind, RealSpeech};
+use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::features::cache::{FeatureCache, Features};
 use crate::features::extract::Extractor;
@@ -421,6 +422,14 @@ pub fn window_examples(
     let dtype = extractor.settings().dtype;
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(usize, Result<Vec<Example>, NegativesError>)>> = Mutex::default();
+    // Thousands of windows take minutes; indicatif draws only on a terminal.
+    let bar = ProgressBar::new(part.clips.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "recorded speech {bar:30} {pos}/{len} clips {elapsed_precise} (eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
     std::thread::scope(|scope| {
         for _ in 0..jobs.max(1) {
             scope.spawn(|| {
@@ -431,10 +440,12 @@ pub fn window_examples(
                     if let Ok(mut all) = results.lock() {
                         all.push((i, result));
                     }
+                    bar.inc(1);
                 }
             });
         }
     });
+    bar.finish_and_clear();
     let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
     results.sort_by_key(|(i, _)| *i);
     let mut examples = Vec::with_capacity(part.len());
