@@ -117,8 +117,8 @@ PYPI_PINS=(
 CLIP_PINS=(
   "pocketsphinx 88ea942ccc7585c8c61601af572458c780ab9e2bd87cf4bdee4915410757045a"
   "asterisk 77d48263b4a6393ab7410cea82c6733b5f8ba49af31684c3015acb56b4d1618a"
-  "asterisk-fr 19cb0291cfbcc5700fca25420c176e07f9b201ac66f972b9414ce26bdf49ed9a"
-  "asterisk-it c73231c70f658bfa4a25bd82ee004ef9d7ba9040d85ed0fd49abc49786b0a3a3"
+  "asterisk-fr 8af6eda6c90f864ec5545a6d3d311092871f54ba04ac49356c03e076339a9f17"
+  "asterisk-it 81f04d30236ae000c8e66725e55e442f9dd29258f6066b237b31758eea266765"
   "asterisk-ru e50d2a3ec06a5b798faec6fffc6cd1f5ecaa77a452f8d4a7abddada623c28d02"
   "alsa dc6cb1239b7bcfefaf357fabbb972d18aa2daee122f94e850749e5c2b70dfb42"
   "codec2 c0012a836cb5d4878832d309a56c460d938a09f21f49be7ce0e539e3bf237fba"
@@ -530,8 +530,14 @@ for raw in sorted(glob.glob(os.path.join(base, "**", "*.raw"), recursive=True)):
 
 # -- asterisk-core-sounds-<lang>(-wav): one professional voice per language, 8 kHz -------
 # (-es is Allison Smith again, so not taken: a speaker must not hide in two groups.)
+EN_TX = {}  # the English prompts' transcripts: what every language's same file holds
+
+
 def asterisk_voice(source, lang, voice, speaker, licence_id):
-    """The prompts of one asterisk voice, with the transcripts of core-sounds-<lang>.txt."""
+    """The prompts of one asterisk voice, with the transcripts of core-sounds-<lang>.txt.
+    A file whose English transcript says it is a sound ("[this is a simple beep tone]",
+    "<beep ascending>") is one in every language, whatever its own transcript says
+    ("un suono beep")."""
     base = one(f"asterisk-core-sounds-{lang}-wav/usr/share/asterisk/sounds/{voice}")
     licence(source, one(f"asterisk-core-sounds-{lang}-wav/usr/share/doc/asterisk-core-sounds-{lang}-wav/copyright"))
     add_source(source, licence_id, [f"asterisk-core-sounds-{lang}-wav", f"asterisk-core-sounds-{lang}"])
@@ -542,9 +548,14 @@ def asterisk_voice(source, lang, voice, speaker, licence_id):
             key, sep, text = line.strip().partition(":")
             if sep and not key.startswith(";"):
                 tx[key.strip()] = text.strip()
+    if lang == "en":
+        EN_TX.update(tx)
     for wav in sorted(glob.glob(os.path.join(base, "**", "*.wav"), recursive=True)):
         key = os.path.relpath(wav, base)[:-4]
         text = tx.get(key)
+        english = norm(EN_TX.get(key, "x"))
+        if lang != "en" and (not english or re.fullmatch(r"\s*<[^>]*>\s*", english)):
+            text = EN_TX[key]  # a sound: the English transcript says which
         if key.startswith("silence/"):
             note("left-out", f"{source} {key}.wav", "not speech: silence")
         elif text is None:
