@@ -21,6 +21,10 @@ Options:
   --kiosk         also install the kiosk: cage + Chromium on tty1 showing the page
                   (needs: sudo apt install cage xwayland chromium; chromium-browser on Bookworm)
   --port N        port of the page on 127.0.0.1 (default 8080)
+  --trusted-key FILE
+                  a minisign public key (NAME.pub from `host-trainer keygen`); may be
+                  given more than once. Installed to /etc/emotion-edge/trusted-keys/:
+                  the service then runs only bundles one of them signed
   --root DIR      install under DIR instead of / (image building, tests): no users are
                   created and systemctl is not run; units are enabled by links under
                   DIR unless --no-enable
@@ -31,6 +35,8 @@ Installs:
   /usr/local/bin/emotion-edge                     the program
   /var/lib/emotion-edge/bundle/                   the model bundle (root's, read-only)
   /etc/default/emotion-edge                       settings (an existing one is kept)
+  /etc/emotion-edge/trusted-keys/NAME.pub         with --trusted-key: the keys bundles
+                                                  must be signed by
   /etc/systemd/system/emotion-edge.service        the service, and in
   /etc/systemd/system/emotion-edge.service.d/10-board.conf   its memory limits
   /usr/local/share/doc/emotion-edge/README.md     the guide
@@ -55,12 +61,14 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 # --- Arguments ----------------------------------------------------------------------
 board='' binary='' bundle='' kiosk=0 port=8080 root='' enable=1
+trusted_keys=()
 while (($#)); do
   case $1 in
     -h | --help) usage; exit 0 ;;
-    --board | --binary | --bundle | --port | --root)
+    --board | --binary | --bundle | --port | --root | --trusted-key)
       (($# >= 2)) || die "$1 needs a value (see --help)"
       case $1 in
+        --trusted-key) trusted_keys+=("$2") ;;
         --board) board=$2 ;;
         --binary) binary=$2 ;;
         --bundle) bundle=$2 ;;
@@ -69,9 +77,10 @@ while (($#)); do
       esac
       shift 2
       ;;
-    --board=* | --binary=* | --bundle=* | --port=* | --root=*)
+    --board=* | --binary=* | --bundle=* | --port=* | --root=* | --trusted-key=*)
       value=${1#*=}
       case $1 in
+        --trusted-key=*) trusted_keys+=("$value") ;;
         --board=*) board=$value ;;
         --binary=*) binary=$value ;;
         --bundle=*) bundle=$value ;;
@@ -89,6 +98,15 @@ done
 [[ -n $board ]] || die "--board is required: one of $(printf '%s ' pi4 pi5 zero2w pi3)(see --help)"
 [[ -n $binary ]] || die "--binary is required: the emotion-edge binary built for the board (see --help)"
 [[ -n $bundle ]] || die "--bundle is required: the model bundle directory (see --help)"
+for key in "${trusted_keys[@]}"; do
+  [[ -f $key ]] || die "--trusted-key $key: no such file"
+  # A public key is one base64 line of 56 characters; a secret key's is far longer.
+  if grep -qi 'secret key' -- "$key" || grep -Eq '^RW[A-Za-z0-9+/]{60,}' -- "$key"; then
+    die "--trusted-key $key: this is a SECRET key; it never goes on a board: give its NAME.pub"
+  fi
+  grep -Eq '^RW[A-Za-z0-9+/]{54}$' -- "$key" ||
+    die "--trusted-key $key: not a minisign public key (NAME.pub from host-trainer keygen)"
+done
 
 # --- The board ----------------------------------------------------------------------
 # The shipped profiles (boards/NAME.toml, compiled into the binary): the target triple
@@ -221,6 +239,15 @@ put() { # MODE SOURCE DEST: install one file (a new inode: safe while the old on
 }
 
 put 0755 "$binary" /usr/local/bin/emotion-edge
+# Trusted keys: public halves only (the secret key never leaves the host). With one
+# here the service refuses bundles that no trusted key signed.
+for key in "${trusted_keys[@]}"; do
+  put 0644 "$key" "/etc/emotion-edge/trusted-keys/$(basename -- "$key")"
+done
+if [[ -d $root/etc/emotion-edge/trusted-keys ]] && [[ ! -f $bundle/manifest.bin.minisig ]] &&
+  compgen -G "$root/etc/emotion-edge/trusted-keys/*.pub" >/dev/null; then
+  warn "$bundle is not signed but this board trusts keys in /etc/emotion-edge/trusted-keys: the service will refuse it (sign it: host-trainer bundle sign --bundle DIR --key KEY)"
+fi
 put 0644 "$here/README.md" /usr/local/share/doc/emotion-edge/README.md
 
 # The bundle: copied whole next to the old one, then swapped in, so the service never

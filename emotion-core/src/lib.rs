@@ -18,6 +18,7 @@
 //! - [`keyword_spotter`]: which vocabulary word was said, from the speech features, or
 //!   (open set) that none was.
 //! - [`bundle`]: the model bundle: manifest, files, checksums, format version, keyword table.
+//! - [`signature`]: signed bundles: the manifest's minisign signature, the keys a board trusts.
 //! - [`memory`]: the C allocator's share of the board program's memory.
 //! - [`fs`]: files written whole or not at all (temporary file, sync, rename).
 //! - [`scores`]: softmax and argmax, one formula for host and board.
@@ -41,6 +42,7 @@ mod onnx_model;
 pub mod pipeline;
 pub mod real_speech;
 pub mod scores;
+pub mod signature;
 pub mod tokenizer;
 pub mod transcript;
 pub mod vad;

@@ -1,4 +1,4 @@
-//! Where the bundle is when `--bundle` is not given.
+//! Where the bundle is when `--bundle` is not given, and the keys it must be signed by.
 //!
 //! In order: `$EMOTION_EDGE_BUNDLE`; `out/demo/bundle` under the current directory
 //! (what `host-trainer demo` writes, so the README's commands chain); the installed
@@ -7,6 +7,8 @@
 //! the board's program before training anything.
 
 use std::path::{Path, PathBuf};
+
+use emotion_core::signature::{DEFAULT_TRUSTED_KEYS_DIR, TrustedKeys};
 
 /// Environment variable naming the bundle directory.
 pub const BUNDLE_ENV: &str = "EMOTION_EDGE_BUNDLE";
@@ -37,4 +39,30 @@ pub fn bundle_dir(given: Option<&Path>) -> Result<PathBuf, String> {
          --bundle DIR, set {BUNDLE_ENV}, or make one with `cargo run --release -p \
          host-trainer -- demo` (writes {DEMO_BUNDLE}) or `host-trainer export`"
     ))
+}
+
+/// The keys a bundle must be signed by: every `.pub` file in `given` (`--trusted-keys`),
+/// else in [`DEFAULT_TRUSTED_KEYS_DIR`] when that folder exists; none otherwise (the
+/// bundle is then held to its checksums only). A folder named on the command line must
+/// hold a key: an empty or missing one is a mistake, not a wish to check nothing.
+pub fn trusted_keys(given: Option<&Path>) -> anyhow::Result<TrustedKeys> {
+    let dir = match given {
+        Some(dir) => dir.to_path_buf(),
+        None => {
+            let default = PathBuf::from(DEFAULT_TRUSTED_KEYS_DIR);
+            if !default.is_dir() {
+                return Ok(TrustedKeys::default());
+            }
+            default
+        }
+    };
+    let keys = TrustedKeys::read_dir(&dir)?;
+    if keys.is_empty() && given.is_some() {
+        anyhow::bail!(
+            "--trusted-keys {}: no trusted key (*.pub) in it, the folder is empty of keys; \
+             put the .pub file of the key that signs your bundles there",
+            dir.display()
+        );
+    }
+    Ok(keys)
 }

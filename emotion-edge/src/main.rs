@@ -21,7 +21,7 @@ use emotion_edge::display::web::WebDisplay;
 use emotion_edge::display::wiring::HardwareDisplays;
 use emotion_edge::inspect::inspect_file;
 use emotion_edge::listen::listen;
-use emotion_edge::locate::bundle_dir;
+use emotion_edge::locate::{self, bundle_dir};
 use emotion_edge::output;
 use emotion_edge::segmenter::{SegmenterConfig, SegmenterKind};
 use emotion_edge::settings::{self, DisplaySettings, ListenFlags, TextFlags};
@@ -154,6 +154,11 @@ struct BundleArgs {
     /// variant-choice.json in the bundle directory].
     #[arg(long, value_name = "PATH")]
     choice_file: Option<PathBuf>,
+    /// Run only a bundle signed by one of the minisign public keys (*.pub) in DIR
+    /// [default: /etc/emotion-edge/trusted-keys when it exists; without keys a bundle is
+    /// held to its checksums only].
+    #[arg(long, value_name = "DIR")]
+    trusted_keys: Option<PathBuf>,
 }
 
 impl BundleArgs {
@@ -168,6 +173,14 @@ impl BundleArgs {
             eprintln!("{note}");
         }
         Ok(Some(profile))
+    }
+
+    /// The bundle directory (see `locate`), its signature checked when this board
+    /// trusts keys.
+    fn dir(&self) -> anyhow::Result<PathBuf> {
+        let dir = bundle_dir(self.bundle.as_deref()).map_err(anyhow::Error::msg)?;
+        locate::trusted_keys(self.trusted_keys.as_deref())?.check_bundle(&dir)?;
+        Ok(dir)
     }
 
     /// Threads: the flag, then the board, then the cores up to 4.
@@ -419,7 +432,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
 }
 
 fn load(args: &BundleArgs, board: Option<&BoardProfile>) -> anyhow::Result<Pipeline> {
-    let dir = bundle_dir(args.bundle.as_deref()).map_err(anyhow::Error::msg)?;
+    let dir = args.dir()?;
     Pipeline::load(&dir, &args.options(&dir, board)?)
         .with_context(|| format!("cannot load the bundle {}", dir.display()))
 }
@@ -434,7 +447,7 @@ fn bench_command(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let board = args.board()?;
-    let dir = bundle_dir(args.bundle.as_deref()).map_err(anyhow::Error::msg)?;
+    let dir = args.dir()?;
     let progress = &mut |what: &str| eprintln!("measuring {what}…");
     let mut chosen = None;
     let rows = if choose {
@@ -643,7 +656,7 @@ fn bundle_vad(
     kind: SegmenterKind,
     rate_hz: u32,
 ) -> anyhow::Result<Option<emotion_core::vad::VadModel>> {
-    let dir = bundle_dir(args.bundle.as_deref()).map_err(anyhow::Error::msg)?;
+    let dir = args.dir()?;
     let bundle =
         Bundle::open(&dir).with_context(|| format!("cannot open the bundle {}", dir.display()))?;
     if !settings::use_vad(kind, bundle.manifest().vad.is_some())? {

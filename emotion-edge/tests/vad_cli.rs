@@ -2,11 +2,11 @@
 //! energy detector on request, and a bundle whose VAD is damaged or gone refused with
 //! an error that names the file, never a panic and never a silent fallback.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 mod common;
-use common::{corpus_file, demo_bundle, output_text as text, workspace};
+use common::{corpus_file, demo_bundle, demo_bundle_copy, output_text as text, workspace};
 
 /// The VAD file inside a bundle (emotion_core::vad::SILERO_FILE).
 const VAD_FILE: &str = "vad.silero.onnx";
@@ -22,19 +22,6 @@ fn listen(bundle: &Path, extra: &[&str]) -> Output {
         .env_remove("EMOTION_EDGE_BUNDLE")
         .output()
         .unwrap()
-}
-
-/// A copy of the demo bundle to damage.
-fn bundle_copy(dir: &Path) -> PathBuf {
-    let copy = dir.join("bundle");
-    std::fs::create_dir(&copy).unwrap();
-    for entry in std::fs::read_dir(demo_bundle()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            std::fs::copy(&path, copy.join(path.file_name().unwrap())).unwrap();
-        }
-    }
-    copy
 }
 
 fn assert_refused(out: &Output, expected: &[&str]) {
@@ -78,7 +65,7 @@ fn the_demo_bundle_segments_with_its_vad_by_default_and_energy_on_request() {
 #[test]
 fn a_tampered_vad_file_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
-    let bundle = bundle_copy(dir.path());
+    let bundle = demo_bundle_copy(dir.path());
     let path = bundle.join(VAD_FILE);
     let mut bytes = std::fs::read(&path).unwrap();
     let middle = bytes.len() / 2;
@@ -92,7 +79,7 @@ fn a_tampered_vad_file_is_refused_by_name() {
 #[test]
 fn a_bundle_naming_a_vad_it_lacks_is_refused_with_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
-    let bundle = bundle_copy(dir.path());
+    let bundle = demo_bundle_copy(dir.path());
     std::fs::remove_file(bundle.join(VAD_FILE)).unwrap();
     assert_refused(
         &listen(&bundle, &["--segmenter", "energy"]),

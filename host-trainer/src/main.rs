@@ -4,7 +4,7 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use host_trainer::commands::{
-    bundle, data, demo, encoders, evaluate, export, extract, fetch, report, train,
+    bundle, data, demo, encoders, evaluate, export, extract, fetch, keygen, report, train,
 };
 
 /// Train speech + text emotion models on the host and prepare them for the board.
@@ -72,9 +72,13 @@ enum Command {
     /// Pack one split's trained heads (and keyword spotter, when trained), their encoders and
     /// the Silero VAD into a bundle for the board (fp32 and int8, measured; a default chosen).
     Export(export::ExportArgs),
-    /// Work on an exported bundle: `add-vad` puts the voice-activity detector in.
+    /// Work on an exported bundle: `add-vad` puts the voice-activity detector in, `sign`
+    /// signs it.
     #[command(subcommand)]
     Bundle(bundle::BundleCommand),
+    /// Make a key pair to sign bundles with (minisign's format): the secret key stays
+    /// here, boards given the public key run only bundles it signed.
+    Keygen(keygen::KeygenArgs),
 }
 
 fn main() {
@@ -98,5 +102,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Report(args) => report::run(args),
         Command::Export(args) => export::run(args),
         Command::Bundle(command) => bundle::run(command),
+        Command::Keygen(args) => keygen::run(args),
     }
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use common::{host_trainer, host_trainer_ok, text};
 use emotion_core::bundle::{Bundle, BundleManifest, MANIFEST_FILE, MANIFEST_JSON};
+use emotion_core::signature::SIGNATURE_FILE;
 use emotion_core::vad::SILERO_FILE;
 
 fn repo() -> PathBuf {
@@ -44,9 +45,13 @@ fn add_vad_makes_the_committed_demo_bundle_from_its_format_3_export() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("bundle");
     format_3_demo_bundle(&dir);
+    // A signature of the format-3 manifest cannot sign the rewritten one: left out.
+    std::fs::write(dir.join(SIGNATURE_FILE), "a signature of the old manifest").unwrap();
     let dir_arg = dir.display().to_string();
     let stdout = host_trainer_ok(&["bundle", "add-vad", "--bundle", &dir_arg]);
     assert!(stdout.contains("format 3 -> 4"), "{stdout}");
+    assert!(stdout.contains("sign the bundle again"), "{stdout}");
+    assert!(!dir.join(SIGNATURE_FILE).exists());
     assert!(stdout.contains("the graph this project pins"), "{stdout}");
 
     let demo = repo().join("data/demo-bundle");

@@ -1,7 +1,8 @@
 //! `export` and the voice-activity detector, through the CLI: by default the committed
 //! Silero graph goes in (format 4, listed and checksummed, loadable by the board);
 //! another Silero goes in with a note; `--no-vad` leaves it out; a file that is no VAD
-//! is refused before anything is written.
+//! is refused before anything is written. `--sign KEY` signs the bundle; a key that
+//! does not open is refused before anything is written.
 
 mod common;
 
@@ -9,6 +10,7 @@ use std::path::Path;
 
 use common::{corpus_and_tiny_encoders, host_trainer, host_trainer_ok, text};
 use emotion_core::bundle::{Bundle, FORMAT_VERSION};
+use emotion_core::signature::TrustedKeys;
 use emotion_core::vad::{SILERO_FILE, SILERO_KIND, SILERO_SHA256};
 use prost::Message as _;
 
@@ -128,10 +130,21 @@ fn export_puts_the_vad_in_by_default_and_leaves_it_out_when_told() {
     );
     assert!(bundle.vad_model(16_000).unwrap().is_some());
 
-    // --no-vad: none.
+    // --no-vad: none (and --sign: signed with a keygen key).
+    let keys = root.join("keys");
+    ok(host_trainer(&[
+        "keygen",
+        "--out",
+        &keys.display().to_string(),
+        "--unencrypted",
+    ]));
+    let key = keys.join("emotion-edge.key").display().to_string();
     let without = root.join("bundle-without");
-    let stdout = ok(export(&base, &without, &["--no-vad"]));
+    let stdout = ok(export(&base, &without, &["--no-vad", "--sign", &key]));
     assert!(stdout.contains("left out (--no-vad)"), "{stdout}");
+    assert!(stdout.contains("signed with key"), "{stdout}");
+    let trusted = TrustedKeys::read_dir(&keys).unwrap();
+    assert!(trusted.check_bundle(&without).unwrap().is_some());
     let bundle = Bundle::open(&without).unwrap();
     assert!(bundle.manifest().vad.is_none());
     assert!(bundle.manifest().file(SILERO_FILE).is_none());
@@ -146,5 +159,37 @@ fn export_puts_the_vad_in_by_default_and_leaves_it_out_when_told() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains("head_speech.fp32.onnx"), "{stderr}");
     assert!(stderr.contains("--no-vad"), "{stderr}");
+    assert!(!refused.exists());
+
+    // A signing key that cannot be opened: refused before anything is exported.
+    let password = root.join("password");
+    std::fs::write(&password, "right\n").unwrap();
+    ok(host_trainer(&[
+        "keygen",
+        "--out",
+        &keys.display().to_string(),
+        "--name",
+        "locked",
+        "--password-file",
+        &password.display().to_string(),
+    ]));
+    std::fs::write(&password, "wrong\n").unwrap();
+    let locked = keys.join("locked.key").display().to_string();
+    let out = export(
+        &base,
+        &refused,
+        &[
+            "--sign",
+            &locked,
+            "--sign-password-file",
+            &password.display().to_string(),
+        ],
+    );
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("locked.key") && stderr.contains("password"),
+        "{stderr}"
+    );
     assert!(!refused.exists());
 }

@@ -1034,3 +1034,72 @@ fn kiosk_unit_runs_the_wrapper_in_cage_on_the_configured_port() {
     assert!(service.contains("--web-port ${EMOTION_EDGE_WEB_PORT}"));
     assert!(service.contains("SuccessExitStatus=130"));
 }
+
+#[test]
+fn install_puts_trusted_keys_in_place_and_warns_of_an_unsigned_bundle() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = repo_root().join("fixtures/signature/trusted.pub");
+    let (_guard, root) = installed("pi4", &["--trusted-key", key.to_str().unwrap()]);
+    let installed_key = root.join("etc/emotion-edge/trusted-keys/trusted.pub");
+    assert_eq!(fs::read(&installed_key).unwrap(), fs::read(&key).unwrap());
+    assert_eq!(mode(&installed_key), 0o644);
+
+    // The demo bundle is not signed: installed, with a warning that says what to do.
+    let root2 = tmp.path().join("root2");
+    let binary = fake_binary(tmp.path());
+    let out = install(&[
+        "--root",
+        root2.to_str().unwrap(),
+        "--board",
+        "pi4",
+        "--binary",
+        binary.to_str().unwrap(),
+        "--bundle",
+        demo_bundle().to_str().unwrap(),
+        "--trusted-key",
+        key.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("is not signed") && stderr.contains("host-trainer bundle sign"),
+        "{stderr}"
+    );
+
+    // A secret key, a file that is no key, a missing file: refused, nothing installed.
+    let secret = tmp.path().join("site.key");
+    let secret_line = format!("RWRTY0Iy{}", "A".repeat(204));
+    fs::write(
+        &secret,
+        format!("untrusted comment: minisign secret key\n{secret_line}\n"),
+    )
+    .unwrap();
+    let garbage = tmp.path().join("notes.pub");
+    fs::write(&garbage, "hello\n").unwrap();
+    let missing = tmp.path().join("missing.pub");
+    for (key, expected) in [
+        (&secret, "SECRET key"),
+        (&garbage, "not a minisign public key"),
+        (&missing, "no such file"),
+    ] {
+        let root3 = tmp.path().join("root3");
+        let out = install(&[
+            "--root",
+            root3.to_str().unwrap(),
+            "--board",
+            "pi4",
+            "--binary",
+            binary.to_str().unwrap(),
+            "--bundle",
+            demo_bundle().to_str().unwrap(),
+            "--trusted-key",
+            key.to_str().unwrap(),
+        ]);
+        assert!(!out.status.success(), "{}", describe(&out));
+        assert!(text(&out.stderr).contains(expected), "{}", describe(&out));
+        assert!(
+            !root3.join("usr/local/bin/emotion-edge").exists(),
+            "nothing installed"
+        );
+    }
+}

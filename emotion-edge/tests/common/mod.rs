@@ -18,6 +18,19 @@ pub fn demo_bundle() -> PathBuf {
     workspace().join("data/demo-bundle")
 }
 
+/// A copy of the demo bundle in `dir`, to damage, sign or tamper with.
+pub fn demo_bundle_copy(dir: &Path) -> PathBuf {
+    let copy = dir.join("bundle");
+    std::fs::create_dir(&copy).unwrap();
+    for entry in std::fs::read_dir(demo_bundle()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, copy.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    copy
+}
+
 /// One corpus file (OAF, "back", angry).
 pub fn corpus_file() -> PathBuf {
     workspace().join(

@@ -12,6 +12,7 @@ use super::encoders::EncoderGraphs;
 use super::{RunInputs, corpus_of, read_inputs};
 use crate::export::bundle::{ExportOptions, ExportRequest, default_bundle_dir, export_bundle_with};
 use crate::export::request::Precision;
+use crate::export::signing::SigningKey;
 use crate::export::vad::{COMMITTED_VAD, default_vad_file};
 
 /// `export`.
@@ -25,6 +26,12 @@ pub fn run(args: ExportArgs) -> Result<()> {
         text: args.text_encoder.clone(),
         tokenizer: args.tokenizer.clone(),
     };
+    // A wrong password or a missing key fails now, not after the export's minutes.
+    let key = args
+        .sign
+        .as_deref()
+        .map(|key| SigningKey::read(key, args.sign_password_file.as_deref()))
+        .transpose()?;
     let options = ExportOptions {
         skip_keyword_spotter: args.no_keyword_spotter,
         vad: vad_choice(args.vad.clone(), args.no_vad),
@@ -37,7 +44,11 @@ pub fn run(args: ExportArgs) -> Result<()> {
         &args.variants,
         &options,
         &out,
-    )
+    )?;
+    match key {
+        Some(key) => super::bundle::sign(&out, &key),
+        None => Ok(()),
+    }
 }
 
 #[derive(Args)]
@@ -78,6 +89,15 @@ pub struct ExportArgs {
     /// The bundle directory (replaced whole) [default: beside RUNS, `bundle`].
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Sign the bundle with this secret key (NAME.key from `host-trainer keygen`),
+    /// opened before anything is exported: boards that trust its public key run only
+    /// bundles it signed.
+    #[arg(long, value_name = "KEY")]
+    sign: Option<PathBuf>,
+    /// The signing key's password: the first line of this file [default: asked on the
+    /// terminal].
+    #[arg(long, value_name = "FILE", requires = "sign")]
+    sign_password_file: Option<PathBuf>,
 }
 
 /// Exports the runs of `split` to a bundle in `out` and prints the quantisation report.

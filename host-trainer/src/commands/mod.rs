@@ -9,7 +9,9 @@
 //! - [`train`]: `train`, `keywords`.
 //! - [`evaluate`]: `evaluate` (burn runs or through a bundle), `probe`.
 //! - [`export`]: `export`, and held-out files classified through the bundle.
-//! - [`bundle`]: `bundle add-vad` (the VAD into an exported bundle, nothing retrained).
+//! - [`bundle`]: `bundle add-vad` (the VAD into an exported bundle, nothing retrained),
+//!   `bundle sign`.
+//! - [`keygen`]: `keygen` (a key pair to sign bundles with).
 //! - [`report`]: `report`.
 //! - [`demo`]: the whole job on one folder.
 
@@ -31,6 +33,7 @@ pub mod evaluate;
 pub mod export;
 pub mod extract;
 pub mod fetch;
+pub mod keygen;
 pub mod report;
 pub mod train;
 

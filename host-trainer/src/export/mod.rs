@@ -11,6 +11,7 @@
 //! - [`quantization_report`]: `quantization.md`.
 //! - [`vad`]: the voice-activity detector the bundle carries (Silero), checked, and added
 //!   to a bundle exported without it.
+//! - [`signing`]: minisign key pairs and the signature of a bundle's manifest.
 
 pub mod bundle;
 pub mod default_variant;
@@ -19,5 +20,6 @@ pub mod keyword_spotter;
 pub mod measure;
 pub mod quantization_report;
 pub mod request;
+pub mod signing;
 pub mod vad;
 pub mod variants;
