@@ -580,7 +580,7 @@ pub fn train_keyword_run(
         data.val.len(),
         data.test.len()
     );
-    let mut on_epoch = epoch_printer(config.max_epochs);
+    let mut on_epoch = epoch_printer(config.max_epochs, None);
     let run = train_keywords(manifest, &split.name, &data, config, &mut on_epoch)?;
     let dir = keyword_run_dir(runs, &split.name);
     run.save(&dir)?;

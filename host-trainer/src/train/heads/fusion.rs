@@ -28,6 +28,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 
 use super::branch::{Branch, BranchConfig, BranchOutput};
+use super::classifier::BranchClassifier;
 use super::recurrent::masked_mean;
 use super::{CLASSES, DropoutRng, InputError, SequenceBatch, dropout};
 
@@ -198,6 +199,30 @@ impl FusionHead {
         let attended = masked_mean(attended, &speech.lengths);
         let gate = self.gate.val().tanh().reshape([1, 1]);
         speech.pooled.clone() + attended * gate
+    }
+
+    /// This head started from a trained speech-only head: its speech branch and classifier
+    /// are `speech`'s (moved to `device`) and frozen, the gate closed. So at the start it
+    /// computes exactly `speech`'s logits (the attended text is multiplied by
+    /// `tanh(0) = 0`), and whatever training changes is the text's doing.
+    pub fn starting_from(self, speech: &BranchClassifier, device: &Device) -> Self {
+        FusionHead {
+            speech: speech.branch.clone().fork(device),
+            classifier: speech.output.clone().fork(device),
+            gate: Initializer::Zeros.init([1], device),
+            ..self
+        }
+        .with_speech_frozen()
+    }
+
+    /// The speech branch and the classifier no longer learn (after a checkpoint is
+    /// loaded, the freeze must be applied again: the weights file does not keep it).
+    pub fn with_speech_frozen(self) -> Self {
+        FusionHead {
+            speech: self.speech.no_grad(),
+            classifier: self.classifier.no_grad(),
+            ..self
+        }
     }
 
     /// `tanh(g)`: how much of the attended text currently enters (0 at initialisation).
