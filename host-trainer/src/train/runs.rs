@@ -180,8 +180,9 @@ impl FusionText {
             )
         } else {
             format!(
-                "the text did not help: no epoch beat the speech model's validation macro-F1 ({:.1}%), so the fusion model is the speech model (text gate 0)",
-                100.0 * self.speech_val_macro_f1
+                "the text did not help: no epoch beat the speech model's validation macro-F1 ({:.1}%), so the fusion model is the speech model (text gate tanh(g) = {:+.3})",
+                100.0 * self.speech_val_macro_f1,
+                self.text_gate
             )
         }
     }

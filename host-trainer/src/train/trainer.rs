@@ -7,6 +7,10 @@
 //! - After every epoch the model is scored on the validation set; the best epoch by
 //!   validation macro-F1 (ties: the lower validation loss) is kept, and training stops
 //!   after `patience` epochs without a better one.
+//! - The fusion model starts from the split's trained speech model
+//!   ([`train_fusion_from_speech`]): that model is epoch 0, and only an epoch with a
+//!   higher validation macro-F1 replaces it, so fusion never loses to speech on
+//!   validation and, when the text does not help, is the speech model bit for bit.
 //! - The same seed gives the same weights, the same curves and the same predictions:
 //!   parameters are drawn from burn's generator seeded and under a lock
 //!   ([`EmotionHeadConfig::init_seeded`]); shuffling and dropout masks come from our own

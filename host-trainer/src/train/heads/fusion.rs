@@ -20,6 +20,14 @@
 //! exactly the speech-only path (its speech branch and classifier), and training opens
 //! the gate only as far as the text helps. The gate's gradient at 0 is the attended
 //! vector itself, so it can open from the first step.
+//!
+//! **Why it starts from the speech model.** Trained from scratch, fusion was a second,
+//! differently seeded speech model and lost to speech-only on the demo (89.3 vs 100 %
+//! on one machine). So the trainer builds it on the trained speech model
+//! ([`FusionHead::starting_from`]: speech branch and classifier copied and frozen, gate
+//! closed) and keeps the text only when it beats that model on validation
+//! (`train::trainer::train_fusion_from_speech`); otherwise the fusion model is the
+//! speech model, bit for bit.
 
 use burn::config::Config;
 use burn::module::{Module, Param};
