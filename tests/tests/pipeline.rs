@@ -490,7 +490,21 @@ fn the_exported_bundle_classifies_like_the_burn_models() {
     let from_samples = pipeline
         .classify(&samples, TextInput::Keyword(&entry.word), None)
         .unwrap();
-    assert_eq!(from_samples.emotion, by_keyword.emotion);
+    // The same answer up to the front-end running again on samples it already made
+    // (≈ 0.002 here): compared as probabilities, since a near-tie (a head trained for 4
+    // epochs is close to uniform) may flip the top emotion.
+    let moved = from_samples
+        .probabilities
+        .iter()
+        .zip(&by_keyword.probabilities)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        moved < 0.01,
+        "{:?} vs {:?}",
+        from_samples.probabilities,
+        by_keyword.probabilities
+    );
     let sum: f32 = from_samples.probabilities.iter().sum();
     assert!((sum - 1.0).abs() < 1e-5);
     assert!(pipeline.classify(&[], TextInput::None, None).is_err());

@@ -15,7 +15,7 @@ use crate::evaluate::probe::{ProbeConfig, ProbeRequest, run_probe};
 use crate::evaluate::summary::{comparison_markdown, write_evaluation};
 use crate::evaluate::through_bundle::predict_through_bundle;
 use crate::train::heads::ModelKind;
-use crate::train::runs::evaluate_run;
+use crate::train::runs::{FusionText, evaluate_run};
 use emotion_core::Pipeline;
 use emotion_core::PipelineOptions;
 
@@ -133,9 +133,24 @@ pub(crate) fn evaluate_models(
             )?);
         }
     }
-    let provenance = provenance_of(inputs, &manifest, &splits);
+    let mut provenance = provenance_of(inputs, &manifest, &splits);
+    // Whether each fusion run kept its text path, beside the numbers it explains.
+    let mut texts = Vec::new();
+    if models.contains(&ModelKind::Fusion) {
+        for name in split_names {
+            if let Some(text) = FusionText::read(&inputs.runs, name)? {
+                texts.push(format!("fusion on {name}: {}", text.sentence()));
+                provenance
+                    .extra
+                    .insert(format!("fusion text, {name}"), text.sentence());
+            }
+        }
+    }
     let files = write_evaluation(out, &evaluations, &provenance)?;
     println!("{}", comparison_markdown(&evaluations));
+    for text in texts {
+        println!("{text}");
+    }
     println!(
         "reports: {} (metrics.json, comparison.md, MODEL/SPLIT/report.md)",
         out.display()

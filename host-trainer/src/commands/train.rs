@@ -56,7 +56,8 @@ pub fn keywords(args: KeywordArgs) -> Result<()> {
 pub struct TrainArgs {
     #[command(flatten)]
     inputs: RunInputs,
-    /// Which model.
+    /// Which model. Fusion starts from the split's trained speech model (train speech
+    /// first) and keeps its text path only if that beats it on validation.
     #[arg(long, value_enum)]
     model: ModelKind,
     /// Which split (see splits.json): random, speaker-OAF-to-YAF, speaker-YAF-to-OAF, word.

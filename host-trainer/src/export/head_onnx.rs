@@ -912,6 +912,36 @@ mod tests {
         assert_parity(&head, &pairs);
     }
 
+    /// A fusion head built on a speech head whose text was not kept (gate closed, as
+    /// `train_fusion_from_speech` leaves it) exports to a graph that gives exactly the
+    /// speech head's logits in tract, whatever the text: the board's fusion head is then
+    /// the speech head, bit for bit.
+    #[test]
+    fn a_fusion_head_with_the_gate_closed_exports_as_the_speech_head() {
+        let config = HeadConfig {
+            conv_kernel: 5,
+            ..tiny()
+        };
+        let EmotionHead::Speech(speech) = head(&config, ModelKind::Speech, 3, 1, 71) else {
+            panic!("speech head expected");
+        };
+        let EmotionHead::Fusion(fresh) = head(&config, ModelKind::Fusion, 3, 1, 72) else {
+            panic!("fusion head expected");
+        };
+        let fusion = fresh.starting_from(&speech, &device());
+        assert_eq!(fusion.gate_value(), 0.0);
+        let speech_graph = load(&export_head(&EmotionHead::Speech(speech)).unwrap());
+        let fusion_graph = load(&export_head(&EmotionHead::Fusion(fusion)).unwrap());
+        let speech_inputs = sequences(73, 3, &[2, 9, 40], SPEECH_DIM);
+        let texts = sequences(74, 1, &[3, 5, 12], TEXT_DIM);
+        for s in &speech_inputs {
+            let alone = tract_logits(&speech_graph, &[s]);
+            for t in &texts {
+                assert_eq!(tract_logits(&fusion_graph, &[s, t]), alone, "{:?}", t.shape);
+            }
+        }
+    }
+
     /// The default sizes (768-wide features, five layers, BiLSTM 64, attention 64) on
     /// utterance-length inputs: rounding stays far inside the tolerance.
     #[test]

@@ -24,7 +24,7 @@ use crate::report::plots::{
 };
 use crate::report::representations::{StageSummary, format_score, model_representations, relative};
 use crate::train::heads::ModelKind;
-use crate::train::runs::run_dir;
+use crate::train::runs::{FusionText, run_dir};
 use crate::train::trainer::EpochRecord;
 use emotion_core::fs::write_atomically;
 
@@ -138,6 +138,7 @@ pub fn write_report(inputs: &ReportInputs, progress: bool) -> anyhow::Result<Rep
         env!("CARGO_PKG_VERSION")
     )));
     let comparison = comparison(&metrics, &models, &split_names, &mut report);
+    fusion_text(inputs.runs, &split_names, &mut report)?;
 
     for split in &split_names {
         report.push(Block::Heading(2, format!("Split {split}")));
@@ -274,6 +275,24 @@ fn comparison(
         .collect();
     report.push(Block::Table(header, rows));
     numbers
+}
+
+/// What each fusion run did with the text (`fusion.json`), under the comparison: the
+/// fusion row equal to the speech row is then explained, not a coincidence.
+fn fusion_text(runs: &Path, splits: &[&String], report: &mut Report) -> anyhow::Result<()> {
+    let mut lines = Vec::new();
+    for split in splits {
+        if let Some(text) = FusionText::read(runs, split)? {
+            lines.push(format!("{split}: {}.", text.sentence()));
+        }
+    }
+    if !lines.is_empty() {
+        report.push(Block::Paragraph(format!(
+            "The fusion model starts as the speech model with the text gated off (tanh(g) = 0) and keeps its text path only if that beats the speech model's validation macro-F1. {}",
+            lines.join(" ")
+        )));
+    }
+    Ok(())
 }
 
 /// Per-class F1, confusion matrices, training curves and the error analysis of one split.

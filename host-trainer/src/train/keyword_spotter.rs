@@ -1195,7 +1195,7 @@ pub fn train_keyword_run(
         data.val.len(),
         data.test.len()
     );
-    let mut on_epoch = epoch_printer(config.max_epochs);
+    let mut on_epoch = epoch_printer(config.max_epochs, None);
     let run = train_keywords(
         manifest,
         &split.name,

@@ -1,5 +1,9 @@
 //! Runs: one model trained on one split, saved with its curves under
 //! `RUNS/{model}/{split}/`, and the evaluation of saved runs on their test parts.
+//!
+//! The fusion run starts from the split's speech run (`RUNS/speech/{split}/model`) and
+//! records in `fusion.json` whether the text path earned its place
+//! ([`FusionText`]).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -9,8 +13,12 @@ use crate::data::splits::Split;
 use crate::evaluate::summary::{Prediction, SplitEvaluation};
 use crate::train::dataset::load_split;
 use crate::train::heads::{EmotionHead, ModelKind};
-use crate::train::trainer::{EpochRecord, TrainConfig, TrainedModel, train};
+use crate::train::trainer::{
+    EpochRecord, TrainConfig, TrainOutcome, TrainedModel, train, train_fusion_from_speech,
+    validation_scores,
+};
 use emotion_core::fs::write_atomically;
+use serde::{Deserialize, Serialize};
 
 /// The folder of one run.
 pub fn run_dir(runs: &Path, model: ModelKind, split: &str) -> PathBuf {
@@ -49,40 +57,142 @@ pub fn train_run(
         data.val.len(),
         data.test.len()
     );
-    let mut on_epoch = epoch_printer(config.max_epochs);
-    let outcome = train(config, &data.train, &data.val, &mut on_epoch)?;
     let dir = run_dir(runs, model, &split.name);
+    let speech_model = run_dir(runs, ModelKind::Speech, &split.name).join("model");
+    let outcome = if model == ModelKind::Fusion {
+        let speech = TrainedModel::load(&speech_model).map_err(|e| {
+            anyhow::anyhow!(
+                "the fusion model starts from the speech model of split {0}, which cannot be read from {1} ({e}): train it first (`host-trainer train --model speech --split {0}`)",
+                split.name,
+                speech_model.display()
+            )
+        })?;
+        let start = validation_scores(&speech, &data.val)?;
+        println!(
+            "   epoch   0/{}  the speech model {} (frozen; text gate closed): val loss {:.3} acc {:5.1}% macro-F1 {:5.1}%",
+            config.max_epochs,
+            speech_model.display(),
+            start.val_loss,
+            100.0 * start.val_accuracy,
+            100.0 * start.val_macro_f1
+        );
+        let mut on_epoch = epoch_printer(config.max_epochs, Some(start.val_macro_f1));
+        train_fusion_from_speech(config, &speech, &data.train, &data.val, &mut on_epoch)?
+    } else {
+        let mut on_epoch = epoch_printer(config.max_epochs, None);
+        train(config, &data.train, &data.val, &mut on_epoch)?
+    };
     outcome.model.save(&dir.join("model"))?;
     save_curves(&dir, config, &outcome.curves)?;
-    let best_record = outcome
+    let best_val_macro_f1 = outcome
         .curves
         .iter()
-        .find(|r| r.epoch == outcome.best_epoch);
-    // How much text the fusion let in: tanh(g), 0 = speech-only.
-    let gate = match outcome.model.head() {
-        EmotionHead::Fusion(fusion) => {
-            format!(", text gate tanh(g) = {:+.3}", fusion.gate_value())
-        }
-        _ => String::new(),
-    };
+        .find(|r| r.epoch == outcome.best_epoch)
+        .map(|r| r.val_macro_f1)
+        .or(outcome.start.map(|s| s.val_macro_f1))
+        .unwrap_or(0.0);
+    let text = FusionText::of(&outcome, &speech_model, best_val_macro_f1);
+    if let Some(text) = &text {
+        text.write(&dir)?;
+    }
     println!(
-        "   kept epoch {} (val macro-F1 {:.1}%{gate}) -> {}",
+        "   kept epoch {} (val macro-F1 {:.1}%) -> {}",
         outcome.best_epoch,
-        100.0 * best_record.map_or(0.0, |r| r.val_macro_f1),
+        100.0 * best_val_macro_f1,
         dir.display()
     );
+    if let Some(text) = &text {
+        println!("   {}", text.sentence());
+    }
     Ok(TrainSummary {
         best_epoch: outcome.best_epoch,
-        best_val_macro_f1: best_record.map_or(0.0, |r| r.val_macro_f1),
+        best_val_macro_f1,
         epochs: outcome.curves.len(),
         seconds: outcome.curves.iter().map(|r| r.seconds).sum(),
     })
 }
 
+/// `fusion.json` in a fusion run's folder: whether the text earned its place. The
+/// fusion starts as the speech model with the text gated off; the text is kept only if
+/// some epoch beat the speech model's validation macro-F1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FusionText {
+    /// The speech model the fusion started from (its model folder).
+    pub speech_model: PathBuf,
+    /// The speech model's validation macro-F1: the score the text had to beat.
+    pub speech_val_macro_f1: f64,
+    /// The kept fusion model's validation macro-F1.
+    pub val_macro_f1: f64,
+    /// True when an epoch beat the speech model; false: the fusion model is the speech
+    /// model (its logits bit for bit; the text enters times `tanh(g) = 0`).
+    pub text_kept: bool,
+    /// `tanh(g)` of the kept model: how much of the attended text enters.
+    pub text_gate: f32,
+}
+
+impl FusionText {
+    /// The file name inside the run folder.
+    pub const FILE: &'static str = "fusion.json";
+
+    /// The record of a fusion run's `outcome` (`None` for a run that did not start from
+    /// a speech model).
+    fn of(outcome: &TrainOutcome, speech_model: &Path, val_macro_f1: f64) -> Option<Self> {
+        let (EmotionHead::Fusion(head), Some(start)) = (outcome.model.head(), outcome.start) else {
+            return None;
+        };
+        Some(Self {
+            speech_model: speech_model.to_path_buf(),
+            speech_val_macro_f1: start.val_macro_f1,
+            val_macro_f1,
+            text_kept: outcome.best_epoch > 0,
+            text_gate: head.gate_value(),
+        })
+    }
+
+    fn write(&self, run_dir: &Path) -> anyhow::Result<()> {
+        write_atomically(
+            &run_dir.join(Self::FILE),
+            serde_json::to_string_pretty(self)?.as_bytes(),
+        )?;
+        Ok(())
+    }
+
+    /// The record of the fusion run on `split` under `runs`, if there is one.
+    pub fn read(runs: &Path, split: &str) -> anyhow::Result<Option<Self>> {
+        let path = run_dir(runs, ModelKind::Fusion, split).join(Self::FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(json) => Ok(Some(serde_json::from_str(&json).map_err(|e| {
+                anyhow::anyhow!("{}: not a fusion record ({e})", path.display())
+            })?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(anyhow::anyhow!("{}: {e}", path.display())),
+        }
+    }
+
+    /// One sentence for a log, a report or `metrics.json`.
+    pub fn sentence(&self) -> String {
+        if self.text_kept {
+            format!(
+                "text kept: validation macro-F1 {:.1}% against the speech model's {:.1}% (text gate tanh(g) = {:+.3})",
+                100.0 * self.val_macro_f1,
+                100.0 * self.speech_val_macro_f1,
+                self.text_gate
+            )
+        } else {
+            format!(
+                "the text did not help: no epoch beat the speech model's validation macro-F1 ({:.1}%), so the fusion model is the speech model (text gate tanh(g) = {:+.3})",
+                100.0 * self.speech_val_macro_f1,
+                self.text_gate
+            )
+        }
+    }
+}
+
 /// Prints one line per epoch, readable in a terminal and in a log file alike, with the
-/// best epoch by validation macro-F1 so far.
-pub fn epoch_printer(max_epochs: usize) -> impl FnMut(&EpochRecord) {
-    let mut best = (0usize, f64::NEG_INFINITY);
+/// best epoch by validation macro-F1 so far (epoch 0: the model the run started from,
+/// whose validation macro-F1 is `start`).
+pub fn epoch_printer(max_epochs: usize, start: Option<f64>) -> impl FnMut(&EpochRecord) {
+    let mut best = (0usize, start.unwrap_or(f64::NEG_INFINITY));
     move |r: &EpochRecord| {
         if r.val_macro_f1 > best.1 {
             best = (r.epoch, r.val_macro_f1);

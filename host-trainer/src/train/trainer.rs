@@ -7,6 +7,10 @@
 //! - After every epoch the model is scored on the validation set; the best epoch by
 //!   validation macro-F1 (ties: the lower validation loss) is kept, and training stops
 //!   after `patience` epochs without a better one.
+//! - The fusion model starts from the split's trained speech model
+//!   ([`train_fusion_from_speech`]): that model is epoch 0, and only an epoch with a
+//!   higher validation macro-F1 replaces it, so fusion never loses to speech on
+//!   validation and, when the text does not help, is the speech model bit for bit.
 //! - The same seed gives the same weights, the same curves and the same predictions:
 //!   parameters are drawn from burn's generator seeded and under a lock
 //!   ([`EmotionHeadConfig::init_seeded`]); shuffling and dropout masks come from our own
@@ -208,8 +212,23 @@ pub struct TrainOutcome {
     pub model: TrainedModel,
     /// One record per epoch run.
     pub curves: Vec<EpochRecord>,
-    /// The epoch whose weights were kept.
+    /// The epoch whose weights were kept; 0 when a run that started from a trained model
+    /// ([`train_fusion_from_speech`]) never beat it: the start is kept unchanged.
     pub best_epoch: usize,
+    /// Validation scores of the trained model the run started from, if it started from
+    /// one.
+    pub start: Option<ValidationScores>,
+}
+
+/// A model's scores on a validation set (for a run's start: its epoch 0).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ValidationScores {
+    /// Validation macro-F1.
+    pub val_macro_f1: f64,
+    /// Validation accuracy.
+    pub val_accuracy: f64,
+    /// Mean validation cross-entropy.
+    pub val_loss: f64,
 }
 
 /// Why training, prediction, saving or loading failed.
@@ -326,6 +345,38 @@ pub fn train(
     train_classes(config, &Classes::emotions(), train, val, on_epoch)
 }
 
+/// Trains the fusion model (`config.model` must be fusion) from the trained speech-only
+/// model `speech`: its speech branch and classifier are `speech`'s, frozen, and the text
+/// gate starts closed, so epoch 0 is `speech` exactly. Only the text branch, the
+/// attention and the gate learn, and an epoch replaces the start only with a strictly
+/// higher validation macro-F1. When none does, the outcome's `best_epoch` is 0 and its
+/// model gives `speech`'s logits bit for bit (the attended text enters times
+/// `tanh(0) = 0`): fusion is never worse than speech on validation, and what it gains
+/// there is the text's doing, not more training of the speech path.
+pub fn train_fusion_from_speech(
+    config: &TrainConfig,
+    speech: &TrainedModel,
+    train: &[Example],
+    val: &[Example],
+    on_epoch: &mut dyn FnMut(&EpochRecord),
+) -> Result<TrainOutcome, TrainError> {
+    if config.model != ModelKind::Fusion || speech.kind() != ModelKind::Speech {
+        return Err(TrainError::InvalidConfig(format!(
+            "only the fusion model starts from a trained speech model (asked: {} from {})",
+            config.model,
+            speech.kind()
+        )));
+    }
+    train_with(
+        config,
+        &Classes::emotions(),
+        Some(speech),
+        train,
+        val,
+        on_epoch,
+    )
+}
+
 /// Trains `config.model` with one output per class of `classes` (the last layer sized
 /// to them), choosing the epoch by `val` (macro-F1 over the classes); calls `on_epoch`
 /// after each epoch. With `config.checkpoint` set, resumes from the checkpoint there (its
@@ -338,16 +389,27 @@ pub fn train_classes(
     val: &[Example],
     on_epoch: &mut dyn FnMut(&EpochRecord),
 ) -> Result<TrainOutcome, TrainError> {
-    let (run, optimizer) = Run::prepare(config, classes, train, val)?;
+    train_with(config, classes, None, train, val, on_epoch)
+}
+
+/// [`train_classes`], from scratch or (`start`) from a trained speech model.
+fn train_with(
+    config: &TrainConfig,
+    classes: &Classes<'_>,
+    start: Option<&TrainedModel>,
+    train: &[Example],
+    val: &[Example],
+    on_epoch: &mut dyn FnMut(&EpochRecord),
+) -> Result<TrainOutcome, TrainError> {
+    let (run, optimizer) = Run::prepare(config, classes, start, train, val)?;
     let checkpoint = config.checkpoint.as_ref().map(|dir| {
         EpochCheckpoint::new(
             dir.clone(),
             config,
             classes,
-            train,
-            &run.train_labels,
-            val,
-            &run.val_labels,
+            (train, &run.train_labels),
+            (val, &run.val_labels),
+            run.start.as_ref().map(|(head, _)| head),
         )
     });
     let mut state = run.start_or_resume(checkpoint.as_ref(), optimizer)?;
@@ -377,6 +439,7 @@ pub fn train_classes(
         },
         curves: state.curves,
         best_epoch: best.epoch,
+        start: run.start.map(|(_, scores)| scores),
     })
 }
 
@@ -394,6 +457,9 @@ struct Run<'a, 'c> {
     device: Device,
     inference_device: Device,
     loss_fn: CrossEntropyLoss,
+    /// The model the run starts from (a fusion head built on a trained speech head, on
+    /// the training device) and its validation scores: epoch 0.
+    start: Option<(EmotionHead, ValidationScores)>,
 }
 
 impl<'a, 'c> Run<'a, 'c> {
@@ -402,6 +468,7 @@ impl<'a, 'c> Run<'a, 'c> {
     fn prepare(
         config: &'a TrainConfig,
         classes: &'a Classes<'c>,
+        start: Option<&TrainedModel>,
         train: &'a [Example],
         val: &'a [Example],
     ) -> Result<(Self, ModuleOptimizer), TrainError> {
@@ -430,6 +497,26 @@ impl<'a, 'c> Run<'a, 'c> {
             .with_weight_decay(config.weight_decay as f32)
             .init();
         let loss_fn = CrossEntropyLossConfig::new().init(&device);
+        let start = match start {
+            None => None,
+            Some(speech) => {
+                let head = fusion_from_speech(
+                    head_config.init_seeded(config.seed, &device),
+                    &head_config,
+                    speech,
+                    &device,
+                )?;
+                let scores = score(
+                    &head.valid(),
+                    kind,
+                    classes,
+                    val,
+                    &val_labels,
+                    &inference_device,
+                )?;
+                Some((head, scores.into()))
+            }
+        };
         let run = Self {
             config,
             kind,
@@ -442,6 +529,7 @@ impl<'a, 'c> Run<'a, 'c> {
             device,
             inference_device,
             loss_fn,
+            start,
         };
         Ok((run, optimizer))
     }
@@ -465,21 +553,44 @@ impl<'a, 'c> Run<'a, 'c> {
             )?,
             None => None,
         };
-        let Some(state) = restored else {
+        let Some(mut state) = restored else {
             // Separate streams for the order of samples and for dropout.
             let (shuffle_rng, dropout_rng) = generators(config.seed);
+            // A run from a trained model has it as epoch 0, the one to beat.
+            let (model, best) = match &self.start {
+                Some((head, scores)) => (
+                    head.clone(),
+                    Some(Best {
+                        epoch: 0,
+                        macro_f1: scores.val_macro_f1,
+                        loss: scores.val_loss,
+                        head: head.valid(),
+                    }),
+                ),
+                None => (
+                    self.head_config.init_seeded(config.seed, &self.device),
+                    None,
+                ),
+            };
             return Ok(LoopState {
                 epoch: 0,
-                model: self.head_config.init_seeded(config.seed, &self.device),
+                model,
                 optimizer,
                 shuffle_rng,
                 dropout_rng,
                 order: (0..self.train.len()).collect(),
                 curves: Vec::new(),
-                best: None,
+                best,
                 since_best: 0,
             });
         };
+        // The weights file does not keep which parameters were frozen.
+        if self.start.is_some() {
+            state.model = match state.model {
+                EmotionHead::Fusion(head) => EmotionHead::Fusion(head.with_speech_frozen()),
+                other => other,
+            };
+        }
         let dir = config.checkpoint.as_deref().unwrap_or(Path::new("?"));
         if state.stopped(config) || state.epoch >= config.max_epochs {
             println!(
@@ -555,6 +666,38 @@ impl<'a, 'c> Run<'a, 'c> {
     }
 }
 
+/// `fresh` (a fusion head just initialised from `config`) on top of the trained speech
+/// model `speech`: see [`FusionHead::starting_from`]. `speech` must have been built as
+/// the fusion's speech branch and classifier are.
+fn fusion_from_speech(
+    fresh: EmotionHead,
+    config: &EmotionHeadConfig,
+    speech: &TrainedModel,
+    device: &Device,
+) -> Result<EmotionHead, TrainError> {
+    match (fresh, config, speech.head(), speech.config()) {
+        (
+            EmotionHead::Fusion(fusion),
+            EmotionHeadConfig::Fusion(wanted),
+            EmotionHead::Speech(trained),
+            EmotionHeadConfig::Speech(found),
+        ) => {
+            if found.branch != wanted.speech || found.classes != wanted.classes {
+                return Err(TrainError::InvalidConfig(format!(
+                    "the speech model to start from was built otherwise ({:?}, {} classes) than this fusion model's speech path ({:?}, {} classes): train both with the same head sizes and features",
+                    found.branch, found.classes, wanted.speech, wanted.classes
+                )));
+            }
+            Ok(EmotionHead::Fusion(fusion.starting_from(trained, device)))
+        }
+        (fresh, ..) => Err(TrainError::InvalidConfig(format!(
+            "a {} model cannot start from a {} model",
+            fresh.kind(),
+            speech.kind()
+        ))),
+    }
+}
+
 /// The shuffling and dropout generators of `seed`, at their start: separate streams,
 /// so that the order of samples and the dropout masks do not disturb each other.
 pub(super) fn generators(seed: u64) -> (ChaCha8Rng, DropoutRng) {
@@ -591,11 +734,13 @@ impl LoopState {
     }
 
     /// Keeps `head`, of `epoch`, as the best when its `scores` beat the best so far (a
-    /// higher validation macro-F1, or the same and a lower loss); otherwise counts one
-    /// more epoch since the best.
+    /// higher validation macro-F1, or the same and a lower loss; the model a run started
+    /// from, epoch 0, only by a higher macro-F1); otherwise counts one more epoch since
+    /// the best.
     fn keep_if_best(&mut self, epoch: usize, scores: &Scores, head: EmotionHead) {
         let better = match &self.best {
             None => true,
+            Some(b) if b.epoch == 0 => scores.macro_f1 > b.macro_f1,
             Some(b) => {
                 scores.macro_f1 > b.macro_f1
                     || (scores.macro_f1 == b.macro_f1 && scores.loss < b.loss)
@@ -628,6 +773,36 @@ struct Scores {
     loss: f64,
     accuracy: f64,
     macro_f1: f64,
+}
+
+impl From<Scores> for ValidationScores {
+    fn from(s: Scores) -> Self {
+        Self {
+            val_macro_f1: s.macro_f1,
+            val_accuracy: s.accuracy,
+            val_loss: s.loss,
+        }
+    }
+}
+
+/// The scores of the trained emotion model `model` on `val`, as training scores an
+/// epoch (the same inference, loss and macro-F1).
+pub fn validation_scores(
+    model: &TrainedModel,
+    val: &[Example],
+) -> Result<ValidationScores, TrainError> {
+    let classes = Classes::emotions();
+    let labels = classes.labels_of(val)?;
+    Layouts::check(model.kind(), &model.config, val)?;
+    Ok(score(
+        &model.head,
+        model.kind(),
+        &classes,
+        val,
+        &labels,
+        &model.device,
+    )?
+    .into())
 }
 
 fn score(
@@ -1196,6 +1371,247 @@ mod tests {
         assert_ne!(
             a.model.predict(&val).unwrap(),
             c.model.predict(&val).unwrap()
+        );
+    }
+
+    /// `examples` whose class is told by the text (four tokens near a class centre) and,
+    /// when `speech_tells` is false, no longer by the speech (pure noise).
+    fn text_tells(examples: Vec<Example>, seed: u64, speech_tells: bool) -> Vec<Example> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        examples
+            .into_iter()
+            .map(|mut e| {
+                let mut text = random_features(&mut rng, 1, 4, 8);
+                for (k, v) in text.data.iter_mut().enumerate() {
+                    *v = 0.3 * *v + if k % 8 == e.label.index() { 1.5 } else { 0.0 };
+                }
+                e.text = Some(text);
+                if !speech_tells {
+                    let frames = e.speech.frames();
+                    let dim = e.speech.shape[e.speech.shape.len() - 1];
+                    e.speech = random_features(&mut rng, 1, frames, dim);
+                }
+                e
+            })
+            .collect()
+    }
+
+    /// Every parameter value of `module`, in order.
+    fn parameters<M: Module>(module: &M) -> Vec<f32> {
+        struct Collect(Vec<f32>);
+        impl burn::module::ModuleVisitor for Collect {
+            fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+                let values = param.val().into_data().try_into_vec_as::<f32>().unwrap();
+                self.0.extend(values);
+            }
+        }
+        let mut collect = Collect(Vec::new());
+        module.visit(&mut collect);
+        collect.0
+    }
+
+    /// A speech model trained on `train_set`, then the fusion model from it.
+    fn speech_then_fusion(
+        train_set: &[Example],
+        val: &[Example],
+        fusion: &TrainConfig,
+    ) -> (TrainOutcome, TrainOutcome) {
+        let speech = run(&quick(ModelKind::Speech, fusion.seed), train_set, val);
+        let mut seen = Vec::new();
+        let outcome = train_fusion_from_speech(fusion, &speech.model, train_set, val, &mut |r| {
+            seen.push(r.clone())
+        })
+        .unwrap();
+        assert_eq!(seen, outcome.curves);
+        (speech, outcome)
+    }
+
+    /// The fusion's speech branch and classifier are the speech model's, value for value.
+    fn assert_speech_path_unchanged(speech: &TrainedModel, fusion: &TrainedModel) {
+        let (EmotionHead::Speech(s), EmotionHead::Fusion(f)) = (speech.head(), fusion.head())
+        else {
+            panic!("expected a speech and a fusion model");
+        };
+        assert_eq!(parameters(&s.branch), parameters(&f.speech));
+        assert_eq!(parameters(&s.output), parameters(&f.classifier));
+    }
+
+    #[test]
+    fn fusion_from_speech_is_the_speech_model_bit_for_bit_when_the_text_does_not_help() {
+        // The speech tells the classes apart, the text is noise.
+        let train_set = synthetic(31, 4, 6, true);
+        let val = synthetic(32, 2, 6, true);
+        let test = synthetic(33, 2, 6, true);
+        let mut config = quick(ModelKind::Fusion, 11);
+        config.max_epochs = 4;
+        let (speech, fusion) = speech_then_fusion(&train_set, &val, &config);
+        let start = fusion.start.expect("the run started from the speech model");
+        let speech_best = &speech.curves[speech.best_epoch - 1];
+        assert_eq!(start.val_macro_f1, speech_best.val_macro_f1);
+        eprintln!(
+            "speech val macro-F1 {:.3}; fusion epochs {:?}",
+            start.val_macro_f1,
+            fusion
+                .curves
+                .iter()
+                .map(|r| r.val_macro_f1)
+                .collect::<Vec<_>>()
+        );
+        assert!(
+            fusion
+                .curves
+                .iter()
+                .all(|r| r.val_macro_f1 <= start.val_macro_f1),
+            "this task leaves the text nothing to add: {:?}",
+            fusion.curves
+        );
+        assert_eq!(fusion.best_epoch, 0, "the start is kept");
+        assert_speech_path_unchanged(&speech.model, &fusion.model);
+        match fusion.model.head() {
+            EmotionHead::Fusion(head) => assert_eq!(head.gate_value(), 0.0),
+            other => panic!("expected fusion, got {:?}", other.kind()),
+        }
+        // Bit for bit: the same logits as the speech model on data it never saw.
+        assert_eq!(
+            fusion.model.logits(&test).unwrap(),
+            speech.model.logits(&test).unwrap()
+        );
+    }
+
+    #[test]
+    fn fusion_from_speech_keeps_the_text_only_when_it_beats_the_speech_model() {
+        // The speech is noise, the text tells the classes apart.
+        let train_set = text_tells(synthetic(41, 4, 6, true), 1, false);
+        let val = text_tells(synthetic(42, 2, 6, true), 2, false);
+        let mut config = quick(ModelKind::Fusion, 12);
+        config.max_epochs = 12;
+        config.patience = 12;
+        let (speech, fusion) = speech_then_fusion(&train_set, &val, &config);
+        let start = fusion.start.unwrap();
+        let best = &fusion.curves[fusion.best_epoch.max(1) - 1];
+        eprintln!(
+            "speech val macro-F1 {:.3}; fusion epochs {:?}",
+            start.val_macro_f1,
+            fusion
+                .curves
+                .iter()
+                .map(|r| r.val_macro_f1)
+                .collect::<Vec<_>>()
+        );
+        assert!(fusion.best_epoch > 0, "the text should have been kept");
+        assert!(best.val_macro_f1 > start.val_macro_f1);
+        // The gain is the text's: the speech path did not move.
+        assert_speech_path_unchanged(&speech.model, &fusion.model);
+        match fusion.model.head() {
+            EmotionHead::Fusion(head) => assert_ne!(head.gate_value(), 0.0),
+            other => panic!("expected fusion, got {:?}", other.kind()),
+        }
+        assert_ne!(
+            fusion.model.logits(&val).unwrap(),
+            speech.model.logits(&val).unwrap()
+        );
+    }
+
+    #[test]
+    fn fusion_refuses_a_start_it_cannot_build_on() {
+        let train_set = synthetic(51, 2, 6, true);
+        let val = synthetic(52, 1, 6, true);
+        let mut speech_config = quick(ModelKind::Speech, 3);
+        speech_config.max_epochs = 1;
+        let speech = run(&speech_config, &train_set, &val).model;
+        let mut never = |_: &EpochRecord| {};
+        // Other head sizes than the speech model's.
+        let mut other_sizes = quick(ModelKind::Fusion, 3);
+        other_sizes.head.lstm_hidden = 4;
+        let err = train_fusion_from_speech(&other_sizes, &speech, &train_set, &val, &mut never)
+            .unwrap_err();
+        assert!(
+            matches!(&err, TrainError::InvalidConfig(m) if m.contains("same head sizes")),
+            "{err}"
+        );
+        // Not a speech model to start from, or not a fusion model to train.
+        let text = run(&quick(ModelKind::Text, 3), &train_set, &val).model;
+        let err = train_fusion_from_speech(
+            &quick(ModelKind::Fusion, 3),
+            &text,
+            &train_set,
+            &val,
+            &mut never,
+        )
+        .unwrap_err();
+        assert!(matches!(err, TrainError::InvalidConfig(_)), "{err}");
+        let err = train_fusion_from_speech(
+            &quick(ModelKind::Speech, 3),
+            &speech,
+            &train_set,
+            &val,
+            &mut never,
+        )
+        .unwrap_err();
+        assert!(matches!(err, TrainError::InvalidConfig(_)), "{err}");
+    }
+
+    #[test]
+    fn a_fusion_run_from_speech_resumes_as_an_uninterrupted_one() {
+        let train_set = text_tells(synthetic(61, 3, 6, true), 3, false);
+        let val = text_tells(synthetic(62, 2, 6, true), 4, false);
+        let speech = run(&quick(ModelKind::Speech, 5), &train_set, &val).model;
+        let config = TrainConfig {
+            max_epochs: 5,
+            patience: 5,
+            ..quick(ModelKind::Fusion, 5)
+        };
+        let mut never = |_: &EpochRecord| {};
+        let whole =
+            train_fusion_from_speech(&config, &speech, &train_set, &val, &mut never).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoint = dir.path().join("checkpoint");
+        let first = TrainConfig {
+            max_epochs: 2,
+            checkpoint: Some(checkpoint.clone()),
+            ..config.clone()
+        };
+        train_fusion_from_speech(&first, &speech, &train_set, &val, &mut never).unwrap();
+        let resumed = train_fusion_from_speech(
+            &TrainConfig {
+                checkpoint: Some(checkpoint.clone()),
+                ..config.clone()
+            },
+            &speech,
+            &train_set,
+            &val,
+            &mut never,
+        )
+        .unwrap();
+        assert_eq!(
+            without_seconds(&resumed.curves),
+            without_seconds(&whole.curves)
+        );
+        assert_eq!(resumed.best_epoch, whole.best_epoch);
+        assert_eq!(resumed.start, whole.start);
+        assert_eq!(
+            resumed.model.logits(&val).unwrap(),
+            whole.model.logits(&val).unwrap()
+        );
+        // The speech path stayed frozen after the resume too.
+        assert_speech_path_unchanged(&speech, &resumed.model);
+
+        // A checkpoint of a run from another speech model is refused.
+        let other = run(&quick(ModelKind::Speech, 6), &train_set, &val).model;
+        let err = train_fusion_from_speech(
+            &TrainConfig {
+                checkpoint: Some(checkpoint.clone()),
+                ..config.clone()
+            },
+            &other,
+            &train_set,
+            &val,
+            &mut never,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, TrainError::CheckpointMismatch { detail, .. } if detail.contains("start_sha256")),
+            "{err}"
         );
     }
 

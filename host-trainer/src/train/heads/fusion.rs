@@ -20,6 +20,14 @@
 //! exactly the speech-only path (its speech branch and classifier), and training opens
 //! the gate only as far as the text helps. The gate's gradient at 0 is the attended
 //! vector itself, so it can open from the first step.
+//!
+//! **Why it starts from the speech model.** Trained from scratch, fusion was a second,
+//! differently seeded speech model and lost to speech-only on the demo (89.3 vs 100 %
+//! on one machine). So the trainer builds it on the trained speech model
+//! ([`FusionHead::starting_from`]: speech branch and classifier copied and frozen, gate
+//! closed) and keeps the text only when it beats that model on validation
+//! (`train::trainer::train_fusion_from_speech`); otherwise the fusion model is the
+//! speech model, bit for bit.
 
 use burn::config::Config;
 use burn::module::{Module, Param};
@@ -28,6 +36,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 
 use super::branch::{Branch, BranchConfig, BranchOutput};
+use super::classifier::BranchClassifier;
 use super::recurrent::masked_mean;
 use super::{CLASSES, DropoutRng, InputError, SequenceBatch, dropout};
 
@@ -198,6 +207,30 @@ impl FusionHead {
         let attended = masked_mean(attended, &speech.lengths);
         let gate = self.gate.val().tanh().reshape([1, 1]);
         speech.pooled.clone() + attended * gate
+    }
+
+    /// This head started from a trained speech-only head: its speech branch and classifier
+    /// are `speech`'s (moved to `device`) and frozen, the gate closed. So at the start it
+    /// computes exactly `speech`'s logits (the attended text is multiplied by
+    /// `tanh(0) = 0`), and whatever training changes is the text's doing.
+    pub fn starting_from(self, speech: &BranchClassifier, device: &Device) -> Self {
+        FusionHead {
+            speech: speech.branch.clone().fork(device),
+            classifier: speech.output.clone().fork(device),
+            gate: Initializer::Zeros.init([1], device),
+            ..self
+        }
+        .with_speech_frozen()
+    }
+
+    /// The speech branch and the classifier no longer learn (after a checkpoint is
+    /// loaded, the freeze must be applied again: the weights file does not keep it).
+    pub fn with_speech_frozen(self) -> Self {
+        FusionHead {
+            speech: self.speech.no_grad(),
+            classifier: self.classifier.no_grad(),
+            ..self
+        }
     }
 
     /// `tanh(g)`: how much of the attended text currently enters (0 at initialisation).

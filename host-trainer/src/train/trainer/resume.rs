@@ -13,21 +13,22 @@
 //! that finds one resumes after its epoch and ends with exactly the weights and curves
 //! of an uninterrupted run (the `seconds` aside). The checkpoint records what it belongs
 //! to (model, batch size, learning rate, weight decay, seed, head sizes, classes, and a
-//! digest of the features and labels): another training is refused rather than
-//! continued. `max_epochs` and `patience` may change between runs (to train on for
+//! digest of the features and labels, and of the weights of the model a fusion run
+//! started from): another training is refused rather than continued. `max_epochs` and `patience` may change between runs (to train on for
 //! longer). The caller removes the folder ([`remove_checkpoint`]) once the model is
 //! saved.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{ModuleOptimizer, OptimizerRecord};
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::features::cache::Features;
-use crate::train::heads::EmotionHeadConfig;
+use crate::train::heads::{EmotionHead, EmotionHeadConfig};
 use crate::train::trainer::{
     Best, Classes, EpochRecord, Example, LoopState, TrainConfig, TrainError, generators,
     load_weights, save_weights,
@@ -63,6 +64,9 @@ pub(super) struct EpochCheckpoint {
     dir: PathBuf,
     /// What a resumed run must share with the run that wrote the checkpoint.
     fingerprint: BTreeMap<String, serde_json::Value>,
+    /// The run started from a trained model, which stays the best (epoch 0) until an
+    /// epoch beats it.
+    from_a_start: bool,
 }
 
 /// `checkpoint.json`. Floats are kept as their bits: exact, and NaN survives.
@@ -138,10 +142,9 @@ impl From<&SavedEpoch> for EpochRecord {
 fn fingerprint(
     config: &TrainConfig,
     classes: &Classes<'_>,
-    train: &[Example],
-    train_labels: &[usize],
-    val: &[Example],
-    val_labels: &[usize],
+    (train, train_labels): (&[Example], &[usize]),
+    (val, val_labels): (&[Example], &[usize]),
+    start: Option<&EmotionHead>,
 ) -> BTreeMap<String, serde_json::Value> {
     let value = |v: serde_json::Result<serde_json::Value>| v.unwrap_or(serde_json::Value::Null);
     let mut hasher = Sha256::new();
@@ -160,7 +163,7 @@ fn fingerprint(
             }
         }
     }
-    BTreeMap::from([
+    let mut fingerprint = BTreeMap::from([
         ("model".into(), value(serde_json::to_value(config.model))),
         ("batch_size".into(), config.batch_size.into()),
         ("learning_rate".into(), config.learning_rate.into()),
@@ -171,7 +174,32 @@ fn fingerprint(
         ("train_examples".into(), train.len().into()),
         ("val_examples".into(), val.len().into()),
         ("data_sha256".into(), hex(&hasher.finalize()).into()),
-    ])
+    ]);
+    if let Some(start) = start {
+        fingerprint.insert("start_sha256".into(), weights_digest(start).into());
+    }
+    fingerprint
+}
+
+/// SHA-256 of every parameter value of `head`, in the module's order.
+fn weights_digest(head: &EmotionHead) -> String {
+    struct Digest(Sha256);
+    impl ModuleVisitor for Digest {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let values = param
+                .val()
+                .into_data()
+                .try_into_vec_as::<f32>()
+                .unwrap_or_default();
+            self.0.update((values.len() as u64).to_le_bytes());
+            for v in values {
+                self.0.update(v.to_le_bytes());
+            }
+        }
+    }
+    let mut digest = Digest(Sha256::new());
+    head.visit(&mut digest);
+    hex(&digest.0.finalize())
 }
 
 fn hash_features(hasher: &mut Sha256, features: Option<&Features>) {
@@ -227,14 +255,14 @@ impl EpochCheckpoint {
         dir: PathBuf,
         config: &TrainConfig,
         classes: &Classes<'_>,
-        train: &[Example],
-        train_labels: &[usize],
-        val: &[Example],
-        val_labels: &[usize],
+        train: (&[Example], &[usize]),
+        val: (&[Example], &[usize]),
+        start: Option<&EmotionHead>,
     ) -> Self {
         Self {
             dir,
-            fingerprint: fingerprint(config, classes, train, train_labels, val, val_labels),
+            fingerprint: fingerprint(config, classes, train, val, start),
+            from_a_start: start.is_some(),
         }
     }
 
@@ -509,7 +537,8 @@ impl EpochCheckpoint {
         {
             return bad("the epoch records are not numbered 1, 2, …".into());
         }
-        if !(1..=saved.epoch).contains(&saved.best_epoch)
+        let first = if self.from_a_start { 0 } else { 1 };
+        if !(first..=saved.epoch).contains(&saved.best_epoch)
             || saved.since_best != saved.epoch - saved.best_epoch
         {
             return bad(format!(
