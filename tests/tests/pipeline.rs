@@ -15,7 +15,7 @@ use emotion_core::{Pipeline, PipelineOptions};
 use host_trainer::data::corpus::{embedded_corpus_dir, embedded_tokenizer};
 use host_trainer::data::manifest::CorpusManifest;
 use host_trainer::data::splits::{SplitConfig, SplitSet};
-use host_trainer::data::tess::{ScanOptions, scan};
+use host_trainer::data::scan::{ScanOptions, scan};
 use host_trainer::encoders::import;
 use host_trainer::encoders::random::write_tiny_pair;
 use host_trainer::evaluate::probe::{ProbeConfig, ProbeRequest, run_probe};

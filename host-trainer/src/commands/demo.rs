@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use emotion_core::TranscriptTemplate;
 
 use super::data::{scan_corpus, split_manifest};
 use super::encoders::{EncoderChoice, EncoderGraphs, prepare_encoders};
@@ -14,6 +13,7 @@ use super::extract::extract_features;
 use super::report::report;
 use super::train::{train_keyword_spotter, train_models};
 use super::{OutputLayout, RunInputs};
+use crate::data::scan::ScanOptions;
 use crate::data::splits::{SplitConfig, SplitKind, SplitSet};
 use crate::evaluate::probe::ProbeConfig;
 use crate::export::bundle::ExportOptions;
@@ -66,7 +66,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     scan_corpus(
         args.data.clone(),
         &layout.manifest(),
-        TranscriptTemplate::default(),
+        ScanOptions::default(),
     )?;
 
     println!("\n== 2/10 split it");

@@ -584,6 +584,9 @@ mod tests {
                         transcript: word.into(),
                         sample_rate: 24_414,
                         duration_s: 1.0,
+                        corpus: "tess".into(),
+                        label: emotion.code().into(),
+                        intensity: String::new(),
                     });
                 }
             }
