@@ -492,9 +492,11 @@ pub fn scan(path: &Path, options: &ScanOptions) -> Result<ScanReport, ScanError>
                 "no file follows {corpus}'s naming; is this the folder the download unpacked to?"
             )
         } else {
+            let first: Vec<String> = warnings.iter().take(3).map(|w| w.to_string()).collect();
             format!(
-                "{} file(s) or label(s) were passed over, each named in a warning",
-                warnings.len()
+                "{} file(s) or label(s) were passed over, among them:\n  {}",
+                warnings.len(),
+                first.join("\n  ")
             )
         };
         return Err(ScanError::Empty {
