@@ -4,14 +4,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use emotion_core::TranscriptTemplate;
 
 use crate::data::corpus::default_corpus_dir;
 use crate::data::label_map::LabelMap;
-use crate::data::manifest::CorpusManifest;
-use crate::data::scan::{Corpus, ScanOptions, ScanWarning, scan};
+use crate::data::manifest::{CorpusEntry, CorpusManifest};
+use crate::data::scan::{Corpus, ScanOptions, ScanReport, ScanWarning, scan};
 use crate::data::splits::{SplitConfig, SplitSet};
 
 /// `data scan|split`.
@@ -28,7 +28,7 @@ pub fn run(command: DataCommand) -> Result<()> {
                 label_map,
                 progress: false,
             };
-            scan_corpus(args.dir, &args.out, options).map(drop)
+            scan_corpus(&args.dirs, &args.out, options).map(drop)
         }
         DataCommand::Split(args) => {
             let out = args
@@ -62,11 +62,13 @@ pub enum DataCommand {
 
 #[derive(Args)]
 pub struct ScanArgs {
-    /// The corpus folder, or the CSV list for --corpus csv [default: the embedded
-    /// synthetic corpus].
-    dir: Option<PathBuf>,
+    /// The corpus folder, or the CSV list for --corpus csv; several folders (one per
+    /// corpus) make one manifest for a multi-corpus run [default: the embedded synthetic
+    /// corpus].
+    #[arg(value_name = "DIR")]
+    dirs: Vec<PathBuf>,
     /// The corpus: tess, ravdess, crema-d, savee, emodb or csv [default: detected from
-    /// the file names; a file is read as a CSV list].
+    /// the file names; a file is read as a CSV list]. Only with one DIR.
     #[arg(long, value_name = "NAME")]
     corpus: Option<Corpus>,
     /// Which corpus labels become which emotions: lines `label = emotion` or
@@ -101,25 +103,68 @@ pub struct SplitArgs {
 }
 
 pub(crate) fn scan_corpus(
-    dir: Option<PathBuf>,
+    dirs: &[PathBuf],
     out: &Path,
     options: ScanOptions,
 ) -> Result<CorpusManifest> {
-    let dir = match dir {
-        Some(dir) => dir,
-        None => default_corpus_dir().map_err(anyhow::Error::msg)?,
+    let dirs = if dirs.is_empty() {
+        vec![default_corpus_dir().map_err(anyhow::Error::msg)?]
+    } else {
+        dirs.to_vec()
     };
+    if dirs.len() > 1 && options.corpus.is_some() {
+        bail!(
+            "--corpus names the corpus of one folder; with {} folders each one's corpus is detected from its file names",
+            dirs.len()
+        );
+    }
     let options = ScanOptions {
         progress: super::progress_bars(),
         ..options
     };
-    let report = scan(&dir, &options)?;
-    print_warnings(&report.warnings);
-    let manifest = report.manifest;
+    let mut entries: Vec<CorpusEntry> = Vec::new();
+    let mut corpora: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for dir in &dirs {
+        let report = scan(dir, &options)?;
+        if let Some(first) = corpora.insert(report.corpus.name().to_string(), dir.clone()) {
+            bail!(
+                "{} and {} both hold {}: scan each corpus once (ids and speakers would collide)",
+                first.display(),
+                dir.display(),
+                report.corpus
+            );
+        }
+        print_warnings(&report.warnings);
+        print_summary(dir, &report);
+        entries.extend(report.manifest.entries().iter().cloned());
+    }
+    let manifest = CorpusManifest::new(entries);
+    if let Some(pair) = manifest.entries().windows(2).find(|w| w[0].id == w[1].id) {
+        bail!(
+            "utterance id {} comes from two folders; scan each corpus once",
+            pair[0].id
+        );
+    }
     manifest
         .write_csv(out)
         .with_context(|| format!("cannot write the manifest to {}", out.display()))?;
+    let counts = manifest.counts();
+    if counts.speakers.len() <= MAX_SPEAKER_COLUMNS {
+        println!("\n{}", counts.to_markdown());
+    } else {
+        println!(
+            "\n{} speakers; utterances per emotion:\n\n{}",
+            counts.speakers.len(),
+            manifest.counts_by_corpus().to_markdown()
+        );
+    }
+    println!("manifest: {}", out.display());
+    Ok(manifest)
+}
 
+/// One line per scanned folder: what was kept, skipped and left out, at which rates.
+fn print_summary(dir: &Path, report: &ScanReport) {
+    let manifest = &report.manifest;
     let mut rates: BTreeMap<u32, usize> = BTreeMap::new();
     for entry in manifest.entries() {
         *rates.entry(entry.sample_rate).or_default() += 1;
@@ -162,18 +207,6 @@ pub(crate) fn scan_corpus(
     for note in &report.notes {
         println!("{note}");
     }
-    let counts = manifest.counts();
-    if counts.speakers.len() <= MAX_SPEAKER_COLUMNS {
-        println!("\n{}", counts.to_markdown());
-    } else {
-        println!(
-            "\n{} speakers; utterances per emotion:\n\n{}",
-            counts.speakers.len(),
-            manifest.counts_by_corpus().to_markdown()
-        );
-    }
-    println!("manifest: {}", out.display());
-    Ok(manifest)
 }
 
 /// More speakers than this and the count table shows one column per corpus instead.

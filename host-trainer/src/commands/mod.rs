@@ -19,7 +19,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::data::manifest::CorpusManifest;
-use crate::data::splits::SplitSet;
+use crate::data::splits::{SplitKind, SplitSet};
 use crate::evaluate::summary::Provenance;
 use crate::features::cache::FeatureIndex;
 
@@ -125,13 +125,15 @@ pub struct RunInputs {
     pub runs: PathBuf,
 }
 
-/// The splits `evaluate` reports on unless told.
-pub(crate) const DEFAULT_EVALUATION_SPLITS: &str = "random,speaker-OAF-to-YAF,speaker-YAF-to-OAF";
-
-pub(crate) fn default_evaluation_splits() -> Vec<String> {
-    DEFAULT_EVALUATION_SPLITS
-        .split(',')
-        .map(String::from)
+/// The splits the demo trains and `evaluate` and `probe` report on unless told: every
+/// split but the word split (TESS: random and both speaker splits; more speakers: the
+/// speaker folds; several corpora: also the within- and cross-corpus splits).
+pub(crate) fn default_splits(splits: &SplitSet) -> Vec<String> {
+    splits
+        .splits
+        .iter()
+        .filter(|s| !matches!(s.kind, SplitKind::Word))
+        .map(|s| s.name.clone())
         .collect()
 }
 
