@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 
+use crate::data::label_map::applied;
 use crate::data::manifest::CorpusManifest;
 use crate::data::splits::{SplitKind, SplitSet};
 use crate::evaluate::summary::Provenance;
@@ -169,17 +170,39 @@ pub(crate) fn provenance_of(
                 )
             })
             .unwrap_or_default(),
-        extra: Default::default(),
+        extra: [("label map", applied(manifest))]
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
     }
 }
 
-/// The corpus folder: the grandparent of the manifest's first file.
+/// The corpus folder: the grandparent of the manifest's first file; with several
+/// corpora, each one's name and folder (`crema-d /data/CREMA-D; tess /data/tess`).
 pub(crate) fn corpus_of(manifest: &CorpusManifest) -> String {
-    manifest
-        .entries()
-        .first()
-        .and_then(|e| e.path.parent()?.parent().map(|p| p.display().to_string()))
-        .unwrap_or_default()
+    let folder = |entry: &crate::data::manifest::CorpusEntry| {
+        entry
+            .path
+            .parent()
+            .and_then(|p| p.parent())
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    };
+    let mut firsts: std::collections::BTreeMap<&str, String> = Default::default();
+    for entry in manifest.entries() {
+        firsts
+            .entry(entry.corpus.as_str())
+            .or_insert_with(|| folder(entry));
+    }
+    if firsts.len() <= 1 {
+        return firsts.into_values().next().unwrap_or_default();
+    }
+    firsts
+        .iter()
+        .map(|(corpus, dir)| format!("{corpus} {dir}"))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The first 12 characters of a digest, as printed.

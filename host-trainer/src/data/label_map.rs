@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 use emotion_core::Emotion;
 
+use crate::data::manifest::CorpusManifest;
+
 /// Every label the corpus readers write, in one spelling across corpora.
 pub const VOCABULARY: [&str; 10] = [
     "angry", "boredom", "calm", "disgust", "fear", "happy", "neutral", "ps", "sad", "surprise",
@@ -137,6 +139,20 @@ impl LabelMap {
     }
 }
 
+/// The map a manifest was made with, as far as its rows show it: each corpus label
+/// trained as an emotion of another name (`calm → neutral, surprise → ps`), sorted;
+/// empty when every label is its emotion's code (TESS). Runs' provenance and bundles
+/// record it.
+pub fn applied(manifest: &CorpusManifest) -> String {
+    let pairs: std::collections::BTreeSet<String> = manifest
+        .entries()
+        .iter()
+        .filter(|e| e.label != e.emotion.code())
+        .map(|e| format!("{} → {}", e.label, e.emotion.code()))
+        .collect();
+    pairs.into_iter().collect::<Vec<_>>().join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,6 +184,33 @@ mod tests {
         assert_eq!(map.map("boredom"), Mapped::Dropped);
         let again = LabelMap::parse(&map.to_text(), Path::new("again")).unwrap();
         assert_eq!(again, map);
+    }
+
+    #[test]
+    fn applied_names_only_labels_trained_under_another_name() {
+        use crate::data::manifest::CorpusEntry;
+        let entry = |id: &str, label: &str, emotion: Emotion| CorpusEntry {
+            id: id.into(),
+            path: format!("/{id}.wav").into(),
+            speaker: "s".into(),
+            word: String::new(),
+            emotion,
+            transcript: String::new(),
+            sample_rate: 16_000,
+            duration_s: 1.0,
+            corpus: "ravdess".into(),
+            label: label.into(),
+            intensity: String::new(),
+        };
+        let tess_like = CorpusManifest::new(vec![entry("a", "angry", Emotion::Angry)]);
+        assert_eq!(applied(&tess_like), "");
+        let mapped = CorpusManifest::new(vec![
+            entry("a", "angry", Emotion::Angry),
+            entry("b", "surprise", Emotion::PleasantSurprise),
+            entry("c", "calm", Emotion::Neutral),
+            entry("d", "calm", Emotion::Neutral),
+        ]);
+        assert_eq!(applied(&mapped), "calm → neutral, surprise → ps");
     }
 
     #[test]
