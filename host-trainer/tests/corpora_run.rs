@@ -202,4 +202,23 @@ fn two_corpora_give_the_cross_corpus_table_and_per_corpus_reports() {
         "{markdown}"
     );
     assert!(markdown.contains("| true ↓ / predicted → |"), "{markdown}");
+
+    // The report shows the same: the tables and each corpus's confusion matrices.
+    let mut args: Vec<String> = vec![
+        "report".into(),
+        "--evaluation".into(),
+        path("evaluation"),
+        "--out".into(),
+        path("report"),
+    ];
+    args.extend(inputs.iter().cloned());
+    host_trainer_ok(&args);
+    let page = std::fs::read_to_string(root.join("report/report.md")).unwrap();
+    assert!(page.contains("## Corpora"), "{page}");
+    assert!(page.contains("### Corpus × corpus, speech"), "{page}");
+    assert!(page.contains("### Split random, tess alone"), "{page}");
+    assert!(
+        root.join("report/figures/confusion-speech-random-crema-d.png")
+            .is_file()
+    );
 }

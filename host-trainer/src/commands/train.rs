@@ -49,7 +49,8 @@ pub struct TrainArgs {
     /// Which model.
     #[arg(long, value_enum)]
     model: ModelKind,
-    /// Which split (see splits.json): random, speaker-OAF-to-YAF, speaker-YAF-to-OAF, word.
+    /// Which split (see splits.json): random, speaker-OAF-to-YAF, speaker-YAF-to-OAF, word;
+    /// with more speakers speaker-fold-1-of-5 …; with several corpora within-A, cross-A-to-B.
     #[arg(long, default_value = "random")]
     split: String,
     /// Most epochs.
