@@ -355,47 +355,9 @@ pub fn scan(path: &Path, options: &ScanOptions) -> Result<ScanReport, ScanError>
         path: path.to_path_buf(),
         source,
     })?;
-    let is_list = root.is_file();
-    let corpus = match (options.corpus, is_list) {
-        (Some(Corpus::Csv) | None, true) => Corpus::Csv,
-        (Some(Corpus::Csv), false) => {
-            return Err(ScanError::Usage(format!(
-                "--corpus csv takes the CSV list itself, not the folder {}",
-                root.display()
-            )));
-        }
-        (Some(other), true) => {
-            return Err(ScanError::Usage(format!(
-                "{} is a file: a {other} scan takes the corpus folder (a file is read as a CSV list with --corpus csv)",
-                root.display()
-            )));
-        }
-        (given, false) => match given {
-            Some(corpus) => corpus,
-            None => detect(&root)?,
-        },
-    };
-
+    let corpus = which_corpus(&root, options.corpus)?;
     let mut warnings = Vec::new();
-    let candidates = if corpus == Corpus::Csv {
-        csv_list::read(&root).map_err(ScanError::List)?
-    } else {
-        let mut candidates = Vec::new();
-        for (path, kind) in media_files(&root)? {
-            match kind {
-                Media::Wav => {
-                    let relative = path.strip_prefix(&root).unwrap_or(&path).to_path_buf();
-                    candidates.push((path, corpus.parse(&relative)));
-                }
-                Media::Video => warnings.push(ScanWarning::VideoOnly {
-                    path,
-                    reason: "a video file".into(),
-                }),
-                Media::OtherAudio => warnings.push(ScanWarning::NotWav { path }),
-            }
-        }
-        candidates
-    };
+    let candidates = candidates(&root, corpus, &mut warnings)?;
 
     let bar = if options.progress {
         ProgressBar::new(candidates.len() as u64).with_style(
@@ -512,6 +474,51 @@ pub fn scan(path: &Path, options: &ScanOptions) -> Result<ScanReport, ScanError>
         duplicates,
         notes,
     })
+}
+
+/// The corpus to read at `root`: the one given, else a CSV list for a file, else the
+/// one detected from the file names.
+fn which_corpus(root: &Path, given: Option<Corpus>) -> Result<Corpus, ScanError> {
+    match (given, root.is_file()) {
+        (Some(Corpus::Csv) | None, true) => Ok(Corpus::Csv),
+        (Some(Corpus::Csv), false) => Err(ScanError::Usage(format!(
+            "--corpus csv takes the CSV list itself, not the folder {}",
+            root.display()
+        ))),
+        (Some(other), true) => Err(ScanError::Usage(format!(
+            "{} is a file: a {other} scan takes the corpus folder (a file is read as a CSV list with --corpus csv)",
+            root.display()
+        ))),
+        (Some(corpus), false) => Ok(corpus),
+        (None, false) => detect(root),
+    }
+}
+
+/// Every recording with what its reader makes of it, in path (or list) order; video and
+/// non-WAV audio go straight to `warnings`.
+fn candidates(
+    root: &Path,
+    corpus: Corpus,
+    warnings: &mut Vec<ScanWarning>,
+) -> Result<Vec<(PathBuf, Result<Labelled, Skip>)>, ScanError> {
+    if corpus == Corpus::Csv {
+        return csv_list::read(root).map_err(ScanError::List);
+    }
+    let mut candidates = Vec::new();
+    for (path, kind) in media_files(root)? {
+        match kind {
+            Media::Wav => {
+                let relative = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
+                candidates.push((path, corpus.parse(&relative)));
+            }
+            Media::Video => warnings.push(ScanWarning::VideoOnly {
+                path,
+                reason: "a video file".into(),
+            }),
+            Media::OtherAudio => warnings.push(ScanWarning::NotWav { path }),
+        }
+    }
+    Ok(candidates)
 }
 
 /// Which corpus a folder holds: the reader that understands the most WAV file names

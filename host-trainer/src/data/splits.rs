@@ -375,11 +375,14 @@ impl SplitSet {
                     fold,
                     folds,
                     test_speakers,
-                } => format!("{} speakers (fold {fold} of {folds})", test_speakers.len()),
+                } => format!(
+                    "test speakers: {} (fold {fold} of {folds})",
+                    test_speakers.len()
+                ),
                 SplitKind::Within {
                     corpus,
                     test_speakers,
-                } => format!("{corpus} only; {} speakers", test_speakers.len()),
+                } => format!("{corpus} only; test speakers: {}", test_speakers.len()),
                 SplitKind::Cross {
                     train_corpus,
                     test_corpus,
