@@ -15,11 +15,7 @@ pub type Row = (PathBuf, Result<Labelled, Skip>);
 /// missing column) stop the scan; a bad row is a warning about that row.
 pub(crate) fn read(list: &Path) -> Result<Vec<Row>, String> {
     let folder = list.parent().unwrap_or(Path::new("."));
-    let stem = list
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("list")
-        .to_string();
+    let stem = token(list.file_stem().and_then(|s| s.to_str()).unwrap_or("list"));
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .from_path(list)
@@ -105,11 +101,25 @@ fn row_labels(
         .collect();
     Ok(Labelled {
         id: format!("{stem}_{key}"),
-        speaker: format!("{stem}-{speaker}"),
+        speaker: format!("{stem}-{}", token(speaker)),
         label: label.to_ascii_lowercase(),
         text: transcript,
         intensity: String::new(),
     })
+}
+
+/// `text` with every character but letters, digits, `-`, `_` and `.` replaced by `_`:
+/// speakers and corpus names end up in split names, which are folder names.
+fn token(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -127,11 +137,13 @@ mod tests {
              s2/a.WAV,s2,calm,,\n\
              s2/b.mp4,s2,sad,,\n\
              s2/c.mp3,s2,sad,,\n\
-             s3/d.wav,,sad,,\n",
+             s3/d.wav,,sad,,\n\
+             s3/e.wav,Anna Maria,sad,,\n",
         )
         .unwrap();
         let rows = read(&list).unwrap();
-        assert_eq!(rows.len(), 5);
+        assert_eq!(rows.len(), 6);
+        assert_eq!(rows[5].1.as_ref().unwrap().speaker, "mine-Anna_Maria");
         let (path, first) = &rows[0];
         assert_eq!(path, &dir.path().join("s1/a.wav"));
         let first = first.as_ref().unwrap();

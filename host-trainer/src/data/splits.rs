@@ -5,7 +5,7 @@
 //! - `random`: 70/15/15 within each corpus × emotion (the reference study's protocol);
 //! - `speaker-A-to-B`: train and validate on every speaker but B, test on B, each
 //!   speaker held out in turn, when a manifest has at most [`MAX_HELD_OUT_SPEAKERS`]
-//!   (TESS: OAF→YAF and YAF→OAF; SAVEE: four);
+//!   (TESS: OAF→YAF and YAF→OAF; SAVEE: `speaker-others-to-savee-DC` and three more);
 //! - `speaker-fold-i-of-k`: with more speakers, k-fold by speaker: each corpus's
 //!   speakers dealt to [`SPEAKER_FOLDS`] folds, so every fold tests unseen speakers of
 //!   every corpus;
@@ -106,7 +106,8 @@ pub enum SplitKind {
 /// One split: utterance ids per part.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Split {
-    /// Name used on the command line and in reports (`random`, `speaker-OAF-to-YAF`, `word`).
+    /// Name used on the command line, in reports and as a folder name (`random`,
+    /// `speaker-OAF-to-YAF`, `speaker-fold-1-of-5`, `cross-tess-to-crema-d`, `word`).
     pub name: String,
     /// What is kept apart.
     #[serde(flatten)]
@@ -468,7 +469,12 @@ fn speaker_split(manifest: &CorpusManifest, config: SplitConfig, test_speaker: &
         .collect();
     train_speakers.sort();
     train_speakers.dedup();
-    let name = format!("speaker-{}-to-{test_speaker}", train_speakers.join("+"));
+    // `speaker-OAF-to-YAF` with two speakers; `speaker-others-to-B` with more (split
+    // names become folder names: no `+`).
+    let name = match &train_speakers[..] {
+        [one] => format!("speaker-{one}-to-{test_speaker}"),
+        _ => format!("speaker-others-to-{test_speaker}"),
+    };
     let mut rng = rng_for(config.seed, &name);
     // Validation is carved from the training speakers, keeping train:val as in `ratios`.
     let seen = manifest
@@ -1088,6 +1094,30 @@ mod tests {
             leak.check(&manifest),
             Err(SplitError::Broken { .. })
         ));
+    }
+
+    #[test]
+    fn split_names_are_folder_names() {
+        for manifest in [
+            corpora(&[("savee", 4)], 1),
+            corpora(&[("tess", 2), ("crema-d", 2)], 3),
+            corpora(&[("ravdess", 9)], 2),
+        ] {
+            let set = SplitSet::make(&manifest, SplitConfig::default()).unwrap();
+            for name in set.names() {
+                assert!(
+                    name.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')),
+                    "{name}"
+                );
+            }
+        }
+        let savee = SplitSet::make(&corpora(&[("savee", 4)], 1), SplitConfig::default()).unwrap();
+        assert!(
+            savee.get("speaker-others-to-savee-02").is_ok(),
+            "{:?}",
+            savee.names()
+        );
     }
 
     #[test]
