@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use walkdir::WalkDir;
 
+use crate::data::labelled::{Labelled, Skip, wav_stem};
 use crate::data::manifest::CorpusEntry;
-use crate::data::scan::{Labelled, ScanWarning, Skip, wav_stem};
 
 const NAMING: &str = "ACTOR_SENTENCE_EMOTION_INTENSITY.wav like 1001_DFA_ANG_XX.wav";
 
@@ -82,37 +82,46 @@ pub(crate) fn labelled(file_name: &str) -> Result<Labelled, Skip> {
     })
 }
 
+/// What the demographics file says about the kept utterances' actors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DemographicsCheck {
+    /// The file, when the corpus has one.
+    pub path: Option<PathBuf>,
+    /// Disagreements with the recordings, each a warning.
+    pub problems: Vec<String>,
+    /// Who the speakers are, or that the file is missing.
+    pub note: String,
+}
+
 /// Checks the kept utterances' actors against `VideoDemographics.csv` when the corpus
-/// has it: actors missing from it and rows that do not parse are warnings; the note
+/// has it: actors missing from it and rows that do not parse are problems; the note
 /// sums up who the speakers are.
-pub(crate) fn check_demographics(
-    root: &Path,
-    entries: &[CorpusEntry],
-) -> (Vec<ScanWarning>, Option<String>) {
+pub(crate) fn check_demographics(root: &Path, entries: &[CorpusEntry]) -> DemographicsCheck {
     let Some(path) = find_demographics(root) else {
-        return (
-            Vec::new(),
-            Some(format!(
-                "{DEMOGRAPHICS} not found: the actors were not checked against it"
-            )),
-        );
-    };
-    let warn = |problem: String| ScanWarning::Metadata {
-        path: path.clone(),
-        problem,
+        return DemographicsCheck {
+            path: None,
+            problems: Vec::new(),
+            note: format!("{DEMOGRAPHICS} not found: the actors were not checked against it"),
+        };
     };
     let actors = match read_demographics(&path) {
         Ok(actors) => actors,
-        Err(problem) => return (vec![warn(problem)], None),
+        Err(problem) => {
+            return DemographicsCheck {
+                note: format!("{}: not read", path.display()),
+                path: Some(path),
+                problems: vec![problem],
+            };
+        }
     };
     let used: BTreeSet<&str> = entries
         .iter()
         .filter_map(|e| e.speaker.strip_prefix("crema-d-"))
         .collect();
-    let mut warnings: Vec<ScanWarning> = used
+    let mut problems: Vec<String> = used
         .iter()
         .filter(|actor| !actors.contains_key(**actor))
-        .map(|actor| warn(format!("actor {actor} has recordings but no row")))
+        .map(|actor| format!("actor {actor} has recordings but no row"))
         .collect();
     let mut by_sex: BTreeMap<&str, usize> = BTreeMap::new();
     for actor in &used {
@@ -122,9 +131,9 @@ pub(crate) fn check_demographics(
     }
     let unrecorded = actors.len() - used.iter().filter(|a| actors.contains_key(**a)).count();
     if unrecorded > 0 && used.len() > 1 {
-        warnings.push(warn(format!(
+        problems.push(format!(
             "{unrecorded} actor(s) listed have no recording kept"
-        )));
+        ));
     }
     let sexes: Vec<String> = by_sex.iter().map(|(s, n)| format!("{n} {s}")).collect();
     let note = format!(
@@ -134,7 +143,11 @@ pub(crate) fn check_demographics(
         used.len(),
         sexes.join(", ")
     );
-    (warnings, Some(note))
+    DemographicsCheck {
+        path: Some(path),
+        problems,
+        note,
+    }
 }
 
 /// `VideoDemographics.csv` at the root or anywhere below it (first in path order).

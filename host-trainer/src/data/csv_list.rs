@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::data::scan::{Labelled, Skip};
+use crate::data::labelled::{Labelled, Skip};
 
 /// A parsed row: the recording and its labels, or why the row is passed over.
 pub type Row = (PathBuf, Result<Labelled, Skip>);

@@ -3,7 +3,7 @@
 //! emotions by their German initials: W Wut (anger), L Langeweile (boredom), E Ekel
 //! (disgust), A Angst (fear), F Freude (happiness), T Trauer (sadness), N neutral.
 
-use crate::data::scan::{Labelled, Skip, wav_stem};
+use crate::data::labelled::{Labelled, Skip, wav_stem};
 
 const NAMING: &str = "SStttEv.wav like 03a01Fa.wav (speaker 03, text a01, emotion F, version a)";
 

@@ -3,7 +3,8 @@
 //! - [`scan`]: `data scan` for every corpus: detection, the walk, duplicates, WAV
 //!   headers, the label map applied, warnings; the readers below only parse names.
 //! - [`tess`], [`ravdess`], [`crema_d`], [`savee`], [`emodb`]: what each corpus's file
-//!   names (and, for CREMA-D, its demographics file) say: speaker, label, sentence.
+//!   names (and, for CREMA-D, its demographics file) say: speaker, label, sentence, as a
+//!   [`labelled`] utterance or the reason it is passed over.
 //! - [`csv_list`]: any other corpus, listed in a CSV (path, label, speaker, transcript).
 //! - [`label_map`]: which corpus label becomes which emotion, which are left out.
 //! - [`corpus`]: where the embedded synthetic corpus lives.
@@ -15,6 +16,7 @@ pub mod crema_d;
 pub mod csv_list;
 pub mod emodb;
 pub mod label_map;
+pub mod labelled;
 pub mod manifest;
 pub mod ravdess;
 pub mod savee;

@@ -5,7 +5,7 @@
 //! recordings (01, 02) and the song files (channel 02) are named in warnings.
 //! 24 actors, 8 emotions (calm among them), 2 intensities, 2 statements.
 
-use crate::data::scan::{Labelled, Skip, wav_stem};
+use crate::data::labelled::{Labelled, Skip, wav_stem};
 
 const NAMING: &str = "seven two-digit fields like 03-01-05-01-02-01-12.wav (modality-channel-emotion-intensity-statement-repetition-actor)";
 

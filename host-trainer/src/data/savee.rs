@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use crate::data::scan::{Labelled, Skip, wav_stem};
+use crate::data::labelled::{Labelled, Skip, wav_stem};
 
 const NAMING: &str = "SPEAKER/PREFIXnn.wav like AudioData/DC/a01.wav (speakers DC JE JK KL; prefixes a d f h n sa su)";
 

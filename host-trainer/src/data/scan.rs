@@ -18,6 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use walkdir::WalkDir;
 
 use crate::data::label_map::{LabelMap, Mapped};
+use crate::data::labelled::{Labelled, Skip};
 use crate::data::manifest::{CorpusEntry, CorpusManifest};
 use crate::data::{crema_d, csv_list, emodb, ravdess, savee, tess};
 
@@ -106,34 +107,6 @@ impl FromStr for Corpus {
                 )
             })
     }
-}
-
-/// What a reader takes from one file: the labels of one utterance.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Labelled {
-    /// Unique within the corpus and across corpora (TESS: `OAF_back_angry`; others:
-    /// `corpus_stem`).
-    pub id: String,
-    /// Speaker code, prefixed with the corpus except for TESS (`ravdess-12`), so that
-    /// two corpora in one run never share a speaker by accident.
-    pub speaker: String,
-    /// The corpus's label in the readers' common spelling (see `label_map::VOCABULARY`).
-    pub label: String,
-    /// TESS's word or the sentence said (empty where the corpus does not say).
-    pub text: String,
-    /// The corpus's intensity, where it records one (`normal`, `strong`, `low`, …).
-    pub intensity: String,
-}
-
-/// Why a reader passes over a file; each becomes a warning.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Skip {
-    /// The name does not follow the corpus's naming; the reason says how it should read.
-    BadName(String),
-    /// A video recording (RAVDESS modality 01/02).
-    VideoOnly(String),
-    /// Not speech (RAVDESS song).
-    NotSpeech(String),
 }
 
 /// Options for [`scan`].
@@ -444,9 +417,19 @@ pub fn scan(path: &Path, options: &ScanOptions) -> Result<ScanReport, ScanError>
     let entries = kept;
     let mut notes = Vec::new();
     if corpus == Corpus::CremaD {
-        let (metadata_warnings, note) = crema_d::check_demographics(&root, &entries);
-        warnings.extend(metadata_warnings);
-        notes.extend(note);
+        let check = crema_d::check_demographics(&root, &entries);
+        if let Some(path) = check.path {
+            warnings.extend(
+                check
+                    .problems
+                    .into_iter()
+                    .map(|problem| ScanWarning::Metadata {
+                        path: path.clone(),
+                        problem,
+                    }),
+            );
+        }
+        notes.push(check.note);
     }
     if entries.is_empty() {
         let hint = if warnings.is_empty() {
@@ -585,18 +568,6 @@ fn media_files(root: &Path) -> Result<Vec<(PathBuf, Media)>, ScanError> {
     Ok(files)
 }
 
-/// The stem of a file name ending in `.wav` (any case), or a [`Skip::BadName`] saying
-/// what the corpus's names look like.
-pub(crate) fn wav_stem<'a>(file_name: &'a str, expected: &str) -> Result<&'a str, Skip> {
-    let n = file_name.len();
-    if n > 4 && file_name.is_char_boundary(n - 4) && file_name[n - 4..].eq_ignore_ascii_case(".wav")
-    {
-        Ok(&file_name[..n - 4])
-    } else {
-        Err(Skip::BadName(format!("expected {expected}")))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -627,13 +598,5 @@ mod tests {
                 assert_eq!(understood, corpus == owner, "{corpus} on {name}");
             }
         }
-    }
-
-    #[test]
-    fn wav_stem_takes_any_case_and_refuses_other_files() {
-        assert_eq!(wav_stem("a01.WAV", "x"), Ok("a01"));
-        assert!(wav_stem(".wav", "x").is_err());
-        assert!(wav_stem("a01.mp3", "x").is_err());
-        assert!(wav_stem("é.wav", "x").is_ok());
     }
 }

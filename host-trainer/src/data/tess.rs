@@ -9,8 +9,8 @@
 
 use emotion_core::Emotion;
 
+use crate::data::labelled::{Labelled, Skip};
 use crate::data::manifest::CorpusEntry;
-use crate::data::scan::{Labelled, Skip};
 
 /// Speaker, word and emotion as a TESS file name gives them (`OAF_back_angry.wav`).
 #[derive(Debug, Clone, PartialEq, Eq)]
