@@ -256,6 +256,10 @@ fn crema_d(root: &Path) -> Vec<Expected> {
     write_file(&root.join("AudioMP3/1001_DFA_ANG_XX.mp3"), b"ID3");
     write_file(&root.join("VideoFlash/1001_DFA_ANG_XX.flv"), b"FLV");
     write_file(&root.join("AudioWAV/1076_MTI_SAD_XX.wav"), b"RIFF\0\0");
+    write_file(
+        &root.join("AudioWAV/1003_WSI_SAD_XX.wav"),
+        b"version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 1\n",
+    );
     write_wav(&root.join("AudioWAV/1001_DFA_CAL_XX.wav"));
     write_file(
         &root.join("VideoDemographics.csv"),
@@ -275,6 +279,7 @@ fn crema_d_is_read_with_its_sentences_and_its_copies_and_demographics_are_named(
     assert_warned(stderr, "1001_DFA_ANG_XX.mp3", "not a WAV");
     assert_warned(stderr, "1001_DFA_ANG_XX.flv", "video");
     assert_warned(stderr, "1076_MTI_SAD_XX.wav", "skipped");
+    assert_warned(stderr, "1003_WSI_SAD_XX.wav", "git lfs pull");
     assert_warned(
         stderr,
         "1001_DFA_CAL_XX.wav",

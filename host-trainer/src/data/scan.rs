@@ -384,10 +384,12 @@ pub fn scan(path: &Path, options: &ScanOptions) -> Result<ScanReport, ScanError>
         let info = match probe_wav(&path) {
             Ok(info) => info,
             Err(err) => {
-                warnings.push(ScanWarning::Unreadable {
-                    path,
-                    reason: err.to_string(),
-                });
+                let reason = if is_lfs_pointer(&path) {
+                    "a Git LFS pointer, not audio (CREMA-D's repository keeps its audio in LFS: run `git lfs pull`)".to_string()
+                } else {
+                    err.to_string()
+                };
+                warnings.push(ScanWarning::Unreadable { path, reason });
                 continue;
             }
         };
@@ -502,6 +504,16 @@ fn candidates(
         }
     }
     Ok(candidates)
+}
+
+/// Whether `path` is a Git LFS pointer file (a clone made without `git lfs`).
+fn is_lfs_pointer(path: &Path) -> bool {
+    use std::io::Read as _;
+    const MAGIC: &[u8] = b"version https://git-lfs";
+    let mut head = [0u8; MAGIC.len()];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|()| head == MAGIC)
 }
 
 /// Which corpus a folder holds: the reader that understands the most WAV file names
