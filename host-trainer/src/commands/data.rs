@@ -57,6 +57,11 @@ pub enum DataCommand {
     /// without an emotion (calm, boredom) are left out unless --label-map maps them.
     Scan(ScanArgs),
     /// Make the random, speaker-independent and word-disjoint splits of a manifest.
+    ///
+    /// Each speaker is held out in turn with at most four speakers, else the speakers
+    /// are split into five folds (per corpus); with several corpora also within-A (A
+    /// alone, unseen speakers) and cross-A-to-B (train on A, test on B). All stratified
+    /// by corpus and emotion, seeded, byte-identical on any machine.
     Split(SplitArgs),
 }
 
