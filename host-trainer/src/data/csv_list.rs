@@ -4,16 +4,13 @@
 //! prefixed with the list's file stem (`mycorpus_…`, `mycorpus-…`), so that two lists
 //! in one run never collide.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::data::labelled::{Labelled, Skip};
-
-/// A parsed row: the recording and its labels, or why the row is passed over.
-pub type Row = (PathBuf, Result<Labelled, Skip>);
+use crate::data::labelled::{Candidate, Labelled, Skip};
 
 /// Reads the list: one candidate per data row, in row order. Errors (a missing file, a
 /// missing column) stop the scan; a bad row is a warning about that row.
-pub(crate) fn read(list: &Path) -> Result<Vec<Row>, String> {
+pub(crate) fn read(list: &Path) -> Result<Vec<Candidate>, String> {
     let folder = list.parent().unwrap_or(Path::new("."));
     let stem = token(list.file_stem().and_then(|s| s.to_str()).unwrap_or("list"));
     let mut reader = csv::ReaderBuilder::new()

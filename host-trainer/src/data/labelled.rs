@@ -2,6 +2,8 @@
 //! why it is passed over. The readers ([`tess`](super::tess), [`ravdess`](super::ravdess),
 //! …) produce these; [`scan`](super::scan) turns them into manifest rows and warnings.
 
+use std::path::PathBuf;
+
 /// What a reader takes from one file: the labels of one utterance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Labelled {
@@ -18,6 +20,9 @@ pub struct Labelled {
     /// The corpus's intensity, where it records one (`normal`, `strong`, `low`, …).
     pub intensity: String,
 }
+
+/// A recording and what its reader made of it.
+pub type Candidate = (PathBuf, Result<Labelled, Skip>);
 
 /// Why a reader passes over a file; each becomes a warning.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,7 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use walkdir::WalkDir;
 
 use crate::data::label_map::{LabelMap, Mapped};
-use crate::data::labelled::{Labelled, Skip};
+use crate::data::labelled::{Candidate, Labelled, Skip};
 use crate::data::manifest::{CorpusEntry, CorpusManifest};
 use crate::data::{crema_d, csv_list, emodb, ravdess, savee, tess};
 
@@ -485,7 +485,7 @@ fn candidates(
     root: &Path,
     corpus: Corpus,
     warnings: &mut Vec<ScanWarning>,
-) -> Result<Vec<(PathBuf, Result<Labelled, Skip>)>, ScanError> {
+) -> Result<Vec<Candidate>, ScanError> {
     if corpus == Corpus::Csv {
         return csv_list::read(root).map_err(ScanError::List);
     }
