@@ -135,7 +135,11 @@ impl CorporaFile {
     /// The corpus × corpus tables, one per model.
     pub fn table_markdown(&self) -> String {
         let mut out = String::new();
-        for (model, rows) in &self.table {
+        // Speech, text, fusion, as the comparison orders them; others after, by name.
+        let rank = |m: &str| ["speech", "text", "fusion"].iter().position(|k| *k == m);
+        let mut models: Vec<(&String, _)> = self.table.iter().collect();
+        models.sort_by_key(|(m, _)| (rank(m).unwrap_or(usize::MAX), m.to_string()));
+        for (model, rows) in models {
             let _ = writeln!(out, "### {}\n", cell(model));
             out.push_str("| trained on ↓ / tested on → |");
             for corpus in &self.corpora {
