@@ -1,7 +1,8 @@
 //! host-trainer: everything that happens on the host before a model reaches the board,
 //! one folder per stage of the pipeline, in the order the demo runs them:
 //!
-//! - [`data`]: a corpus on disk → a manifest of utterances → splits.
+//! - [`data`]: a corpus on disk (TESS, RAVDESS, CREMA-D, SAVEE, EmoDB, a CSV list) → a
+//!   manifest of utterances (labels through a label map) → splits.
 //! - [`encoders`]: HF checkpoints (fetched or random) → pruned ONNX encoder graphs.
 //! - [`features`]: the encoders run over a manifest, into a feature cache.
 //! - [`train`]: the speech, text and fusion heads and the keyword spotter, fitted on it.

@@ -24,7 +24,7 @@ enum Command {
     /// extract features, train the three models, evaluate and compare, probe every encoder
     /// layer, train the keyword spotter, export a bundle, classify through it, report.
     Demo(demo::DemoArgs),
-    /// Corpus work: scan a TESS folder into a manifest, split it.
+    /// Corpus work: scan corpora (TESS, RAVDESS, CREMA-D, SAVEE, EmoDB, CSV) into a manifest, split it.
     #[command(subcommand)]
     Data(data::DataCommand),
     /// Download the reference encoders (HuBERT-base, BERT-base) from the Hugging Face Hub,

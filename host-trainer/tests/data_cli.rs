@@ -145,7 +145,7 @@ fn scan_of_a_folder_without_tess_files_fails_with_a_hint() {
     ]);
     assert!(!out.status.success());
     assert!(
-        text(&out.stderr).contains("no TESS files"),
+        text(&out.stderr).contains("cannot tell which corpus"),
         "{}",
         text(&out.stderr)
     );

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use common::{files_under, host_trainer_ok};
 
 use host_trainer::data::corpus::{embedded_corpus_dir, embedded_tokenizer};
-use host_trainer::data::tess::{ScanOptions, scan};
+use host_trainer::data::scan::{ScanOptions, scan};
 use host_trainer::encoders::import;
 use host_trainer::encoders::random::write_tiny_pair;
 use host_trainer::features::cache::{FeatureCache, FeatureIndex};

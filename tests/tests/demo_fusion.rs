@@ -8,8 +8,8 @@
 //! Slow (the demo's stages 1–6 without the text model: a few minutes on two cores).
 
 use host_trainer::data::corpus::{embedded_corpus_dir, embedded_tokenizer};
+use host_trainer::data::scan::{ScanOptions, scan};
 use host_trainer::data::splits::{SplitConfig, SplitSet};
-use host_trainer::data::tess::{ScanOptions, scan};
 use host_trainer::encoders::import;
 use host_trainer::encoders::random::write_tiny_pair;
 use host_trainer::evaluate::summary::SplitEvaluation;

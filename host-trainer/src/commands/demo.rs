@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use emotion_core::TranscriptTemplate;
 
 use super::data::{scan_corpus, split_manifest};
 use super::encoders::{EncoderChoice, EncoderGraphs, prepare_encoders};
@@ -13,8 +12,9 @@ use super::export::{classify_held_out, export, vad_choice};
 use super::extract::extract_features;
 use super::report::report;
 use super::train::{NegativeFlags, negative_sources, train_keyword_spotter, train_models};
-use super::{OutputLayout, RunInputs};
-use crate::data::splits::{SplitConfig, SplitKind, SplitSet};
+use super::{OutputLayout, RunInputs, default_splits};
+use crate::data::scan::ScanOptions;
+use crate::data::splits::{SplitConfig, SplitSet};
 use crate::evaluate::probe::ProbeConfig;
 use crate::export::bundle::ExportOptions;
 use crate::export::request::Precision;
@@ -28,9 +28,11 @@ pub struct DemoArgs {
     /// Where every output goes.
     #[arg(long, default_value = "out/demo")]
     out: PathBuf,
-    /// A corpus folder laid out like the TESS download [default: the embedded synthetic corpus].
-    #[arg(long)]
-    data: Option<PathBuf>,
+    /// A corpus folder as its download lays it out (TESS, RAVDESS, CREMA-D, SAVEE,
+    /// EmoDB; detected) or a CSV list; repeat for a multi-corpus run (`--data A --data B`:
+    /// cross-corpus splits and tables) [default: the embedded synthetic corpus].
+    #[arg(long, value_name = "DIR")]
+    data: Vec<PathBuf>,
     /// Seed of the splits.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -63,11 +65,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     std::fs::create_dir_all(layout.root())
         .with_context(|| format!("cannot create output folder {}", args.out.display()))?;
     println!("== 1/10 scan the corpus");
-    scan_corpus(
-        args.data.clone(),
-        &layout.manifest(),
-        TranscriptTemplate::default(),
-    )?;
+    scan_corpus(&args.data, &layout.manifest(), ScanOptions::default())?;
 
     println!("\n== 2/10 split it");
     let config = SplitConfig {
@@ -131,12 +129,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
 
 /// The study's random split and every speaker-independent one (with TESS: both ways).
 fn trained_splits(inputs: &RunInputs) -> Result<Vec<String>> {
-    Ok(SplitSet::read_json(&inputs.splits)?
-        .splits
-        .iter()
-        .filter(|s| !matches!(s.kind, SplitKind::Word))
-        .map(|s| s.name.clone())
-        .collect())
+    Ok(default_splits(&SplitSet::read_json(&inputs.splits)?))
 }
 
 /// Stages 5 and 6: the three models trained on every split, then compared on the tests.

@@ -3,14 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 
-use super::{
-    DEFAULT_EVALUATION_SPLITS, RunInputs, default_evaluation_splits, provenance_of, read_inputs,
-};
+use super::{RunInputs, default_splits, provenance_of, read_inputs};
 use crate::data::manifest::CorpusManifest;
 use crate::data::splits::SplitSet;
+use crate::evaluate::corpora::corpora_view;
 use crate::evaluate::probe::{ProbeConfig, ProbeRequest, run_probe};
 use crate::evaluate::summary::{comparison_markdown, write_evaluation};
 use crate::evaluate::through_bundle::predict_through_bundle;
@@ -28,7 +27,12 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
                 .out
                 .clone()
                 .unwrap_or_else(|| args.inputs.runs.join("evaluation"));
-            evaluate_models(&args.inputs, &args.models, &args.split_names, &out)
+            let split_names = if args.split_names.is_empty() {
+                default_splits(&SplitSet::read_json(&args.inputs.splits)?)
+            } else {
+                args.split_names.clone()
+            };
+            evaluate_models(&args.inputs, &args.models, &split_names, &out)
         }
     }
 }
@@ -40,10 +44,15 @@ pub fn probe(args: ProbeArgs) -> Result<()> {
         threads: args.threads.unwrap_or(ProbeConfig::default().threads),
         ..ProbeConfig::default()
     };
+    let split_names = if args.split_names.is_empty() {
+        default_splits(&SplitSet::read_json(&args.splits)?)
+    } else {
+        args.split_names.clone()
+    };
     probe_layers(
         &args.manifest,
         &args.splits,
-        &args.split_names,
+        &split_names,
         &args.speech_checkpoint,
         args.text_checkpoint.as_deref(),
         &args.out,
@@ -63,12 +72,9 @@ pub struct EvaluateArgs {
         default_value = "speech,text,fusion"
     )]
     models: Vec<ModelKind>,
-    /// Splits to evaluate on.
-    #[arg(
-        long = "split",
-        value_delimiter = ',',
-        default_value = DEFAULT_EVALUATION_SPLITS
-    )]
+    /// Splits to evaluate on [default: every split but `word` (TESS: random and both
+    /// speaker splits); with --bundle, the bundle's split].
+    #[arg(long = "split", value_delimiter = ',')]
     split_names: Vec<String>,
     /// Where the reports go [default: RUNS/evaluation, or RUNS/evaluation-bundle-VARIANT].
     #[arg(long)]
@@ -98,8 +104,9 @@ pub struct ProbeArgs {
     /// The text encoder's checkpoint folder, with its tokenizer.json [default: speech only].
     #[arg(long)]
     text_checkpoint: Option<PathBuf>,
-    /// Splits to probe on (trained on train + val, scored on test).
-    #[arg(long = "split", value_delimiter = ',', default_value = DEFAULT_EVALUATION_SPLITS)]
+    /// Splits to probe on (trained on train + val, scored on test) [default: every split
+    /// but `word`].
+    #[arg(long = "split", value_delimiter = ',')]
     split_names: Vec<String>,
     /// Where probe.json and the all-layer graphs go.
     #[arg(long, default_value = "out/probe")]
@@ -150,6 +157,14 @@ pub(crate) fn evaluate_models(
     println!("{}", comparison_markdown(&evaluations));
     for text in texts {
         println!("{text}");
+    }
+    let corpus_of = |id: &str| manifest.get(id).map(|e| e.corpus.clone());
+    if let Some(view) = corpora_view(&evaluations, &splits, corpus_of) {
+        let [markdown, _] = view
+            .write(out)
+            .with_context(|| format!("cannot write the corpus tables into {}", out.display()))?;
+        println!("{}", view.table_markdown());
+        println!("per corpus: {}", markdown.display());
     }
     println!(
         "reports: {} (metrics.json, comparison.md, MODEL/SPLIT/report.md)",
@@ -222,7 +237,7 @@ fn evaluate_bundle(args: &EvaluateArgs, bundle: &Path) -> Result<()> {
     };
     let pipeline = Pipeline::load(bundle, &options)?;
     let bundle_manifest = pipeline.bundle().manifest();
-    let split_names = if args.split_names == default_evaluation_splits() {
+    let split_names = if args.split_names.is_empty() {
         vec![bundle_manifest.provenance.split.clone()]
     } else {
         args.split_names.clone()

@@ -10,6 +10,8 @@ use emotion_core::{Pipeline, PipelineOptions};
 
 use super::encoders::EncoderGraphs;
 use super::{RunInputs, corpus_of, read_inputs};
+use crate::data::label_map::applied;
+use crate::data::manifest::CorpusManifest;
 use crate::export::bundle::{ExportOptions, ExportRequest, default_bundle_dir, export_bundle_with};
 use crate::export::request::Precision;
 use crate::export::signing::SigningKey;
@@ -116,7 +118,7 @@ pub(crate) fn export(
         split: splits.get(split)?,
         splits_id: &splits.id,
         seed: splits.config.seed,
-        data: corpus_of(&manifest),
+        data: bundle_data(&manifest),
         features: &inputs.features,
         runs: &inputs.runs,
         speech_encoder: &encoders.speech,
@@ -253,4 +255,15 @@ pub(crate) fn classify_held_out(
         }
     }
     Ok(())
+}
+
+/// The bundle's `data` provenance: the corpus folders and, when the label map trained a
+/// label as an emotion of another name, which (`… (labels calm → neutral)`). The binary
+/// manifest has no field of its own for it (a new field would be a new format).
+fn bundle_data(manifest: &CorpusManifest) -> String {
+    let data = corpus_of(manifest);
+    match applied(manifest) {
+        map if map.is_empty() => data,
+        map => format!("{data} (labels {map})"),
+    }
 }

@@ -20,8 +20,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 
+use crate::data::label_map::applied;
 use crate::data::manifest::CorpusManifest;
-use crate::data::splits::SplitSet;
+use crate::data::splits::{SplitKind, SplitSet};
 use crate::evaluate::summary::Provenance;
 use crate::features::cache::FeatureIndex;
 
@@ -128,13 +129,15 @@ pub struct RunInputs {
     pub runs: PathBuf,
 }
 
-/// The splits `evaluate` reports on unless told.
-pub(crate) const DEFAULT_EVALUATION_SPLITS: &str = "random,speaker-OAF-to-YAF,speaker-YAF-to-OAF";
-
-pub(crate) fn default_evaluation_splits() -> Vec<String> {
-    DEFAULT_EVALUATION_SPLITS
-        .split(',')
-        .map(String::from)
+/// The splits the demo trains and `evaluate` and `probe` report on unless told: every
+/// split but the word split (TESS: random and both speaker splits; more speakers: the
+/// speaker folds; several corpora: also the within- and cross-corpus splits).
+pub(crate) fn default_splits(splits: &SplitSet) -> Vec<String> {
+    splits
+        .splits
+        .iter()
+        .filter(|s| !matches!(s.kind, SplitKind::Word))
+        .map(|s| s.name.clone())
         .collect()
 }
 
@@ -170,17 +173,39 @@ pub(crate) fn provenance_of(
                 )
             })
             .unwrap_or_default(),
-        extra: Default::default(),
+        extra: [("label map", applied(manifest))]
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
     }
 }
 
-/// The corpus folder: the grandparent of the manifest's first file.
+/// The corpus folder: the grandparent of the manifest's first file; with several
+/// corpora, each one's name and folder (`crema-d /data/CREMA-D; tess /data/tess`).
 pub(crate) fn corpus_of(manifest: &CorpusManifest) -> String {
-    manifest
-        .entries()
-        .first()
-        .and_then(|e| e.path.parent()?.parent().map(|p| p.display().to_string()))
-        .unwrap_or_default()
+    let folder = |entry: &crate::data::manifest::CorpusEntry| {
+        entry
+            .path
+            .parent()
+            .and_then(|p| p.parent())
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    };
+    let mut firsts: std::collections::BTreeMap<&str, String> = Default::default();
+    for entry in manifest.entries() {
+        firsts
+            .entry(entry.corpus.as_str())
+            .or_insert_with(|| folder(entry));
+    }
+    if firsts.len() <= 1 {
+        return firsts.into_values().next().unwrap_or_default();
+    }
+    firsts
+        .iter()
+        .map(|(corpus, dir)| format!("{corpus} {dir}"))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The first 12 characters of a digest, as printed.

@@ -60,7 +60,8 @@ pub struct TrainArgs {
     /// first) and keeps its text path only if that beats it on validation.
     #[arg(long, value_enum)]
     model: ModelKind,
-    /// Which split (see splits.json): random, speaker-OAF-to-YAF, speaker-YAF-to-OAF, word.
+    /// Which split (see splits.json): random, speaker-OAF-to-YAF, speaker-YAF-to-OAF, word;
+    /// with more speakers speaker-fold-1-of-5 …; with several corpora within-A, cross-A-to-B.
     #[arg(long, default_value = "random")]
     split: String,
     /// Most epochs.

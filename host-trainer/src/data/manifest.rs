@@ -14,13 +14,14 @@ use serde::{Deserialize, Serialize};
 /// One utterance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CorpusEntry {
-    /// `SPEAKER_word_emotion`: unique, and the same on every machine (splits use it).
+    /// Unique, and the same on every machine (splits use it): `SPEAKER_word_emotion` for
+    /// TESS, `corpus_stem` for the others (`ravdess_03-01-05-01-02-01-12`).
     pub id: String,
     /// Where the WAV is.
     pub path: PathBuf,
-    /// Speaker code (`OAF`, `YAF`).
+    /// Speaker code (`OAF`, `YAF`; other corpora prefix theirs: `ravdess-12`).
     pub speaker: String,
-    /// The target word.
+    /// TESS's target word, or the sentence said (empty where the corpus does not say).
     pub word: String,
     /// The emotion label.
     pub emotion: Emotion,
@@ -30,6 +31,17 @@ pub struct CorpusEntry {
     pub sample_rate: u32,
     /// Duration in seconds.
     pub duration_s: f64,
+    /// The corpus it comes from (`tess`, `ravdess`, …; manifests from before the column
+    /// were all TESS).
+    #[serde(default)]
+    pub corpus: String,
+    /// The corpus's own label in the readers' common spelling (`calm`, `surprise`), which
+    /// the label map turned into `emotion`.
+    #[serde(default)]
+    pub label: String,
+    /// The corpus's intensity where it records one (`normal`, `strong`, `low`, …).
+    #[serde(default)]
+    pub intensity: String,
 }
 
 impl CorpusEntry {
@@ -141,7 +153,14 @@ impl CorpusManifest {
         })?;
         let mut entries: Vec<CorpusEntry> = Vec::new();
         for row in csv::Reader::from_reader(file).into_deserialize() {
-            entries.push(row.map_err(csv_error)?);
+            let mut entry: CorpusEntry = row.map_err(csv_error)?;
+            if entry.corpus.is_empty() {
+                entry.corpus = "tess".into();
+            }
+            if entry.label.is_empty() {
+                entry.label = entry.emotion.code().into();
+            }
+            entries.push(entry);
         }
         if entries.is_empty() {
             return Err(CorpusManifestError::Empty(path.to_path_buf()));
@@ -158,13 +177,21 @@ impl CorpusManifest {
 
     /// Counts per emotion (rows) × speaker (columns).
     pub fn counts(&self) -> CountTable {
+        self.counts_by(|e| e.speaker.clone())
+    }
+
+    /// Counts per emotion (rows) × corpus (columns): the table for corpora with too many
+    /// speakers to show one column each (CREMA-D has 91).
+    pub fn counts_by_corpus(&self) -> CountTable {
+        self.counts_by(|e| e.corpus.clone())
+    }
+
+    fn counts_by(&self, column: impl Fn(&CorpusEntry) -> String) -> CountTable {
         let mut cells: BTreeMap<(Emotion, String), usize> = BTreeMap::new();
         for entry in &self.entries {
-            *cells
-                .entry((entry.emotion, entry.speaker.clone()))
-                .or_default() += 1;
+            *cells.entry((entry.emotion, column(entry))).or_default() += 1;
         }
-        let mut speakers: Vec<String> = self.entries.iter().map(|e| e.speaker.clone()).collect();
+        let mut speakers: Vec<String> = self.entries.iter().map(&column).collect();
         speakers.sort();
         speakers.dedup();
         CountTable { speakers, cells }
@@ -174,7 +201,7 @@ impl CorpusManifest {
 /// Number of utterances per emotion × speaker.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CountTable {
-    /// Column order.
+    /// Column order (speakers, or corpora for [`CorpusManifest::counts_by_corpus`]).
     pub speakers: Vec<String>,
     /// Non-zero cells.
     pub cells: BTreeMap<(Emotion, String), usize>,
@@ -233,6 +260,9 @@ mod tests {
             transcript: word.into(),
             sample_rate: 24_414,
             duration_s: 1.5,
+            corpus: "tess".into(),
+            label: emotion.code().into(),
+            intensity: String::new(),
         }
     }
 
@@ -247,7 +277,9 @@ mod tests {
         manifest.write_csv(&path).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(
-            text.starts_with("id,path,speaker,word,emotion,transcript,sample_rate,duration_s\n")
+            text.starts_with(
+                "id,path,speaker,word,emotion,transcript,sample_rate,duration_s,corpus,label,intensity\n"
+            )
         );
         assert!(text.contains("YAF_dog_ps,"), "{text}");
         assert_eq!(CorpusManifest::read_csv(&path).unwrap(), manifest);

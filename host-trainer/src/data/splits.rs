@@ -1,11 +1,19 @@
 //! Train / validation / test splits, written to one JSON file that every later step and
 //! report names (by path and by its content id).
 //!
-//! Three protocols, all seeded and stratified by emotion:
-//! - `random`: 70/15/15 within each emotion (the reference study's protocol);
-//! - `speaker-A-to-B`: train and validate on speaker A, test on speaker B, for every
-//!   speaker held out in turn (with TESS: OAF→YAF and YAF→OAF);
-//! - `word`: the words are split 70/15/15, so no word is in two parts.
+//! The protocols, all seeded and stratified by corpus × emotion:
+//! - `random`: 70/15/15 within each corpus × emotion (the reference study's protocol);
+//! - `speaker-A-to-B`: train and validate on every speaker but B, test on B, each
+//!   speaker held out in turn, when a manifest has at most [`MAX_HELD_OUT_SPEAKERS`]
+//!   (TESS: OAF→YAF and YAF→OAF; SAVEE: `speaker-others-to-savee-DC` and three more);
+//! - `speaker-fold-i-of-k`: with more speakers, k-fold by speaker: each corpus's
+//!   speakers dealt to [`SPEAKER_FOLDS`] folds, so every fold tests unseen speakers of
+//!   every corpus;
+//! - `word`: the words (or sentences) are split 70/15/15, so no word is in two parts
+//!   (only with at least three distinct words);
+//! - with two corpora or more: `within-A` (A alone, one fold of A's speakers tested) and
+//!   `cross-A-to-B` (train and validate on all of A, test on all of B), the cells of the
+//!   corpus × corpus table.
 //!
 //! Splits list utterance ids (`OAF_back_angry`), never paths, and the shuffles use a
 //! portable generator (ChaCha8) over id-sorted input: the same seed gives the same split
@@ -26,6 +34,16 @@ use emotion_core::fs::write_atomically;
 
 /// Version of the splits file layout.
 pub const FORMAT_VERSION: u32 = 1;
+
+/// Up to this many speakers, each is held out in turn (`speaker-A-to-B`); above it the
+/// speakers are split into [`SPEAKER_FOLDS`] folds.
+pub const MAX_HELD_OUT_SPEAKERS: usize = 4;
+
+/// Folds of the k-fold-by-speaker protocol.
+pub const SPEAKER_FOLDS: usize = 5;
+
+/// The word split needs this many distinct words (or sentences) to fill three parts.
+const MIN_WORDS: usize = 3;
 
 /// Seed and proportions.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -60,12 +78,36 @@ pub enum SplitKind {
     },
     /// No word in two parts.
     Word,
+    /// One fold of the speakers tested, the other folds trained on.
+    SpeakerFold {
+        /// 1-based fold number.
+        fold: usize,
+        /// Number of folds.
+        folds: usize,
+        /// The speakers tested, sorted.
+        test_speakers: Vec<String>,
+    },
+    /// One corpus alone, one fold of its speakers tested (the corpus × corpus diagonal).
+    Within {
+        /// The corpus.
+        corpus: String,
+        /// The speakers tested, sorted.
+        test_speakers: Vec<String>,
+    },
+    /// Train and validate on one corpus, test on another.
+    Cross {
+        /// The corpus of train and validation.
+        train_corpus: String,
+        /// The corpus tested.
+        test_corpus: String,
+    },
 }
 
 /// One split: utterance ids per part.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Split {
-    /// Name used on the command line and in reports (`random`, `speaker-OAF-to-YAF`, `word`).
+    /// Name used on the command line, in reports and as a folder name (`random`,
+    /// `speaker-OAF-to-YAF`, `speaker-fold-1-of-5`, `cross-tess-to-crema-d`, `word`).
     pub name: String,
     /// What is kept apart.
     #[serde(flatten)]
@@ -195,15 +237,42 @@ impl SplitSet {
             .iter()
             .map(|e| e.speaker.as_str())
             .collect();
-        if speakers.len() >= 2 {
+        if (2..=MAX_HELD_OUT_SPEAKERS).contains(&speakers.len()) {
             let mut by_speaker: Vec<Split> = speakers
                 .iter()
                 .map(|test_speaker| speaker_split(manifest, config, test_speaker))
                 .collect();
             by_speaker.sort_by(|a, b| a.name.cmp(&b.name));
             splits.extend(by_speaker);
+        } else if speakers.len() > MAX_HELD_OUT_SPEAKERS {
+            splits.extend(speaker_folds(manifest, config));
         }
-        splits.push(word_split(manifest, config));
+        let words: BTreeSet<&str> = manifest
+            .entries()
+            .iter()
+            .map(|e| e.word.as_str())
+            .filter(|w| !w.is_empty())
+            .collect();
+        if words.len() >= MIN_WORDS {
+            splits.push(word_split(manifest, config));
+        }
+        let corpora: BTreeSet<&str> = manifest
+            .entries()
+            .iter()
+            .map(|e| e.corpus.as_str())
+            .collect();
+        if corpora.len() >= 2 {
+            for corpus in &corpora {
+                if let Some(split) = within_split(manifest, config, corpus) {
+                    splits.push(split);
+                }
+            }
+            for train in &corpora {
+                for test in corpora.iter().filter(|c| *c != train) {
+                    splits.push(cross_split(manifest, config, train, test));
+                }
+            }
+        }
         let mut set = SplitSet {
             format: FORMAT_VERSION,
             id: String::new(),
@@ -303,6 +372,22 @@ impl SplitSet {
                 SplitKind::Random => "nothing (stratified by emotion)".to_string(),
                 SplitKind::Speaker { test_speaker, .. } => format!("speaker {test_speaker}"),
                 SplitKind::Word => "words".to_string(),
+                SplitKind::SpeakerFold {
+                    fold,
+                    folds,
+                    test_speakers,
+                } => format!(
+                    "test speakers: {} (fold {fold} of {folds})",
+                    test_speakers.len()
+                ),
+                SplitKind::Within {
+                    corpus,
+                    test_speakers,
+                } => format!("{corpus} only; test speakers: {}", test_speakers.len()),
+                SplitKind::Cross {
+                    train_corpus,
+                    test_corpus,
+                } => format!("corpus: {train_corpus} / {test_corpus}"),
             };
             let _ = write!(out, "| {} | {apart} |", split.name);
             for (_, ids) in split.parts() {
@@ -365,7 +450,7 @@ fn hex(bytes: &[u8]) -> String {
 fn random_split(manifest: &CorpusManifest, config: SplitConfig) -> Split {
     let mut rng = rng_for(config.seed, "random");
     let mut parts = [Vec::new(), Vec::new(), Vec::new()];
-    for group in by_emotion(manifest.entries().iter()) {
+    for group in by_corpus_emotion(manifest.entries().iter()) {
         let [train, val, test] = cut(shuffled(group, &mut rng), config.ratios);
         parts[0].extend(train);
         parts[1].extend(val);
@@ -384,20 +469,19 @@ fn speaker_split(manifest: &CorpusManifest, config: SplitConfig, test_speaker: &
         .collect();
     train_speakers.sort();
     train_speakers.dedup();
-    let name = format!("speaker-{}-to-{test_speaker}", train_speakers.join("+"));
+    // `speaker-OAF-to-YAF` with two speakers; `speaker-others-to-B` with more (split
+    // names become folder names: no `+`).
+    let name = match &train_speakers[..] {
+        [one] => format!("speaker-{one}-to-{test_speaker}"),
+        _ => format!("speaker-others-to-{test_speaker}"),
+    };
     let mut rng = rng_for(config.seed, &name);
     // Validation is carved from the training speakers, keeping train:val as in `ratios`.
-    let [train_ratio, val_ratio, _] = config.ratios;
     let seen = manifest
         .entries()
         .iter()
         .filter(|e| e.speaker != test_speaker);
-    let mut parts = [Vec::new(), Vec::new(), Vec::new()];
-    for group in by_emotion(seen) {
-        let [train, val, _] = cut(shuffled(group, &mut rng), [train_ratio, val_ratio, 0.0]);
-        parts[0].extend(train);
-        parts[1].extend(val);
-    }
+    let mut parts = train_and_val(seen, config, &mut rng);
     parts[2] = manifest
         .entries()
         .iter()
@@ -453,16 +537,151 @@ fn finish(name: String, kind: SplitKind, mut parts: [Vec<String>; 3]) -> Split {
     }
 }
 
-/// Ids grouped by emotion, in emotion order then id order.
-fn by_emotion<'a>(entries: impl Iterator<Item = &'a CorpusEntry>) -> Vec<Vec<String>> {
-    let mut groups = vec![Vec::new(); Emotion::COUNT];
+/// Ids grouped by corpus × emotion, in corpus then emotion order, then id order. With
+/// one corpus this is the grouping by emotion alone (the splits of older versions).
+fn by_corpus_emotion<'a>(entries: impl Iterator<Item = &'a CorpusEntry>) -> Vec<Vec<String>> {
+    let mut groups: BTreeMap<(&str, usize), Vec<String>> = BTreeMap::new();
     for entry in entries {
-        groups[entry.emotion.index()].push(entry.id.clone());
-    }
-    for group in &mut groups {
-        group.sort();
+        groups
+            .entry((entry.corpus.as_str(), entry.emotion.index()))
+            .or_default()
+            .push(entry.id.clone());
     }
     groups
+        .into_values()
+        .map(|mut group| {
+            group.sort();
+            group
+        })
+        .collect()
+}
+
+/// Training and validation parts from `seen`, train:val as in the ratios, stratified by
+/// corpus × emotion; the test part is left empty for the caller.
+fn train_and_val<'a>(
+    seen: impl Iterator<Item = &'a CorpusEntry>,
+    config: SplitConfig,
+    rng: &mut ChaCha8Rng,
+) -> [Vec<String>; 3] {
+    let [train_ratio, val_ratio, _] = config.ratios;
+    let mut parts = [Vec::new(), Vec::new(), Vec::new()];
+    for group in by_corpus_emotion(seen) {
+        let [train, val, _] = cut(shuffled(group, rng), [train_ratio, val_ratio, 0.0]);
+        parts[0].extend(train);
+        parts[1].extend(val);
+    }
+    parts
+}
+
+/// Each corpus's speakers, shuffled, dealt in turn to `folds` folds (the next corpus
+/// starts where the last one stopped, so folds stay even in size).
+fn deal_speakers(
+    manifest: &CorpusManifest,
+    corpus: Option<&str>,
+    folds: usize,
+    rng: &mut ChaCha8Rng,
+) -> Vec<BTreeSet<String>> {
+    let mut by_corpus: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for entry in manifest.entries() {
+        if corpus.is_none_or(|c| c == entry.corpus) {
+            by_corpus
+                .entry(entry.corpus.as_str())
+                .or_default()
+                .insert(entry.speaker.as_str());
+        }
+    }
+    let mut dealt = vec![BTreeSet::new(); folds];
+    let mut next = 0;
+    for speakers in by_corpus.into_values() {
+        let speakers: Vec<String> = speakers.into_iter().map(String::from).collect();
+        for speaker in shuffled(speakers, rng) {
+            dealt[next % folds].insert(speaker);
+            next += 1;
+        }
+    }
+    dealt
+}
+
+/// k-fold by speaker: fold i tested, the other folds trained and validated on.
+fn speaker_folds(manifest: &CorpusManifest, config: SplitConfig) -> Vec<Split> {
+    let mut rng = rng_for(config.seed, "speaker-folds");
+    let dealt = deal_speakers(manifest, None, SPEAKER_FOLDS, &mut rng);
+    dealt
+        .iter()
+        .enumerate()
+        .map(|(i, test_speakers)| {
+            let name = format!("speaker-fold-{}-of-{SPEAKER_FOLDS}", i + 1);
+            let mut rng = rng_for(config.seed, &name);
+            let seen = manifest
+                .entries()
+                .iter()
+                .filter(|e| !test_speakers.contains(&e.speaker));
+            let mut parts = train_and_val(seen, config, &mut rng);
+            parts[2] = test_ids(manifest, |e| test_speakers.contains(&e.speaker));
+            let kind = SplitKind::SpeakerFold {
+                fold: i + 1,
+                folds: SPEAKER_FOLDS,
+                test_speakers: test_speakers.iter().cloned().collect(),
+            };
+            finish(name, kind, parts)
+        })
+        .collect()
+}
+
+/// One corpus alone, speaker-independent: the first of its speakers dealt to
+/// min(speakers, [`SPEAKER_FOLDS`]) folds is tested. `None` for a corpus of one speaker.
+fn within_split(manifest: &CorpusManifest, config: SplitConfig, corpus: &str) -> Option<Split> {
+    let name = format!("within-{corpus}");
+    let mut rng = rng_for(config.seed, &name);
+    let speakers = manifest
+        .entries()
+        .iter()
+        .filter(|e| e.corpus == corpus)
+        .map(|e| e.speaker.as_str())
+        .collect::<BTreeSet<_>>()
+        .len();
+    if speakers < 2 {
+        return None;
+    }
+    let folds = speakers.min(SPEAKER_FOLDS);
+    let test_speakers = deal_speakers(manifest, Some(corpus), folds, &mut rng).swap_remove(0);
+    let seen = manifest
+        .entries()
+        .iter()
+        .filter(|e| e.corpus == corpus && !test_speakers.contains(&e.speaker));
+    let mut parts = train_and_val(seen, config, &mut rng);
+    parts[2] = test_ids(manifest, |e| {
+        e.corpus == corpus && test_speakers.contains(&e.speaker)
+    });
+    let kind = SplitKind::Within {
+        corpus: corpus.to_string(),
+        test_speakers: test_speakers.into_iter().collect(),
+    };
+    Some(finish(name, kind, parts))
+}
+
+/// Train and validate on all of `train`, test on all of `test`.
+fn cross_split(manifest: &CorpusManifest, config: SplitConfig, train: &str, test: &str) -> Split {
+    let name = format!("cross-{train}-to-{test}");
+    let mut rng = rng_for(config.seed, &name);
+    let seen = manifest.entries().iter().filter(|e| e.corpus == train);
+    let mut parts = train_and_val(seen, config, &mut rng);
+    parts[2] = test_ids(manifest, |e| e.corpus == test);
+    let kind = SplitKind::Cross {
+        train_corpus: train.to_string(),
+        test_corpus: test.to_string(),
+    };
+    finish(name, kind, parts)
+}
+
+/// The ids of the entries `keep` accepts, in id order.
+fn test_ids(manifest: &CorpusManifest, keep: impl Fn(&CorpusEntry) -> bool) -> Vec<String> {
+    manifest
+        .entries()
+        .iter()
+        .filter(|e| keep(e))
+        .map(|e| e.id.clone())
+        .collect()
 }
 
 /// Cuts `items` into three parts sized by `ratios` (rounded at cumulative boundaries,
@@ -526,15 +745,20 @@ fn check_split(split: &Split, manifest: &CorpusManifest) -> Result<(), SplitErro
     let key_of = |entry: &CorpusEntry| -> Option<String> {
         match &split.kind {
             SplitKind::Random => None,
-            SplitKind::Speaker { .. } => Some(entry.speaker.clone()),
+            SplitKind::Speaker { .. }
+            | SplitKind::SpeakerFold { .. }
+            | SplitKind::Within { .. } => Some(entry.speaker.clone()),
             SplitKind::Word => Some(entry.word.clone()),
+            SplitKind::Cross { .. } => Some(entry.corpus.clone()),
         }
     };
     let mut side_of: BTreeMap<String, &str> = BTreeMap::new();
     for (part, ids) in split.parts() {
-        // A speaker split keeps train and val together on one side, test on the other.
+        // Speaker, fold, within and cross splits keep train and val together on one
+        // side, test on the other.
         let side = match (&split.kind, part) {
-            (SplitKind::Speaker { .. }, "val") => "train",
+            (SplitKind::Random | SplitKind::Word, _) => part,
+            (_, "val") => "train",
             _ => part,
         };
         for id in ids {
@@ -584,6 +808,9 @@ mod tests {
                         transcript: word.into(),
                         sample_rate: 24_414,
                         duration_s: 1.0,
+                        corpus: "tess".into(),
+                        label: emotion.code().into(),
+                        intensity: String::new(),
                     });
                 }
             }
@@ -729,6 +956,168 @@ mod tests {
             SplitSet::read_json(&path),
             Err(SplitError::Json { .. })
         ));
+    }
+
+    /// `speakers` speakers per corpus, each saying `words` words in every emotion.
+    fn corpora(corpora: &[(&str, usize)], words: usize) -> CorpusManifest {
+        let mut entries = Vec::new();
+        for (corpus, speakers) in corpora {
+            for s in 0..*speakers {
+                let speaker = format!("{corpus}-{s:02}");
+                for word in &WORDS[..words] {
+                    for emotion in Emotion::ALL {
+                        let id = format!("{corpus}_{s:02}_{word}_{}", emotion.code());
+                        entries.push(CorpusEntry {
+                            path: format!("/x/{id}.wav").into(),
+                            id,
+                            speaker: speaker.clone(),
+                            word: word.to_string(),
+                            emotion,
+                            transcript: word.to_string(),
+                            sample_rate: 16_000,
+                            duration_s: 1.0,
+                            corpus: corpus.to_string(),
+                            label: emotion.code().into(),
+                            intensity: String::new(),
+                        });
+                    }
+                }
+            }
+        }
+        CorpusManifest::new(entries)
+    }
+
+    fn speakers_of<'a>(manifest: &'a CorpusManifest, ids: &[String]) -> BTreeSet<&'a str> {
+        ids.iter()
+            .map(|id| manifest.get(id).unwrap().speaker.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn many_speakers_are_split_in_folds_each_speaker_tested_once() {
+        let manifest = corpora(&[("crema-d", 12)], 2);
+        let set = SplitSet::make(&manifest, SplitConfig::default()).unwrap();
+        set.check(&manifest).unwrap();
+        assert_eq!(
+            set.names(),
+            [
+                "random",
+                "speaker-fold-1-of-5",
+                "speaker-fold-2-of-5",
+                "speaker-fold-3-of-5",
+                "speaker-fold-4-of-5",
+                "speaker-fold-5-of-5",
+            ],
+            "two sentences are too few for a word split"
+        );
+        let mut tested: Vec<&str> = Vec::new();
+        for split in &set.splits[1..] {
+            let test = speakers_of(&manifest, &split.test);
+            let seen = speakers_of(
+                &manifest,
+                &[split.train.clone(), split.val.clone()].concat(),
+            );
+            assert!(test.is_disjoint(&seen), "{}", split.name);
+            assert!((2..=3).contains(&test.len()), "{}: {test:?}", split.name);
+            assert_eq!(test.len() + seen.len(), 12);
+            tested.extend(test);
+        }
+        tested.sort();
+        let all: Vec<&str> = speakers_of(&manifest, &set.splits[0].train)
+            .into_iter()
+            .collect();
+        assert_eq!(tested, all, "every speaker in exactly one test fold");
+        let again = SplitSet::make(&manifest, SplitConfig::default()).unwrap();
+        assert_eq!(again, set);
+    }
+
+    #[test]
+    fn two_corpora_get_within_and_cross_splits_and_folds_span_both() {
+        let manifest = corpora(&[("ravdess", 6), ("tess", 2)], 3);
+        let set = SplitSet::make(&manifest, SplitConfig::default()).unwrap();
+        set.check(&manifest).unwrap();
+        let names = set.names();
+        for name in [
+            "within-ravdess",
+            "within-tess",
+            "cross-ravdess-to-tess",
+            "cross-tess-to-ravdess",
+            "word",
+            "speaker-fold-5-of-5",
+        ] {
+            assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+        }
+        let corpus_of = |ids: &[String]| -> BTreeSet<String> {
+            ids.iter()
+                .map(|id| manifest.get(id).unwrap().corpus.clone())
+                .collect()
+        };
+        let cross = set.get("cross-tess-to-ravdess").unwrap();
+        assert_eq!(
+            corpus_of(&cross.train),
+            BTreeSet::from(["tess".to_string()])
+        );
+        assert_eq!(corpus_of(&cross.val), BTreeSet::from(["tess".to_string()]));
+        assert_eq!(
+            corpus_of(&cross.test),
+            BTreeSet::from(["ravdess".to_string()])
+        );
+        assert_eq!(cross.test.len(), 6 * 3 * 7);
+        let within = set.get("within-tess").unwrap();
+        assert_eq!(
+            corpus_of(&within.test),
+            BTreeSet::from(["tess".to_string()])
+        );
+        assert_eq!(speakers_of(&manifest, &within.test).len(), 1);
+        assert_eq!(speakers_of(&manifest, &within.train).len(), 1);
+        // Random: every corpus × emotion cut 70/15/15 on its own.
+        let random = set.get("random").unwrap();
+        let tess_test = random
+            .test
+            .iter()
+            .filter(|id| id.starts_with("tess_"))
+            .count();
+        assert_eq!(tess_test, 7, "6 tess utterances per emotion: 4/1/1");
+        // The folds hold both corpora's speakers, 8 speakers in 5 folds.
+        let first = set.get("speaker-fold-1-of-5").unwrap();
+        assert_eq!(speakers_of(&manifest, &first.test).len(), 2);
+
+        let mut leak = set.clone();
+        let i = leak
+            .splits
+            .iter()
+            .position(|s| s.name == "cross-tess-to-ravdess")
+            .unwrap();
+        let moved = leak.splits[i].test.pop().unwrap();
+        leak.splits[i].train.push(moved);
+        assert!(matches!(
+            leak.check(&manifest),
+            Err(SplitError::Broken { .. })
+        ));
+    }
+
+    #[test]
+    fn split_names_are_folder_names() {
+        for manifest in [
+            corpora(&[("savee", 4)], 1),
+            corpora(&[("tess", 2), ("crema-d", 2)], 3),
+            corpora(&[("ravdess", 9)], 2),
+        ] {
+            let set = SplitSet::make(&manifest, SplitConfig::default()).unwrap();
+            for name in set.names() {
+                assert!(
+                    name.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')),
+                    "{name}"
+                );
+            }
+        }
+        let savee = SplitSet::make(&corpora(&[("savee", 4)], 1), SplitConfig::default()).unwrap();
+        assert!(
+            savee.get("speaker-others-to-savee-02").is_ok(),
+            "{:?}",
+            savee.names()
+        );
     }
 
     #[test]

@@ -1,21 +1,16 @@
-//! The TESS corpus as the Kaggle download lays it out: find its WAV files, read speaker,
-//! word and emotion from each FILE name (never the folder, whose spelling varies), and
-//! turn them into a [`CorpusManifest`].
+//! The TESS corpus as the Kaggle download lays it out: speaker, word and emotion from
+//! each FILE name (never the folder, whose spelling varies); the walk, duplicates and
+//! warnings are [`scan`](super::scan)'s.
 //!
-//! The download's quirks are handled here: a duplicated top folder (every file seen
-//! twice), folder names in mixed case (`OAF_Fear`, `YAF_pleasant_surprised`), the code
-//! `ps` for pleasant surprise, one file at 96 kHz among 24 414 Hz ones.
+//! The download's quirks: a duplicated top folder (every file seen twice: the scan
+//! counts it once), folder names in mixed case (`OAF_Fear`, `YAF_pleasant_surprised`:
+//! ignored), the code `ps` for pleasant surprise, one file at 96 kHz among 24 414 Hz
+//! ones (the front-end resamples every file).
 
-use std::collections::BTreeMap;
-use std::fmt;
-use std::path::{Path, PathBuf};
+use emotion_core::Emotion;
 
-use emotion_core::frontend::probe_wav;
-use emotion_core::{Emotion, TranscriptTemplate};
-use indicatif::{ProgressBar, ProgressStyle};
-use walkdir::WalkDir;
-
-use crate::data::manifest::{CorpusEntry, CorpusManifest};
+use crate::data::labelled::{Labelled, Skip};
+use crate::data::manifest::CorpusEntry;
 
 /// Speaker, word and emotion as a TESS file name gives them (`OAF_back_angry.wav`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,201 +66,16 @@ pub fn parse_file_name(file_name: &str) -> Result<TessName, NameError> {
     })
 }
 
-/// Options for [`scan`].
-#[derive(Debug, Clone, Default)]
-pub struct ScanOptions {
-    /// How each word becomes a transcript.
-    pub transcript: TranscriptTemplate,
-    /// Show a progress bar on stderr (only drawn when stderr is a terminal).
-    pub progress: bool,
-}
-
-/// A file the scan skipped or treated specially, with the reason.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ScanWarning {
-    /// The file name does not parse; the file is skipped.
-    BadName {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        reason: NameError,
-    },
-    /// The WAV header cannot be read; the file is skipped.
-    Unreadable {
-        /// The file.
-        path: PathBuf,
-        /// The front-end's error, as text.
-        reason: String,
-    },
-    /// A second file for the same speaker/word/emotion whose size differs from the
-    /// first: only the first is kept, but the copies are not identical.
-    DifferingDuplicate {
-        /// The file kept.
-        kept: PathBuf,
-        /// The file dropped.
-        dropped: PathBuf,
-    },
-}
-
-impl fmt::Display for ScanWarning {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ScanWarning::BadName { path, reason } => {
-                write!(f, "skipped {}: {reason}", path.display())
-            }
-            ScanWarning::Unreadable { path, reason } => {
-                write!(f, "skipped {}: {reason}", path.display())
-            }
-            ScanWarning::DifferingDuplicate { kept, dropped } => write!(
-                f,
-                "{} has the same speaker/word/emotion as {} but different bytes; kept the latter",
-                dropped.display(),
-                kept.display()
-            ),
-        }
-    }
-}
-
-/// What a scan found.
-#[derive(Debug, Clone)]
-pub struct ScanReport {
-    /// One entry per distinct speaker/word/emotion, sorted by id.
-    pub manifest: CorpusManifest,
-    /// Files skipped or worth a look.
-    pub warnings: Vec<ScanWarning>,
-    /// WAV files seen again for a speaker/word/emotion already listed (the duplicated
-    /// top folder of the download), counted once.
-    pub duplicates: usize,
-}
-
-/// A scan that could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ScanError {
-    /// The directory is missing or unreadable.
-    #[error("cannot read corpus directory {path}: {source}")]
-    Directory {
-        /// The directory.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The walk failed below the root (permissions, a vanished folder).
-    #[error("cannot walk {path}: {source}")]
-    Walk {
-        /// Where the walk failed.
-        path: PathBuf,
-        /// The cause.
-        source: walkdir::Error,
-    },
-    /// Nothing that looks like TESS was found.
-    #[error(
-        "no TESS files (SPEAKER_word_emotion.wav) under {0}: is this the folder the Kaggle download unpacked to?"
-    )]
-    Empty(PathBuf),
-}
-
-/// Finds every TESS WAV under `root` (recursively) and reads its header.
-///
-/// Files are visited in sorted path order, so which copy of a duplicate is kept does not
-/// depend on the file system. A bad name or an unreadable header is a warning, not an
-/// error: the scan goes on.
-pub fn scan(root: &Path, options: &ScanOptions) -> Result<ScanReport, ScanError> {
-    let root = root.canonicalize().map_err(|source| ScanError::Directory {
-        path: root.to_path_buf(),
-        source,
-    })?;
-    let wav_paths = find_wavs(&root)?;
-
-    let bar = if options.progress {
-        ProgressBar::new(wav_paths.len() as u64).with_style(
-            ProgressStyle::with_template("scanning {bar:30} {pos}/{len} files {per_sec} ETA {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        )
-    } else {
-        ProgressBar::hidden()
-    };
-
-    let mut warnings = Vec::new();
-    let mut duplicates = 0;
-    let mut kept: BTreeMap<String, (CorpusEntry, u64)> = BTreeMap::new();
-    for path in wav_paths {
-        bar.inc(1);
-        let file_name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        let name = match parse_file_name(file_name) {
-            Ok(name) => name,
-            Err(reason) => {
-                warnings.push(ScanWarning::BadName { path, reason });
-                continue;
-            }
-        };
-        let id = CorpusEntry::id_of(&name.speaker, &name.word, name.emotion);
-        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        if let Some((first, first_size)) = kept.get(&id) {
-            duplicates += 1;
-            if *first_size != size {
-                warnings.push(ScanWarning::DifferingDuplicate {
-                    kept: first.path.clone(),
-                    dropped: path,
-                });
-            }
-            continue;
-        }
-        let info = match probe_wav(&path) {
-            Ok(info) => info,
-            Err(err) => {
-                warnings.push(ScanWarning::Unreadable {
-                    path,
-                    reason: err.to_string(),
-                });
-                continue;
-            }
-        };
-        let entry = CorpusEntry {
-            id: id.clone(),
-            transcript: options.transcript.fill(&name.word),
-            path,
-            speaker: name.speaker,
-            word: name.word,
-            emotion: name.emotion,
-            sample_rate: info.sample_rate,
-            duration_s: info.duration_seconds,
-        };
-        kept.insert(id, (entry, size));
-    }
-    bar.finish_and_clear();
-
-    if kept.is_empty() {
-        return Err(ScanError::Empty(root));
-    }
-    Ok(ScanReport {
-        manifest: CorpusManifest::new(kept.into_values().map(|(entry, _)| entry).collect()),
-        warnings,
-        duplicates,
+/// The labels of one TESS file for the scan: speaker, word and emotion from the name.
+pub(crate) fn labelled(file_name: &str) -> Result<Labelled, Skip> {
+    let name = parse_file_name(file_name).map_err(|e| Skip::BadName(e.to_string()))?;
+    Ok(Labelled {
+        id: CorpusEntry::id_of(&name.speaker, &name.word, name.emotion),
+        speaker: name.speaker,
+        label: name.emotion.code().to_string(),
+        text: name.word,
+        intensity: String::new(),
     })
-}
-
-/// All `*.wav` files under `root` (any case), sorted by path.
-fn find_wavs(root: &Path) -> Result<Vec<PathBuf>, ScanError> {
-    let mut paths = Vec::new();
-    for item in WalkDir::new(root).sort_by_file_name() {
-        let item = item.map_err(|source| ScanError::Walk {
-            path: source.path().unwrap_or(root).to_path_buf(),
-            source,
-        })?;
-        let is_wav = item
-            .path()
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| e.eq_ignore_ascii_case("wav"));
-        if item.file_type().is_file() && is_wav {
-            paths.push(item.into_path());
-        }
-    }
-    paths.sort();
-    Ok(paths)
 }
 
 #[cfg(test)]

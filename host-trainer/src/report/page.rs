@@ -1,13 +1,14 @@
 //! `host-trainer report`: one self-contained HTML page (and the same as Markdown) that
 //! compares the three models across the splits: the comparison table, per-class F1,
-//! confusion matrices, training curves, the error analysis, the representation maps with
-//! their silhouettes, the layer probe and the provenance.
+//! confusion matrices, training curves, the error analysis, with several corpora the
+//! corpus × corpus tables and per-corpus confusion matrices, the representation maps
+//! with their silhouettes, the layer probe and the provenance.
 //!
 //! The report is built once as a list of [`Block`]s and rendered twice: Markdown links
 //! the PNG figures, HTML inlines the SVG ones (so the page opens offline, alone).
 //! `report.json` holds the numbers (comparison, silhouettes, probe) for programs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::manifest::CorpusManifest;
 use crate::data::splits::SplitSet;
+use crate::evaluate::corpora::CorporaFile;
 use crate::evaluate::probe::ProbeFile;
 use crate::evaluate::summary::{MetricsFile, Provenance, ReportFile, SplitMetrics, cell};
 use crate::report::plots::{
@@ -143,6 +145,12 @@ pub fn write_report(inputs: &ReportInputs, progress: bool) -> anyhow::Result<Rep
     for split in &split_names {
         report.push(Block::Heading(2, format!("Split {split}")));
         split_section(&metrics, &models, split, inputs, &manifest, &mut report)?;
+    }
+
+    let corpora_path = inputs.evaluation.join("corpora.json");
+    if corpora_path.is_file() {
+        let view: CorporaFile = read_json(&corpora_path)?;
+        corpora_section(&view, &models, &mut report)?;
     }
 
     let representations =
@@ -291,6 +299,62 @@ fn fusion_text(runs: &Path, splits: &[&String], report: &mut Report) -> anyhow::
             "The fusion model starts as the speech model with the text gated off (tanh(g) = 0) and keeps its text path only if that beats the speech model's validation macro-F1. {}",
             lines.join(" ")
         )));
+    }
+    Ok(())
+}
+
+/// With several corpora (`evaluate`'s `corpora.json`): the corpus × corpus table of each
+/// model, then each mixed split's confusion matrices per corpus.
+fn corpora_section(
+    view: &CorporaFile,
+    models: &[&String],
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    report.push(Block::Heading(2, "Corpora".into()));
+    report.push(Block::Paragraph(
+        "Row: the corpus trained on; column: the corpus tested. The diagonal comes from the within-A splits (A alone, unseen speakers of A tested), the rest from cross-A-to-B (all of A trained on, all of B tested). Each cell: accuracy / macro-F1 over the emotions the tested corpus has, in %; — where not evaluated.".into(),
+    ));
+    for model in models {
+        let Some(rows) = view.table.get(*model) else {
+            continue;
+        };
+        report.push(Block::Heading(3, format!("Corpus × corpus, {model}")));
+        let mut header = vec!["trained on ↓ / tested on →".to_string()];
+        header.extend(view.corpora.iter().cloned());
+        let table = view
+            .corpora
+            .iter()
+            .map(|train| {
+                let mut row = vec![train.clone()];
+                row.extend(view.corpora.iter().map(|test| {
+                    rows.get(train).and_then(|r| r.get(test)).map_or_else(
+                        || "—".to_string(),
+                        |s| format!("{} / {}", percent(s.accuracy), percent(s.macro_f1_present)),
+                    )
+                }));
+                row
+            })
+            .collect();
+        report.push(Block::Table(header, table));
+    }
+    let mut mixed: BTreeMap<&String, BTreeSet<&String>> = BTreeMap::new();
+    for by_split in view.per_corpus.values() {
+        for (split, corpora) in by_split {
+            mixed.entry(split).or_default().extend(corpora.keys());
+        }
+    }
+    for (split, corpora) in mixed {
+        for corpus in corpora {
+            let evaluated: Vec<(&String, &SplitMetrics)> = models
+                .iter()
+                .filter_map(|m| {
+                    let metrics = view.per_corpus.get(*m)?.get(split)?.get(corpus)?;
+                    Some((*m, metrics))
+                })
+                .collect();
+            report.push(Block::Heading(3, format!("Split {split}, {corpus} alone")));
+            confusion_matrices(&evaluated, &format!("{split}-{corpus}"), report)?;
+        }
     }
     Ok(())
 }

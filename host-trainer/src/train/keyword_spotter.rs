@@ -1408,6 +1408,9 @@ mod tests {
                         transcript: word.to_string(),
                         sample_rate: 16_000,
                         duration_s: 1.0,
+                        corpus: "tess".into(),
+                        label: emotion.code().into(),
+                        intensity: String::new(),
                     });
                     let frames = 8 + (rng.next_u32() % 12) as usize;
                     let mut speech = random_features(&mut rng, 1, frames, dim);
