@@ -56,6 +56,33 @@ pub struct BoardProfile {
     pub audio: AudioProfile,
     /// What shows the emotion, and how it is wired.
     pub display: DisplayProfile,
+    /// Where readings are published over MQTT (`listen --mqtt`), if anywhere.
+    #[serde(default)]
+    pub mqtt: Option<MqttProfile>,
+}
+
+/// The MQTT output: the broker and how to log in (the login itself stays in the
+/// credentials file, never in the profile).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttProfile {
+    /// `mqtt://HOST[:PORT]` or `mqtts://HOST[:PORT]`.
+    pub url: String,
+    /// A file with `username = "…"` and `password = "…"`.
+    #[serde(default)]
+    pub credentials: Option<String>,
+    /// The CA certificate(s) of a TLS broker (PEM); the system's when absent.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// The device id in the topics; the host name when absent.
+    #[serde(default)]
+    pub device_id: Option<String>,
+    /// Readings kept while the broker is away.
+    #[serde(default)]
+    pub buffer: Option<usize>,
+    /// Home Assistant's discovery prefix (`homeassistant`).
+    #[serde(default)]
+    pub discovery_prefix: Option<String>,
 }
 
 /// The microphone.
@@ -212,6 +239,11 @@ fn parse(origin: &str, text: &str) -> Result<BoardProfile, BoardError> {
         return Err(invalid(
             "`led` is in display.kinds but [display.led] is missing".into(),
         ));
+    }
+    if let Some(mqtt) = &profile.mqtt {
+        mqtt.url
+            .parse::<crate::mqtt::config::BrokerUrl>()
+            .map_err(|e| invalid(format!("[mqtt] url: {e}")))?;
     }
     Ok(profile)
 }
