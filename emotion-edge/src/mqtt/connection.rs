@@ -100,11 +100,12 @@ pub fn run(mut connection: Connection, client: Client, shared: Arc<Shared>, anno
     let mut connected = false;
     let mut retry = FIRST_RETRY;
     loop {
-        if let Some(deadline) = shared.lock().closing {
-            let empty = shared.lock().outbox.is_empty();
-            if empty || Instant::now() >= deadline {
-                break;
-            }
+        let (closing, empty) = {
+            let state = shared.lock();
+            (state.closing, state.outbox.is_empty())
+        };
+        if closing.is_some_and(|deadline| empty || Instant::now() >= deadline) {
+            break;
         }
         let event = if connected {
             match connection.recv_timeout(TICK) {
@@ -248,20 +249,21 @@ fn explain(error: &ConnectionError, announce: &Announce) -> String {
     let broker = &announce.broker;
     match error {
         ConnectionError::ConnectionRefused(code) => {
-            let why = match code {
-                ConnectReturnCode::BadUserNamePassword => match &announce.credentials {
-                    Some(file) => format!("refused the user name or password from {file}"),
-                    None => "wants a user name and password: give a credentials file with \
-                             --mqtt-credentials FILE"
-                        .to_string(),
-                },
-                ConnectReturnCode::NotAuthorized => match &announce.credentials {
-                    Some(file) => format!("does not authorise the login from {file}"),
-                    None => "does not authorise anonymous clients: give a credentials file \
-                             with --mqtt-credentials FILE"
-                        .to_string(),
-                },
-                other => format!("refused the connection ({other:?})"),
+            // Mosquitto answers a wrong password with "not authorised" under MQTT 3.1.1.
+            let why = match (code, &announce.credentials) {
+                (
+                    ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized,
+                    Some(file),
+                ) => format!(
+                    "refused the login from {file} (wrong user name or password, or not \
+                     allowed to connect)"
+                ),
+                (
+                    ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized,
+                    None,
+                ) => "wants a login: give a credentials file with --mqtt-credentials FILE"
+                    .to_string(),
+                (other, _) => format!("refused the connection ({other:?})"),
             };
             format!("the broker {broker} {why}")
         }
