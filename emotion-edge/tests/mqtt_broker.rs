@@ -738,3 +738,32 @@ fn a_full_buffer_drops_the_oldest_and_counts_it() {
     let text_summary = stderr.lines().find(|l| l.contains("utterances in")).unwrap_or("");
     assert!(text_summary.contains("dropped (buffer full)"), "{stderr}");
 }
+
+/// The README's discovery example is what the program sends for a device `kiosk` with
+/// the demo bundle's labels (no broker needed).
+#[test]
+fn the_readme_shows_the_discovery_configs_the_program_sends() {
+    let readme = std::fs::read_to_string(common::workspace().join("README.md")).expect("README");
+    let block = readme
+        .split_once("<!-- mqtt-discovery: begin -->")
+        .and_then(|(_, rest)| rest.split_once("<!-- mqtt-discovery: end -->"))
+        .map(|(block, _)| block)
+        .expect("the README's mqtt-discovery markers");
+    let json = block
+        .trim()
+        .strip_prefix("```json")
+        .and_then(|b| b.strip_suffix("```"))
+        .expect("a ```json block between the markers");
+    let shown: Value = serde_json::from_str(json).expect("the README's example is JSON");
+    let topics = Topics::new("kiosk", "homeassistant");
+    let sent: serde_json::Map<String, Value> =
+        discovery(&topics, &labels(), env!("CARGO_PKG_VERSION"))
+            .into_iter()
+            .collect();
+    assert_eq!(
+        shown,
+        Value::Object(sent.clone()),
+        "paste this into the README:\n{}",
+        serde_json::to_string_pretty(&Value::Object(sent)).unwrap()
+    );
+}
