@@ -266,9 +266,8 @@ fn mqtt(
     let url: BrokerUrl = url
         .parse()
         .map_err(|e: crate::mqtt::config::MqttConfigError| SettingsError::Mqtt(e.to_string()))?;
-    let path = |flag: &Option<PathBuf>, board: Option<&String>| {
-        flag.clone().or(board.map(PathBuf::from))
-    };
+    let path =
+        |flag: &Option<PathBuf>, board: Option<&String>| flag.clone().or(board.map(PathBuf::from));
     let buffer = flags
         .buffer
         .or(profile.and_then(|p| p.buffer))
@@ -280,7 +279,10 @@ fn mqtt(
     }
     Ok(Some(MqttSettings {
         url,
-        credentials: path(&flags.credentials, profile.and_then(|p| p.credentials.as_ref())),
+        credentials: path(
+            &flags.credentials,
+            profile.and_then(|p| p.credentials.as_ref()),
+        ),
         ca_file: path(&flags.ca_file, profile.and_then(|p| p.ca_file.as_ref())),
         device_id: flags
             .device_id

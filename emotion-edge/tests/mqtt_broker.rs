@@ -191,7 +191,13 @@ impl Drop for Broker {
 
 /// A CA, and a certificate for `localhost` (and 127.0.0.1) signed by it.
 fn make_certificates(openssl: &Path, dir: &Path) {
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
     run(Command::new(openssl)
         .current_dir(dir)
         .args(["req", "-x509"])
@@ -202,15 +208,35 @@ fn make_certificates(openssl: &Path, dir: &Path) {
         .current_dir(dir)
         .arg("req")
         .args(ec)
-        .args(["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]));
+        .args([
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ]));
     std::fs::write(
         dir.join("server.ext"),
         "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
     )
     .expect("write");
     run(Command::new(openssl).current_dir(dir).args([
-        "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "server.ext",
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
     ]));
 }
 
@@ -313,7 +339,14 @@ impl Device {
     /// `listen` from `source` (a WAV file, or `-`: stdin, fed by [`Device::say`]).
     fn start(source: &str, mqtt: &[&str]) -> Device {
         let mut child = Command::new(env!("CARGO_BIN_EXE_emotion-edge"))
-            .args(["listen", "--json", "--fast", "--segmenter", "energy", "--bundle"])
+            .args([
+                "listen",
+                "--json",
+                "--fast",
+                "--segmenter",
+                "energy",
+                "--bundle",
+            ])
             .arg(demo_bundle())
             .args(["--source", source])
             .args(mqtt)
@@ -389,7 +422,11 @@ impl Device {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 break status;
             }
-            assert!(Instant::now() < end, "listen did not end: {}", self.stderr());
+            assert!(
+                Instant::now() < end,
+                "listen did not end: {}",
+                self.stderr()
+            );
             thread::sleep(Duration::from_millis(50));
         };
         // Let the reader threads take the last lines.
@@ -439,7 +476,11 @@ fn in_order(readings: &[Value], device: &str) -> Vec<u64> {
         assert_eq!(r["device"], device, "{r}");
         let seq = r["seq"].as_u64().expect("seq");
         if !seen.contains(&seq) {
-            assert_eq!(seq, seen.len() as u64 + 1, "out of order or missing: {seen:?} then {seq}");
+            assert_eq!(
+                seq,
+                seen.len() as u64 + 1,
+                "out of order or missing: {seen:?} then {seq}"
+            );
             seen.push(seq);
         }
     }
@@ -458,7 +499,14 @@ fn readings_and_discovery_reach_a_subscriber_in_order() {
     let login = credentials(dir.path(), PASSWORD);
     let device = Device::start(
         wav.to_str().unwrap(),
-        &["--mqtt", &broker.url(), "--mqtt-credentials", login.to_str().unwrap(), "--mqtt-device", "hall"],
+        &[
+            "--mqtt",
+            &broker.url(),
+            "--mqtt-credentials",
+            login.to_str().unwrap(),
+            "--mqtt-device",
+            "hall",
+        ],
     );
     let (status, (summary, heard)) = device_finish(device);
     assert!(status.success(), "{status}: {summary}");
@@ -470,7 +518,8 @@ fn readings_and_discovery_reach_a_subscriber_in_order() {
 
     // Every reading, in order, and what the program showed.
     assert!(
-        wait_until(Duration::from_secs(5), || subscriber.readings("hall").len() >= heard.len()),
+        wait_until(Duration::from_secs(5), || subscriber.readings("hall").len()
+            >= heard.len()),
         "{} readings of {}",
         subscriber.readings("hall").len(),
         heard.len()
@@ -482,12 +531,21 @@ fn readings_and_discovery_reach_a_subscriber_in_order() {
         assert_eq!(reading["emotion"], shown["emotion"], "{reading}");
         assert_eq!(reading["event_type"], shown["emotion"], "{reading}");
         assert_eq!(reading["confidence"], shown["confidence"], "{reading}");
-        assert_eq!(reading["probabilities"], shown["probabilities"], "{reading}");
+        assert_eq!(
+            reading["probabilities"], shown["probabilities"],
+            "{reading}"
+        );
         assert_eq!(reading["head"], shown["model"], "{reading}");
         assert_eq!(reading["keyword"], shown["keyword"], "{reading}");
-        assert_eq!(reading["keyword_source"], shown["keyword_source"], "{reading}");
+        assert_eq!(
+            reading["keyword_source"], shown["keyword_source"],
+            "{reading}"
+        );
         assert!(reading["latency_ms"].as_f64().unwrap() >= 0.0, "{reading}");
-        assert!(reading["timestamp"].as_str().unwrap().ends_with('Z'), "{reading}");
+        assert!(
+            reading["timestamp"].as_str().unwrap().ends_with('Z'),
+            "{reading}"
+        );
     }
     // The retained state is the last reading.
     let state = subscriber.on("emotion-edge/hall/state");
@@ -505,11 +563,15 @@ fn readings_and_discovery_reach_a_subscriber_in_order() {
         assert_eq!(sent, config, "{topic}");
         let kept = late.wait_for(&topic, 1, Duration::from_secs(5));
         assert!(kept[0].retain, "{topic} is retained");
-        assert_eq!(serde_json::from_str::<Value>(&kept[0].payload).unwrap(), config);
+        assert_eq!(
+            serde_json::from_str::<Value>(&kept[0].payload).unwrap(),
+            config
+        );
     }
     let kept = late.wait_for("emotion-edge/hall/state", 1, Duration::from_secs(5));
     assert!(kept[0].retain, "the state is retained");
-    let event: Value = serde_json::from_str(&subscriber.on(&topics.event_config())[0].payload).unwrap();
+    let event: Value =
+        serde_json::from_str(&subscriber.on(&topics.event_config())[0].payload).unwrap();
     assert_eq!(event["event_types"], serde_json::json!(labels()));
     // Availability: online while it ran, offline (retained) once it stopped.
     let availability = subscriber.on("emotion-edge/hall/availability");
@@ -542,7 +604,14 @@ fn a_killed_process_goes_offline_by_its_last_will_and_discovery_follows_home_ass
     let login = credentials(dir.path(), PASSWORD);
     let device = Device::start(
         "-",
-        &["--mqtt", &broker.url(), "--mqtt-credentials", login.to_str().unwrap(), "--mqtt-device", "door"],
+        &[
+            "--mqtt",
+            &broker.url(),
+            "--mqtt-credentials",
+            login.to_str().unwrap(),
+            "--mqtt-device",
+            "door",
+        ],
     );
     let availability = "emotion-edge/door/availability";
     let online = subscriber.wait_for(availability, 1, Duration::from_secs(15));
@@ -556,8 +625,16 @@ fn a_killed_process_goes_offline_by_its_last_will_and_discovery_follows_home_ass
         .publish("homeassistant/status", QoS::AtLeastOnce, false, "online")
         .expect("publish");
     subscriber.wait_for(config, 2, Duration::from_secs(5));
-    subscriber.wait_for("homeassistant/event/door/utterance/config", 2, Duration::from_secs(5));
-    assert!(device.stderr().contains("Home Assistant came online"), "{}", device.stderr());
+    subscriber.wait_for(
+        "homeassistant/event/door/utterance/config",
+        2,
+        Duration::from_secs(5),
+    );
+    assert!(
+        device.stderr().contains("Home Assistant came online"),
+        "{}",
+        device.stderr()
+    );
 
     // Killed without a goodbye: the broker publishes the last will.
     let mut device = device;
@@ -583,19 +660,35 @@ fn readings_wait_for_a_broker_that_restarts_and_none_is_lost() {
     let login = credentials(dir.path(), PASSWORD);
     let mut device = Device::start(
         "-",
-        &["--mqtt", &broker.url(), "--mqtt-credentials", login.to_str().unwrap(), "--mqtt-device", "lab"],
+        &[
+            "--mqtt",
+            &broker.url(),
+            "--mqtt-credentials",
+            login.to_str().unwrap(),
+            "--mqtt-device",
+            "lab",
+        ],
     );
     device.say(0, 3);
     let before = device_waits(&device, 3);
-    wait_until(Duration::from_secs(10), || subscriber.readings("lab").len() >= before);
-    assert_eq!(subscriber.readings("lab").len(), before, "{}", device.stderr());
+    wait_until(Duration::from_secs(10), || {
+        subscriber.readings("lab").len() >= before
+    });
+    assert_eq!(
+        subscriber.readings("lab").len(),
+        before,
+        "{}",
+        device.stderr()
+    );
 
     // The broker goes away; the device hears on.
     broker.stop();
     device.say(3, 3);
     let during = device_waits(&device, before + 3);
     assert!(
-        wait_until(Duration::from_secs(10), || device.stderr().contains("readings waiting)")
+        wait_until(Duration::from_secs(10), || device
+            .stderr()
+            .contains("readings waiting)")
             && device.stderr().contains("retrying in")),
         "{}",
         device.stderr()
@@ -612,12 +705,23 @@ fn readings_wait_for_a_broker_that_restarts_and_none_is_lost() {
     assert_eq!(mqtt["unsent_at_exit"], 0, "{summary}");
     assert_eq!(mqtt["dropped_buffer_full"], 0, "{summary}");
     assert!(mqtt["connections"].as_u64().unwrap() >= 2, "{summary}");
-    assert!(mqtt["connection_failures"].as_u64().unwrap() >= 1, "{summary}");
     assert!(
-        wait_until(Duration::from_secs(10), || in_order(&subscriber.readings("lab"), "lab").len()
+        mqtt["connection_failures"].as_u64().unwrap() >= 1,
+        "{summary}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || in_order(
+            &subscriber.readings("lab"),
+            "lab"
+        )
+        .len()
             >= total),
         "{:?}",
-        subscriber.readings("lab").iter().map(|r| r["seq"].clone()).collect::<Vec<_>>()
+        subscriber
+            .readings("lab")
+            .iter()
+            .map(|r| r["seq"].clone())
+            .collect::<Vec<_>>()
     );
     let seqs = in_order(&subscriber.readings("lab"), "lab");
     assert_eq!(seqs, (1..=total as u64).collect::<Vec<_>>());
@@ -635,7 +739,12 @@ fn readings_wait_for_a_broker_that_restarts_and_none_is_lost() {
 /// Waits until the device has shown at least `count` utterances; how many it has.
 fn device_waits(device: &Device, count: usize) -> usize {
     let shown = wait_until(Duration::from_secs(60), || device.heard().len() >= count);
-    assert!(shown, "{} of {count} utterances shown: {}", device.heard().len(), device.stderr());
+    assert!(
+        shown,
+        "{} of {count} utterances shown: {}",
+        device.heard().len(),
+        device.stderr()
+    );
     device.heard().len()
 }
 
@@ -648,27 +757,47 @@ fn a_wrong_password_is_a_clear_error_retried_without_crashing() {
     let login = credentials(dir.path(), "wrong");
     let mut device = Device::start(
         "-",
-        &["--mqtt", &broker.url(), "--mqtt-credentials", login.to_str().unwrap(), "--mqtt-device", "attic"],
+        &[
+            "--mqtt",
+            &broker.url(),
+            "--mqtt-credentials",
+            login.to_str().unwrap(),
+            "--mqtt-device",
+            "attic",
+        ],
     );
     let refused = format!("refused the login from {}", login.display());
     let retried = wait_until(Duration::from_secs(15), || {
         device.stderr().matches(&refused).count() >= 3
     });
     assert!(retried, "{}", device.stderr());
-    assert!(device.child.try_wait().expect("wait").is_none(), "it must keep listening");
+    assert!(
+        device.child.try_wait().expect("wait").is_none(),
+        "it must keep listening"
+    );
     // The waits grow: 0.5 s, 1 s, 2 s, …
     let stderr = device.stderr();
-    for wait in ["retrying in 0.5 s", "retrying in 1.0 s", "retrying in 2.0 s"] {
+    for wait in [
+        "retrying in 0.5 s",
+        "retrying in 1.0 s",
+        "retrying in 2.0 s",
+    ] {
         assert!(stderr.contains(wait), "{stderr}");
     }
-    assert!(!stderr.contains(PASSWORD) && !stderr.contains("\"wrong\""), "{stderr}");
+    assert!(
+        !stderr.contains(PASSWORD) && !stderr.contains("\"wrong\""),
+        "{stderr}"
+    );
     device.say(0, 1);
     device_waits(&device, 1);
     let (status, (summary, _)) = device_finish(device);
     assert!(status.success(), "{status}: {summary}");
     let mqtt = &summary["mqtt"];
     assert_eq!(mqtt["connections"], 0, "{summary}");
-    assert!(mqtt["connection_failures"].as_u64().unwrap() >= 3, "{summary}");
+    assert!(
+        mqtt["connection_failures"].as_u64().unwrap() >= 3,
+        "{summary}"
+    );
     assert_eq!(mqtt["unsent_at_exit"], 1, "{summary}");
 }
 
@@ -687,21 +816,41 @@ fn tls_with_a_private_ca() {
     let ca = broker.path("ca.pem");
     let device = Device::start(
         wav.to_str().unwrap(),
-        &["--mqtt", &url, "--mqtt-credentials", login.to_str().unwrap(), "--mqtt-ca", ca.to_str().unwrap(), "--mqtt-device", "tls"],
+        &[
+            "--mqtt",
+            &url,
+            "--mqtt-credentials",
+            login.to_str().unwrap(),
+            "--mqtt-ca",
+            ca.to_str().unwrap(),
+            "--mqtt-device",
+            "tls",
+        ],
     );
     let (status, (summary, heard)) = device_finish(device);
     assert!(status.success(), "{status}: {summary}");
     assert_eq!(summary["mqtt"]["published"], heard.len(), "{summary}");
     assert!(
-        wait_until(Duration::from_secs(5), || subscriber.readings("tls").len() >= heard.len()),
+        wait_until(Duration::from_secs(5), || subscriber.readings("tls").len()
+            >= heard.len()),
         "{summary}"
     );
-    assert_eq!(in_order(&subscriber.readings("tls"), "tls").len(), heard.len());
+    assert_eq!(
+        in_order(&subscriber.readings("tls"), "tls").len(),
+        heard.len()
+    );
 
     // Without the CA, the system's roots do not know it: said, retried, not sent.
     let device = Device::start(
         wav.to_str().unwrap(),
-        &["--mqtt", &url, "--mqtt-credentials", login.to_str().unwrap(), "--mqtt-device", "tls2"],
+        &[
+            "--mqtt",
+            &url,
+            "--mqtt-credentials",
+            login.to_str().unwrap(),
+            "--mqtt-device",
+            "tls2",
+        ],
     );
     let stderr = Arc::clone(&device.stderr);
     let (status, (summary, heard)) = device_finish(device);
@@ -722,7 +871,14 @@ fn a_full_buffer_drops_the_oldest_and_counts_it() {
     let url = format!("mqtt://127.0.0.1:{port}");
     let device = Device::start(
         wav.to_str().unwrap(),
-        &["--mqtt", &url, "--mqtt-buffer", "2", "--mqtt-device", "full"],
+        &[
+            "--mqtt",
+            &url,
+            "--mqtt-buffer",
+            "2",
+            "--mqtt-device",
+            "full",
+        ],
     );
     let stderr = Arc::clone(&device.stderr);
     let (status, (summary, heard)) = device_finish(device);
@@ -734,8 +890,14 @@ fn a_full_buffer_drops_the_oldest_and_counts_it() {
     assert_eq!(mqtt["unsent_at_exit"], 2, "{summary}");
     assert_eq!(mqtt["published"], 0, "{summary}");
     assert!(stderr.contains("is the broker running?"), "{stderr}");
-    assert!(stderr.contains("buffer full; reading 1 dropped"), "{stderr}");
-    let text_summary = stderr.lines().find(|l| l.contains("utterances in")).unwrap_or("");
+    assert!(
+        stderr.contains("buffer full; reading 1 dropped"),
+        "{stderr}"
+    );
+    let text_summary = stderr
+        .lines()
+        .find(|l| l.contains("utterances in"))
+        .unwrap_or("");
     assert!(text_summary.contains("dropped (buffer full)"), "{stderr}");
 }
 

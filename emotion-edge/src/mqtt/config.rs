@@ -245,7 +245,10 @@ mod tests {
     #[test]
     fn urls_give_host_port_and_tls() {
         let plain = url("mqtt://broker.local").unwrap();
-        assert_eq!((plain.host.as_str(), plain.port, plain.tls), ("broker.local", 1883, false));
+        assert_eq!(
+            (plain.host.as_str(), plain.port, plain.tls),
+            ("broker.local", 1883, false)
+        );
         let tls = url("mqtts://broker.local/").unwrap();
         assert_eq!((tls.port, tls.tls), (8883, true));
         let v6 = url("mqtt://[::1]:1999").unwrap();

@@ -205,8 +205,22 @@ fn pump(client: &Client, shared: &Shared, topics: &Topics) {
     loop {
         let next = shared.lock().outbox.next_to_send(WINDOW);
         let Some(reading) = next else { return };
-        publish(client, shared, &topics.reading(), false, &reading.payload, Some(reading.seq));
-        publish(client, shared, &topics.state(), true, &reading.payload, None);
+        publish(
+            client,
+            shared,
+            &topics.reading(),
+            false,
+            &reading.payload,
+            Some(reading.seq),
+        );
+        publish(
+            client,
+            shared,
+            &topics.state(),
+            true,
+            &reading.payload,
+            None,
+        );
     }
 }
 

@@ -238,7 +238,10 @@ mod tests {
         for bad in ["", "a/b", "a+b", "a#", "a b", &"x".repeat(65)] {
             assert!(!valid_device_id(bad), "{bad:?}");
         }
-        assert_eq!(device_id_from("kiosk.local\n").as_deref(), Some("kiosk-local"));
+        assert_eq!(
+            device_id_from("kiosk.local\n").as_deref(),
+            Some("kiosk-local")
+        );
         assert_eq!(device_id_from("..."), None);
     }
 
@@ -256,7 +259,10 @@ mod tests {
         assert_eq!(topic, "homeassistant/event/kiosk/utterance/config");
         assert_eq!(event["state_topic"], "emotion-edge/kiosk/reading");
         assert_eq!(event["event_types"][5], "pleasant surprise");
-        assert_eq!(event["availability_topic"], "emotion-edge/kiosk/availability");
+        assert_eq!(
+            event["availability_topic"],
+            "emotion-edge/kiosk/availability"
+        );
         assert_eq!(event["device"]["sw_version"], "1.2.3");
     }
 }

@@ -153,9 +153,7 @@ impl MqttOutput {
             std::thread::Builder::new()
                 .name("mqtt".into())
                 .spawn(move || connection::run(connection, client, shared, announce))
-                .map_err(|e| {
-                    MqttConfigError::Tls(format!("cannot start the MQTT thread: {e}"))
-                })?
+                .map_err(|e| MqttConfigError::Tls(format!("cannot start the MQTT thread: {e}")))?
         };
         Ok(Self {
             shared,

@@ -154,7 +154,11 @@ mod tests {
         }
         let mut id = 1;
         assert_eq!(send(&mut outbox, 3, &mut id), [1, 2, 3]);
-        assert_eq!(send(&mut outbox, 3, &mut id), Vec::<u64>::new(), "window full");
+        assert_eq!(
+            send(&mut outbox, 3, &mut id),
+            Vec::<u64>::new(),
+            "window full"
+        );
         // Packet ids 1, 3, 5 are the readings; 2, 4, 6 their states.
         assert_eq!(outbox.acknowledged(2), None, "a state, not a reading");
         assert_eq!(outbox.acknowledged(1), Some(1));
@@ -173,7 +177,11 @@ mod tests {
         assert_eq!(send(&mut outbox, 8, &mut id), [1, 2, 3, 4]);
         assert_eq!(outbox.acknowledged(3), Some(2));
         outbox.disconnected();
-        assert_eq!(outbox.acknowledged(1), None, "acks of the old connection are gone");
+        assert_eq!(
+            outbox.acknowledged(1),
+            None,
+            "acks of the old connection are gone"
+        );
         outbox.push(reading(5));
         let mut id = 1;
         assert_eq!(send(&mut outbox, 8, &mut id), [1, 3, 4, 5]);
