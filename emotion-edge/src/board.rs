@@ -83,6 +83,9 @@ pub struct MqttProfile {
     /// Home Assistant's discovery prefix (`homeassistant`).
     #[serde(default)]
     pub discovery_prefix: Option<String>,
+    /// A folder that keeps readings on disk until the broker has them.
+    #[serde(default)]
+    pub spool: Option<String>,
 }
 
 /// The microphone.

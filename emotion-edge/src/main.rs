@@ -343,6 +343,11 @@ struct MqttArgs {
     /// waiting is dropped and counted [default: the board's, else 1000].
     #[arg(long, value_name = "N")]
     mqtt_buffer: Option<usize>,
+    /// Also keep the waiting readings on disk in this folder, one file each until the
+    /// broker has it, so a power cut or crash loses none; the next run sends them first
+    /// [default: the board's, else memory only].
+    #[arg(long, value_name = "DIR")]
+    mqtt_spool: Option<PathBuf>,
 }
 
 /// The wiring of the OLED and LED (`--display oled,led`; the `hardware` build feature, on
@@ -638,6 +643,7 @@ impl ListenArgs {
                 ca_file: self.mqtt.mqtt_ca.clone(),
                 device_id: self.mqtt.mqtt_device.clone(),
                 buffer: self.mqtt.mqtt_buffer,
+                spool: self.mqtt.mqtt_spool.clone(),
             },
         }
     }

@@ -176,6 +176,8 @@ pub struct MqttFlags {
     pub device_id: Option<String>,
     /// `--mqtt-buffer N`.
     pub buffer: Option<usize>,
+    /// `--mqtt-spool DIR`.
+    pub spool: Option<PathBuf>,
 }
 
 /// Where `listen` shows the emotion.
@@ -253,7 +255,8 @@ fn mqtt(
         let given = flags.credentials.is_some()
             || flags.ca_file.is_some()
             || flags.device_id.is_some()
-            || flags.buffer.is_some();
+            || flags.buffer.is_some()
+            || flags.spool.is_some();
         return if given {
             Err(SettingsError::Mqtt(
                 "the --mqtt-… settings need a broker: --mqtt URL (or `url` in the board's [mqtt])"
@@ -292,6 +295,7 @@ fn mqtt(
         discovery_prefix: profile
             .and_then(|p| p.discovery_prefix.clone())
             .unwrap_or_else(|| DEFAULT_DISCOVERY_PREFIX.to_string()),
+        spool: path(&flags.spool, profile.and_then(|p| p.spool.as_ref())),
     }))
 }
 
@@ -692,6 +696,7 @@ mod tests {
             device_id: Some("hall".into()),
             buffer: Some(50),
             discovery_prefix: Some("ha".into()),
+            spool: Some("/var/lib/emotion-edge-mqtt".into()),
         });
         let from_board = listen(&flags(), Some(&pi)).unwrap().mqtt.unwrap();
         assert_eq!(from_board.url.to_string(), "mqtts://ha.local:8883");
@@ -702,6 +707,10 @@ mod tests {
         assert_eq!(
             (from_board.buffer, from_board.discovery_prefix.as_str()),
             (50, "ha")
+        );
+        assert_eq!(
+            from_board.spool,
+            Some(PathBuf::from("/var/lib/emotion-edge-mqtt"))
         );
         let given = ListenFlags {
             mqtt: MqttFlags {

@@ -891,7 +891,7 @@ fn a_full_buffer_drops_the_oldest_and_counts_it() {
     assert_eq!(mqtt["published"], 0, "{summary}");
     assert!(stderr.contains("is the broker running?"), "{stderr}");
     assert!(
-        stderr.contains("buffer full; reading 1 dropped"),
+        stderr.contains("buffer full; the oldest waiting reading dropped (#1)"),
         "{stderr}"
     );
     let text_summary = stderr
@@ -928,4 +928,80 @@ fn the_readme_shows_the_discovery_configs_the_program_sends() {
         "paste this into the README:\n{}",
         serde_json::to_string_pretty(&Value::Object(sent)).unwrap()
     );
+}
+
+fn spooled(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn spooled_readings_outlive_a_killed_process_and_go_first_in_the_next_run() {
+    let Some(mut broker) = Broker::start("spool", false) else {
+        return;
+    };
+    broker.stop(); // the first run finds no broker
+    let dir = tempfile::tempdir().expect("temp dir");
+    let login = credentials(dir.path(), PASSWORD);
+    let spool = dir.path().join("spool");
+    let url = broker.url();
+    let args = [
+        "--mqtt",
+        &url,
+        "--mqtt-credentials",
+        login.to_str().unwrap(),
+        "--mqtt-device",
+        "porch",
+        "--mqtt-spool",
+        spool.to_str().unwrap(),
+    ];
+    let mut device = Device::start("-", &args);
+    device.say(0, 3);
+    let first = device_waits(&device, 3);
+    // A power cut: no goodbye, no time to flush.
+    device.child.kill().expect("kill");
+    device.child.wait().expect("it dies");
+    assert_eq!(spooled(&spool), first, "{}", device.stderr());
+    drop(device);
+
+    broker.resume();
+    let subscriber = Subscriber::connect(broker.port, "checker-6", true);
+    let wav = dir.path().join("speech.wav");
+    std::fs::write(&wav, common::wav_file(&utterances(&spread(1), 1.0))).expect("write");
+    let device = Device::start(wav.to_str().unwrap(), &args);
+    let stderr = Arc::clone(&device.stderr);
+    let (status, (summary, heard)) = device_finish(device);
+    let stderr = stderr.lock().unwrap().clone();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(
+        stderr.contains(&format!("{first} readings of an earlier run")),
+        "{stderr}"
+    );
+    let mqtt = &summary["mqtt"];
+    assert_eq!(mqtt["from_spool"], first, "{summary}");
+    assert_eq!(mqtt["published"], first + heard.len(), "{summary}");
+    assert_eq!(mqtt["unsent_at_exit"], 0, "{summary}");
+    assert_eq!(spooled(&spool), 0, "acknowledged readings leave the spool");
+    // The first run's readings first, as they were made (their own seq and time), then
+    // this run's.
+    let all = first + heard.len();
+    assert!(
+        wait_until(Duration::from_secs(5), || subscriber
+            .readings("porch")
+            .len()
+            >= all),
+        "{summary}"
+    );
+    let seqs: Vec<u64> = subscriber
+        .readings("porch")
+        .iter()
+        .map(|r| r["seq"].as_u64().unwrap())
+        .collect();
+    let expected: Vec<u64> = (1..=first as u64).chain(1..=heard.len() as u64).collect();
+    assert_eq!(seqs, expected);
 }

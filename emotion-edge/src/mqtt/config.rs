@@ -53,6 +53,14 @@ pub enum MqttConfigError {
     /// No device id given and the host name does not make one.
     #[error("{0}")]
     DeviceId(String),
+    /// The spool folder cannot be made or read.
+    #[error("the MQTT spool {path}: {detail}")]
+    Spool {
+        /// The folder.
+        path: PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
     /// TLS could not be set up.
     #[error("MQTT over TLS: {0}")]
     Tls(String),

@@ -12,7 +12,8 @@ use rumqttc::{
 };
 
 use super::message::{OFFLINE, ONLINE, Topics};
-use super::outbox::Outbox;
+use super::outbox::{Outbox, Queued};
+use super::spool::Spool;
 
 /// First and longest wait before connecting again (as the microphone's).
 pub const FIRST_RETRY: Duration = Duration::from_millis(500);
@@ -41,8 +42,32 @@ pub struct State {
     pub connections: u64,
     /// Failed attempts and dropped connections.
     pub failures: u64,
-    /// Readings still waiting when the thread ended (lost unless sent later).
+    /// Readings still waiting when the thread ended (lost unless spooled).
     pub unsent_at_exit: u64,
+    /// Where readings wait on disk, when spooled.
+    pub spool: Option<Spool>,
+}
+
+impl State {
+    /// Queues a reading (on disk first, when spooled); the id of one dropped because
+    /// the buffer was full.
+    pub fn push(&mut self, reading: Queued) -> Option<u64> {
+        if let Some(spool) = self.spool.as_mut() {
+            spool.write(reading.id, &reading.payload);
+        }
+        let dropped = self.outbox.push(reading);
+        if let (Some(id), Some(spool)) = (dropped, self.spool.as_mut()) {
+            spool.remove(id);
+        }
+        dropped
+    }
+
+    /// The broker acknowledged packet `packet`: a reading is done with.
+    fn acknowledged(&mut self, packet: u16) {
+        if let (Some(id), Some(spool)) = (self.outbox.acknowledged(packet), self.spool.as_mut()) {
+            spool.remove(id);
+        }
+    }
 }
 
 impl Shared {
@@ -55,6 +80,7 @@ impl Shared {
                 connections: 0,
                 failures: 0,
                 unsent_at_exit: 0,
+                spool: None,
             }),
             wake: Condvar::new(),
         }
@@ -140,7 +166,7 @@ pub fn run(mut connection: Connection, client: Client, shared: Arc<Shared>, anno
             }
             Some(Ok(Event::Outgoing(Outgoing::Publish(id)))) => shared.lock().outbox.sent(id),
             Some(Ok(Event::Incoming(Incoming::PubAck(ack)))) => {
-                shared.lock().outbox.acknowledged(ack.pkid);
+                shared.lock().acknowledged(ack.pkid);
             }
             Some(Ok(Event::Incoming(Incoming::Publish(p)))) => {
                 if p.topic == announce.topics.ha_status() && p.payload.as_ref() == ONLINE.as_bytes()
@@ -211,7 +237,7 @@ fn pump(client: &Client, shared: &Shared, topics: &Topics) {
             &topics.reading(),
             false,
             &reading.payload,
-            Some(reading.seq),
+            Some(reading.id),
         );
         publish(
             client,

@@ -10,12 +10,14 @@
 //! - [`config`]: the broker URL, the credentials file, TLS.
 //! - [`message`]: the topics and the JSON (readings, discovery).
 //! - [`outbox`]: the readings waiting for the broker.
+//! - [`spool`]: the same readings on disk, for the next run after a power cut.
 //! - [`connection`]: the thread that keeps the connection.
 
 pub mod config;
 pub mod connection;
 pub mod message;
 pub mod outbox;
+pub mod spool;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,6 +51,8 @@ pub struct MqttSettings {
     pub buffer: usize,
     /// Home Assistant's discovery prefix.
     pub discovery_prefix: String,
+    /// A folder that keeps the waiting readings on disk, if any.
+    pub spool: Option<PathBuf>,
 }
 
 /// What the MQTT output did, in `listen`'s summary.
@@ -62,8 +66,11 @@ pub struct MqttSummary {
     pub published: u64,
     /// Readings dropped because the buffer was full while the broker was away.
     pub dropped_buffer_full: u64,
-    /// Readings still unsent when the program stopped.
+    /// Readings still unsent when the program stopped (in the spool, when there is
+    /// one, for the next run).
     pub unsent_at_exit: u64,
+    /// Readings an earlier run left in the spool, queued first in this one.
+    pub from_spool: u64,
     /// Times a connection was made.
     pub connections: u64,
     /// Failed attempts and lost connections.
@@ -74,10 +81,11 @@ impl std::fmt::Display for MqttSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "MQTT {} as {}: {} readings published, {} dropped (buffer full), {} unsent at exit; connected {} times, {} connection failures",
+            "MQTT {} as {}: {} readings published ({} from the spool), {} dropped (buffer full), {} unsent at exit; connected {} times, {} connection failures",
             self.broker,
             self.device,
             self.published,
+            self.from_spool,
             self.dropped_buffer_full,
             self.unsent_at_exit,
             self.connections,
@@ -93,6 +101,8 @@ pub struct MqttOutput {
     device: String,
     broker: String,
     next_seq: u64,
+    next_id: u64,
+    from_spool: u64,
 }
 
 impl MqttOutput {
@@ -139,6 +149,24 @@ impl MqttOutput {
         // announcements with room to spare, so handing it one never blocks.
         let (client, connection) = Client::new(options, connection::WINDOW * 4 + 16);
         let shared = Arc::new(Shared::new(settings.buffer));
+        let mut next_id = 1;
+        let mut from_spool = 0;
+        if let Some(dir) = &settings.spool {
+            let (spool, left) = spool::Spool::open(dir)?;
+            let mut state = shared.lock();
+            state.spool = Some(spool);
+            for (id, payload) in left {
+                state.push(Queued { id, payload });
+                next_id = id + 1;
+                from_spool += 1;
+            }
+            if from_spool > 0 {
+                eprintln!(
+                    "MQTT: {from_spool} readings of an earlier run found in {}; they go first",
+                    dir.display()
+                );
+            }
+        }
         let announce = Announce {
             topics,
             discovery,
@@ -161,6 +189,8 @@ impl MqttOutput {
             device,
             broker: url.to_string(),
             next_seq: 0,
+            next_id,
+            from_spool,
         })
     }
 
@@ -180,12 +210,11 @@ impl MqttOutput {
             latency,
         };
         let payload = message::reading_json(&self.device, &reading, result).to_string();
-        let dropped = self.shared.lock().outbox.push(Queued {
-            seq: reading.seq,
-            payload,
-        });
-        if let Some(seq) = dropped {
-            eprintln!("MQTT: buffer full; reading {seq} dropped");
+        let id = self.next_id;
+        self.next_id += 1;
+        let dropped = self.shared.lock().push(Queued { id, payload });
+        if let Some(dropped) = dropped {
+            eprintln!("MQTT: buffer full; the oldest waiting reading dropped (#{dropped})");
         }
         self.shared.wake();
     }
@@ -207,6 +236,7 @@ impl MqttOutput {
             published: state.outbox.acknowledged,
             dropped_buffer_full: state.outbox.dropped_full,
             unsent_at_exit: state.unsent_at_exit,
+            from_spool: self.from_spool,
             connections: state.connections,
             connection_failures: state.failures,
         }

@@ -8,8 +8,8 @@ use std::collections::{HashMap, VecDeque};
 /// One reading waiting to be sent or acknowledged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Queued {
-    /// The reading's number in the run.
-    pub seq: u64,
+    /// Unique among the readings queued (and their spool files), oldest lowest.
+    pub id: u64,
     /// Its JSON.
     pub payload: String,
 }
@@ -22,7 +22,7 @@ pub struct Outbox {
     handed: usize,
     capacity: usize,
     /// The publishes handed to the client, in order, until it says their packet ids:
-    /// `Some(seq)` a reading, `None` anything else (state, discovery, availability).
+    /// `Some(id)` a reading, `None` anything else (state, discovery, availability).
     awaiting_id: VecDeque<Option<u64>>,
     /// Packet id → reading, until its acknowledgement.
     in_flight: HashMap<u16, u64>,
@@ -57,7 +57,7 @@ impl Outbox {
     }
 
     /// Adds a reading. When full, the oldest one not yet handed to the client is
-    /// dropped (counted; its number returned): recent readings matter most.
+    /// dropped (counted; its id returned): recent readings matter most.
     pub fn push(&mut self, reading: Queued) -> Option<u64> {
         let mut dropped = None;
         if self.queue.len() >= self.capacity {
@@ -68,7 +68,7 @@ impl Outbox {
                 self.handed -= 1;
                 0
             };
-            dropped = self.queue.remove(at).map(|q| q.seq);
+            dropped = self.queue.remove(at).map(|q| q.id);
             self.dropped_full += 1;
         }
         self.queue.push_back(reading);
@@ -85,29 +85,29 @@ impl Outbox {
         Some(next)
     }
 
-    /// A publish was handed to the client: `Some(seq)` for a reading.
+    /// A publish was handed to the client: `Some(id)` for a reading.
     pub fn handed(&mut self, reading: Option<u64>) {
         self.awaiting_id.push_back(reading);
     }
 
-    /// The client sent the next handed publish with packet id `id` (it sends them in
-    /// the order handed).
-    pub fn sent(&mut self, id: u16) {
-        if let Some(Some(seq)) = self.awaiting_id.pop_front() {
-            self.in_flight.insert(id, seq);
+    /// The client sent the next handed publish with packet id `packet` (it sends them
+    /// in the order handed).
+    pub fn sent(&mut self, packet: u16) {
+        if let Some(Some(reading)) = self.awaiting_id.pop_front() {
+            self.in_flight.insert(packet, reading);
         }
     }
 
-    /// The broker acknowledged packet `id`; the reading's number when it was one.
-    pub fn acknowledged(&mut self, id: u16) -> Option<u64> {
-        let seq = self.in_flight.remove(&id)?;
-        let at = self.queue.iter().position(|q| q.seq == seq)?;
+    /// The broker acknowledged packet `packet`; the reading's id when it was one.
+    pub fn acknowledged(&mut self, packet: u16) -> Option<u64> {
+        let id = self.in_flight.remove(&packet)?;
+        let at = self.queue.iter().position(|q| q.id == id)?;
         self.queue.remove(at);
         if at < self.handed {
             self.handed -= 1;
         }
         self.acknowledged += 1;
-        Some(seq)
+        Some(id)
     }
 
     /// The connection dropped: nothing is in flight any more, and every reading not
@@ -123,10 +123,10 @@ impl Outbox {
 mod tests {
     use super::*;
 
-    fn reading(seq: u64) -> Queued {
+    fn reading(id: u64) -> Queued {
         Queued {
-            seq,
-            payload: format!("{{\"seq\":{seq}}}"),
+            id,
+            payload: format!("{{\"seq\":{id}}}"),
         }
     }
 
@@ -135,9 +135,9 @@ mod tests {
     fn send(outbox: &mut Outbox, window: usize, next_id: &mut u16) -> Vec<u64> {
         let mut sent = Vec::new();
         while let Some(q) = outbox.next_to_send(window) {
-            outbox.handed(Some(q.seq));
+            outbox.handed(Some(q.id));
             outbox.handed(None);
-            sent.push(q.seq);
+            sent.push(q.id);
         }
         for _ in 0..sent.len() * 2 {
             outbox.sent(*next_id);
@@ -201,7 +201,7 @@ mod tests {
         assert_eq!(outbox.acknowledged(1), Some(1));
         let mut rest = Vec::new();
         while let Some(q) = outbox.next_to_send(8) {
-            rest.push(q.seq);
+            rest.push(q.id);
         }
         assert_eq!(rest, [4, 5]);
     }
@@ -214,6 +214,6 @@ mod tests {
         send(&mut outbox, 4, &mut id);
         assert_eq!(outbox.push(reading(2)), Some(1));
         assert_eq!(outbox.acknowledged(1), None, "its ack finds nothing");
-        assert_eq!(outbox.next_to_send(4).map(|q| q.seq), Some(2));
+        assert_eq!(outbox.next_to_send(4).map(|q| q.id), Some(2));
     }
 }
