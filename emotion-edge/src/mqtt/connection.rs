@@ -168,12 +168,12 @@ pub fn run(mut connection: Connection, client: Client, shared: Arc<Shared>, anno
             Some(Ok(Event::Incoming(Incoming::PubAck(ack)))) => {
                 shared.lock().acknowledged(ack.pkid);
             }
-            Some(Ok(Event::Incoming(Incoming::Publish(p)))) => {
-                if p.topic == announce.topics.ha_status() && p.payload.as_ref() == ONLINE.as_bytes()
-                {
-                    eprintln!("MQTT: Home Assistant came online; discovery sent again");
-                    discovery(&client, &shared, &announce);
-                }
+            Some(Ok(Event::Incoming(Incoming::Publish(p))))
+                if p.topic == announce.topics.ha_status()
+                    && p.payload.as_ref() == ONLINE.as_bytes() =>
+            {
+                eprintln!("MQTT: Home Assistant came online; discovery sent again");
+                discovery(&client, &shared, &announce);
             }
             Some(Ok(_)) => {}
             Some(Err(error)) => {
