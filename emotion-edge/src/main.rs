@@ -674,7 +674,7 @@ fn listen_command(args: ListenArgs) -> anyhow::Result<ExitCode> {
     };
     let stop = stop_flag()?;
     let json = resolved.json;
-    let mut summary = listen(
+    let heard = listen(
         pipeline,
         &resolved.options,
         &mut displays,
@@ -685,8 +685,19 @@ fn listen_command(args: ListenArgs) -> anyhow::Result<ExitCode> {
                 mqtt.publish(heard.number, heard.latency, result);
             }
         },
-    )?;
-    summary.mqtt = mqtt.map(|m| m.finish(mqtt::FLUSH_AT_EXIT));
+    );
+    // Also when the source failed: what was heard still goes out (or to the spool).
+    let mqtt = mqtt.map(|m| m.finish(mqtt::FLUSH_AT_EXIT));
+    let mut summary = match heard {
+        Ok(summary) => summary,
+        Err(error) => {
+            if let Some(mqtt) = &mqtt {
+                eprintln!("{mqtt}");
+            }
+            return Err(error);
+        }
+    };
+    summary.mqtt = mqtt;
     eprintln!("{summary}");
     if json {
         println!("{}", serde_json::json!({ "summary": summary }));

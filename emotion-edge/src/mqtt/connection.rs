@@ -96,16 +96,24 @@ impl Shared {
         self.wake.notify_all();
     }
 
-    /// Waits up to `timeout` unless closing is asked for meanwhile.
+    /// Waits `timeout`, or less when closing is asked for meanwhile (then one more
+    /// try may still deliver what waits). New readings do not cut it short: the
+    /// broker is not asked more often than the backoff says.
     fn sleep(&self, timeout: Duration) {
-        let state = self.lock();
-        if state.closing.is_some() {
-            return;
+        let end = Instant::now() + timeout;
+        let mut state = self.lock();
+        let closing_before = state.closing.is_some();
+        loop {
+            let now = Instant::now();
+            if now >= end || (!closing_before && state.closing.is_some()) {
+                return;
+            }
+            state = self
+                .wake
+                .wait_timeout(state, end - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
-        let _unused = self
-            .wake
-            .wait_timeout(state, timeout)
-            .unwrap_or_else(|e| e.into_inner());
     }
 }
 
