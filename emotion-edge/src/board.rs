@@ -412,6 +412,36 @@ mod tests {
     }
 
     #[test]
+    fn an_mqtt_table_is_read_and_a_bad_url_or_key_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = include_str!("../../boards/pi4.toml");
+        let with = |table: &str| {
+            let path = dir.path().join("mqtt.toml");
+            std::fs::write(&path, format!("{base}\n[mqtt]\n{table}\n")).unwrap();
+            load(path.to_str().unwrap())
+        };
+        let mqtt = with("url = \"mqtts://ha.local\"\nspool = \"/var/lib/emotion-edge-mqtt\"")
+            .unwrap()
+            .mqtt
+            .unwrap();
+        assert_eq!(mqtt.url, "mqtts://ha.local");
+        assert_eq!(mqtt.spool.as_deref(), Some("/var/lib/emotion-edge-mqtt"));
+        let error = with("url = \"http://ha.local\"").unwrap_err().to_string();
+        assert!(
+            error.contains("[mqtt] url") && error.contains("http"),
+            "{error}"
+        );
+        let error = with("url = \"mqtt://ha\"\npassword = \"x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("password"), "{error}");
+        assert!(
+            built_in().iter().all(|b| b.mqtt.is_none()),
+            "shipped profiles publish nothing"
+        );
+    }
+
+    #[test]
     fn a_profile_file_loads_by_path_and_a_typo_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let good = dir.path().join("mine.toml");

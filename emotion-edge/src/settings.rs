@@ -20,6 +20,7 @@ use crate::display::wiring::{
 use crate::listen::{ListenOptions, Prompt};
 use crate::mqtt::MqttSettings;
 use crate::mqtt::config::{BrokerUrl, DEFAULT_BUFFER, DEFAULT_DISCOVERY_PREFIX};
+use crate::mqtt::message::valid_device_id;
 use crate::segmenter::{SegmenterConfig, SegmenterKind};
 
 /// The source `listen` reads when neither the flag nor a board names one.
@@ -266,6 +267,15 @@ fn mqtt(
             Ok(None)
         };
     };
+    let device_id = flags
+        .device_id
+        .clone()
+        .or(profile.and_then(|p| p.device_id.clone()));
+    if let Some(id) = device_id.as_deref().filter(|id| !valid_device_id(id)) {
+        return Err(SettingsError::Mqtt(format!(
+            "the MQTT device id `{id}` must be 1-64 of A-Z a-z 0-9 _ - (it is a topic level)"
+        )));
+    }
     let url: BrokerUrl = url
         .parse()
         .map_err(|e: crate::mqtt::config::MqttConfigError| SettingsError::Mqtt(e.to_string()))?;
@@ -287,10 +297,7 @@ fn mqtt(
             profile.and_then(|p| p.credentials.as_ref()),
         ),
         ca_file: path(&flags.ca_file, profile.and_then(|p| p.ca_file.as_ref())),
-        device_id: flags
-            .device_id
-            .clone()
-            .or(profile.and_then(|p| p.device_id.clone())),
+        device_id,
         buffer,
         discovery_prefix: profile
             .and_then(|p| p.discovery_prefix.clone())
@@ -760,5 +767,15 @@ mod tests {
             ..flags()
         };
         assert!(listen(&empty, None).is_err());
+        let slash = ListenFlags {
+            mqtt: MqttFlags {
+                url: Some("mqtt://broker".into()),
+                device_id: Some("hall/1".into()),
+                ..MqttFlags::default()
+            },
+            ..flags()
+        };
+        let error = listen(&slash, None).unwrap_err().to_string();
+        assert!(error.contains("`hall/1`"), "{error}");
     }
 }
