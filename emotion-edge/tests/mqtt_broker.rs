@@ -840,7 +840,29 @@ fn tls_with_a_private_ca() {
         heard.len()
     );
 
-    // Without the CA, the system's roots do not know it: said, retried, not sent.
+    // With a CA that did not sign the broker's certificate: said, retried, not sent.
+    let openssl = find("openssl").expect("found above");
+    run(Command::new(openssl)
+        .current_dir(dir.path())
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args([
+            "-nodes",
+            "-keyout",
+            "other.key",
+            "-out",
+            "other.pem",
+            "-days",
+            "2",
+        ])
+        .args(["-subj", "/CN=another CA"]));
+    let other = dir.path().join("other.pem");
     let device = Device::start(
         wav.to_str().unwrap(),
         &[
@@ -848,6 +870,8 @@ fn tls_with_a_private_ca() {
             &url,
             "--mqtt-credentials",
             login.to_str().unwrap(),
+            "--mqtt-ca",
+            other.to_str().unwrap(),
             "--mqtt-device",
             "tls2",
         ],
@@ -857,6 +881,7 @@ fn tls_with_a_private_ca() {
     let stderr = stderr.lock().unwrap().clone();
     assert!(status.success(), "{status}: {stderr}");
     assert!(stderr.contains("TLS with mqtts://localhost"), "{stderr}");
+    assert!(stderr.contains("UnknownIssuer"), "{stderr}");
     assert_eq!(summary["mqtt"]["published"], 0, "{summary}");
     assert_eq!(summary["mqtt"]["unsent_at_exit"], heard.len(), "{summary}");
 }
