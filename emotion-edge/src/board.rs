@@ -56,6 +56,36 @@ pub struct BoardProfile {
     pub audio: AudioProfile,
     /// What shows the emotion, and how it is wired.
     pub display: DisplayProfile,
+    /// Where readings are published over MQTT (`listen --mqtt`), if anywhere.
+    #[serde(default)]
+    pub mqtt: Option<MqttProfile>,
+}
+
+/// The MQTT output: the broker and how to log in (the login itself stays in the
+/// credentials file, never in the profile).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttProfile {
+    /// `mqtt://HOST[:PORT]` or `mqtts://HOST[:PORT]`.
+    pub url: String,
+    /// A file with `username = "…"` and `password = "…"`.
+    #[serde(default)]
+    pub credentials: Option<String>,
+    /// The CA certificate(s) of a TLS broker (PEM); the system's when absent.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// The device id in the topics; the host name when absent.
+    #[serde(default)]
+    pub device_id: Option<String>,
+    /// Readings kept while the broker is away.
+    #[serde(default)]
+    pub buffer: Option<usize>,
+    /// Home Assistant's discovery prefix (`homeassistant`).
+    #[serde(default)]
+    pub discovery_prefix: Option<String>,
+    /// A folder that keeps readings on disk until the broker has them.
+    #[serde(default)]
+    pub spool: Option<String>,
 }
 
 /// The microphone.
@@ -212,6 +242,11 @@ fn parse(origin: &str, text: &str) -> Result<BoardProfile, BoardError> {
         return Err(invalid(
             "`led` is in display.kinds but [display.led] is missing".into(),
         ));
+    }
+    if let Some(mqtt) = &profile.mqtt {
+        mqtt.url
+            .parse::<crate::mqtt::config::BrokerUrl>()
+            .map_err(|e| invalid(format!("[mqtt] url: {e}")))?;
     }
     Ok(profile)
 }
@@ -374,6 +409,36 @@ mod tests {
         assert!(over.contains("does NOT fit"), "{over}");
         assert!(over.contains("10 MB over"), "{over}");
         assert!(over.contains("--variant int8"), "{over}");
+    }
+
+    #[test]
+    fn an_mqtt_table_is_read_and_a_bad_url_or_key_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = include_str!("../../boards/pi4.toml");
+        let with = |table: &str| {
+            let path = dir.path().join("mqtt.toml");
+            std::fs::write(&path, format!("{base}\n[mqtt]\n{table}\n")).unwrap();
+            load(path.to_str().unwrap())
+        };
+        let mqtt = with("url = \"mqtts://ha.local\"\nspool = \"/var/lib/emotion-edge-mqtt\"")
+            .unwrap()
+            .mqtt
+            .unwrap();
+        assert_eq!(mqtt.url, "mqtts://ha.local");
+        assert_eq!(mqtt.spool.as_deref(), Some("/var/lib/emotion-edge-mqtt"));
+        let error = with("url = \"http://ha.local\"").unwrap_err().to_string();
+        assert!(
+            error.contains("[mqtt] url") && error.contains("http"),
+            "{error}"
+        );
+        let error = with("url = \"mqtt://ha\"\npassword = \"x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("password"), "{error}");
+        assert!(
+            built_in().iter().all(|b| b.mqtt.is_none()),
+            "shipped profiles publish nothing"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! - [`segmentation_bench`]: segmenters measured on real speech in noise (streams, noises,
 //!   SNR mixing, scoring; the `segmentation_table` example prints the table).
 //! - [`display`]: the terminal, the kiosk page, an RGB LED and an OLED.
+//! - [`mqtt`]: readings published over MQTT, with Home Assistant discovery.
 //! - [`board`]: the Raspberry Pi profiles `--board` applies.
 //! - [`settings`]: the command line and a board profile resolved to what a command runs
 //!   with (flag, else board, else default).
@@ -26,6 +27,7 @@ pub mod display;
 pub mod inspect;
 pub mod listen;
 pub mod locate;
+pub mod mqtt;
 pub mod output;
 pub mod segmentation_bench;
 pub mod segmenter;

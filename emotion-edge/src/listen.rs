@@ -118,6 +118,9 @@ pub struct ListenSummary {
     pub mean_latency: f64,
     /// True when a signal ended the run.
     pub interrupted: bool,
+    /// The MQTT output's figures, when it ran (filled in by the caller, which owns it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mqtt: Option<crate::mqtt::MqttSummary>,
 }
 
 impl std::fmt::Display for ListenSummary {
@@ -143,7 +146,11 @@ impl std::fmt::Display for ListenSummary {
             } else {
                 ""
             }
-        )
+        )?;
+        match &self.mqtt {
+            Some(mqtt) => write!(f, "; {mqtt}"),
+            None => Ok(()),
+        }
     }
 }
 

@@ -22,9 +22,10 @@ use emotion_edge::display::wiring::HardwareDisplays;
 use emotion_edge::inspect::inspect_file;
 use emotion_edge::listen::listen;
 use emotion_edge::locate::{self, bundle_dir};
+use emotion_edge::mqtt::{self, MqttOutput};
 use emotion_edge::output;
 use emotion_edge::segmenter::{SegmenterConfig, SegmenterKind};
-use emotion_edge::settings::{self, DisplaySettings, ListenFlags, TextFlags};
+use emotion_edge::settings::{self, DisplaySettings, ListenFlags, MqttFlags, TextFlags};
 use emotion_edge::variant_choice::{self, Choice, ChoiceInputs, ChoiceSource};
 use serde_json::{Map, json};
 
@@ -326,6 +327,40 @@ struct ListenArgs {
     /// Seconds of audio the capture ring holds.
     #[arg(long, default_value_t = 2.0)]
     ring_seconds: f32,
+    #[command(flatten)]
+    mqtt: MqttArgs,
+}
+
+/// Publishing each reading over MQTT, with Home Assistant discovery (see
+/// docs/board-guide.md). A board profile's [mqtt] gives the same settings; flags win.
+#[derive(Args)]
+struct MqttArgs {
+    /// Publish each reading to this broker: mqtt://HOST[:PORT] (1883) or
+    /// mqtts://HOST[:PORT] (TLS, 8883). No user name or password here: see
+    /// --mqtt-credentials [default: the board's [mqtt] url, else off].
+    #[arg(long, value_name = "URL")]
+    mqtt: Option<String>,
+    /// A file holding the broker login, two TOML lines: username = "…" and
+    /// password = "…" (chmod 600).
+    #[arg(long, value_name = "FILE")]
+    mqtt_credentials: Option<PathBuf>,
+    /// The CA certificate(s) (PEM) that sign a TLS broker's certificate [default: the
+    /// system's CA store].
+    #[arg(long, value_name = "FILE")]
+    mqtt_ca: Option<PathBuf>,
+    /// This kiosk's id in the topics (emotion-edge/ID/…) and in Home Assistant, of
+    /// A-Z a-z 0-9 _ - [default: the host name].
+    #[arg(long, value_name = "ID")]
+    mqtt_device: Option<String>,
+    /// Readings kept, in order, while the broker is unreachable; beyond that the oldest
+    /// waiting is dropped and counted [default: the board's, else 1000].
+    #[arg(long, value_name = "N")]
+    mqtt_buffer: Option<usize>,
+    /// Also keep the waiting readings on disk in this folder, one file each until the
+    /// broker has it, so a power cut or crash loses none; the next run sends them first
+    /// [default: the board's, else memory only].
+    #[arg(long, value_name = "DIR")]
+    mqtt_spool: Option<PathBuf>,
 }
 
 /// The wiring of the OLED and LED (`--display oled,led`; the `hardware` build feature, on
@@ -615,6 +650,14 @@ impl ListenArgs {
             segmenter_kind: self.segmenter,
             queue: self.queue,
             ring_seconds: self.ring_seconds,
+            mqtt: MqttFlags {
+                url: self.mqtt.mqtt.clone(),
+                credentials: self.mqtt.mqtt_credentials.clone(),
+                ca_file: self.mqtt.mqtt_ca.clone(),
+                device_id: self.mqtt.mqtt_device.clone(),
+                buffer: self.mqtt.mqtt_buffer,
+                spool: self.mqtt.mqtt_spool.clone(),
+            },
         }
     }
 }
@@ -629,15 +672,45 @@ fn listen_command(args: ListenArgs) -> anyhow::Result<ExitCode> {
         pipeline.frontend().config().target_rate,
     )?;
     let mut displays = open_displays(&resolved.displays)?;
+    let mut mqtt = match &resolved.mqtt {
+        Some(settings) => {
+            let output = MqttOutput::start(settings, &pipeline.bundle().manifest().labels)?;
+            eprintln!(
+                "MQTT: publishing to {} as {} (emotion-edge/{}/reading)",
+                settings.url,
+                output.device(),
+                output.device()
+            );
+            Some(output)
+        }
+        None => None,
+    };
     let stop = stop_flag()?;
     let json = resolved.json;
-    let summary = listen(
+    let heard = listen(
         pipeline,
         &resolved.options,
         &mut displays,
         stop,
-        &mut |heard| emotion_edge::listen::report(heard, json),
-    )?;
+        &mut |heard| {
+            emotion_edge::listen::report(heard, json);
+            if let (Some(mqtt), Ok(result)) = (mqtt.as_mut(), &heard.result) {
+                mqtt.publish(heard.number, heard.latency, result);
+            }
+        },
+    );
+    // Also when the source failed: what was heard still goes out (or to the spool).
+    let mqtt = mqtt.map(|m| m.finish(mqtt::FLUSH_AT_EXIT));
+    let mut summary = match heard {
+        Ok(summary) => summary,
+        Err(error) => {
+            if let Some(mqtt) = &mqtt {
+                eprintln!("{mqtt}");
+            }
+            return Err(error);
+        }
+    };
+    summary.mqtt = mqtt;
     eprintln!("{summary}");
     if json {
         println!("{}", serde_json::json!({ "summary": summary }));

@@ -7,6 +7,7 @@
 //! [`crate::variant_choice::choose`].)
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 
 use emotion_core::head_graph::ModelKind;
 
@@ -17,6 +18,9 @@ use crate::display::wiring::{
     DEFAULT_LED_FREQUENCY_HZ, DEFAULT_OLED_ADDRESS, HardwareDisplays, LedWiring, OledWiring, PwmPin,
 };
 use crate::listen::{ListenOptions, Prompt};
+use crate::mqtt::MqttSettings;
+use crate::mqtt::config::{BrokerUrl, DEFAULT_BUFFER, DEFAULT_DISCOVERY_PREFIX};
+use crate::mqtt::message::valid_device_id;
 use crate::segmenter::{SegmenterConfig, SegmenterKind};
 
 /// The source `listen` reads when neither the flag nor a board names one.
@@ -46,6 +50,9 @@ pub enum SettingsError {
          with `host-trainer export --vad` do); use --segmenter energy or auto"
     )]
     NoVad,
+    /// The MQTT output's settings do not make sense.
+    #[error("{0}")]
+    Mqtt(String),
 }
 
 /// Whether `listen` runs the bundle's neural VAD: `--segmenter`, given whether the
@@ -153,6 +160,25 @@ pub struct ListenFlags {
     pub queue: usize,
     /// `--ring-seconds`.
     pub ring_seconds: f32,
+    /// `--mqtt`, `--mqtt-credentials`, `--mqtt-ca`, `--mqtt-device`, `--mqtt-buffer`.
+    pub mqtt: MqttFlags,
+}
+
+/// What the command line said about the MQTT output (`None`: not given).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MqttFlags {
+    /// `--mqtt URL`.
+    pub url: Option<String>,
+    /// `--mqtt-credentials FILE`.
+    pub credentials: Option<PathBuf>,
+    /// `--mqtt-ca FILE`.
+    pub ca_file: Option<PathBuf>,
+    /// `--mqtt-device ID`.
+    pub device_id: Option<String>,
+    /// `--mqtt-buffer N`.
+    pub buffer: Option<usize>,
+    /// `--mqtt-spool DIR`.
+    pub spool: Option<PathBuf>,
 }
 
 /// Where `listen` shows the emotion.
@@ -177,6 +203,8 @@ pub struct ListenSettings {
     pub displays: DisplaySettings,
     /// One JSON object per utterance on stdout.
     pub json: bool,
+    /// The MQTT output, when a broker is named.
+    pub mqtt: Option<MqttSettings>,
 }
 
 /// `listen`'s settings: the flags, else the board's, else the defaults.
@@ -213,7 +241,69 @@ pub fn listen(
         displays: displays(flags, board)?,
         segmenter_kind: flags.segmenter_kind,
         json: flags.json,
+        mqtt: mqtt(&flags.mqtt, board)?,
     })
+}
+
+/// The MQTT output: each setting the flag, else the board's `[mqtt]`, else the default;
+/// none without a broker URL from either.
+fn mqtt(
+    flags: &MqttFlags,
+    board: Option<&BoardProfile>,
+) -> Result<Option<MqttSettings>, SettingsError> {
+    let profile = board.and_then(|b| b.mqtt.as_ref());
+    let Some(url) = flags.url.as_deref().or(profile.map(|p| p.url.as_str())) else {
+        let given = flags.credentials.is_some()
+            || flags.ca_file.is_some()
+            || flags.device_id.is_some()
+            || flags.buffer.is_some()
+            || flags.spool.is_some();
+        return if given {
+            Err(SettingsError::Mqtt(
+                "the --mqtt-… settings need a broker: --mqtt URL (or `url` in the board's [mqtt])"
+                    .into(),
+            ))
+        } else {
+            Ok(None)
+        };
+    };
+    let device_id = flags
+        .device_id
+        .clone()
+        .or(profile.and_then(|p| p.device_id.clone()));
+    if let Some(id) = device_id.as_deref().filter(|id| !valid_device_id(id)) {
+        return Err(SettingsError::Mqtt(format!(
+            "the MQTT device id `{id}` must be 1-64 of A-Z a-z 0-9 _ - (it is a topic level)"
+        )));
+    }
+    let url: BrokerUrl = url
+        .parse()
+        .map_err(|e: crate::mqtt::config::MqttConfigError| SettingsError::Mqtt(e.to_string()))?;
+    let path =
+        |flag: &Option<PathBuf>, board: Option<&String>| flag.clone().or(board.map(PathBuf::from));
+    let buffer = flags
+        .buffer
+        .or(profile.and_then(|p| p.buffer))
+        .unwrap_or(DEFAULT_BUFFER);
+    if buffer == 0 {
+        return Err(SettingsError::Mqtt(
+            "the MQTT buffer must hold at least 1 reading".into(),
+        ));
+    }
+    Ok(Some(MqttSettings {
+        url,
+        credentials: path(
+            &flags.credentials,
+            profile.and_then(|p| p.credentials.as_ref()),
+        ),
+        ca_file: path(&flags.ca_file, profile.and_then(|p| p.ca_file.as_ref())),
+        device_id,
+        buffer,
+        discovery_prefix: profile
+            .and_then(|p| p.discovery_prefix.clone())
+            .unwrap_or_else(|| DEFAULT_DISCOVERY_PREFIX.to_string()),
+        spool: path(&flags.spool, profile.and_then(|p| p.spool.as_ref())),
+    }))
 }
 
 /// The displays: `--display`, else the board's, else the terminal; the OLED and the LED
@@ -325,6 +415,7 @@ mod tests {
             segmenter_kind: SegmenterKind::default(),
             queue: 4,
             ring_seconds: 2.0,
+            mqtt: MqttFlags::default(),
         }
     }
 
@@ -599,5 +690,92 @@ mod tests {
                 .to_string();
             assert!(err.contains("three outputs"), "{led:?}: {err}");
         }
+    }
+
+    #[test]
+    fn mqtt_settings_come_from_the_flags_then_the_board() {
+        assert_eq!(listen(&flags(), None).unwrap().mqtt, None, "off by default");
+        let mut pi = wired_board();
+        pi.mqtt = Some(crate::board::MqttProfile {
+            url: "mqtts://ha.local".into(),
+            credentials: Some("/etc/emotion-edge/mqtt.credentials".into()),
+            ca_file: None,
+            device_id: Some("hall".into()),
+            buffer: Some(50),
+            discovery_prefix: Some("ha".into()),
+            spool: Some("/var/lib/emotion-edge-mqtt".into()),
+        });
+        let from_board = listen(&flags(), Some(&pi)).unwrap().mqtt.unwrap();
+        assert_eq!(from_board.url.to_string(), "mqtts://ha.local:8883");
+        assert_eq!(
+            from_board.credentials,
+            Some(PathBuf::from("/etc/emotion-edge/mqtt.credentials"))
+        );
+        assert_eq!(
+            (from_board.buffer, from_board.discovery_prefix.as_str()),
+            (50, "ha")
+        );
+        assert_eq!(
+            from_board.spool,
+            Some(PathBuf::from("/var/lib/emotion-edge-mqtt"))
+        );
+        let given = ListenFlags {
+            mqtt: MqttFlags {
+                url: Some("mqtt://127.0.0.1:1999".into()),
+                device_id: Some("kiosk".into()),
+                ..MqttFlags::default()
+            },
+            ..flags()
+        };
+        let mixed = listen(&given, Some(&pi)).unwrap().mqtt.unwrap();
+        assert_eq!(mixed.url.to_string(), "mqtt://127.0.0.1:1999");
+        assert_eq!(mixed.device_id.as_deref(), Some("kiosk"));
+        assert_eq!(mixed.buffer, 50, "the board's, as no flag gave one");
+        let alone = listen(&given, None).unwrap().mqtt.unwrap();
+        assert_eq!(
+            (alone.buffer, alone.discovery_prefix.as_str()),
+            (DEFAULT_BUFFER, DEFAULT_DISCOVERY_PREFIX)
+        );
+    }
+
+    #[test]
+    fn mqtt_flags_without_a_broker_or_with_a_bad_one_are_errors() {
+        let orphan = ListenFlags {
+            mqtt: MqttFlags {
+                buffer: Some(10),
+                ..MqttFlags::default()
+            },
+            ..flags()
+        };
+        let error = listen(&orphan, None).unwrap_err().to_string();
+        assert!(error.contains("--mqtt URL"), "{error}");
+        let secret = ListenFlags {
+            mqtt: MqttFlags {
+                url: Some("mqtt://kiosk:hunter2@broker".into()),
+                ..MqttFlags::default()
+            },
+            ..flags()
+        };
+        let error = listen(&secret, None).unwrap_err().to_string();
+        assert!(error.contains("credentials file"), "{error}");
+        let empty = ListenFlags {
+            mqtt: MqttFlags {
+                url: Some("mqtt://broker".into()),
+                buffer: Some(0),
+                ..MqttFlags::default()
+            },
+            ..flags()
+        };
+        assert!(listen(&empty, None).is_err());
+        let slash = ListenFlags {
+            mqtt: MqttFlags {
+                url: Some("mqtt://broker".into()),
+                device_id: Some("hall/1".into()),
+                ..MqttFlags::default()
+            },
+            ..flags()
+        };
+        let error = listen(&slash, None).unwrap_err().to_string();
+        assert!(error.contains("`hall/1`"), "{error}");
     }
 }
