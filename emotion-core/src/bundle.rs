@@ -949,8 +949,29 @@ fn safe_join(dir: &Path, name: &str) -> Option<PathBuf> {
     plain.then(|| dir.join(name))
 }
 
+/// The largest manifest (or JSON copy) read: real ones are a few kilobytes, and a file
+/// the size of a disk (or `/dev/zero` linked in its place) must not be read whole.
+pub const MAX_MANIFEST_BYTES: u64 = 16 << 20;
+
 fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, BundleError> {
-    std::fs::read(path).map_err(|source| file_error(path, what, source))
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(|source| file_error(path, what, source))?;
+    let mut bytes = Vec::new();
+    // One byte past the limit tells a file that is too large, whatever its metadata says
+    // (a device or a FIFO has no length).
+    file.take(MAX_MANIFEST_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|source| file_error(path, what, source))?;
+    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(BundleError::Corrupt {
+            path: path.to_path_buf(),
+            detail: format!(
+                "{what} is larger than {} MiB (a manifest is a few kilobytes)",
+                MAX_MANIFEST_BYTES >> 20
+            ),
+        });
+    }
+    Ok(bytes)
 }
 
 fn file_error(path: &Path, what: &str, source: std::io::Error) -> BundleError {

@@ -442,6 +442,20 @@ impl Pipeline {
         self.classify_prepared(&samples, start.elapsed(), text, model)
     }
 
+    /// As [`Pipeline::classify_wav`] for the WAV file at `path`, read through its header:
+    /// a file whose header says it is longer than the front-end's limit, or that is no
+    /// WAV (`/dev/zero`, a multi-gigabyte file), is refused before its samples are read.
+    pub fn classify_file(
+        &self,
+        path: &std::path::Path,
+        text: TextInput<'_>,
+        model: Option<ModelKind>,
+    ) -> Result<Classification, PipelineError> {
+        let start = Instant::now();
+        let samples = self.frontend.process_file(path)?;
+        self.classify_prepared(&samples, start.elapsed(), text, model)
+    }
+
     /// As [`Pipeline::classify_wav`] with every head in `models`, the encoders run once.
     pub fn classify_wav_each(
         &self,

@@ -28,9 +28,47 @@ pub fn argmax(values: &[f32]) -> (usize, f32) {
         })
 }
 
+/// The largest |a − b| over two equally long slices, for every "how far apart are these
+/// outputs" check (parity, conformance, quantisation): NaN when either holds a NaN, so
+/// a broken output never reads as a perfect match (`fold(0.0, f32::max)` skips NaN and
+/// said 0). Panics when the lengths differ.
+pub fn max_abs_difference(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "the outputs compared differ in length");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, nan_max)
+}
+
+/// `a.max(b)` that keeps a NaN instead of dropping it.
+pub fn nan_max(a: f32, b: f32) -> f32 {
+    if a.is_nan() || b.is_nan() {
+        f32::NAN
+    } else {
+        a.max(b)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nan_anywhere_makes_the_difference_nan_never_zero() {
+        assert_eq!(max_abs_difference(&[1.0, -2.0], &[1.5, -2.0]), 0.5);
+        assert_eq!(max_abs_difference(&[], &[]), 0.0);
+        let nan = [f32::NAN; 3];
+        assert!(max_abs_difference(&nan, &nan).is_nan());
+        assert!(max_abs_difference(&[0.0, f32::NAN, 0.0], &[0.0, 0.0, 9.0]).is_nan());
+        assert!(
+            !(max_abs_difference(&nan, &[0.0; 3]) <= 1e-3),
+            "a tolerance check fails"
+        );
+        // What the fold it replaces said:
+        let old = nan.iter().map(|x| x.abs()).fold(0.0, f32::max);
+        assert_eq!(old, 0.0);
+        assert_eq!(max_abs_difference(&[f32::INFINITY], &[0.0]), f32::INFINITY);
+    }
 
     #[test]
     fn softmax_sums_to_one_and_keeps_the_order() {

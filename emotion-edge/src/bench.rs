@@ -86,10 +86,7 @@ pub fn run(
         anyhow::bail!("--repeats must be at least 1");
     }
     let (wav, name) = match &options.file {
-        Some(path) => (
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
-            path.display().to_string(),
-        ),
+        Some(path) => (read_clip(path)?, path.display().to_string()),
         None => (
             synthetic_wav(options.seconds, options.rate)?,
             format!(
@@ -145,6 +142,34 @@ pub fn run_each_variant(
         rows.extend(run(bundle, &each, progress)?);
     }
     Ok(rows)
+}
+
+/// The bytes of `bench --file`'s clip, read only once its header says it is a WAV no
+/// longer than the front-end takes and the file is not much more than that audio: a
+/// multi-gigabyte file or `/dev/zero` is refused before it is read.
+fn read_clip(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let info = emotion_core::frontend::probe_wav(path)?;
+    let limit = emotion_core::frontend::FrontendConfig::default().max_seconds;
+    if info.duration_seconds > f64::from(limit) {
+        anyhow::bail!(
+            "{}: {:.1} s of audio, longer than the {limit} s an utterance may be",
+            path.display(),
+            info.duration_seconds
+        );
+    }
+    let audio = info.frames * u64::from(info.channels) * u64::from(info.bits).div_ceil(8);
+    let most = audio + emotion_core::frontend::limits::MAX_HEADER_BYTES;
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .len();
+    if len > most {
+        anyhow::bail!(
+            "{}: {len} bytes, far more than its {:.1} s of audio: not a clip to measure with",
+            path.display(),
+            info.duration_seconds
+        );
+    }
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
 /// SHA-256 of the bundle's `manifest.bin`: what a record of it is keyed on.

@@ -219,8 +219,12 @@ fn parse(origin: &str, text: &str) -> Result<BoardProfile, BoardError> {
         detail,
     };
     let profile: BoardProfile = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
-    if profile.threads == 0 {
-        return Err(invalid("threads must be at least 1".into()));
+    if !(1..=crate::settings::MAX_THREADS).contains(&profile.threads) {
+        return Err(invalid(format!(
+            "threads must be 1 to {}, not {}",
+            crate::settings::MAX_THREADS,
+            profile.threads
+        )));
     }
     if profile.memory_max_mb == 0 || profile.memory_max_mb > profile.memory_mb {
         return Err(invalid(format!(

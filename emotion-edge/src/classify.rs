@@ -1,6 +1,7 @@
 //! `emotion-edge classify`: WAV files (or folders of them) through the bundle's
 //! pipeline, one result per file; a bad file is reported and the rest go on.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use emotion_core::head_graph::ModelKind;
@@ -25,14 +26,21 @@ pub enum TextChoice {
     None,
 }
 
-/// The WAV files named by `paths`: files as given, folders searched recursively,
-/// each folder's files in name order.
-pub fn wav_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+/// The WAV files named by `paths`: files as given, folders searched recursively, each
+/// folder's files in name order; and a warning for each folder passed over (one that
+/// cannot be read, or a link back into a folder already searched: a loop would
+/// otherwise recurse until the stack overflows).
+pub fn wav_files(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<String>), String> {
     let mut files = Vec::new();
+    let mut warnings = Vec::new();
     for path in paths {
         if path.is_dir() {
             let before = files.len();
-            collect_wavs(path, &mut files)?;
+            // The folder named on the command line must be readable; below it, one
+            // unreadable folder is a warning, not the end of the run.
+            std::fs::read_dir(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let mut seen = HashSet::new();
+            collect_wavs(path, &mut files, &mut seen, &mut warnings);
             if files.len() == before {
                 return Err(format!("{} holds no .wav files", path.display()));
             }
@@ -42,16 +50,36 @@ pub fn wav_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
             return Err(format!("{} does not exist", path.display()));
         }
     }
-    Ok(files)
+    Ok((files, warnings))
 }
 
-fn collect_wavs(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), String> {
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+fn collect_wavs(
+    dir: &Path,
+    files: &mut Vec<PathBuf>,
+    seen: &mut HashSet<PathBuf>,
+    warnings: &mut Vec<String>,
+) {
+    let real = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    if !seen.insert(real.clone()) {
+        warnings.push(format!(
+            "{}: skipped, a link back to {} (already searched)",
+            dir.display(),
+            real.display()
+        ));
+        return;
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            warnings.push(format!("{}: skipped, cannot be read ({e})", dir.display()));
+            return;
+        }
+    };
     let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
     for path in paths {
         if path.is_dir() {
-            collect_wavs(&path, files)?;
+            collect_wavs(&path, files, seen, warnings);
         } else if path
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("wav"))
@@ -59,7 +87,6 @@ fn collect_wavs(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), String> {
             files.push(path);
         }
     }
-    Ok(())
 }
 
 /// The word of a TESS-style name `SPEAKER_WORD_EMOTION.wav`: everything between the
@@ -79,7 +106,6 @@ pub fn classify_file(
     model: Option<ModelKind>,
 ) -> anyhow::Result<Classification> {
     let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     let word;
     let input = match text {
         TextChoice::Auto { prompt } => TextInput::Auto {
@@ -98,7 +124,7 @@ pub fn classify_file(
         }
     };
     pipeline
-        .classify_wav(&bytes, &name, input, model)
+        .classify_file(path, input, model)
         .map_err(|error| match error {
             // The front-end's errors start with the name they were given.
             PipelineError::Audio(_) => anyhow::Error::new(error),
@@ -132,8 +158,9 @@ mod tests {
         ] {
             std::fs::write(p, b"").unwrap();
         }
-        let found = wav_files(&[dir.path().to_path_buf()]).unwrap();
+        let (found, warnings) = wav_files(&[dir.path().to_path_buf()]).unwrap();
         assert_eq!(found, [sub.join("a.wav"), dir.path().join("z.WAV")]);
+        assert!(warnings.is_empty(), "{warnings:?}");
         let missing = dir.path().join("nope.wav");
         assert!(wav_files(&[missing]).unwrap_err().contains("nope.wav"));
         let empty = tempfile::tempdir().unwrap();
@@ -142,5 +169,42 @@ mod tests {
                 .unwrap_err()
                 .contains("no .wav")
         );
+    }
+
+    #[test]
+    fn a_link_loop_and_an_unreadable_folder_are_passed_over_with_a_warning() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("a");
+        std::fs::create_dir(&sub).unwrap();
+        std::fs::write(sub.join("one.wav"), b"").unwrap();
+        // a/loop -> .. (the top folder): a walk that follows it never ends.
+        std::os::unix::fs::symlink(dir.path(), sub.join("loop")).unwrap();
+        let locked = dir.path().join("b-locked");
+        std::fs::create_dir(&locked).unwrap();
+        std::fs::write(locked.join("hidden.wav"), b"").unwrap();
+        std::fs::write(dir.path().join("two.wav"), b"").unwrap();
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+        let readable_anyway = std::fs::read_dir(&locked).is_ok(); // root reads it all
+        let (found, warnings) = wav_files(&[dir.path().to_path_buf()]).unwrap();
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(
+            found.contains(&sub.join("one.wav")) && found.contains(&dir.path().join("two.wav"))
+        );
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("loop") && w.contains("already searched")),
+            "{warnings:?}"
+        );
+        if !readable_anyway {
+            assert!(
+                warnings
+                    .iter()
+                    .any(|w| w.contains("b-locked") && w.contains("cannot be read")),
+                "{warnings:?}"
+            );
+            assert_eq!(found.len(), 2, "{found:?}");
+        }
     }
 }

@@ -96,7 +96,7 @@ enum Command {
         #[arg(long, conflicts_with_all = ["variant", "threads_list"])]
         choose: bool,
         /// Thread counts to measure (default: 1 up to the number of cores).
-        #[arg(long = "threads-list", value_delimiter = ',')]
+        #[arg(long = "threads-list", value_delimiter = ',', value_parser = settings::thread_count)]
         threads_list: Vec<usize>,
         /// A WAV file to classify instead of the synthetic clip.
         #[arg(long)]
@@ -148,8 +148,9 @@ struct BundleArgs {
     /// default].
     #[arg(long)]
     variant: Option<String>,
-    /// Threads for the matrix products [default: the board's, else the cores up to 4].
-    #[arg(long)]
+    /// Threads for the matrix products, 1 to 64 [default: the board's, else the cores up
+    /// to 4].
+    #[arg(long, value_parser = settings::thread_count)]
     threads: Option<usize>,
     /// The variant measurement `bench --choose` writes and the others read [default:
     /// variant-choice.json in the bundle directory].
@@ -589,7 +590,10 @@ fn classify(
     model: Option<ModelKind>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let files = wav_files(paths).map_err(anyhow::Error::msg)?;
+    let (files, warnings) = wav_files(paths).map_err(anyhow::Error::msg)?;
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
     let pipeline = load(bundle, bundle.board()?.as_ref())?;
     let stop = stop_flag()?;
     let mut failures = 0;

@@ -31,6 +31,26 @@ pub const DEFAULT_WEB_PORT: u16 = 8080;
 pub const DEFAULT_OLED_BUS: u32 = 1;
 /// Most threads used by default (more rarely pays on the boards).
 pub const MAX_DEFAULT_THREADS: usize = 4;
+/// Most threads anyone may ask for: tract starts a pool of that many, and far past the
+/// cores they only cost memory (a million hung `classify` creating them).
+pub const MAX_THREADS: usize = 64;
+
+/// `--threads N` and each of `--threads-list`: a whole number from 1 to
+/// [`MAX_THREADS`], or an error that says so (clap prints it, exit status 2).
+pub fn thread_count(text: &str) -> Result<usize, String> {
+    let n: usize = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of threads"))?;
+    if (1..=MAX_THREADS).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!(
+            "{n} threads: give 1 to {MAX_THREADS} (more threads than cores only slow the \
+             matrix products down)"
+        ))
+    }
+}
 
 /// A setting that cannot be resolved; the message says what to give.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -429,6 +449,24 @@ mod tests {
 
     fn pin(chip: u32, channel: u32) -> PwmPin {
         PwmPin { chip, channel }
+    }
+
+    #[test]
+    fn thread_counts_are_whole_numbers_from_one_to_the_cap() {
+        assert_eq!(thread_count("3"), Ok(3));
+        assert_eq!(thread_count(&MAX_THREADS.to_string()), Ok(MAX_THREADS));
+        for bad in [
+            "0",
+            "65",
+            "1000000",
+            "-1",
+            "two",
+            "",
+            "99999999999999999999999",
+        ] {
+            let err = thread_count(bad).unwrap_err();
+            assert!(err.contains("threads"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -47,11 +47,7 @@ fn assert_close(
     let (got_shape, got_data) = f32s(got, got_name);
     let (want_shape, want_data) = f32s(want, want_name);
     assert_eq!(got_shape, want_shape, "{got_name}");
-    let worst = got_data
-        .iter()
-        .zip(&want_data)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
+    let worst = emotion_core::scores::max_abs_difference(&got_data, &want_data);
     eprintln!("{got_name}: max abs error {worst:.2e}");
     assert!(worst <= tolerance, "{got_name}: {worst} > {tolerance}");
 }

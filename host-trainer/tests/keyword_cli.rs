@@ -387,9 +387,10 @@ fn tract_matches_burn(root: &Path, trained: &Trained, bundle: &Path, fp32: &str)
     let mut worst = 0f32;
     for (example, row) in data.test.iter().zip(&expected) {
         let found = graph.logits(&example.speech).unwrap();
-        for (a, b) in row.iter().zip(&found) {
-            worst = worst.max((a - b).abs());
-        }
+        worst = emotion_core::scores::nan_max(
+            worst,
+            emotion_core::scores::max_abs_difference(row, &found),
+        );
     }
     eprintln!(
         "keyword spotter, fp32 graph vs burn on {} test utterances: max |Δlogit| = {worst:.2e}",

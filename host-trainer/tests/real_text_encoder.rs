@@ -199,19 +199,7 @@ fn run_states(graph: &EncoderGraph, ids: &[i64]) -> Vec<HiddenState> {
     states
 }
 
-fn max_abs_error(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "lengths differ");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, |m, e| {
-            if e.is_nan() || m.is_nan() {
-                f32::NAN
-            } else {
-                m.max(e)
-            }
-        })
-}
+use emotion_core::scores::{max_abs_difference as max_abs_error, nan_max};
 
 /// Sums of squared error and squared reference, in f64.
 fn squares(test: &[f32], reference: &[f32]) -> (f64, f64) {
@@ -381,13 +369,6 @@ fn int8_against_fp32(
 ) -> Int8Errors {
     let (bytes, summary) = quantize_dynamic(fp32, options).expect("quantises");
     let int8 = EncoderGraph::from_bytes(&bytes, "minilm int8").expect("int8 loads");
-    let nan_max = |m: f32, e: f32| {
-        if e.is_nan() || m.is_nan() {
-            f32::NAN
-        } else {
-            m.max(e)
-        }
-    };
     let mut sums = vec![(0f64, 0f64, 0f32); LAYERS + 1];
     let (mut feature_error, mut feature_norm) = (0f64, 0f64);
     let mut min_cosine = f64::INFINITY;
@@ -578,11 +559,7 @@ fn run_reference_texts(
             );
             let error = max_abs_error(&state.data, want);
             let magnitude = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-            worst[i].0 = if error.is_nan() {
-                f32::NAN
-            } else {
-                worst[i].0.max(error)
-            };
+            worst[i].0 = nan_max(worst[i].0, error);
             worst[i].1 = worst[i].1.max(magnitude);
         }
         fp32_states.push((ids, states));

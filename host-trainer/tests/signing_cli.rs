@@ -47,6 +47,31 @@ fn s(path: &Path) -> String {
     path.display().to_string()
 }
 
+fn sign_args(bundle: &Path, key: &Path, password: Option<&Path>) -> Vec<String> {
+    let mut args = vec![
+        "bundle".to_string(),
+        "sign".into(),
+        "--bundle".into(),
+        s(bundle),
+        "--key".into(),
+        s(key),
+    ];
+    if let Some(password) = password {
+        args.extend(["--password-file".to_string(), s(password)]);
+    }
+    args
+}
+
+/// `host-trainer bundle sign`.
+fn sign(bundle: &Path, key: &Path, password: Option<&Path>) -> std::process::Output {
+    host_trainer(&sign_args(bundle, key, password))
+}
+
+/// `host-trainer bundle sign`, which must succeed; its stdout.
+fn sign_ok(bundle: &Path, key: &Path, password: Option<&Path>) -> String {
+    host_trainer_ok(&sign_args(bundle, key, password))
+}
+
 #[test]
 fn keygen_and_bundle_sign_make_what_minisign_and_the_board_accept() {
     let tmp = tempfile::tempdir().unwrap();
@@ -73,14 +98,7 @@ fn keygen_and_bundle_sign_make_what_minisign_and_the_board_accept() {
     );
 
     let bundle = demo_copy(tmp.path());
-    let stdout = host_trainer_ok(&[
-        "bundle",
-        "sign",
-        "--bundle",
-        &s(&bundle),
-        "--key",
-        &s(&secret),
-    ]);
+    let stdout = sign_ok(&bundle, &secret, None);
     assert!(stdout.contains("signed"), "{stdout}");
     let trusted = TrustedKeys::read_dir(&keys).unwrap();
     let signer = trusted.check_bundle(&bundle).unwrap().unwrap();
@@ -117,16 +135,7 @@ fn keygen_and_bundle_sign_make_what_minisign_and_the_board_accept() {
         drop(stdin);
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success(), "{}", text(&out.stderr));
-        host_trainer_ok(&[
-            "bundle",
-            "sign",
-            "--bundle",
-            &s(&bundle),
-            "--key",
-            &s(&tool_key),
-            "--password-file",
-            &s(&password),
-        ]);
+        sign_ok(&bundle, &tool_key, Some(&password));
         let tool_trusted = TrustedKeys::read_files(&[tool_pub]).unwrap();
         assert!(tool_trusted.check_bundle(&bundle).unwrap().is_some());
         assert!(
@@ -145,14 +154,7 @@ fn keygen_and_bundle_sign_make_what_minisign_and_the_board_accept() {
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", text(&out.stderr));
-        let out = host_trainer(&[
-            "bundle",
-            "sign",
-            "--bundle",
-            &s(&bundle),
-            "--key",
-            &s(&bare_key),
-        ]);
+        let out = sign(&bundle, &bare_key, None);
         if !out.status.success() {
             let stderr = text(&out.stderr);
             assert!(
@@ -191,14 +193,7 @@ fn an_encrypted_key_opens_with_its_password_and_refuses_a_wrong_one() {
     let bundle = demo_copy(tmp.path());
 
     // No password and no terminal: an error that says what to give.
-    let out = host_trainer(&[
-        "bundle",
-        "sign",
-        "--bundle",
-        &s(&bundle),
-        "--key",
-        &s(&secret),
-    ]);
+    let out = sign(&bundle, &secret, None);
     assert!(!out.status.success());
     assert!(
         text(&out.stderr).contains("--password-file"),
@@ -209,16 +204,7 @@ fn an_encrypted_key_opens_with_its_password_and_refuses_a_wrong_one() {
 
     let wrong = tmp.path().join("wrong");
     std::fs::write(&wrong, "battery staple\n").unwrap();
-    let out = host_trainer(&[
-        "bundle",
-        "sign",
-        "--bundle",
-        &s(&bundle),
-        "--key",
-        &s(&secret),
-        "--password-file",
-        &s(&wrong),
-    ]);
+    let out = sign(&bundle, &secret, Some(&wrong));
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
     assert!(
@@ -228,30 +214,14 @@ fn an_encrypted_key_opens_with_its_password_and_refuses_a_wrong_one() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(!bundle.join(SIGNATURE_FILE).exists());
 
-    host_trainer_ok(&[
-        "bundle",
-        "sign",
-        "--bundle",
-        &s(&bundle),
-        "--key",
-        &s(&secret),
-        "--password-file",
-        &s(&password),
-    ]);
+    sign_ok(&bundle, &secret, Some(&password));
     let trusted = TrustedKeys::read_dir(&keys).unwrap();
     assert!(trusted.check_bundle(&bundle).unwrap().is_some());
 
     // Not a key.
     let garbage = tmp.path().join("notes.key");
     std::fs::write(&garbage, "untrusted comment: x\nhello\n").unwrap();
-    let out = host_trainer(&[
-        "bundle",
-        "sign",
-        "--bundle",
-        &s(&bundle),
-        "--key",
-        &s(&garbage),
-    ]);
+    let out = sign(&bundle, &garbage, None);
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
     assert!(
@@ -260,16 +230,7 @@ fn an_encrypted_key_opens_with_its_password_and_refuses_a_wrong_one() {
     );
 
     // Not a bundle: the error names the folder.
-    let out = host_trainer(&[
-        "bundle",
-        "sign",
-        "--bundle",
-        &s(tmp.path()),
-        "--key",
-        &s(&secret),
-        "--password-file",
-        &s(&password),
-    ]);
+    let out = sign(&tmp.path(), &secret, Some(&password));
     assert!(!out.status.success());
     assert!(
         text(&out.stderr).contains(MANIFEST_FILE),

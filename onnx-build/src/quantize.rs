@@ -1066,15 +1066,31 @@ mod tests {
             .and_then(|g| g.initializer.iter().find(|t| t.name == name))
     }
 
+    /// `m.max(x)` that keeps a NaN (f64::max drops it, so a NaN output would pass).
+    fn nan_max(m: f64, x: f64) -> f64 {
+        if m.is_nan() || x.is_nan() {
+            f64::NAN
+        } else {
+            m.max(x)
+        }
+    }
+
     fn max_abs(v: &[f32]) -> f64 {
-        v.iter().fold(0f64, |m, x| m.max(x.abs() as f64))
+        v.iter().fold(0f64, |m, x| nan_max(m, x.abs() as f64))
     }
 
     fn max_abs_diff(a: &[f32], b: &[f32]) -> f64 {
         assert_eq!(a.len(), b.len());
         a.iter()
             .zip(b)
-            .fold(0f64, |m, (x, y)| m.max((*x as f64 - *y as f64).abs()))
+            .fold(0f64, |m, (x, y)| nan_max(m, (*x as f64 - *y as f64).abs()))
+    }
+
+    #[test]
+    fn the_test_maxima_keep_a_nan() {
+        assert!(max_abs(&[1.0, f32::NAN]).is_nan());
+        assert!(max_abs_diff(&[0.0, f32::NAN], &[0.0, 0.0]).is_nan());
+        assert_eq!(max_abs_diff(&[1.0, -1.0], &[0.5, -1.0]), 0.5);
     }
 
     /// Worst-case |quantised − float| of each output of `a · W` (`a`: `[rows, k]` float

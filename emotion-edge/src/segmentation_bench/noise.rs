@@ -490,7 +490,7 @@ mod tests {
         let jumps = out
             .windows(2)
             .map(|w| (w[1] - w[0]).abs())
-            .fold(0.0f32, f32::max);
+            .fold(0.0f32, emotion_core::scores::nan_max);
         assert!(jumps < 20.0, "largest step {jumps}");
         assert!(looped(&[], 10, 3, 5).iter().all(|&v| v == 0.0));
         assert_eq!(looped(&[1.0], 3, 7, 5), vec![1.0; 3]);

@@ -18,7 +18,7 @@ use crate::evaluate::through_bundle::{BundlePredictions, predict_through_bundle}
 use crate::train::dataset::SplitData;
 use crate::train::heads::ModelKind;
 use crate::train::trainer::TrainedModel;
-use emotion_core::scores::argmax;
+use emotion_core::scores::{argmax, max_abs_difference, nan_max};
 
 /// How the fp32 bundle compares with the burn models on the test part.
 #[derive(Debug, Clone, PartialEq)]
@@ -166,10 +166,11 @@ pub(super) fn agreement<A: AsRef<[f32]>, B: AsRef<[f32]>>(a: &[A], b: &[B]) -> (
     let mut largest = 0f32;
     for (a, b) in a.iter().zip(b) {
         let (a, b) = (a.as_ref(), b.as_ref());
-        same += usize::from(argmax(a).0 == argmax(b).0);
-        for (x, y) in a.iter().zip(b) {
-            largest = largest.max((x - y).abs());
-        }
+        // A NaN output agrees with nothing, and its difference stays NaN (reported, and
+        // failing every tolerance), never 0.
+        let nan = a.iter().chain(b).any(|v| v.is_nan());
+        same += usize::from(!nan && argmax(a).0 == argmax(b).0);
+        largest = nan_max(largest, max_abs_difference(a, b));
     }
     (same, largest)
 }
@@ -198,4 +199,27 @@ fn latency_ms_2s(
     }
     times.sort_by(f64::total_cmp);
     Ok(times[times.len() / 2])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nan_logits_agree_with_nothing_and_their_difference_is_nan() {
+        let good = vec![vec![0.1f32, 2.0, -1.0], vec![1.0, 0.0, 0.0]];
+        assert_eq!(agreement(&good, &good), (2, 0.0));
+        let broken = vec![vec![f32::NAN; 3], vec![f32::NAN; 3]];
+        let (same, largest) = agreement(&good, &broken);
+        assert_eq!(
+            same, 0,
+            "argmax of NaN is index 0: it must not count as agreeing"
+        );
+        assert!(largest.is_nan(), "{largest}");
+        assert!(!(largest <= 1e-4), "a parity tolerance fails on it");
+        let half = vec![vec![0.1f32, 2.0, -1.0], vec![f32::NAN, 0.0, 0.0]];
+        let (same, largest) = agreement(&good, &half);
+        assert_eq!(same, 1);
+        assert!(largest.is_nan());
+    }
 }

@@ -378,12 +378,7 @@ mod tests {
         let half = FeatureCache::relative_path("speech", "half");
         cache.write(&half, &features(), FeatureDtype::F16).unwrap();
         let back = cache.read(&half).unwrap();
-        let worst = back
-            .data
-            .iter()
-            .zip(&features().data)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max);
+        let worst = emotion_core::scores::max_abs_difference(&back.data, &features().data);
         assert!(worst < 5e-3, "{worst}");
         assert!(
             std::fs::metadata(dir.path().join(&half)).unwrap().len()

@@ -43,17 +43,9 @@ pub fn ids_input(ids: &[i64]) -> Tensor {
         .into_tensor()
 }
 
-/// The largest |a - b|; NaN anywhere makes it infinite, so a NaN never passes.
-pub fn max_abs_error(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "lengths differ");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(
-            0.0f32,
-            |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) },
-        )
-}
+/// The largest |a - b|; NaN anywhere makes it NaN, so a NaN never passes.
+#[allow(unused_imports)] // not every test that includes `common` compares outputs
+pub use emotion_core::scores::max_abs_difference as max_abs_error;
 
 /// The graph as a protobuf.
 pub fn model_proto(encoder: &ImportedEncoder) -> pb::ModelProto {

@@ -9,6 +9,7 @@ use std::sync::atomic::AtomicBool;
 
 use emotion_core::bundle::BundleManifest;
 use emotion_core::pipeline::TextInput;
+use emotion_core::scores::{max_abs_difference, nan_max};
 use emotion_core::{KeywordSource, Pipeline, PipelineOptions};
 use emotion_edge::audio::source::{Pace, SourceSpec};
 use emotion_edge::classify::{TextChoice, classify_file};
@@ -66,9 +67,10 @@ pub fn classify_matches_the_host(
                 "{} {model}",
                 prediction.id
             );
-            for (a, b) in edge.probabilities.iter().zip(&prediction.probabilities) {
-                worst = worst.max((a - b).abs());
-            }
+            worst = nan_max(
+                worst,
+                max_abs_difference(&edge.probabilities, &prediction.probabilities),
+            );
         }
         println!(
             "classify vs host ({model}): {} files, same predictions, max |Δp| {worst:.2e}",
@@ -183,9 +185,10 @@ pub fn listen_finds_and_classifies_each_utterance(
         let streamed = h.result.as_ref().unwrap();
         let whole = classify_file(&pipeline, file, &TextChoice::None, None).unwrap();
         assert_eq!(streamed.emotion, whole.emotion, "{}", file.display());
-        for (a, b) in streamed.probabilities.iter().zip(&whole.probabilities) {
-            worst = worst.max((a - b).abs());
-        }
+        worst = nan_max(
+            worst,
+            max_abs_difference(&streamed.probabilities, &whole.probabilities),
+        );
     }
     println!(
         "listen vs classify: {} utterances, max |Δp| {worst:.4}",

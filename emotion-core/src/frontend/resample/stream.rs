@@ -259,11 +259,7 @@ mod tests {
                     resampled_len(input.len(), from_rate, 16_000),
                     "{from_rate} Hz, pieces up to {max}"
                 );
-                let worst = streamed
-                    .iter()
-                    .zip(&clip)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0.0f32, f32::max);
+                let worst = crate::scores::max_abs_difference(&streamed, &clip);
                 assert!(worst <= 1e-6, "{from_rate} Hz, pieces up to {max}: {worst}");
             }
         }

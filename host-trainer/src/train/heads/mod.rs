@@ -662,14 +662,9 @@ pub(crate) mod test_support {
         }
     }
 
-    /// Largest absolute difference between two equally long slices.
-    pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-        assert_eq!(a.len(), b.len());
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f32::max)
-    }
+    /// Largest absolute difference between two equally long slices (NaN when either
+    /// holds one).
+    pub use emotion_core::scores::max_abs_difference as max_abs_diff;
 
     /// The values of a tensor.
     pub fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
