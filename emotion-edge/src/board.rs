@@ -9,6 +9,11 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+/// Most matrix-product threads anyone may ask for (a profile, `--threads`): tract starts
+/// a pool of that many, and far past the cores they only cost memory (a million hung
+/// `classify` creating them).
+pub const MAX_THREADS: usize = 64;
+
 /// The `variant` that leaves the choice to the machine (see [`crate::variant_choice`]).
 pub const AUTO_VARIANT: &str = "auto";
 
@@ -219,11 +224,10 @@ fn parse(origin: &str, text: &str) -> Result<BoardProfile, BoardError> {
         detail,
     };
     let profile: BoardProfile = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
-    if !(1..=crate::settings::MAX_THREADS).contains(&profile.threads) {
+    if !(1..=MAX_THREADS).contains(&profile.threads) {
         return Err(invalid(format!(
             "threads must be 1 to {}, not {}",
-            crate::settings::MAX_THREADS,
-            profile.threads
+            MAX_THREADS, profile.threads
         )));
     }
     if profile.memory_max_mb == 0 || profile.memory_max_mb > profile.memory_mb {

@@ -31,9 +31,7 @@ pub const DEFAULT_WEB_PORT: u16 = 8080;
 pub const DEFAULT_OLED_BUS: u32 = 1;
 /// Most threads used by default (more rarely pays on the boards).
 pub const MAX_DEFAULT_THREADS: usize = 4;
-/// Most threads anyone may ask for: tract starts a pool of that many, and far past the
-/// cores they only cost memory (a million hung `classify` creating them).
-pub const MAX_THREADS: usize = 64;
+pub use crate::board::MAX_THREADS;
 
 /// `--threads N` and each of `--threads-list`: a whole number from 1 to
 /// [`MAX_THREADS`], or an error that says so (clap prints it, exit status 2).
