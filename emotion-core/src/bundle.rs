@@ -954,24 +954,15 @@ fn safe_join(dir: &Path, name: &str) -> Option<PathBuf> {
 pub const MAX_MANIFEST_BYTES: u64 = 16 << 20;
 
 fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, BundleError> {
-    use std::io::Read as _;
-    let file = std::fs::File::open(path).map_err(|source| file_error(path, what, source))?;
-    let mut bytes = Vec::new();
-    // One byte past the limit tells a file that is too large, whatever its metadata says
-    // (a device or a FIFO has no length).
-    file.take(MAX_MANIFEST_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|source| file_error(path, what, source))?;
-    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
-        return Err(BundleError::Corrupt {
+    crate::fs::read_at_most(path, MAX_MANIFEST_BYTES)
+        .map_err(|source| file_error(path, what, source))?
+        .ok_or_else(|| BundleError::Corrupt {
             path: path.to_path_buf(),
             detail: format!(
                 "{what} is larger than {} MiB (a manifest is a few kilobytes)",
                 MAX_MANIFEST_BYTES >> 20
             ),
-        });
-    }
-    Ok(bytes)
+        })
 }
 
 fn file_error(path: &Path, what: &str, source: std::io::Error) -> BundleError {

@@ -1,7 +1,7 @@
 //! Files written whole or not at all: every file the project writes for a later reader
 //! (manifests, features, weights, records) goes through a temporary file beside it, synced,
 //! then renamed, so a reader never sees half a file and an interrupted run leaves the old
-//! one.
+//! one. And small files read with a limit ([`read_at_most`]).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -16,6 +16,17 @@ pub fn temporary_path(path: &Path) -> PathBuf {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
     path.with_file_name(format!(".{name}.tmp{}-{n}", std::process::id()))
+}
+
+/// The bytes of `path`, or `None` when it holds more than `most`. Read through the limit:
+/// a device or a FIFO has no length to check first, and `/dev/zero` never ends.
+pub fn read_at_most(path: &Path, most: u64) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(most + 1)
+        .read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= most).then_some(bytes))
 }
 
 /// Writes `bytes` to `path` through [`temporary_path`], synced, then renamed; creates the

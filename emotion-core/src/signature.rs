@@ -15,7 +15,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::bundle::MANIFEST_FILE;
+use crate::bundle::{MANIFEST_FILE, MAX_MANIFEST_BYTES};
 
 /// The signature file in a bundle.
 pub const SIGNATURE_FILE: &str = "manifest.bin.minisig";
@@ -145,22 +145,25 @@ fn ids(keys: &[KeyId]) -> String {
     ids.join(", ")
 }
 
-/// A file's text, refused when larger than [`MOST_BYTES`].
-fn read_small(path: &Path) -> Result<String, TrustError> {
+/// A file's bytes, refused when longer than `most` (a device or a FIFO has no length to
+/// check first).
+fn read_at_most(path: &Path, most: u64) -> Result<Vec<u8>, TrustError> {
     let error = |detail: String| TrustError::Read {
         path: path.to_owned(),
         detail,
     };
-    let len = std::fs::metadata(path)
+    crate::fs::read_at_most(path, most)
         .map_err(|e| error(e.to_string()))?
-        .len();
-    if len > MOST_BYTES {
-        return Err(error(format!(
-            "{len} bytes, more than a minisign file ({MOST_BYTES})"
-        )));
-    }
-    let bytes = std::fs::read(path).map_err(|e| error(e.to_string()))?;
-    String::from_utf8(bytes).map_err(|_| error("not text".to_owned()))
+        .ok_or_else(|| error(format!("more than {most} bytes")))
+}
+
+/// A key or signature file's text, refused when larger than [`MOST_BYTES`].
+fn read_small(path: &Path) -> Result<String, TrustError> {
+    let bytes = read_at_most(path, MOST_BYTES)?;
+    String::from_utf8(bytes).map_err(|_| TrustError::Read {
+        path: path.to_owned(),
+        detail: "not text".to_owned(),
+    })
 }
 
 impl TrustedKey {
@@ -276,10 +279,7 @@ impl TrustedKeys {
             });
         };
         let manifest_path = dir.join(MANIFEST_FILE);
-        let manifest = std::fs::read(&manifest_path).map_err(|e| TrustError::Read {
-            path: manifest_path,
-            detail: e.to_string(),
-        })?;
+        let manifest = read_at_most(&manifest_path, MAX_MANIFEST_BYTES)?;
         key.key
             .verify(&manifest, &signature, false)
             .map_err(|_| TrustError::Mismatch {
@@ -447,6 +447,18 @@ mod tests {
                 .unwrap_err();
             assert!(matches!(err, TrustError::BadSignatureFile { .. }), "{err}");
         }
+    }
+
+    #[test]
+    fn a_manifest_that_never_ends_is_refused_not_read_forever() {
+        let endless = bundle(true);
+        std::fs::remove_file(endless.path().join(MANIFEST_FILE)).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", endless.path().join(MANIFEST_FILE)).unwrap();
+        let err = keys(&["trusted.pub"])
+            .check_bundle(endless.path())
+            .unwrap_err();
+        assert!(matches!(err, TrustError::Read { .. }), "{err}");
+        assert!(err.to_string().contains("more than"), "{err}");
     }
 
     #[test]
