@@ -493,12 +493,10 @@ fn the_exported_bundle_classifies_like_the_burn_models() {
     // The same answer up to the front-end running again on samples it already made
     // (≈ 0.002 here): compared as probabilities, since a near-tie (a head trained for 4
     // epochs is close to uniform) may flip the top emotion.
-    let moved = from_samples
-        .probabilities
-        .iter()
-        .zip(&by_keyword.probabilities)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max);
+    let moved = emotion_core::scores::max_abs_difference(
+        &from_samples.probabilities,
+        &by_keyword.probabilities,
+    );
     assert!(
         moved < 0.01,
         "{:?} vs {:?}",
