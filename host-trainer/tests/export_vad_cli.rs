@@ -8,7 +8,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{corpus_and_tiny_encoders, host_trainer, host_trainer_ok, text};
+use common::{features_and_speech_model, host_trainer, text};
 use emotion_core::bundle::{Bundle, FORMAT_VERSION};
 use emotion_core::signature::TrustedKeys;
 use emotion_core::vad::{SILERO_FILE, SILERO_KIND, SILERO_SHA256};
@@ -17,50 +17,11 @@ use prost::Message as _;
 /// The export's arguments over a corpus, tiny encoders, their features and a briefly
 /// trained speech model in `root`.
 fn prepare(root: &Path) -> Vec<String> {
-    let path = |name: &str| root.join(name).display().to_string();
-    let bert = corpus_and_tiny_encoders(root);
-    let tokenizer = bert.join("tokenizer.json").display().to_string();
-    host_trainer_ok(&[
-        "extract",
-        "--manifest",
-        &path("manifest.csv"),
-        "--speech-encoder",
-        &path("speech.onnx"),
-        "--text-encoder",
-        &path("text.onnx"),
-        "--tokenizer",
-        &tokenizer,
-        "--cache",
-        &path("features"),
-        "--jobs",
-        "2",
-    ]);
-    let inputs = [
-        "--manifest".to_string(),
-        path("manifest.csv"),
-        "--splits".into(),
-        path("splits.json"),
-        "--features".into(),
-        path("features"),
-        "--runs".into(),
-        path("runs"),
-    ];
-    let mut train = vec!["train".to_string(), "--model".into(), "speech".into()];
-    train.extend(inputs.iter().cloned());
-    train.extend(["--epochs".into(), "1".into()]);
-    host_trainer_ok(&train);
+    let (inputs, encoders) = features_and_speech_model(root, 1);
     let mut export = vec!["export".to_string()];
     export.extend(inputs);
-    export.extend([
-        "--speech-encoder".into(),
-        path("speech.onnx"),
-        "--text-encoder".into(),
-        path("text.onnx"),
-        "--tokenizer".into(),
-        tokenizer,
-        "--variants".into(),
-        "fp32".into(),
-    ]);
+    export.extend(encoders);
+    export.extend(["--variants".into(), "fp32".into()]);
     export
 }
 

@@ -20,7 +20,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{corpus_and_tiny_encoders, host_trainer, host_trainer_ok, text};
+use common::{features_and_speech_model, host_trainer, host_trainer_ok, text};
 
 use emotion_core::keyword_spotter::{KeywordSpotter, SpotOutcome};
 use emotion_core::pipeline::{KeywordSource, TextInput};
@@ -39,48 +39,9 @@ const HELD_OUT: [&str; 2] = ["dog", "pain"];
 /// The manifest, splits, tiny encoders and their features, and a briefly trained speech
 /// model (the export needs one) in `root`.
 fn prepare(root: &Path) -> Vec<String> {
-    let path = |name: &str| root.join(name).display().to_string();
-    let bert = corpus_and_tiny_encoders(root);
-    let tokenizer = bert.join("tokenizer.json").display().to_string();
-    host_trainer_ok(&[
-        "extract",
-        "--manifest",
-        &path("manifest.csv"),
-        "--speech-encoder",
-        &path("speech.onnx"),
-        "--text-encoder",
-        &path("text.onnx"),
-        "--tokenizer",
-        &tokenizer,
-        "--cache",
-        &path("features"),
-        "--jobs",
-        "2",
-    ]);
-    let inputs = vec![
-        "--manifest".into(),
-        path("manifest.csv"),
-        "--splits".into(),
-        path("splits.json"),
-        "--features".into(),
-        path("features"),
-        "--runs".into(),
-        path("runs"),
-    ];
-    let mut train = vec!["train".to_string(), "--model".into(), "speech".into()];
-    train.extend(inputs.iter().cloned());
-    train.extend(["--epochs".into(), "2".into()]);
-    host_trainer_ok(&train);
-    let mut encoders = inputs;
-    encoders.extend([
-        "--speech-encoder".into(),
-        path("speech.onnx"),
-        "--text-encoder".into(),
-        path("text.onnx"),
-        "--tokenizer".into(),
-        tokenizer,
-    ]);
-    encoders
+    let (mut inputs, encoders) = features_and_speech_model(root, 2);
+    inputs.extend(encoders);
+    inputs
 }
 
 fn with(base: &[String], command: &str, extra: &[&str]) -> Vec<String> {

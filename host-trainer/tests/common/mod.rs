@@ -69,3 +69,51 @@ pub fn corpus_and_tiny_encoders(root: &Path) -> PathBuf {
         .unwrap();
     bert
 }
+
+/// The run inputs and encoder arguments an `export` or `keywords` takes: the embedded
+/// corpus with the tiny encoders ([`corpus_and_tiny_encoders`]), their features
+/// extracted, and a speech model trained for `epochs` on every split, all in `root`.
+/// Returns (`--manifest … --runs …`, `--speech-encoder … --tokenizer …`).
+pub fn features_and_speech_model(root: &Path, epochs: usize) -> (Vec<String>, Vec<String>) {
+    let path = |name: &str| root.join(name).display().to_string();
+    let bert = corpus_and_tiny_encoders(root);
+    let tokenizer = bert.join("tokenizer.json").display().to_string();
+    host_trainer_ok(&[
+        "extract",
+        "--manifest",
+        &path("manifest.csv"),
+        "--speech-encoder",
+        &path("speech.onnx"),
+        "--text-encoder",
+        &path("text.onnx"),
+        "--tokenizer",
+        &tokenizer,
+        "--cache",
+        &path("features"),
+        "--jobs",
+        "2",
+    ]);
+    let inputs = vec![
+        "--manifest".to_string(),
+        path("manifest.csv"),
+        "--splits".into(),
+        path("splits.json"),
+        "--features".into(),
+        path("features"),
+        "--runs".into(),
+        path("runs"),
+    ];
+    let mut train = vec!["train".to_string(), "--model".into(), "speech".into()];
+    train.extend(inputs.iter().cloned());
+    train.extend(["--epochs".into(), epochs.to_string()]);
+    host_trainer_ok(&train);
+    let encoders = vec![
+        "--speech-encoder".to_string(),
+        path("speech.onnx"),
+        "--text-encoder".into(),
+        path("text.onnx"),
+        "--tokenizer".into(),
+        tokenizer,
+    ];
+    (inputs, encoders)
+}
