@@ -402,12 +402,7 @@ impl Device {
 
     /// The utterances shown so far (the JSON lines with an emotion).
     fn heard(&self) -> Vec<Value> {
-        let lines = self.stdout.lock().unwrap();
-        lines
-            .iter()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|v| v.get("emotion").is_some())
-            .collect()
+        shown(&self.stdout.lock().unwrap())
     }
 
     fn stderr(&self) -> String {
@@ -431,6 +426,8 @@ impl Device {
         };
         // Let the reader threads take the last lines.
         thread::sleep(Duration::from_millis(200));
+        // Shown when the test fails: the MQTT thread's account of the run.
+        eprintln!("listen's stderr:\n{}", self.stderr());
         let lines = self.stdout.lock().unwrap().clone();
         let summary = lines
             .iter()
@@ -584,14 +581,17 @@ fn readings_and_discovery_reach_a_subscriber_in_order() {
 fn device_finish(device: Device) -> (std::process::ExitStatus, (Value, Vec<Value>)) {
     let stdout = Arc::clone(&device.stdout);
     let (status, summary) = device.finish();
-    let heard = stdout
-        .lock()
-        .unwrap()
+    let heard = shown(&stdout.lock().unwrap());
+    (status, (summary, heard))
+}
+
+/// The JSON lines with an emotion among `lines`.
+fn shown(lines: &[String]) -> Vec<Value> {
+    lines
         .iter()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|v| v.get("emotion").is_some())
-        .collect();
-    (status, (summary, heard))
+        .collect()
 }
 
 #[test]

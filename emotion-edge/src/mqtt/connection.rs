@@ -24,7 +24,7 @@ pub const WINDOW: usize = 16;
 /// How long one wait for the broker lasts before the outbox is looked at again.
 const TICK: Duration = Duration::from_millis(25);
 /// How long the goodbye (`offline`, DISCONNECT) may take.
-const GOODBYE: Duration = Duration::from_secs(2);
+const GOODBYE: Duration = Duration::from_secs(5);
 
 /// What the thread and the listen loop share.
 pub struct Shared {
@@ -279,17 +279,37 @@ fn publish(
 }
 
 /// `offline` (retained) and a clean DISCONNECT, so the broker does not send the will.
+/// It reads on until the broker closes the connection: leaving the broker's last
+/// acknowledgement unread would make the close a reset, and each wait lasts the whole
+/// goodbye, since a wait cut short can leave the DISCONNECT unflushed in the client.
 fn goodbye(connection: &mut Connection, client: &Client, topics: &Topics) {
     let _ = client.try_publish(topics.availability(), QoS::AtLeastOnce, true, OFFLINE);
     let _ = client.try_disconnect();
     let end = Instant::now() + GOODBYE;
-    while Instant::now() < end {
-        match connection.recv_timeout(TICK) {
-            Ok(Ok(Event::Outgoing(Outgoing::Disconnect))) | Ok(Err(_)) => return,
+    let mut disconnect_sent = false;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match connection.recv_timeout(left) {
+            Ok(Ok(Event::Outgoing(Outgoing::Disconnect))) => disconnect_sent = true,
+            Ok(Ok(_)) => {}
+            // The broker closes the connection once it has the DISCONNECT.
+            Ok(Err(_)) if disconnect_sent => return,
+            Ok(Err(error)) => {
+                eprintln!("MQTT: the goodbye failed ({error}); the broker sends the last will");
+                return;
+            }
             Err(RecvTimeoutError::Disconnected) => return,
-            _ => {}
+            Err(RecvTimeoutError::Timeout) => break,
         }
     }
+    eprintln!(
+        "MQTT: the broker did not close within {} s of the goodbye{}",
+        GOODBYE.as_secs(),
+        if disconnect_sent { "" } else { "; it sends the last will" }
+    );
 }
 
 /// A connection error as a person can act on it.
