@@ -111,7 +111,8 @@ done
 # --- The board ----------------------------------------------------------------------
 # The shipped profiles (boards/NAME.toml, compiled into the binary): the target triple
 # the binary must be built for, the memory of the board's smallest model (MB), and the
-# service's memory cap (memory_max_mb: the profile's expected peak plus headroom).
+# service's memory cap (memory_max_mb: 5/4 of the profile's measured peak,
+# docs/results/board-memory.md).
 # A profile next to this script (boards/NAME.toml in the repository) is read first.
 declare -A board_target=(
   [pi4]=aarch64-unknown-linux-gnu
@@ -120,7 +121,7 @@ declare -A board_target=(
   [pi3]=armv7-unknown-linux-gnueabihf
 )
 declare -A board_memory=([pi4]=1024 [pi5]=2048 [zero2w]=512 [pi3]=1024)
-declare -A board_memory_max=([pi4]=640 [pi5]=1280 [zero2w]=320 [pi3]=640)
+declare -A board_memory_max=([pi4]=608 [pi5]=608 [zero2w]=272 [pi3]=272)
 declare -A board_displays=([pi4]='web,terminal' [pi5]='web,terminal' [zero2w]='oled,terminal' [pi3]='web,terminal')
 profile_value() { # KEY FILE: the value of a top-level `KEY = "x"` or `KEY = 1` line
   sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*\"\{0,1\}\([^\"#]*\)\"\{0,1\}[[:space:]]*\(#.*\)\{0,1\}\$/\1/p" "$2" |

@@ -206,3 +206,101 @@ pub fn loader_input(manifest: &[u8], keywords: &[u8]) -> Vec<u8> {
 fn plain_name(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
 }
+
+/// The demo bundle the graph target starts from (both crates that include this file sit
+/// one level under the workspace root).
+fn demo_bundle() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/demo-bundle")
+}
+
+/// The demo bundle's graphs, by name: what [`onnx_graph`]'s first byte picks from.
+pub fn demo_graphs() -> Vec<String> {
+    let manifest = std::fs::read(demo_bundle().join(MANIFEST_FILE)).expect("the demo bundle");
+    let manifest = BundleManifest::from_bytes(&manifest, Path::new(MANIFEST_FILE))
+        .expect("the demo bundle's manifest");
+    let mut graphs: Vec<String> = manifest
+        .files
+        .iter()
+        .map(|f| f.path.clone())
+        .filter(|p| p.ends_with(".onnx"))
+        .collect();
+    graphs.sort();
+    graphs
+}
+
+/// The graph target's input for graph `index` of [`demo_graphs`] with these bytes.
+pub fn graph_input(index: usize, graph: &[u8]) -> Vec<u8> {
+    let mut input = vec![u8::try_from(index).expect("under 256 graphs")];
+    input.extend_from_slice(graph);
+    input
+}
+
+/// The ONNX graphs tract loads from a bundle: the input is `[graph: u8][ONNX bytes]`.
+/// The demo bundle is copied with that graph replaced by the bytes and its manifest
+/// entry re-hashed (so the checksums pass), loaded in the graph's variant, and run: a
+/// clip through every head with the keyword spotter, and the VAD. Any error is fine; a
+/// panic, or an answer that is not a probability distribution, is a crash.
+pub fn onnx_graph(data: &[u8]) {
+    let Some((&pick, graph)) = data.split_first() else {
+        return;
+    };
+    let graphs = demo_graphs();
+    let name = &graphs[usize::from(pick) % graphs.len()];
+    let source = demo_bundle();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let root = dir.path();
+    let mut manifest = BundleManifest::from_bytes(
+        &std::fs::read(source.join(MANIFEST_FILE)).expect("the demo bundle"),
+        Path::new(MANIFEST_FILE),
+    )
+    .expect("the demo bundle's manifest");
+    for entry in &mut manifest.files {
+        if entry.path == *name {
+            std::fs::write(root.join(name), graph).expect("write");
+            entry.bytes = graph.len() as u64;
+            entry.sha256 = sha256_hex(graph);
+        } else {
+            std::fs::copy(source.join(&entry.path), root.join(&entry.path)).expect("copy");
+        }
+    }
+    std::fs::write(root.join(MANIFEST_FILE), manifest.to_bytes().expect("writes")).expect("write");
+    let json = serde_json::to_vec(&manifest).expect("JSON");
+    std::fs::write(root.join(MANIFEST_JSON), json).expect("write");
+
+    let variant = ["int8", "fp32"]
+        .into_iter()
+        .find(|v| name.contains(&format!(".{v}.")))
+        .map(str::to_owned);
+    let options = PipelineOptions { variant, threads: 1 };
+    if let Ok(pipeline) = Pipeline::load(root, &options) {
+        let clip = include_bytes!("../fixtures/conformance/say-the-word-back-16k.wav");
+        let text = emotion_core::pipeline::TextInput::Auto { prompt: None };
+        if let Ok(answers) = pipeline.classify_wav_each(clip, "clip.wav", text, &pipeline.models())
+        {
+            for answer in answers {
+                let sum: f32 = answer.probabilities.iter().sum();
+                assert!(
+                    answer.probabilities.iter().all(|p| p.is_finite() && *p >= 0.0)
+                        && (sum - 1.0).abs() < 1e-3,
+                    "{:?} answered {:?}",
+                    answer.model,
+                    answer.probabilities
+                );
+            }
+        }
+    }
+    let Ok(bundle) = Bundle::open(root) else {
+        return;
+    };
+    if let Ok(Some(vad)) = bundle.vad_model(16_000)
+        && let Ok(mut stream) = vad.stream()
+    {
+        let chunk = vec![0.1f32; stream.chunk_len()];
+        for _ in 0..3 {
+            match stream.push_chunk(&chunk) {
+                Ok(p) => assert!((0.0..=1.0).contains(&p), "speech probability {p}"),
+                Err(_) => break,
+            }
+        }
+    }
+}

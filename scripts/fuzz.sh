@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Fuzzes the WAV front-end, the board's WAV stream reader, the bundle manifest parser and
-# the bundle loader with cargo fuzz (libFuzzer, nightly Rust).
+# Fuzzes the WAV front-end, the board's WAV stream reader, the bundle manifest parser,
+# the bundle loader and the ONNX graphs a bundle loads, with cargo fuzz (libFuzzer, nightly).
 #
-#   bash scripts/fuzz.sh [SECONDS] [TARGET...]     (default: 600 s each, all four)
+#   bash scripts/fuzz.sh [SECONDS] [TARGET...]     (default: 600 s each, all five)
 #
 # Installs the nightly toolchain and cargo-fuzz when missing. Seeds come from
 # fuzz/seeds/wav (every WAV layout the readers take), the conformance clip, a few corpus
@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 SECONDS_EACH=${1:-600}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(wav_frontend wav_stream bundle_manifest bundle_loader)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(wav_frontend wav_stream bundle_manifest bundle_loader onnx_graph)
 
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 cargo +nightly fuzz --version >/dev/null 2>&1 || cargo +nightly install cargo-fuzz --locked
@@ -40,6 +40,14 @@ mkdir -p fuzz/corpus/bundle_loader
 manifest_len=$(stat -c %s data/demo-bundle/manifest.bin)
 { printf "\\x$(printf %02x $((manifest_len & 255)))\\x$(printf %02x $((manifest_len >> 8)))"
   cat data/demo-bundle/manifest.bin data/demo-bundle/keywords.bin; } > fuzz/corpus/bundle_loader/demo-bundle
+# The graph target's input: [graph index, u8][ONNX bytes], the index into the demo
+# bundle's graphs sorted by name (fuzz/harness.rs, demo_graphs).
+mkdir -p fuzz/corpus/onnx_graph
+index=0
+while IFS= read -r graph; do
+  { printf "\\x$(printf %02x "$index")"; cat "$graph"; } > "fuzz/corpus/onnx_graph/$(basename "$graph")"
+  index=$((index + 1))
+done < <(find data/demo-bundle -maxdepth 1 -name '*.onnx' | LC_ALL=C sort)
 
 status=0
 for target in "${TARGETS[@]}"; do

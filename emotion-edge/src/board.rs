@@ -20,6 +20,15 @@ pub const AUTO_VARIANT: &str = "auto";
 /// The share of `memory_max_mb` a profile's `expected_memory_mb` may take: 15 % stays free.
 pub const MAX_MEMORY_SHARE: f64 = 0.85;
 
+/// The service cap (`memory_max_mb`) for a measured peak: 5/4 of it, rounded up to
+/// 16 MB, so that `MemoryHigh` (4/5 of the cap, where the kernel starts reclaiming)
+/// sits at or above the peak and the service is not throttled at its measured worst.
+/// The shipped profiles' caps are this of docs/results/board-memory.json's peaks.
+pub fn memory_cap_mb(peak_mb: f64) -> u32 {
+    let cap = (peak_mb.max(1.0) * 5.0 / 4.0 / 16.0).ceil() * 16.0;
+    cap as u32
+}
+
 /// The profiles shipped in `boards/`, by name.
 const BUILT_IN: [(&str, &str); 4] = [
     ("pi4", include_str!("../../boards/pi4.toml")),
@@ -295,8 +304,9 @@ impl BoardProfile {
         let room = max - peak_rss_mb;
         let share = 100.0 * room / max;
         let expected = format!(
-            "the profile's expected_memory_mb is {} MB",
-            self.expected_memory_mb
+            "the profile's expected_memory_mb is {} MB; memory_max_mb for this peak: {}",
+            self.expected_memory_mb,
+            memory_cap_mb(peak_rss_mb)
         );
         if room < 0.0 {
             format!(
@@ -384,7 +394,7 @@ mod tests {
                 "{name}: state `variant` (a name, or \"auto\")"
             );
             assert!(
-                text.contains("docs/results/memory-levers.md"),
+                text.contains("docs/results/board-memory.md"),
                 "{name}: say which measurement expected_memory_mb comes from"
             );
             let (expected, max, board) = (
@@ -402,6 +412,68 @@ mod tests {
                 "{name}: memory_max_mb {max} is more than the board's {board} MB"
             );
         }
+    }
+
+    /// The audit's hole: the caps were fractions of the board's memory, not measured.
+    #[test]
+    fn every_shipped_cap_comes_from_the_measured_peak() {
+        let measured: serde_json::Value =
+            serde_json::from_str(include_str!("../../docs/results/board-memory.json"))
+                .expect("docs/results/board-memory.json (scripts/board-memory.py)");
+        let profiles = measured["profiles"].as_object().expect("profiles");
+        let names: Vec<&str> = BUILT_IN.iter().map(|(name, _)| *name).collect();
+        let mut measured_names: Vec<&str> = profiles.keys().map(String::as_str).collect();
+        measured_names.sort();
+        let mut shipped = names.clone();
+        shipped.sort();
+        assert_eq!(measured_names, shipped, "measure every shipped profile");
+        for (name, text) in BUILT_IN {
+            let profile = parse(name, text).unwrap();
+            let record = &profiles[name];
+            assert_eq!(
+                record["threads"], profile.threads,
+                "{name}: threads changed since the measurement: run scripts/board-memory.py"
+            );
+            assert_eq!(
+                record["variant"].as_str(),
+                Some(profile.pinned_variant().unwrap_or(AUTO_VARIANT)),
+                "{name}: variant changed since the measurement: run scripts/board-memory.py"
+            );
+            let worst = record["peak_mb"]
+                .as_object()
+                .expect("peaks")
+                .values()
+                .map(|v| v.as_f64().expect("MB"))
+                .reduce(f64::max)
+                .expect("a peak per variant");
+            assert!(worst > 0.0, "{name}: {record}");
+            assert_eq!(
+                profile.expected_memory_mb,
+                worst.ceil() as u32,
+                "{name}: expected_memory_mb is not the measured peak"
+            );
+            assert_eq!(
+                profile.memory_max_mb,
+                memory_cap_mb(worst.ceil()),
+                "{name}: memory_max_mb is not memory_cap_mb(expected_memory_mb)"
+            );
+            assert!(
+                f64::from(profile.memory_max_mb) * 4.0 / 5.0 >= worst,
+                "{name}: MemoryHigh below the measured peak"
+            );
+        }
+    }
+
+    #[test]
+    fn the_cap_keeps_memory_high_above_the_peak() {
+        for peak in [1.0, 35.5, 209.6, 210.0, 476.4, 477.0, 4000.0] {
+            let cap = memory_cap_mb(peak);
+            assert_eq!(cap % 16, 0, "{peak}");
+            assert!(f64::from(cap) * 4.0 / 5.0 >= peak, "{peak} -> {cap}");
+            assert!(f64::from(cap) < peak * 5.0 / 4.0 + 16.0, "{peak} -> {cap}");
+        }
+        assert_eq!(memory_cap_mb(477.0), 608);
+        assert_eq!(memory_cap_mb(210.0), 272);
     }
 
     #[test]
@@ -478,7 +550,7 @@ mod tests {
         let too_much = dir.path().join("too_much.toml");
         std::fs::write(
             &too_much,
-            text.replace("memory_max_mb = 640", "memory_max_mb = 4096"),
+            text.replace("memory_max_mb = 608", "memory_max_mb = 4096"),
         )
         .unwrap();
         let error = load(too_much.to_str().unwrap()).unwrap_err().to_string();

@@ -288,7 +288,7 @@ fn bench_rows_name_the_cpu_and_the_board_check_says_whether_memory_fits() {
     );
     // With --json the memory line goes to stderr, so stdout stays JSON Lines.
     assert!(
-        stderr.contains("the pi4 profile's MemoryMax of 640 MB"),
+        stderr.contains("the pi4 profile's MemoryMax of 608 MB"),
         "{stderr}"
     );
     assert!(stdout.lines().all(|l| l.starts_with('{')), "{stdout}");
@@ -306,7 +306,7 @@ fn bench_rows_name_the_cpu_and_the_board_check_says_whether_memory_fits() {
     let last = stdout.lines().last().unwrap();
     assert!(
         last.starts_with("memory: peak RSS ")
-            && last.contains("the zero2w profile's MemoryMax of 320 MB"),
+            && last.contains("the zero2w profile's MemoryMax of 272 MB"),
         "{stdout}"
     );
     assert!(

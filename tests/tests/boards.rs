@@ -284,18 +284,15 @@ fn install_lays_out_the_board_under_root() {
         "{defaults}"
     );
 
-    // The memory limits from the profile's memory.
-    let memory: u32 = profile_value("pi4", "memory_mb").parse().unwrap();
+    // The memory limits from the profile's measured cap.
+    let cap: u32 = profile_value("pi4", "memory_max_mb").parse().unwrap();
     let dropin =
         fs::read_to_string(root.join("etc/systemd/system/emotion-edge.service.d/10-board.conf"))
             .unwrap();
     assert!(dropin.contains("[Service]"), "{dropin}");
+    assert!(dropin.contains(&format!("MemoryMax={cap}M")), "{dropin}");
     assert!(
-        dropin.contains(&format!("MemoryMax={}M", memory * 5 / 8)),
-        "{dropin}"
-    );
-    assert!(
-        dropin.contains(&format!("MemoryHigh={}M", memory / 2)),
+        dropin.contains(&format!("MemoryHigh={}M", cap * 4 / 5)),
         "{dropin}"
     );
 
@@ -418,7 +415,7 @@ fn every_board_gets_its_memory_limits_and_a_web_display_for_the_kiosk() {
     let boards = board_names();
     assert!(boards.len() >= 4, "{boards:?}");
     for board in &boards {
-        let memory: u32 = profile_value(board, "memory_mb").parse().unwrap();
+        let cap: u32 = profile_value(board, "memory_max_mb").parse().unwrap();
         let displays = profile_displays(board);
         for kiosk in [false, true] {
             let extra: &[&str] = if kiosk {
@@ -451,7 +448,7 @@ fn every_board_gets_its_memory_limits_and_a_web_display_for_the_kiosk() {
             )
             .unwrap();
             assert!(
-                dropin.contains(&format!("MemoryMax={}M", memory * 5 / 8)),
+                dropin.contains(&format!("MemoryMax={cap}M")),
                 "{board}: {dropin}"
             );
         }
@@ -1102,4 +1099,31 @@ fn install_puts_trusted_keys_in_place_and_warns_of_an_unsigned_bundle() {
             "nothing installed"
         );
     }
+}
+
+/// install.sh's own table (for when it runs without the profiles beside it) and the
+/// unit's default caps (the smallest board's) say what the profiles say.
+#[test]
+fn the_installer_table_and_the_unit_carry_the_profiles_caps() {
+    let install = fs::read_to_string(boards().join("install.sh")).unwrap();
+    for (table, key) in [
+        ("board_memory_max", "memory_max_mb"),
+        ("board_memory", "memory_mb"),
+    ] {
+        let line = install
+            .lines()
+            .find(|l| l.starts_with(&format!("declare -A {table}=(")))
+            .unwrap_or_else(|| panic!("install.sh has no {table} table"));
+        for board in board_names() {
+            let value = profile_value(&board, key);
+            assert!(
+                line.contains(&format!("[{board}]={value} ")) || line.contains(&format!("[{board}]={value})")),
+                "install.sh's {table} says otherwise than {board}.toml's {key} = {value}: {line}"
+            );
+        }
+    }
+    let unit = fs::read_to_string(boards().join("systemd/emotion-edge.service")).unwrap();
+    let cap: u32 = profile_value("zero2w", "memory_max_mb").parse().unwrap();
+    assert!(unit.contains(&format!("\nMemoryMax={cap}M\n")), "{unit}");
+    assert!(unit.contains(&format!("\nMemoryHigh={}M\n", cap * 4 / 5)), "{unit}");
 }

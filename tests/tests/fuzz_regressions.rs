@@ -133,3 +133,16 @@ fn bundle_inputs_never_crash_the_manifest_parser_or_the_loader() {
     inputs.extend(regressions("bundle_loader"));
     replay("bundle_loader", inputs, harness::bundle_loader);
 }
+
+#[test]
+fn bundle_graphs_never_crash_the_pipeline() {
+    let bundle = repo_root().join("data/demo-bundle");
+    let mut inputs = Vec::new();
+    for (index, name) in harness::demo_graphs().iter().enumerate() {
+        let graph = std::fs::read(bundle.join(name)).expect("the demo bundle");
+        inputs.push((name.clone(), harness::graph_input(index, &graph)));
+    }
+    inputs.extend(regressions("onnx_graph"));
+    let replayed = replay("onnx_graph", inputs, harness::onnx_graph);
+    assert!(replayed >= 8, "only {replayed} graphs");
+}
