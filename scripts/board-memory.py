@@ -27,8 +27,8 @@ import tomllib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import ROOT, cpu_info, joined_corpus  # noqa: E402
-from memory import listen  # noqa: E402
+from bench import ROOT, cpu_info  # noqa: E402
+from memory import listen, memory_stream  # noqa: E402
 
 VARIANTS = ("int8", "fp32")
 
@@ -44,9 +44,7 @@ def main():
                         help="the command line recorded in the results")
     args = parser.parse_args()
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    corpus = sorted((ROOT / "data/synthetic-tess").rglob("*.wav"))
-    stream = joined_corpus(out, corpus[:: max(1, len(corpus) // 8)][:8])
+    _, stream = memory_stream(out)
 
     measured = {}  # (variant, threads) -> (peak MB, command)
     profiles = {}

@@ -40,6 +40,15 @@ def listen(edge, bundle, stream, out, variant, threads=1, fast=True, env=None):
     return rows, rss, command
 
 
+def memory_stream(out):
+    """The corpus files and the stream `listen` reads here: 8 corpus utterances, spread
+    over the corpus, with silence between them (in `out`, made if missing)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    corpus = sorted((ROOT / "data/synthetic-tess").rglob("*.wav"))
+    return corpus, joined_corpus(out, corpus[:: max(1, len(corpus) // 8)][:8])
+
+
 def classify(edge, bundle, clip, out, variant, extra):
     command = [edge, "classify", "--bundle", bundle, "--json", "--threads", "1",
                "--variant", variant, *extra, clip]
@@ -75,9 +84,7 @@ def main():
                         help="the command line recorded in the results")
     args = parser.parse_args()
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    corpus = sorted((ROOT / "data/synthetic-tess").rglob("*.wav"))
-    stream = joined_corpus(out, corpus[:: max(1, len(corpus) // 8)][:8])
+    corpus, stream = memory_stream(out)
     clip = corpus[0]
 
     rows = []

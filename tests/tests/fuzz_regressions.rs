@@ -146,3 +146,59 @@ fn bundle_graphs_never_crash_the_pipeline() {
     let replayed = replay("onnx_graph", inputs, harness::onnx_graph);
     assert!(replayed >= 8, "only {replayed} graphs");
 }
+
+/// A mutation sweep over the demo bundle's graphs for machines without nightly Rust
+/// (cargo fuzz): bytes flipped, ranges zeroed or repeated, the graph cut short. Ignored
+/// in `cargo test` (slow: each input loads a pipeline);
+/// `FUZZ_SWEEP_RUNS=500 cargo test -p tests --test fuzz_regressions -- --ignored`.
+#[test]
+#[ignore]
+fn mutated_bundle_graphs_never_crash_the_pipeline() {
+    let runs: usize = std::env::var("FUZZ_SWEEP_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let bundle = repo_root().join("data/demo-bundle");
+    let graphs: Vec<Vec<u8>> = harness::demo_graphs()
+        .iter()
+        .map(|name| std::fs::read(bundle.join(name)).expect("the demo bundle"))
+        .collect();
+    // xorshift64*: the same sweep on every machine.
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move |below: usize| {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        (state.wrapping_mul(0x2545_F491_4F6C_DD1D) % below.max(1) as u64) as usize
+    };
+    for run in 0..runs {
+        let index = next(graphs.len());
+        let mut graph = graphs[index].clone();
+        for _ in 0..=next(4) {
+            let at = next(graph.len());
+            match next(5) {
+                0 => graph[at] ^= 1 << next(8),
+                1 => graph[at] = [0x00, 0xff, 0x7f, 0x80][next(4)],
+                2 => {
+                    let end = (at + next(64)).min(graph.len());
+                    graph[at..end].fill(0);
+                }
+                3 => {
+                    let end = (at + next(64)).min(graph.len());
+                    let chunk = graph[at..end].to_vec();
+                    graph.splice(at..at, chunk);
+                }
+                _ => graph.truncate(at),
+            }
+        }
+        let input = harness::graph_input(index, &graph);
+        if std::panic::catch_unwind(|| harness::onnx_graph(&input)).is_err() {
+            let kept = std::env::temp_dir().join(format!("onnx_graph-crash-{run}"));
+            std::fs::write(&kept, &input).expect("write");
+            panic!(
+                "run {run} crashed the pipeline; its input is {} (copy it to fuzz/regressions/onnx_graph/ once fixed)",
+                kept.display()
+            );
+        }
+    }
+}
