@@ -421,10 +421,9 @@ mod tests {
             serde_json::from_str(include_str!("../../docs/results/board-memory.json"))
                 .expect("docs/results/board-memory.json (scripts/board-memory.py)");
         let profiles = measured["profiles"].as_object().expect("profiles");
-        let names: Vec<&str> = BUILT_IN.iter().map(|(name, _)| *name).collect();
         let mut measured_names: Vec<&str> = profiles.keys().map(String::as_str).collect();
         measured_names.sort();
-        let mut shipped = names.clone();
+        let mut shipped: Vec<&str> = BUILT_IN.iter().map(|(name, _)| *name).collect();
         shipped.sort();
         assert_eq!(measured_names, shipped, "measure every shipped profile");
         for (name, text) in BUILT_IN {
