@@ -263,7 +263,11 @@ pub fn onnx_graph(data: &[u8]) {
             std::fs::copy(source.join(&entry.path), root.join(&entry.path)).expect("copy");
         }
     }
-    std::fs::write(root.join(MANIFEST_FILE), manifest.to_bytes().expect("writes")).expect("write");
+    std::fs::write(
+        root.join(MANIFEST_FILE),
+        manifest.to_bytes().expect("writes"),
+    )
+    .expect("write");
     let json = serde_json::to_vec(&manifest).expect("JSON");
     std::fs::write(root.join(MANIFEST_JSON), json).expect("write");
 
@@ -271,7 +275,10 @@ pub fn onnx_graph(data: &[u8]) {
         .into_iter()
         .find(|v| name.contains(&format!(".{v}.")))
         .map(str::to_owned);
-    let options = PipelineOptions { variant, threads: 1 };
+    let options = PipelineOptions {
+        variant,
+        threads: 1,
+    };
     if let Ok(pipeline) = Pipeline::load(root, &options) {
         let clip = include_bytes!("../fixtures/conformance/say-the-word-back-16k.wav");
         let text = emotion_core::pipeline::TextInput::Auto { prompt: None };
@@ -280,7 +287,10 @@ pub fn onnx_graph(data: &[u8]) {
             for answer in answers {
                 let sum: f32 = answer.probabilities.iter().sum();
                 assert!(
-                    answer.probabilities.iter().all(|p| p.is_finite() && *p >= 0.0)
+                    answer
+                        .probabilities
+                        .iter()
+                        .all(|p| p.is_finite() && *p >= 0.0)
                         && (sum - 1.0).abs() < 1e-3,
                     "{:?} answered {:?}",
                     answer.model,

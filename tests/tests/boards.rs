@@ -1117,7 +1117,8 @@ fn the_installer_table_and_the_unit_carry_the_profiles_caps() {
         for board in board_names() {
             let value = profile_value(&board, key);
             assert!(
-                line.contains(&format!("[{board}]={value} ")) || line.contains(&format!("[{board}]={value})")),
+                line.contains(&format!("[{board}]={value} "))
+                    || line.contains(&format!("[{board}]={value})")),
                 "install.sh's {table} says otherwise than {board}.toml's {key} = {value}: {line}"
             );
         }
@@ -1125,5 +1126,8 @@ fn the_installer_table_and_the_unit_carry_the_profiles_caps() {
     let unit = fs::read_to_string(boards().join("systemd/emotion-edge.service")).unwrap();
     let cap: u32 = profile_value("zero2w", "memory_max_mb").parse().unwrap();
     assert!(unit.contains(&format!("\nMemoryMax={cap}M\n")), "{unit}");
-    assert!(unit.contains(&format!("\nMemoryHigh={}M\n", cap * 4 / 5)), "{unit}");
+    assert!(
+        unit.contains(&format!("\nMemoryHigh={}M\n", cap * 4 / 5)),
+        "{unit}"
+    );
 }

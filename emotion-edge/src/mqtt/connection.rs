@@ -308,7 +308,11 @@ fn goodbye(connection: &mut Connection, client: &Client, topics: &Topics) {
     eprintln!(
         "MQTT: the broker did not close within {} s of the goodbye{}",
         GOODBYE.as_secs(),
-        if disconnect_sent { "" } else { "; it sends the last will" }
+        if disconnect_sent {
+            ""
+        } else {
+            "; it sends the last will"
+        }
     );
 }
 
