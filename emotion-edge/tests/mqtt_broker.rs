@@ -813,20 +813,22 @@ fn tls_with_a_private_ca() {
     let wav = dir.path().join("speech.wav");
     std::fs::write(&wav, common::wav_file(&utterances(&spread(2), 1.0))).expect("write");
     let url = format!("mqtts://localhost:{tls_port}");
-    let ca = broker.path("ca.pem");
-    let device = Device::start(
-        wav.to_str().unwrap(),
-        &[
-            "--mqtt",
-            &url,
-            "--mqtt-credentials",
-            login.to_str().unwrap(),
-            "--mqtt-ca",
-            ca.to_str().unwrap(),
-            "--mqtt-device",
-            "tls",
-        ],
-    );
+    let start_trusting = |ca: &Path, device: &str| {
+        Device::start(
+            wav.to_str().unwrap(),
+            &[
+                "--mqtt",
+                &url,
+                "--mqtt-credentials",
+                login.to_str().unwrap(),
+                "--mqtt-ca",
+                ca.to_str().unwrap(),
+                "--mqtt-device",
+                device,
+            ],
+        )
+    };
+    let device = start_trusting(&broker.path("ca.pem"), "tls");
     let (status, (summary, heard)) = device_finish(device);
     assert!(status.success(), "{status}: {summary}");
     assert_eq!(summary["mqtt"]["published"], heard.len(), "{summary}");
@@ -862,20 +864,7 @@ fn tls_with_a_private_ca() {
             "2",
         ])
         .args(["-subj", "/CN=another CA"]));
-    let other = dir.path().join("other.pem");
-    let device = Device::start(
-        wav.to_str().unwrap(),
-        &[
-            "--mqtt",
-            &url,
-            "--mqtt-credentials",
-            login.to_str().unwrap(),
-            "--mqtt-ca",
-            other.to_str().unwrap(),
-            "--mqtt-device",
-            "tls2",
-        ],
-    );
+    let device = start_trusting(&dir.path().join("other.pem"), "tls2");
     let stderr = Arc::clone(&device.stderr);
     let (status, (summary, heard)) = device_finish(device);
     let stderr = stderr.lock().unwrap().clone();

@@ -8,13 +8,11 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use host_trainer::data::corpus::{embedded_corpus_dir, embedded_tokenizer};
+use host_trainer::data::corpus::embedded_corpus_dir;
 use host_trainer::data::splits::SplitSet;
-use host_trainer::encoders::import;
-use host_trainer::encoders::random::write_tiny_pair;
 use host_trainer::evaluate::corpora::CorporaFile;
 
-use common::{files_under, host_trainer_ok};
+use common::{extract_features, files_under, host_trainer_ok, run_inputs, tiny_encoders};
 
 /// CREMA-D's sentence codes, one per TESS word (sorted words), and its emotion codes.
 const SENTENCES: [&str; 12] = [
@@ -108,40 +106,9 @@ fn two_corpora_give_the_cross_corpus_table_and_per_corpus_reports() {
         splits.get(name).unwrap();
     }
 
-    let (hubert, bert) = write_tiny_pair(root, &embedded_tokenizer()).unwrap();
-    import(&hubert, None)
-        .unwrap()
-        .write(&root.join("speech.onnx"))
-        .unwrap();
-    import(&bert, None)
-        .unwrap()
-        .write(&root.join("text.onnx"))
-        .unwrap();
-    host_trainer_ok(&[
-        "extract",
-        "--manifest",
-        &path("manifest.csv"),
-        "--speech-encoder",
-        &path("speech.onnx"),
-        "--text-encoder",
-        &path("text.onnx"),
-        "--tokenizer",
-        bert.join("tokenizer.json").to_str().unwrap(),
-        "--cache",
-        &path("features"),
-        "--jobs",
-        "2",
-    ]);
-    let inputs = [
-        "--manifest".to_string(),
-        path("manifest.csv"),
-        "--splits".into(),
-        path("splits.json"),
-        "--features".into(),
-        path("features"),
-        "--runs".into(),
-        path("runs"),
-    ];
+    let bert = tiny_encoders(root);
+    extract_features(root, &bert);
+    let inputs = run_inputs(root);
     for split in trained {
         let mut args: Vec<String> = [
             "train", "--model", "speech", "--split", split, "--epochs", "2",

@@ -1042,20 +1042,22 @@ fn install_puts_trusted_keys_in_place_and_warns_of_an_unsigned_bundle() {
     assert_eq!(mode(&installed_key), 0o644);
 
     // The demo bundle is not signed: installed, with a warning that says what to do.
-    let root2 = tmp.path().join("root2");
     let binary = fake_binary(tmp.path());
-    let out = install(&[
-        "--root",
-        root2.to_str().unwrap(),
-        "--board",
-        "pi4",
-        "--binary",
-        binary.to_str().unwrap(),
-        "--bundle",
-        demo_bundle().to_str().unwrap(),
-        "--trusted-key",
-        key.to_str().unwrap(),
-    ]);
+    let install_with_key = |root: &Path, key: &Path| {
+        install(&[
+            "--root",
+            root.to_str().unwrap(),
+            "--board",
+            "pi4",
+            "--binary",
+            binary.to_str().unwrap(),
+            "--bundle",
+            demo_bundle().to_str().unwrap(),
+            "--trusted-key",
+            key.to_str().unwrap(),
+        ])
+    };
+    let out = install_with_key(&tmp.path().join("root2"), &key);
     assert!(out.status.success(), "{}", describe(&out));
     let stderr = text(&out.stderr);
     assert!(
@@ -1080,18 +1082,7 @@ fn install_puts_trusted_keys_in_place_and_warns_of_an_unsigned_bundle() {
         (&missing, "no such file"),
     ] {
         let root3 = tmp.path().join("root3");
-        let out = install(&[
-            "--root",
-            root3.to_str().unwrap(),
-            "--board",
-            "pi4",
-            "--binary",
-            binary.to_str().unwrap(),
-            "--bundle",
-            demo_bundle().to_str().unwrap(),
-            "--trusted-key",
-            key.to_str().unwrap(),
-        ]);
+        let out = install_with_key(&root3, key);
         assert!(!out.status.success(), "{}", describe(&out));
         assert!(text(&out.stderr).contains(expected), "{}", describe(&out));
         assert!(

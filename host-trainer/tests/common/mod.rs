@@ -51,13 +51,19 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 /// `root` (`manifest.csv`, `splits.json`, `speech.onnx`, `text.onnx`); returns the BERT
 /// checkpoint folder (its `tokenizer.json` is what `extract` needs).
 pub fn corpus_and_tiny_encoders(root: &Path) -> PathBuf {
+    let path = |name: &str| root.join(name).display().to_string();
+    host_trainer_ok(&["data", "scan", "--out", &path("manifest.csv")]);
+    host_trainer_ok(&["data", "split", "--manifest", &path("manifest.csv")]);
+    tiny_encoders(root)
+}
+
+/// Random-weight tiny encoders imported as `speech.onnx` and `text.onnx` in `root`;
+/// returns the BERT checkpoint's folder (its `tokenizer.json`).
+pub fn tiny_encoders(root: &Path) -> PathBuf {
     use host_trainer::data::corpus::embedded_tokenizer;
     use host_trainer::encoders::import;
     use host_trainer::encoders::random::write_tiny_pair;
 
-    let path = |name: &str| root.join(name).display().to_string();
-    host_trainer_ok(&["data", "scan", "--out", &path("manifest.csv")]);
-    host_trainer_ok(&["data", "split", "--manifest", &path("manifest.csv")]);
     let (hubert, bert) = write_tiny_pair(root, &embedded_tokenizer()).unwrap();
     import(&hubert, None)
         .unwrap()
@@ -70,13 +76,9 @@ pub fn corpus_and_tiny_encoders(root: &Path) -> PathBuf {
     bert
 }
 
-/// The run inputs and encoder arguments an `export` or `keywords` takes: the embedded
-/// corpus with the tiny encoders ([`corpus_and_tiny_encoders`]), their features
-/// extracted, and a speech model trained for `epochs` on every split, all in `root`.
-/// Returns (`--manifest … --runs …`, `--speech-encoder … --tokenizer …`).
-pub fn features_and_speech_model(root: &Path, epochs: usize) -> (Vec<String>, Vec<String>) {
+/// `extract` of `root`'s `manifest.csv` with [`tiny_encoders`] into `root/features`.
+pub fn extract_features(root: &Path, bert: &Path) {
     let path = |name: &str| root.join(name).display().to_string();
-    let bert = corpus_and_tiny_encoders(root);
     let tokenizer = bert.join("tokenizer.json").display().to_string();
     host_trainer_ok(&[
         "extract",
@@ -93,7 +95,13 @@ pub fn features_and_speech_model(root: &Path, epochs: usize) -> (Vec<String>, Ve
         "--jobs",
         "2",
     ]);
-    let inputs = vec![
+}
+
+/// The arguments that name a run's inputs in `root`: `--manifest … --splits …
+/// --features … --runs …`.
+pub fn run_inputs(root: &Path) -> Vec<String> {
+    let path = |name: &str| root.join(name).display().to_string();
+    vec![
         "--manifest".to_string(),
         path("manifest.csv"),
         "--splits".into(),
@@ -102,7 +110,19 @@ pub fn features_and_speech_model(root: &Path, epochs: usize) -> (Vec<String>, Ve
         path("features"),
         "--runs".into(),
         path("runs"),
-    ];
+    ]
+}
+
+/// The run inputs and encoder arguments an `export` or `keywords` takes: the embedded
+/// corpus with the tiny encoders ([`corpus_and_tiny_encoders`]), their features
+/// extracted, and a speech model trained for `epochs` on every split, all in `root`.
+/// Returns (`--manifest … --runs …`, `--speech-encoder … --tokenizer …`).
+pub fn features_and_speech_model(root: &Path, epochs: usize) -> (Vec<String>, Vec<String>) {
+    let path = |name: &str| root.join(name).display().to_string();
+    let bert = corpus_and_tiny_encoders(root);
+    let tokenizer = bert.join("tokenizer.json").display().to_string();
+    extract_features(root, &bert);
+    let inputs = run_inputs(root);
     let mut train = vec!["train".to_string(), "--model".into(), "speech".into()];
     train.extend(inputs.iter().cloned());
     train.extend(["--epochs".into(), epochs.to_string()]);
