@@ -336,6 +336,22 @@ struct Device {
 }
 
 impl Device {
+    /// [`Device::start`] publishing to `url` as `device`, logged in from `login`.
+    fn logged_in(source: &str, url: &str, login: &Path, device: &str) -> Device {
+        let login = login.to_str().unwrap();
+        Device::start(
+            source,
+            &[
+                "--mqtt",
+                url,
+                "--mqtt-credentials",
+                login,
+                "--mqtt-device",
+                device,
+            ],
+        )
+    }
+
     /// `listen` from `source` (a WAV file, or `-`: stdin, fed by [`Device::say`]).
     fn start(source: &str, mqtt: &[&str]) -> Device {
         let mut child = Command::new(env!("CARGO_BIN_EXE_emotion-edge"))
@@ -494,17 +510,7 @@ fn readings_and_discovery_reach_a_subscriber_in_order() {
     let wav = dir.path().join("speech.wav");
     std::fs::write(&wav, common::wav_file(&utterances(&spread(4), 1.0))).expect("write");
     let login = credentials(dir.path(), PASSWORD);
-    let device = Device::start(
-        wav.to_str().unwrap(),
-        &[
-            "--mqtt",
-            &broker.url(),
-            "--mqtt-credentials",
-            login.to_str().unwrap(),
-            "--mqtt-device",
-            "hall",
-        ],
-    );
+    let device = Device::logged_in(wav.to_str().unwrap(), &broker.url(), &login, "hall");
     let (status, (summary, heard)) = device_finish(device);
     assert!(status.success(), "{status}: {summary}");
     assert!(heard.len() >= 3, "{heard:?}");
@@ -602,17 +608,7 @@ fn a_killed_process_goes_offline_by_its_last_will_and_discovery_follows_home_ass
     let subscriber = Subscriber::connect(broker.port, "checker-2", true);
     let dir = tempfile::tempdir().expect("temp dir");
     let login = credentials(dir.path(), PASSWORD);
-    let device = Device::start(
-        "-",
-        &[
-            "--mqtt",
-            &broker.url(),
-            "--mqtt-credentials",
-            login.to_str().unwrap(),
-            "--mqtt-device",
-            "door",
-        ],
-    );
+    let device = Device::logged_in("-", &broker.url(), &login, "door");
     let availability = "emotion-edge/door/availability";
     let online = subscriber.wait_for(availability, 1, Duration::from_secs(15));
     assert_eq!(online[0].payload, "online", "{}", device.stderr());
@@ -658,17 +654,7 @@ fn readings_wait_for_a_broker_that_restarts_and_none_is_lost() {
     let subscriber = Subscriber::connect(broker.port, "checker-3", false);
     let dir = tempfile::tempdir().expect("temp dir");
     let login = credentials(dir.path(), PASSWORD);
-    let mut device = Device::start(
-        "-",
-        &[
-            "--mqtt",
-            &broker.url(),
-            "--mqtt-credentials",
-            login.to_str().unwrap(),
-            "--mqtt-device",
-            "lab",
-        ],
-    );
+    let mut device = Device::logged_in("-", &broker.url(), &login, "lab");
     device.say(0, 3);
     let before = device_waits(&device, 3);
     wait_until(Duration::from_secs(10), || {
@@ -755,17 +741,7 @@ fn a_wrong_password_is_a_clear_error_retried_without_crashing() {
     };
     let dir = tempfile::tempdir().expect("temp dir");
     let login = credentials(dir.path(), "wrong");
-    let mut device = Device::start(
-        "-",
-        &[
-            "--mqtt",
-            &broker.url(),
-            "--mqtt-credentials",
-            login.to_str().unwrap(),
-            "--mqtt-device",
-            "attic",
-        ],
-    );
+    let mut device = Device::logged_in("-", &broker.url(), &login, "attic");
     let refused = format!("refused the login from {}", login.display());
     let retried = wait_until(Duration::from_secs(15), || {
         device.stderr().matches(&refused).count() >= 3
